@@ -1,0 +1,18 @@
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ORCHESTRATOR_VAR_DIR=/app/var
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake curl \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY orchestrator_site ./orchestrator_site
+COPY providers ./providers
+COPY routing ./routing
+COPY chat ./chat
+COPY analytics ./analytics
+RUN pip install --no-cache-dir -c constraints.txt .
+COPY . .
+RUN bash scripts/install_local_model.sh python \
+    && SECRET_KEY=build python manage.py collectstatic --noinput
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "orchestrator_site.asgi:application"]

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from analytics.models import RequestLog
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    """The log is written once by the engine; the admin only reads it."""
+
+    list_display = ("created_at", "entry_point", "model_name", "status", "cost_usd", "latency_ms")
+    list_filter = ("status", "entry_point", "cost_state", "locality", "cache_hit")
+    search_fields = ("model_name", "provider_name", "request_id", "session_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

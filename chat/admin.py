@@ -1,0 +1,1 @@
+"""chat admin registrations arrive with its tables."""

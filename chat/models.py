@@ -1,0 +1,1 @@
+"""chat tables arrive with their issue; this module keeps Django app discovery uniform."""

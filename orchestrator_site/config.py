@@ -1,0 +1,162 @@
+"""Pure functions that turn environment variables into Django settings.
+
+`settings.py` calls them with `os.environ`; tests call them with plain dicts, so every
+combination of variables is checked without reloading Django.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}")
+
+
+def env_list(environ: Mapping[str, str], name: str, default: list[str]) -> list[str]:
+    raw = environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer; got {raw!r}") from exc
+
+
+def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number; got {raw!r}") from exc
+
+
+def is_production(environ: Mapping[str, str]) -> bool:
+    mode = environ.get("ORCHESTRATOR_ENV", "development").strip().lower()
+    if mode not in {"development", "production"}:
+        raise ConfigError(f"ORCHESTRATOR_ENV must be 'development' or 'production'; got {mode!r}")
+    return mode == "production"
+
+
+def database_config(environ: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
+    """`DATABASE_URL`, or a SQLite file under `var/` for the zero-setup default."""
+    url = environ.get("DATABASE_URL", "").strip()
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(var_dir / "orchestrator.sqlite3"),
+            "OPTIONS": {"timeout": 20},
+        }
+    try:
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from exc
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # Pooled connections (psycopg_pool) instead of per-request connects; the pool and
+        # persistent connections exclude each other, hence CONN_MAX_AGE 0 above.
+        options = config.setdefault("OPTIONS", {})
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": env_int(environ, "DATABASE_POOL_MAX", 20),
+            "timeout": 10,
+        }
+    return config
+
+
+def redis_url(environ: Mapping[str, str]) -> str | None:
+    url = environ.get("REDIS_URL", "").strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://; got {url!r}")
+    return url or None
+
+
+def cache_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    url = redis_url(environ)
+    if url is None:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": environ.get("CACHE_KEY_PREFIX", "orch"),
+        }
+    }
+
+
+def channel_layers(environ: Mapping[str, str]) -> dict[str, Any]:
+    url = redis_url(environ)
+    if url is None:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [url],
+                "prefix": environ.get("CHANNELS_PREFIX", "orch"),
+            },
+        }
+    }
+
+
+def celery_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """With Redis, a real broker; without, tasks run eagerly in the calling process."""
+    url = redis_url(environ)
+    if url is None:
+        return {
+            "CELERY_BROKER_URL": "memory://",
+            "CELERY_RESULT_BACKEND": "cache+memory://",
+            "CELERY_TASK_ALWAYS_EAGER": True,
+            "CELERY_TASK_EAGER_PROPAGATES": True,
+        }
+    return {
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "CELERY_TASK_ALWAYS_EAGER": env_bool(environ, "CELERY_TASK_ALWAYS_EAGER", False),
+        "CELERY_TASK_EAGER_PROPAGATES": True,
+    }
+
+
+def secret_key(environ: Mapping[str, str], var_dir: Path, production: bool) -> str:
+    """`SECRET_KEY`, or one generated once and kept in `var/secret_key` for local runs."""
+    key = environ.get("SECRET_KEY", "").strip()
+    if key:
+        return key
+    if production:
+        raise ConfigError("SECRET_KEY must be set when ORCHESTRATOR_ENV=production")
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

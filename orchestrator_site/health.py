@@ -1,0 +1,118 @@
+"""Component checks behind `GET /health`. Each returns {"status": ..., ...details}."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+from orchestrator_site.tasks import WORKER_HEARTBEAT_KEY
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+HEARTBEAT_STALE_S = 120
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def check_database() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+    return {"status": HEALTHY, "vendor": connection.vendor, "latency_ms": _elapsed_ms(started)}
+
+
+def check_cache() -> dict[str, Any]:
+    started = time.perf_counter()
+    key = f"health:{uuid.uuid4().hex}"
+    try:
+        cache.set(key, "ok", timeout=5)
+        ok = cache.get(key) == "ok"
+        cache.delete(key)
+    except Exception as exc:
+        return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+    backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    if not ok:
+        return {
+            "status": UNHEALTHY,
+            "backend": backend,
+            "message": "value written was not read back",
+        }
+    return {"status": HEALTHY, "backend": backend, "latency_ms": _elapsed_ms(started)}
+
+
+async def check_channel_layer() -> dict[str, Any]:
+    layer = get_channel_layer()
+    if layer is None:
+        return {"status": UNHEALTHY, "message": "no channel layer configured"}
+    started = time.perf_counter()
+    try:
+        channel = await layer.new_channel()
+        await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), timeout=2)
+        message = await asyncio.wait_for(layer.receive(channel), timeout=2)
+    except Exception as exc:
+        return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+    if message.get("type") != "health.ping":
+        return {"status": UNHEALTHY, "message": "channel layer returned another message"}
+    return {
+        "status": HEALTHY,
+        "backend": type(layer).__name__,
+        "latency_ms": _elapsed_ms(started),
+    }
+
+
+def check_broker() -> dict[str, Any]:
+    """The broker connection, and the age of the last worker heartbeat."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return {"status": HEALTHY, "mode": "eager (tasks run in the web process)"}
+    from orchestrator_site.celery import app
+
+    started = time.perf_counter()
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+    details: dict[str, Any] = {"status": HEALTHY, "latency_ms": _elapsed_ms(started)}
+    beat = cache.get(WORKER_HEARTBEAT_KEY)
+    if beat is None:
+        details.update(status=DEGRADED, worker="no worker heartbeat seen yet")
+    else:
+        age_s = (timezone.now() - datetime.fromisoformat(beat["at"])).total_seconds()
+        details["worker_heartbeat_age_s"] = round(age_s, 1)
+        if age_s > HEARTBEAT_STALE_S:
+            details["status"] = DEGRADED
+    return details
+
+
+def overall(components: dict[str, dict[str, Any]]) -> str:
+    states = {component["status"] for component in components.values()}
+    if UNHEALTHY in states:
+        return UNHEALTHY
+    if DEGRADED in states:
+        return DEGRADED
+    return HEALTHY
+
+
+async def health_report() -> dict[str, Any]:
+    components = {
+        "database": await sync_to_async(check_database)(),
+        "cache": await sync_to_async(check_cache)(),
+        "channel_layer": await check_channel_layer(),
+        "broker": await sync_to_async(check_broker)(),
+    }
+    return {"status": overall(components), "components": components}

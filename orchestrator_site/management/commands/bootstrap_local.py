@@ -1,0 +1,42 @@
+"""Prepare a local install: an admin account and the demo configuration. Idempotent."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+
+from providers.demo import demo_registry_load
+
+
+class Command(BaseCommand):
+    help = "Create the local admin account (if missing) and load the demo configuration."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--local-model-url", default="", help="Base URL of the local model")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self._ensure_admin()
+        providers = demo_registry_load(local_model_url=options["local_model_url"] or None)
+        enabled = [p.name for p in providers if p.enabled]
+        self.stdout.write(f"==> demo configuration loaded; enabled providers: {', '.join(enabled)}")
+
+    def _ensure_admin(self) -> None:
+        user_model = get_user_model()
+        username = os.environ.get("ORCHESTRATOR_ADMIN_USER", "admin")
+        password_file = settings.VAR_DIR / "admin_password"
+        if user_model.objects.filter(username=username).exists():
+            hint = f" (password in {password_file})" if password_file.exists() else ""
+            self.stdout.write(f"==> admin account: {username}{hint}")
+            return
+        password = os.environ.get("ORCHESTRATOR_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        user_model.objects.create_superuser(username=username, email="", password=password)
+        if "ORCHESTRATOR_ADMIN_PASSWORD" not in os.environ:
+            settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+        self.stdout.write(self.style.SUCCESS(f"==> admin account created: {username} / {password}"))

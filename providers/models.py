@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Provider(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI"
+        OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible server"
+        ANTHROPIC = "anthropic", "Anthropic"
+        GEMINI = "gemini", "Google Gemini"
+        OLLAMA = "ollama", "Ollama"
+
+    class Locality(models.TextChoices):
+        LOCAL = "local", "Local"
+        CLOUD = "cloud", "Cloud"
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    base_url = models.URLField(max_length=500)
+    locality = models.CharField(max_length=8, choices=Locality.choices)
+    credential_env = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="Name of the environment variable that holds the API key (preferred).",
+    )
+    credential_encrypted = models.TextField(
+        blank=True, editable=False, help_text="API key encrypted at rest; never shown back."
+    )
+    enabled = models.BooleanField(default=True)
+    connect_timeout_s = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
+    read_timeout_s = models.FloatField(default=120.0, validators=[MinValueValidator(0.1)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LLMModel(models.Model):
+    class Tier(models.TextChoices):
+        SMALL_LOCAL = "small_local", "Small local"
+        LARGE_LOCAL = "large_local", "Larger local"
+        STANDARD = "standard", "Standard cloud"
+        PREMIUM = "premium", "Premium cloud"
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200, help_text="The model id the provider's API expects.")
+    display_name = models.CharField(max_length=200, blank=True)
+    tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.STANDARD)
+    context_window = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(1)])
+    max_output_tokens = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(1)])
+    input_price_per_mtok_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="USD per 1M input tokens",
+    )
+    output_price_per_mtok_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="USD per 1M output tokens",
+    )
+    cached_input_price_per_mtok_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="USD per 1M cached input tokens (blank: same as input)",
+    )
+    task_strengths = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    is_baseline = models.BooleanField(
+        default=False, help_text="The premium model that savings are measured against."
+    )
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        verbose_name = "model"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "name"], name="llmmodel_unique_per_provider"
+            ),
+            models.UniqueConstraint(
+                fields=["is_baseline"],
+                condition=Q(is_baseline=True),
+                name="llmmodel_single_baseline",
+                violation_error_message="Only one model can be the baseline.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name

@@ -1,0 +1,1 @@
+"""routing admin registrations arrive with its tables."""

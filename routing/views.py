@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "routing/index.html")
+
+
+@login_required
+def telemetry(request: HttpRequest) -> HttpResponse:
+    return render(request, "routing/telemetry.html")

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from orchestrator_site.asgi import application
+from orchestrator_site.consumers import CLOSE_UNAUTHENTICATED
+from tests.asgi_client import asgi_request
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+async def test_http_health_answers_json_for_every_component() -> None:
+    response = await asgi_request(application, "GET", "/health")
+
+    assert response.status == 200
+    body = json.loads(response.body)
+    assert body["status"] in {"healthy", "degraded"}
+    assert set(body["components"]) == {"database", "cache", "channel_layer", "broker"}
+    assert body["components"]["database"]["status"] == "healthy"
+    assert body["components"]["database"]["vendor"] == "postgresql"
+    assert body["components"]["cache"] == {
+        "status": "healthy",
+        "backend": "RedisCache",
+        "latency_ms": body["components"]["cache"]["latency_ms"],
+    }
+    assert body["components"]["channel_layer"]["backend"] == "RedisChannelLayer"
+    assert body["components"]["channel_layer"]["status"] == "healthy"
+
+
+async def test_static_files_and_plotly_are_served_under_asgi() -> None:
+    css = await asgi_request(application, "GET", "/static/css/site.css")
+    plotly = await asgi_request(application, "GET", "/static/vendor/plotly/plotly.min.js")
+
+    assert css.status == 200
+    assert b".topbar" in css.body
+    assert plotly.status == 200
+    assert len(plotly.body) > 1_000_000
+    assert b"plotly.js" in plotly.body[:2000]
+
+
+async def test_pages_redirect_anonymous_users_to_login() -> None:
+    response = await asgi_request(application, "GET", "/")
+
+    assert response.status == 302
+    assert response.headers[b"location"] == b"/accounts/login/?next=/"
+
+
+async def _logged_in_cookie() -> bytes:
+    from asgiref.sync import sync_to_async
+
+    def login() -> str:
+        user = get_user_model().objects.create_user("ana", password="pw-ana-123")
+        client = Client()
+        client.force_login(user)
+        return client.cookies["sessionid"].value
+
+    session = await sync_to_async(login)()
+    return f"sessionid={session}".encode()
+
+
+async def test_websocket_for_logged_in_user_answers_ping() -> None:
+    cookie = await _logged_in_cookie()
+    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[ORIGIN, (b"cookie", cookie)])
+
+    connected, _ = await socket.connect()
+    await socket.send_json_to({"type": "ping", "echo": 7})
+
+    assert connected
+    assert await socket.receive_json_from() == {"type": "pong", "echo": 7}
+    await socket.send_to(text_data="{not json")
+    assert await socket.receive_json_from() == {
+        "type": "error",
+        "code": "INVALID_REQUEST",
+        "message": "frame is not valid JSON",
+    }
+    await socket.send_json_to({"type": "ping", "echo": "still usable"})
+    assert await socket.receive_json_from() == {"type": "pong", "echo": "still usable"}
+    await socket.disconnect()
+
+
+async def test_websocket_oversized_frame_gets_error_and_stays_open() -> None:
+    cookie = await _logged_in_cookie()
+    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[ORIGIN, (b"cookie", cookie)])
+    await socket.connect()
+
+    await socket.send_to(text_data=json.dumps({"type": "ping", "echo": "x" * 70_000}))
+
+    reply = await socket.receive_json_from()
+    assert reply["code"] == "INVALID_REQUEST"
+    assert reply["message"] == "frames are limited to 65536 bytes"
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from() == {"type": "pong", "echo": None}
+    await socket.disconnect()
+
+
+async def test_websocket_without_login_is_closed_with_4401() -> None:
+    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[ORIGIN])
+
+    connected, _ = await socket.connect()
+
+    assert connected
+    assert await socket.receive_json_from() == {
+        "type": "error",
+        "code": "AUTHENTICATION_FAILED",
+        "message": "log in first",
+    }
+    assert await socket.receive_output() == {
+        "type": "websocket.close",
+        "code": CLOSE_UNAUTHENTICATED,
+    }
+
+
+async def test_websocket_from_foreign_origin_is_rejected() -> None:
+    cookie = await _logged_in_cookie()
+    socket = WebsocketCommunicator(
+        application,
+        "/ws/ping/",
+        headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)],
+    )
+
+    connected, code = await socket.connect()
+
+    assert connected is False
+    assert code == 1000
+
+
+async def test_websocket_without_origin_is_rejected() -> None:
+    socket = WebsocketCommunicator(application, "/ws/ping/")
+
+    connected, _ = await socket.connect()
+
+    assert connected is False
