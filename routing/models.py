@@ -1,1 +1,0 @@
-"""routing tables arrive with their issue; this module keeps Django app discovery uniform."""

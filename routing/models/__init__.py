@@ -1,0 +1,6 @@
+"""Routing tables, one module per concept; other modules of this package add their own."""
+
+from routing.models.agents import AgentSample
+from routing.models.policy import RoutingPolicy, RoutingRule, RuleFallback, StateRule
+
+__all__ = ["AgentSample", "RoutingPolicy", "RoutingRule", "RuleFallback", "StateRule"]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class AgentSample(models.Model):
+    """One check of one monitoring agent; a short time series kept for the telemetry page."""
+
+    agent = models.CharField(max_length=64)
+    target = models.CharField(max_length=128, blank=True)
+    state = models.CharField(max_length=32)
+    ok = models.BooleanField(default=True, help_text="False when the probe itself failed.")
+    reason = models.CharField(max_length=500, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    sampled_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-sampled_at"]
+        indexes = [
+            models.Index(fields=["agent", "target", "-sampled_at"], name="agentsample_series")
+        ]
+
+    def __str__(self) -> str:
+        suffix = f"/{self.target}" if self.target else ""
+        return f"{self.agent}{suffix}={self.state}"

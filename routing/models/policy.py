@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from providers.models import LLMModel
+from routing.taxonomy import COMPLEXITY_CHOICES, TASK_TYPE_CHOICES
+
+
+class RoutingPolicy(models.Model):
+    """How prompts are routed: rules by task type, a tier ladder by complexity, state rules."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    is_default = models.BooleanField(default=False, help_text="The policy used when none is named.")
+    sticky_sessions = models.BooleanField(
+        default=True, help_text="A conversation keeps its model while that model stays eligible."
+    )
+    tier_ladder = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Complexity to ordered tiers, e.g. {"simple": ["small_local", "large_local"]}.',
+    )
+    thresholds = models.JSONField(
+        default=dict, blank=True, help_text="Overrides of the agents' default thresholds."
+    )
+    agents = models.JSONField(
+        default=list, blank=True, help_text="Dotted paths of extra agents this policy consults."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "routing policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="routingpolicy_single_default",
+                violation_error_message="Only one policy can be the default.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoutingRule(models.Model):
+    """Task type (and optionally complexity) to a primary model and its fallbacks.
+
+    A rule without a primary model routes by the policy's tier ladder.
+    """
+
+    policy = models.ForeignKey(RoutingPolicy, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveIntegerField(default=0)
+    task_type = models.CharField(max_length=32, choices=TASK_TYPE_CHOICES)
+    complexity = models.CharField(
+        max_length=16, choices=COMPLEXITY_CHOICES, blank=True, help_text="Blank matches any."
+    )
+    primary = models.ForeignKey(
+        LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["policy", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "task_type", "complexity"], name="routingrule_unique_match"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.name}: {self.task_type}/{self.complexity or '*'}"
+
+
+class RuleFallback(models.Model):
+    rule = models.ForeignKey(RoutingRule, on_delete=models.CASCADE, related_name="fallbacks")
+    position = models.PositiveIntegerField(default=0)
+    model = models.ForeignKey(LLMModel, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["rule", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "model"], name="rulefallback_unique_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} -> {self.model_id}"
+
+
+class StateRule(models.Model):
+    """What a policy does when an agent reports a state."""
+
+    class Action(models.TextChoices):
+        LOCAL_ONLY = "local_only", "Local models only"
+        CLOUD_ONLY = "cloud_only", "Cloud models only"
+        PREFER_LOCAL = "prefer_local", "Local models first"
+        PREFER_CLOUD = "prefer_cloud", "Cloud models first"
+        SMALLER_CLOUD_OR_LOCAL = "smaller_cloud_or_local", "Local or non-premium cloud only"
+        FREE_ONLY = "free_only", "Free or local models only"
+        BLOCK = "block", "Refuse the request"
+
+    policy = models.ForeignKey(RoutingPolicy, on_delete=models.CASCADE, related_name="state_rules")
+    position = models.PositiveIntegerField(default=0)
+    agent = models.CharField(max_length=64)
+    state = models.CharField(max_length=32)
+    action = models.CharField(max_length=32, choices=Action.choices)
+
+    class Meta:
+        ordering = ["policy", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "agent", "state"], name="staterule_unique_match"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.name}: {self.agent}={self.state} -> {self.action}"
