@@ -5,6 +5,12 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+# Upper edges (ms) of the latency histogram kept in rollups; the last bucket is open-ended.
+LATENCY_BUCKET_EDGES_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+LATENCY_BUCKET_FIELDS = tuple(f"latency_le_{edge}" for edge in LATENCY_BUCKET_EDGES_MS) + (
+    "latency_gt_30000",
+)
+
 
 class RequestLog(models.Model):
     """One row per request, whatever its outcome. Written only by `analytics.services`."""
@@ -88,3 +94,111 @@ class RequestPayload(models.Model):
 
     def __str__(self) -> str:
         return f"payload of request {self.request_id}"
+
+
+class RequestFeedback(models.Model):
+    """A thumbs up or down on one answer; the quality part of the optimization score reads these."""
+
+    request = models.OneToOneField(
+        RequestLog, on_delete=models.CASCADE, related_name="feedback", to_field="request_id"
+    )
+    positive = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{'+' if self.positive else '-'} on {self.request_id}"
+
+
+class DailyRollup(models.Model):
+    """Sums of the request log per day and dimension; rebuilt whole per day, so re-running is safe."""
+
+    day = models.DateField()
+    model_id = models.BigIntegerField(null=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    provider_name = models.CharField(max_length=64, blank=True)
+    locality = models.CharField(max_length=8, blank=True)
+    user_id = models.BigIntegerField(null=True)
+    api_key_id = models.BigIntegerField(null=True)
+    task_type = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=16)
+    is_demo = models.BooleanField(default=False)
+
+    requests = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    clean_successes = models.PositiveIntegerField(default=0)
+    fallback_requests = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    estimated_requests = models.PositiveIntegerField(default=0)
+    unknown_price_requests = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    comparable_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    comparable_baseline_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cache_comparable_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cache_comparable_baseline_usd = models.DecimalField(
+        max_digits=18, decimal_places=8, default=0
+    )
+    simple_requests = models.PositiveIntegerField(default=0)
+    simple_input_tokens = models.BigIntegerField(default=0)
+    simple_output_tokens = models.BigIntegerField(default=0)
+    simple_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    ttft_ms_sum = models.BigIntegerField(default=0)
+    ttft_count = models.PositiveIntegerField(default=0)
+    latency_le_100 = models.PositiveIntegerField(default=0)
+    latency_le_250 = models.PositiveIntegerField(default=0)
+    latency_le_500 = models.PositiveIntegerField(default=0)
+    latency_le_1000 = models.PositiveIntegerField(default=0)
+    latency_le_2500 = models.PositiveIntegerField(default=0)
+    latency_le_5000 = models.PositiveIntegerField(default=0)
+    latency_le_10000 = models.PositiveIntegerField(default=0)
+    latency_le_30000 = models.PositiveIntegerField(default=0)
+    latency_gt_30000 = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="rollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_name or '-'} {self.status}: {self.requests}"
+
+
+class RollupState(models.Model):
+    """Singleton: the last day whose rollup is complete. Reports read raw rows after it."""
+
+    rolled_through = models.DateField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"rolled through {self.rolled_through}"
+
+
+class ExportJob(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    query = models.JSONField(default=dict, help_text="The report filter, as the page sent it.")
+    kind = models.CharField(max_length=32, default="raw")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    total_rows = models.PositiveIntegerField(default=0)
+    written_rows = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"export {self.pk} {self.state}"
+
+    @property
+    def progress_pct(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(99, self.written_rows * 100 // self.total_rows)
