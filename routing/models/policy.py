@@ -49,7 +49,8 @@ class RoutingPolicy(models.Model):
 class RoutingRule(models.Model):
     """Task type (and optionally complexity) to a primary model and its fallbacks.
 
-    A rule without a primary model routes by the policy's tier ladder.
+    Its candidates are the primary, then the fallbacks, then models of its tiers (or of the
+    policy's tier ladder when it names none).
     """
 
     policy = models.ForeignKey(RoutingPolicy, on_delete=models.CASCADE, related_name="rules")
@@ -60,6 +61,11 @@ class RoutingRule(models.Model):
     )
     primary = models.ForeignKey(
         LLMModel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    tiers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Ordered tiers tried after the models; empty uses the policy's tier ladder.",
     )
 
     class Meta:
