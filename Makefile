@@ -3,10 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export DJANGO_SETTINGS_MODULE ?= orchestrator_site.settings
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck pytest e2e install install-dev local-model worker beat bench clean
+.PHONY: help run test lint format pytest install install-dev local-model worker beat bench clean
 
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,8 +49,8 @@ format: install-dev ## Reformat the code and fix what ruff can
 
 pytest: install-dev local-model ## Run pytest only (Postgres + Redis required)
 	@$(PY) scripts/check_services.py
-	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
-	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 test: lint pytest ## Lint, type-check and run every test against Postgres and Redis
 

@@ -16,6 +16,17 @@ from providers.local_model import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine != "django.db.backends.postgresql" or not settings.REDIS_URL:
+        pytest.exit(
+            "The test suite runs on Postgres and Redis only (DJANGO_SETTINGS_MODULE="
+            f"{os.environ.get('DJANGO_SETTINGS_MODULE')}, engine {engine}, REDIS_URL "
+            f"{settings.REDIS_URL!r}); use orchestrator_site.test_settings.",
+            returncode=2,
+        )
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment a helper process needs to share the test database and Redis."""
     database = settings.DATABASES["default"]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from playwright.async_api import async_playwright, expect
 
@@ -19,7 +19,7 @@ CHROMIUM_ARGS = [
 
 
 async def test_login_shows_navigation_and_logout(live_server_url: str) -> None:
-    await sync_to_async(get_user_model().objects.create_user)(
+    await database_sync_to_async(get_user_model().objects.create_user)(
         "maria", password="correct horse battery", is_staff=True
     )
     async with async_playwright() as pw:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -52,15 +53,13 @@ async def test_pages_redirect_anonymous_users_to_login() -> None:
 
 
 async def _logged_in_cookie() -> bytes:
-    from asgiref.sync import sync_to_async
-
     def login() -> str:
         user = get_user_model().objects.create_user("ana", password="pw-ana-123")
         client = Client()
         client.force_login(user)
         return client.cookies["sessionid"].value
 
-    session = await sync_to_async(login)()
+    session = await database_sync_to_async(login)()
     return f"sessionid={session}".encode()
 
 
