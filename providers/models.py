@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
@@ -19,6 +20,11 @@ class Provider(models.Model):
         LOCAL = "local", "Local"
         CLOUD = "cloud", "Cloud"
 
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown", "Not checked yet"
+        HEALTHY = "healthy", "Healthy"
+        DOWN = "down", "Down"
+
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     base_url = models.URLField(max_length=500)
@@ -34,6 +40,12 @@ class Provider(models.Model):
     enabled = models.BooleanField(default=True)
     connect_timeout_s = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
     read_timeout_s = models.FloatField(default=120.0, validators=[MinValueValidator(0.1)])
+    health_status = models.CharField(
+        max_length=8, choices=Health.choices, default=Health.UNKNOWN, editable=False
+    )
+    health_latency_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    health_error = models.CharField(max_length=500, blank=True, editable=False)
+    health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -42,6 +54,17 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def credential_state(self) -> str:
+        """What may be shown about the credential: its source and whether it is set, never
+        its value."""
+        if self.credential_encrypted:
+            return "set (stored encrypted)"
+        if self.credential_env:
+            present = "set" if os.environ.get(self.credential_env) else "not set"
+            return f"{present} (environment variable {self.credential_env})"
+        return "not set"
 
 
 class LLMModel(models.Model):
@@ -58,28 +81,31 @@ class LLMModel(models.Model):
     context_window = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(1)])
     max_output_tokens = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(1)])
     input_price_per_mtok_usd = models.DecimalField(
+        "input price (USD / 1M tokens)",
         max_digits=12,
         decimal_places=6,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0))],
-        help_text="USD per 1M input tokens",
+        help_text="Blank: unknown price (costs are recorded as unknown, never 0). 0: free.",
     )
     output_price_per_mtok_usd = models.DecimalField(
+        "output price (USD / 1M tokens)",
         max_digits=12,
         decimal_places=6,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0))],
-        help_text="USD per 1M output tokens",
+        help_text="Blank: unknown price (costs are recorded as unknown, never 0). 0: free.",
     )
     cached_input_price_per_mtok_usd = models.DecimalField(
+        "cached input price (USD / 1M tokens)",
         max_digits=12,
         decimal_places=6,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0))],
-        help_text="USD per 1M cached input tokens (blank: same as input)",
+        help_text="Blank: cached input is billed at the input price.",
     )
     task_strengths = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
