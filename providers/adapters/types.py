@@ -27,6 +27,10 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens as billed. `input` counts only the *uncached* prompt tokens and `cached` the
+    prompt tokens read from the provider's cache, so no token is counted twice; adapters
+    subtract where a provider reports cached tokens inside its prompt total."""
+
     input: int = 0
     output: int = 0
     cached: int = 0
@@ -117,9 +121,14 @@ class InvalidResponse(ProviderUnavailable):
 
 
 class Adapter(Protocol):
-    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    # A plain `def`: implementations are async generators, which a caller iterates with
+    # `async for` directly; an `async def` here would type them as coroutines.
+    def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks as they arrive; raise a `ProviderError` on any failure, including a
-        stream that ends without the protocol's terminator."""
+        stream that ends without the protocol's terminator. The last chunk carries
+        `finish_reason` (normalised: stop, length, content_filter, tool_calls, or the
+        provider's own word lowercased) and the usage, or `usage=None` when the provider
+        reported none."""
         ...
 
     async def complete(self, endpoint: Endpoint, request: ChatRequest) -> ChatResult: ...

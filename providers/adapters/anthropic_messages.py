@@ -1,0 +1,177 @@
+"""Anthropic Messages (`POST {base}/v1/messages`), `base_url` without the version, e.g.
+`https://api.anthropic.com`.
+
+A stream is SSE with named events: `message_start` (input usage), `content_block_delta`
+(`text_delta` pieces), `message_delta` (stop reason, cumulative output usage),
+`message_stop` (the terminator), `ping`, and `error` for failures after the 200 status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from providers.adapters.framing import sse_events
+from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
+from providers.adapters.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Endpoint,
+    InvalidResponse,
+    ProviderError,
+    Usage,
+)
+
+API_VERSION = "2023-06-01"
+# The API requires max_tokens; this is used when the request leaves it open.
+DEFAULT_MAX_TOKENS = 4096
+MODEL_PAGES_MAX = 20
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+# Error event types carry no HTTP status; these are the statuses the same types come with
+# on a plain error response, so one mapping serves both.
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+class AnthropicMessagesAdapter:
+    def headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = {"accept": "application/json", "anthropic-version": API_VERSION}
+        if endpoint.api_key:
+            headers["x-api-key"] = endpoint.api_key
+        return headers
+
+    def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+            "stream": stream,
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        return body
+
+    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        url = join_url(endpoint.base_url, "v1/messages")
+        headers = self.headers(endpoint) | {"accept": "text/event-stream"}
+        usage: dict[str, Any] = {}
+        finish_reason: str | None = None
+        async with open_stream(
+            endpoint, url, json_body=self.payload(request, stream=True), headers=headers
+        ) as response:
+            async for event in sse_events(response):
+                data = loads(event.data)
+                if not isinstance(data, dict):
+                    raise InvalidResponse(f"{event.event} event is not a JSON object")
+                kind = data.get("type", event.event)
+                if kind == "message_start":
+                    usage.update((data.get("message") or {}).get("usage") or {})
+                elif kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        yield ChatChunk(text=delta["text"])
+                elif kind == "message_delta":
+                    # Its usage counts are cumulative, so they replace the earlier ones.
+                    usage.update(data.get("usage") or {})
+                    reason = (data.get("delta") or {}).get("stop_reason")
+                    if reason:
+                        finish_reason = _finish_reason(reason)
+                elif kind == "message_stop":
+                    yield ChatChunk(
+                        usage=_usage(usage) if usage else None, finish_reason=finish_reason
+                    )
+                    return
+                elif kind == "error":
+                    raise _error_event(data, endpoint)
+        raise InvalidResponse("stream ended without a message_stop event")
+
+    async def complete(self, endpoint: Endpoint, request: ChatRequest) -> ChatResult:
+        body = await request_json(
+            endpoint,
+            "POST",
+            join_url(endpoint.base_url, "v1/messages"),
+            headers=self.headers(endpoint),
+            json_body=self.payload(request, stream=False),
+        )
+        try:
+            text = "".join(
+                block["text"] for block in body["content"] if block.get("type") == "text"
+            )
+        except (KeyError, TypeError):
+            raise InvalidResponse("message has no content[] text blocks") from None
+        reason = body.get("stop_reason")
+        return ChatResult(
+            text=text,
+            model=body.get("model") or request.model,
+            usage=_usage(body["usage"]) if body.get("usage") else None,
+            finish_reason=_finish_reason(reason) if reason else None,
+        )
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        url = join_url(endpoint.base_url, "v1/models")
+        models: list[str] = []
+        params: dict[str, str] = {"limit": "1000"}
+        for _ in range(MODEL_PAGES_MAX):
+            body = await request_json(
+                endpoint, "GET", url, headers=self.headers(endpoint), params=params
+            )
+            try:
+                models.extend(str(model["id"]) for model in body["data"])
+            except (KeyError, TypeError):
+                raise InvalidResponse("model list has no data[].id") from None
+            if not body.get("has_more") or not body.get("last_id"):
+                break
+            params = {"limit": "1000", "after_id": str(body["last_id"])}
+        return models
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    try:
+        # Cache writes are billed at least at the input price, so they count as input.
+        uncached = int(raw.get("input_tokens") or 0) + int(
+            raw.get("cache_creation_input_tokens") or 0
+        )
+        return Usage(
+            input=uncached,
+            output=int(raw.get("output_tokens") or 0),
+            cached=int(raw.get("cache_read_input_tokens") or 0),
+        )
+    except (TypeError, ValueError):
+        raise InvalidResponse(f"unreadable usage: {dict(raw)!r}") from None
+
+
+def _finish_reason(raw: str) -> str:
+    return FINISH_REASONS.get(raw, raw.lower())
+
+
+def _error_event(data: Mapping[str, Any], endpoint: Endpoint) -> ProviderError:
+    error = data.get("error") or {}
+    status = ERROR_STATUS.get(error.get("type", "")) if isinstance(error, Mapping) else None
+    return provider_error(status=status, body=dict(data), secret=endpoint.api_key)

@@ -1,0 +1,185 @@
+"""Google Gemini (`{base}/v1beta/models/{model}:generateContent` and
+`:streamGenerateContent?alt=sse`), `base_url` without the version, e.g.
+`https://generativelanguage.googleapis.com`.
+
+Each SSE event is a whole `GenerateContentResponse`. The protocol has no closing sentinel:
+a stream is complete when a candidate carries `finishReason` (or the prompt is blocked),
+so a body that ends before that is a cut stream. `usageMetadata` is cumulative; the last
+one seen is the request's usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from providers.adapters.framing import sse_events
+from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
+from providers.adapters.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Endpoint,
+    InvalidResponse,
+    Usage,
+)
+
+MODEL_PAGES_MAX = 20
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+ROLES = {"user": "user", "assistant": "model"}
+
+
+class GeminiAdapter:
+    def headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = {"accept": "application/json"}
+        if endpoint.api_key:
+            headers["x-goog-api-key"] = endpoint.api_key
+        return headers
+
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "contents": [
+                {"role": ROLES[m.role], "parts": [{"text": m.content}]}
+                for m in request.messages
+                if m.role != "system"
+            ]
+        }
+        system = [{"text": m.content} for m in request.messages if m.role == "system"]
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        config: dict[str, Any] = {}
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.top_p is not None:
+            config["topP"] = request.top_p
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
+        if config:
+            body["generationConfig"] = config
+        return body
+
+    def model_url(self, endpoint: Endpoint, model: str, method: str) -> str:
+        name = model.removeprefix("models/")
+        return join_url(endpoint.base_url, f"v1beta/models/{quote(name, safe='')}:{method}")
+
+    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        url = self.model_url(endpoint, request.model, "streamGenerateContent")
+        headers = self.headers(endpoint) | {"accept": "text/event-stream"}
+        usage: Usage | None = None
+        finish_reason: str | None = None
+        async with open_stream(
+            endpoint,
+            url,
+            json_body=self.payload(request),
+            headers=headers,
+            params={"alt": "sse"},
+        ) as response:
+            async for event in sse_events(response):
+                data = loads(event.data)
+                if not isinstance(data, dict):
+                    raise InvalidResponse("stream event is not a JSON object")
+                if "error" in data:
+                    raise _error(data, endpoint)
+                if data.get("usageMetadata"):
+                    usage = _usage(data["usageMetadata"])
+                text, reason = _candidate(data)
+                if text:
+                    yield ChatChunk(text=text)
+                finish_reason = reason or finish_reason
+            if finish_reason is not None:
+                yield ChatChunk(usage=usage, finish_reason=finish_reason)
+                return
+        raise InvalidResponse("stream ended before any candidate had a finishReason")
+
+    async def complete(self, endpoint: Endpoint, request: ChatRequest) -> ChatResult:
+        body = await request_json(
+            endpoint,
+            "POST",
+            self.model_url(endpoint, request.model, "generateContent"),
+            headers=self.headers(endpoint),
+            json_body=self.payload(request),
+        )
+        if not isinstance(body, dict):
+            raise InvalidResponse("response is not a JSON object")
+        text, reason = _candidate(body)
+        if reason is None:
+            raise InvalidResponse("response has no candidate with a finishReason")
+        return ChatResult(
+            text=text,
+            model=body.get("modelVersion") or request.model,
+            usage=_usage(body["usageMetadata"]) if body.get("usageMetadata") else None,
+            finish_reason=reason,
+        )
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        url = join_url(endpoint.base_url, "v1beta/models")
+        models: list[str] = []
+        params: dict[str, str] = {"pageSize": "1000"}
+        for _ in range(MODEL_PAGES_MAX):
+            body = await request_json(
+                endpoint, "GET", url, headers=self.headers(endpoint), params=params
+            )
+            try:
+                for model in body["models"]:
+                    methods = model.get("supportedGenerationMethods")
+                    # Embedding and other non-chat models are listed too; skip them.
+                    if methods is None or "generateContent" in methods:
+                        models.append(str(model["name"]).removeprefix("models/"))
+            except (KeyError, TypeError, AttributeError):
+                raise InvalidResponse("model list has no models[].name") from None
+            token = body.get("nextPageToken")
+            if not token:
+                break
+            params = {"pageSize": "1000", "pageToken": str(token)}
+        return models
+
+
+def _candidate(data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The first candidate's text and normalised finish reason (None while unfinished)."""
+    candidates = data.get("candidates") or []
+    if not candidates:
+        if (data.get("promptFeedback") or {}).get("blockReason"):
+            return "", "content_filter"
+        return "", None
+    try:
+        first = candidates[0]
+        parts = (first.get("content") or {}).get("parts") or []
+        # Thought summaries are not part of the answer.
+        text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+        reason = first.get("finishReason")
+    except (AttributeError, TypeError):
+        raise InvalidResponse("candidate is not an object with content.parts[]") from None
+    if not reason or reason == "FINISH_REASON_UNSPECIFIED":
+        return text, None
+    return text, FINISH_REASONS.get(reason, str(reason).lower())
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    try:
+        prompt = int(raw.get("promptTokenCount") or 0)
+        cached = int(raw.get("cachedContentTokenCount") or 0)
+        # Thinking tokens are billed as output.
+        output = int(raw.get("candidatesTokenCount") or 0) + int(raw.get("thoughtsTokenCount") or 0)
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidResponse(f"unreadable usageMetadata: {raw!r}") from None
+    # promptTokenCount includes the cached tokens; Usage keeps them apart.
+    return Usage(input=prompt - cached, output=output, cached=cached)
+
+
+def _error(data: Mapping[str, Any], endpoint: Endpoint) -> Exception:
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, Mapping) else None
+    status = code if isinstance(code, int) and code >= 400 else None
+    return provider_error(status=status, body=dict(data), secret=endpoint.api_key)

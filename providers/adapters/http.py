@@ -1,0 +1,288 @@
+"""The one HTTP client every adapter shares, and the one mapping from HTTP failures to
+typed `ProviderError`s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from providers.adapters.types import (
+    ContextTooLong,
+    Endpoint,
+    InvalidResponse,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+CONNECTION_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=40)
+# Used only where an Endpoint gives no value: writes and pool waits are never long.
+WRITE_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 10.0
+UPSTREAM_MESSAGE_MAX_CHARS = 500
+
+# A pooled connection belongs to the event loop that opened it, so the client is kept per
+# loop: one per process under the ASGI server, and a fresh one for each `asyncio.run`.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def http_client() -> httpx.AsyncClient:
+    """The shared client of the running event loop, built on first use."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(120.0, connect=5.0, write=WRITE_TIMEOUT_S, pool=POOL_TIMEOUT_S),
+            limits=CONNECTION_LIMITS,
+            follow_redirects=False,
+        )
+        _clients[loop] = client
+    return client
+
+
+async def http_client_close() -> None:
+    """Close the running loop's client (at shutdown; tests call it between loops)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+def timeout_for(endpoint: Endpoint) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=endpoint.connect_timeout_s,
+        read=endpoint.read_timeout_s,
+        write=WRITE_TIMEOUT_S,
+        pool=POOL_TIMEOUT_S,
+    )
+
+
+_CONTEXT_TOO_LONG = re.compile(
+    r"context[ _](length|window)|maximum context|prompt is too long|too many tokens"
+    r"|token limit|exceeds the maximum number of tokens|input is too long",
+    re.IGNORECASE,
+)
+
+
+def provider_error(
+    *,
+    status: int | None = None,
+    body: bytes | str | Mapping[str, Any] | None = None,
+    headers: httpx.Headers | None = None,
+    exc: BaseException | None = None,
+    secret: str | None = None,
+) -> ProviderError:
+    """Map an upstream failure to its typed error.
+
+    Give `exc` for a transport failure, or `status` (and the upstream `body`, `headers`) for
+    an HTTP error answer. With neither, `body` is an error the provider sent inside a stream
+    that already started: retryable unless it says the context is too long. `secret` (the
+    API key) is blanked out of every message, since some providers echo it back.
+    """
+    if exc is not None:
+        return _from_exception(exc, secret)
+    message = _redact(_upstream_message(body) or _status_phrase(status), secret)
+    if status is None:
+        if _CONTEXT_TOO_LONG.search(message):
+            return ContextTooLong(message)
+        return ProviderUnavailable(message)
+    if status == 429:
+        return ProviderRateLimited(
+            message, status=status, retry_after_s=retry_after_s(headers or httpx.Headers())
+        )
+    if status == 408:
+        return ProviderTimeout(message, status=status)
+    if status >= 500:
+        return ProviderUnavailable(
+            message, status=status, retry_after_s=retry_after_s(headers or httpx.Headers())
+        )
+    if status in (401, 403):
+        return ProviderAuthFailed(message, status=status)
+    if status in (400, 413, 422) and _CONTEXT_TOO_LONG.search(message):
+        return ContextTooLong(message, status=status)
+    if status >= 400:
+        return ProviderRejected(message, status=status)
+    return InvalidResponse(f"unexpected HTTP status {status}: {message}", status=status)
+
+
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """`Retry-After` in seconds: a number of seconds, or an HTTP date measured against the
+    response's own `Date` header (so this module reads no clock, and server clock skew
+    cancels out). None when absent or unreadable."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    sent_at = headers.get("date")
+    if sent_at is None:
+        return None
+    try:
+        delta = parsedate_to_datetime(value) - parsedate_to_datetime(sent_at)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, delta.total_seconds())
+
+
+def _from_exception(exc: BaseException, secret: str | None) -> ProviderError:
+    detail = _redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secret)
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(f"upstream timed out ({detail})")
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderUnavailable(f"cannot connect to upstream ({detail})")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return ProviderUnavailable(f"upstream connection cut ({detail})")
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return InvalidResponse(f"upstream sent malformed JSON ({detail})")
+    return ProviderUnavailable(f"upstream request failed ({detail})")
+
+
+def _upstream_message(body: bytes | str | Mapping[str, Any] | None) -> str:
+    """The provider's own words from the error shapes the adapters meet: `{"error":
+    {"message"}}` (OpenAI, Anthropic, Gemini), `{"error": "..."}` (Ollama), `{"detail"}`
+    and `{"message"}` (other servers), or the raw text."""
+    if body is None:
+        return ""
+    payload: Any = body
+    if isinstance(body, bytes | str):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            return text.strip()[:UPSTREAM_MESSAGE_MAX_CHARS]
+    if isinstance(payload, Mapping):
+        error = payload.get("error", payload)
+        if isinstance(error, str):
+            return error[:UPSTREAM_MESSAGE_MAX_CHARS]
+        if isinstance(error, Mapping):
+            for key in ("message", "detail"):
+                if isinstance(error.get(key), str):
+                    return str(error[key])[:UPSTREAM_MESSAGE_MAX_CHARS]
+            code = error.get("code")
+            if isinstance(code, str):
+                return code
+    return json.dumps(payload)[:UPSTREAM_MESSAGE_MAX_CHARS]
+
+
+def _status_phrase(status: int | None) -> str:
+    if status is None:
+        return "upstream reported an error"
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+# Providers that echo a rejected key mask its middle ("sk-proj-*****wxyz", "sk-ab...wxyz").
+_MASKED_KEY = re.compile(r"\S*\*{3,}\S*|\w[\w-]*(?:\.\.\.|…)\w+")
+
+
+def _redact(text: str, secret: str | None) -> str:
+    if not secret:
+        return text
+    return _MASKED_KEY.sub("[redacted]", text.replace(secret, "[redacted]"))
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse one JSON document from upstream; malformed JSON is an `InvalidResponse`."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise InvalidResponse(f"upstream sent malformed JSON: {exc}") from None
+
+
+@asynccontextmanager
+async def open_stream(
+    endpoint: Endpoint,
+    url: str,
+    *,
+    json_body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None = None,
+) -> AsyncIterator[httpx.Response]:
+    """POST and hold the response open for streaming. An error status raises its typed
+    error before the body is read; a transport failure while the caller reads the body
+    (reset, cut, timeout) is raised as its typed error too."""
+    client = http_client()
+    request = client.build_request(
+        "POST",
+        url,
+        json=dict(json_body),
+        headers=dict(headers),
+        params=params,
+        timeout=timeout_for(endpoint),
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise provider_error(exc=exc, secret=endpoint.api_key) from None
+    try:
+        if response.status_code >= 400:
+            try:
+                body = await response.aread()
+            except httpx.HTTPError:
+                body = b""
+            raise provider_error(
+                status=response.status_code,
+                body=body,
+                headers=response.headers,
+                secret=endpoint.api_key,
+            )
+        yield response
+    except httpx.HTTPError as exc:
+        raise provider_error(exc=exc, secret=endpoint.api_key) from None
+    finally:
+        await response.aclose()
+
+
+async def request_json(
+    endpoint: Endpoint,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    json_body: Mapping[str, Any] | None = None,
+    params: Mapping[str, str] | None = None,
+) -> Any:
+    """Send one request and return its parsed JSON body, or raise its typed error."""
+    try:
+        response = await http_client().request(
+            method,
+            url,
+            json=dict(json_body) if json_body is not None else None,
+            headers=dict(headers),
+            params=params,
+            timeout=timeout_for(endpoint),
+        )
+    except httpx.HTTPError as exc:
+        raise provider_error(exc=exc, secret=endpoint.api_key) from None
+    if response.status_code >= 400:
+        raise provider_error(
+            status=response.status_code,
+            body=response.content,
+            headers=response.headers,
+            secret=endpoint.api_key,
+        )
+    return loads(response.content)
+
+
+def join_url(base_url: str, path: str) -> str:
+    return base_url.rstrip("/") + "/" + path.lstrip("/")

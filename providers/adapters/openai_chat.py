@@ -1,0 +1,137 @@
+"""OpenAI Chat Completions (`POST {base}/chat/completions`), also spoken by OpenAI-compatible
+servers (vLLM, llama.cpp's server, LM Studio, Azure and GitHub models by base URL).
+
+`base_url` includes the version prefix, e.g. `https://api.openai.com/v1`. A stream is SSE
+`data:` lines of `chat.completion.chunk` objects ended by `data: [DONE]`; with
+`stream_options.include_usage` the provider sends the usage in one last chunk whose
+`choices` is empty. Servers that ignore that option send no usage: the stream then reports
+`usage=None` and the caller counts tokens itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from providers.adapters.framing import sse_events
+from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
+from providers.adapters.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Endpoint,
+    InvalidResponse,
+    Usage,
+)
+
+DONE = "[DONE]"
+FINISH_REASONS = {"function_call": "tool_calls"}
+
+
+class OpenAIChatAdapter:
+    # OpenAI's own API deprecated `max_tokens` for `max_completion_tokens` (its reasoning
+    # models refuse the old name); compatible servers mostly know only the old one.
+    max_tokens_field = "max_completion_tokens"
+
+    def headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = {"accept": "application/json"}
+        if endpoint.api_key:
+            headers["authorization"] = f"Bearer {endpoint.api_key}"
+        return headers
+
+    def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": stream,
+        }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
+
+    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        url = join_url(endpoint.base_url, "chat/completions")
+        headers = self.headers(endpoint) | {"accept": "text/event-stream"}
+        usage: Usage | None = None
+        finish_reason: str | None = None
+        async with open_stream(
+            endpoint, url, json_body=self.payload(request, stream=True), headers=headers
+        ) as response:
+            async for event in sse_events(response):
+                if event.data.strip() == DONE:
+                    yield ChatChunk(usage=usage, finish_reason=finish_reason)
+                    return
+                chunk = loads(event.data)
+                if not isinstance(chunk, dict):
+                    raise InvalidResponse("stream chunk is not a JSON object")
+                if "error" in chunk:
+                    raise provider_error(body=chunk, secret=endpoint.api_key)
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"])
+                for choice in chunk.get("choices") or ():
+                    if choice.get("index", 0) != 0:
+                        continue
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield ChatChunk(text=text)
+                    if choice.get("finish_reason"):
+                        finish_reason = _finish_reason(choice["finish_reason"])
+        raise InvalidResponse("stream ended without data: [DONE]")
+
+    async def complete(self, endpoint: Endpoint, request: ChatRequest) -> ChatResult:
+        body = await request_json(
+            endpoint,
+            "POST",
+            join_url(endpoint.base_url, "chat/completions"),
+            headers=self.headers(endpoint),
+            json_body=self.payload(request, stream=False),
+        )
+        try:
+            choice = body["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise InvalidResponse("completion has no choices[0].message.content") from None
+        reason = choice.get("finish_reason")
+        return ChatResult(
+            text=text,
+            model=body.get("model") or request.model,
+            usage=_usage(body["usage"]) if body.get("usage") else None,
+            finish_reason=_finish_reason(reason) if reason else None,
+        )
+
+    async def list_models(self, endpoint: Endpoint) -> list[str]:
+        body = await request_json(
+            endpoint, "GET", join_url(endpoint.base_url, "models"), headers=self.headers(endpoint)
+        )
+        try:
+            return [str(model["id"]) for model in body["data"]]
+        except (KeyError, TypeError):
+            raise InvalidResponse("model list has no data[].id") from None
+
+
+class OpenAICompatibleAdapter(OpenAIChatAdapter):
+    max_tokens_field = "max_tokens"
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    try:
+        prompt = int(raw.get("prompt_tokens") or 0)
+        completion = int(raw.get("completion_tokens") or 0)
+        details = raw.get("prompt_tokens_details") or {}
+        cached = int(details.get("cached_tokens") or 0)
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidResponse(f"unreadable usage: {raw!r}") from None
+    # OpenAI counts cached tokens inside prompt_tokens; Usage keeps them apart.
+    return Usage(input=prompt - cached, output=completion, cached=cached)
+
+
+def _finish_reason(raw: str) -> str:
+    return FINISH_REASONS.get(raw, raw.lower())
