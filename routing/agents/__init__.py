@@ -1,0 +1,1 @@
+"""Monitoring agents: they measure and report a state; policies decide what a state means."""

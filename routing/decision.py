@@ -1,0 +1,186 @@
+"""The frozen values the routing engine takes and returns.
+
+`RouteDecision.chain` is what execution walks: the first candidate is tried first, each next one
+after a retryable failure. `RouteDecision.trace` is plain JSON (str, int, bool, None, list, dict)
+and explains every agent state, rule and candidate considered; the same inputs give the same trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+UNKNOWN = "unknown"
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model of the registry as the engine sees it (never an ORM instance)."""
+
+    id: int
+    provider_name: str
+    provider_kind: str
+    name: str
+    locality: str
+    tier: str
+    input_price_per_mtok_usd: Decimal | None
+    output_price_per_mtok_usd: Decimal | None
+    cached_input_price_per_mtok_usd: Decimal | None
+    context_window: int
+    max_output_tokens: int
+    task_strengths: tuple[str, ...] = ()
+    enabled: bool = True
+    is_baseline: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.provider_name}:{self.name}"
+
+    @property
+    def is_local(self) -> bool:
+        return self.locality == "local"
+
+    @property
+    def is_free(self) -> bool:
+        """Local models and models whose known prices are all zero; an unknown price is not free."""
+        if self.is_local:
+            return True
+        prices = (self.input_price_per_mtok_usd, self.output_price_per_mtok_usd)
+        return all(p is not None and p == 0 for p in prices)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    models: tuple[ModelSpec, ...]
+    by_id: Mapping[int, ModelSpec] = field(default_factory=dict)
+    by_ref: Mapping[str, ModelSpec] = field(default_factory=dict)
+    by_tier: Mapping[str, tuple[ModelSpec, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, models: tuple[ModelSpec, ...]) -> RegistrySnapshot:
+        tiers: dict[str, list[ModelSpec]] = {}
+        # Within a tier the cheaper known price goes first; unknown prices go last.
+        for model in sorted(models, key=_price_order):
+            tiers.setdefault(model.tier, []).append(model)
+        return cls(
+            models=models,
+            by_id={m.id: m for m in models},
+            by_ref={m.ref: m for m in models},
+            by_tier={t: tuple(ms) for t, ms in tiers.items()},
+        )
+
+
+def _price_order(model: ModelSpec) -> tuple[bool, Decimal, str]:
+    price = model.input_price_per_mtok_usd
+    return (price is None, price if price is not None else Decimal(0), model.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    task_type: str
+    complexity: str  # "" matches any complexity
+    primary_id: int | None
+    fallback_ids: tuple[int, ...] = ()
+    tiers: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.task_type}/{self.complexity or '*'}"
+
+
+@dataclass(frozen=True, slots=True)
+class StateRuleSpec:
+    agent: str
+    state: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    name: str
+    tier_ladder: Mapping[str, tuple[str, ...]]
+    rules: tuple[RuleSpec, ...] = ()
+    state_rules: tuple[StateRuleSpec, ...] = ()
+    sticky_sessions: bool = True
+    chain_limit: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    """The latest state of one agent for one target ("" is the agent's overall state)."""
+
+    agent: str
+    state: str
+    target: str = ""
+    reason: str = ""
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> JsonDict:
+        return {
+            "agent": self.agent,
+            "target": self.target,
+            "state": self.state,
+            "reason": self.reason,
+            "metrics": dict(self.metrics),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    states: tuple[AgentState, ...] = ()
+    taken_at: str | None = None
+
+    def overall(self, agent: str) -> str:
+        for state in self.states:
+            if state.agent == agent and not state.target:
+                return state.state
+        return UNKNOWN
+
+    def target_state(self, agent: str, target: str) -> str | None:
+        for state in self.states:
+            if state.agent == agent and state.target == target:
+                return state.state
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What the caller asks for. Task type and complexity are already resolved (see classify)."""
+
+    task_type: str
+    complexity: str
+    prompt_tokens: int
+    max_output_tokens: int = 0
+    override: str | None = None  # "provider:model"
+    sticky_model_id: int | None = None  # the model the conversation used last
+    classification: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StickyInfo:
+    previous_model_id: int
+    kept: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    chain: tuple[ModelSpec, ...]
+    task_type: str
+    complexity: str
+    policy_name: str
+    override: bool
+    sticky: StickyInfo | None
+    trace: JsonDict
+    blocked_reason: str = ""
+
+    @property
+    def primary(self) -> ModelSpec | None:
+        return self.chain[0] if self.chain else None
+
+
+class RoutingError(ValueError):
+    """The request cannot be routed as asked (an override naming an unknown model)."""

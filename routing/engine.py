@@ -1,0 +1,266 @@
+"""The routing engine: a pure function from a request and the state of the world to a ranked
+chain of models and the reasons for it. No I/O, no ORM, no clock: the same inputs replay to the
+same decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from routing.decision import (
+    AgentSnapshot,
+    JsonDict,
+    ModelSpec,
+    PolicySpec,
+    RegistrySnapshot,
+    RouteDecision,
+    RouteRequest,
+    RoutingError,
+    RuleSpec,
+    StickyInfo,
+)
+
+TRACE_VERSION = 1
+DEFAULT_TIER_LADDER: dict[str, tuple[str, ...]] = {
+    "simple": ("small_local", "large_local", "standard", "premium"),
+    "moderate": ("large_local", "standard", "premium", "small_local"),
+    "complex": ("premium", "standard", "large_local", "small_local"),
+}
+FILTER_ACTIONS = frozenset({"local_only", "cloud_only", "smaller_cloud_or_local", "free_only"})
+
+
+def decide(
+    request: RouteRequest,
+    policy: PolicySpec,
+    snapshot: AgentSnapshot,
+    registry: RegistrySnapshot,
+) -> RouteDecision:
+    trace: JsonDict = {
+        "version": TRACE_VERSION,
+        "policy": policy.name,
+        "request": {
+            "task_type": request.task_type,
+            "complexity": request.complexity,
+            "prompt_tokens": request.prompt_tokens,
+            "max_output_tokens": request.max_output_tokens,
+            "override": request.override,
+            "sticky_model_id": request.sticky_model_id,
+        },
+        "classification": dict(request.classification),
+        "snapshot_taken_at": snapshot.taken_at,
+        "agents": [state.as_json() for state in snapshot.states],
+    }
+    if request.override:
+        return _overridden(request, policy, registry, trace)
+
+    actions: list[tuple[str, str]] = []
+    state_trace: list[JsonDict] = []
+    for state_rule in policy.state_rules:
+        observed = snapshot.overall(state_rule.agent)
+        matched = observed == state_rule.state
+        state_trace.append(
+            {
+                "agent": state_rule.agent,
+                "state": state_rule.state,
+                "action": state_rule.action,
+                "observed": observed,
+                "matched": matched,
+            }
+        )
+        if matched:
+            actions.append((state_rule.action, f"{state_rule.agent} {state_rule.state}"))
+    trace["state_rules"] = state_trace
+
+    rule = _match_rule(policy.rules, request.task_type, request.complexity)
+    trace["rule"] = rule.label if rule else None
+    blocked = next((why for action, why in actions if action == "block"), None)
+    if blocked:
+        trace.update(candidates=[], chain=[], sticky=None, outcome=f"blocked by {blocked}")
+        return _decision((), request, policy, trace, None, f"blocked: {blocked}")
+
+    def ineligible(model: ModelSpec) -> str | None:
+        return _ineligible(model, request, snapshot, actions)
+
+    chain: list[ModelSpec] = []
+    seen: set[int] = set()
+    candidates: list[JsonDict] = []
+    skipped_for_limit = 0
+    for model, source in _candidates(request, policy, registry, rule):
+        if model.id in seen:
+            continue
+        seen.add(model.id)
+        if len(chain) >= policy.chain_limit:
+            skipped_for_limit += 1
+            continue
+        reason = ineligible(model)
+        candidates.append(
+            {
+                "model": model.ref,
+                "id": model.id,
+                "source": source,
+                "kept": reason is None,
+                "reason": reason or "",
+            }
+        )
+        if reason is None:
+            chain.append(model)
+    trace["candidates"] = candidates
+    trace["not_considered"] = skipped_for_limit
+
+    preference = next(
+        (a for a, _ in reversed(actions) if a in ("prefer_local", "prefer_cloud")), None
+    )
+    if preference == "prefer_local":
+        chain.sort(key=lambda m: not m.is_local)
+    elif preference == "prefer_cloud":
+        chain.sort(key=lambda m: m.is_local)
+    trace["preference"] = preference
+
+    sticky = None
+    if policy.sticky_sessions and request.sticky_model_id is not None:
+        sticky, chain = _apply_sticky(request.sticky_model_id, chain, registry, ineligible)
+        chain = chain[: policy.chain_limit]
+    trace["sticky"] = (
+        {
+            "previous_model_id": sticky.previous_model_id,
+            "kept": sticky.kept,
+            "reason": sticky.reason,
+        }
+        if sticky
+        else None
+    )
+    trace["chain"] = [m.ref for m in chain]
+    trace["outcome"] = "routed" if chain else "no eligible model"
+    return _decision(
+        tuple(chain), request, policy, trace, sticky, "" if chain else "no eligible model"
+    )
+
+
+def _decision(
+    chain: tuple[ModelSpec, ...],
+    request: RouteRequest,
+    policy: PolicySpec,
+    trace: JsonDict,
+    sticky: StickyInfo | None,
+    blocked_reason: str,
+    *,
+    override: bool = False,
+) -> RouteDecision:
+    return RouteDecision(
+        chain=chain,
+        task_type=request.task_type,
+        complexity=request.complexity,
+        policy_name=policy.name,
+        override=override,
+        sticky=sticky,
+        trace=trace,
+        blocked_reason=blocked_reason,
+    )
+
+
+def _overridden(
+    request: RouteRequest, policy: PolicySpec, registry: RegistrySnapshot, trace: JsonDict
+) -> RouteDecision:
+    ref = request.override or ""
+    model = registry.by_ref.get(ref)
+    if model is None:
+        raise RoutingError(f"unknown model {ref!r}; expected provider:model of a registered model")
+    if not model.enabled:
+        raise RoutingError(f"model {ref!r} is disabled")
+    needed = request.prompt_tokens + request.max_output_tokens
+    trace.update(
+        state_rules=[],
+        rule=None,
+        candidates=[
+            {"model": ref, "id": model.id, "source": "override", "kept": True, "reason": ""}
+        ],
+        sticky=None,
+        override={
+            "model": ref,
+            "context_fits": needed <= model.context_window,
+        },
+        chain=[ref],
+        outcome="override",
+    )
+    return _decision((model,), request, policy, trace, None, "", override=True)
+
+
+def _match_rule(rules: tuple[RuleSpec, ...], task_type: str, complexity: str) -> RuleSpec | None:
+    generic = None
+    for rule in rules:
+        if rule.task_type != task_type:
+            continue
+        if rule.complexity == complexity:
+            return rule
+        if not rule.complexity and generic is None:
+            generic = rule
+    return generic
+
+
+def _candidates(
+    request: RouteRequest,
+    policy: PolicySpec,
+    registry: RegistrySnapshot,
+    rule: RuleSpec | None,
+) -> Iterator[tuple[ModelSpec, str]]:
+    if rule is not None:
+        if rule.primary_id is not None and rule.primary_id in registry.by_id:
+            yield registry.by_id[rule.primary_id], "rule:primary"
+        for fallback_id in rule.fallback_ids:
+            if fallback_id in registry.by_id:
+                yield registry.by_id[fallback_id], "rule:fallback"
+    tiers = (rule.tiers if rule else ()) or policy.tier_ladder.get(
+        request.complexity, DEFAULT_TIER_LADDER.get(request.complexity, ())
+    )
+    for tier in tiers:
+        in_tier = registry.by_tier.get(tier, ())
+        # Models that list the task among their strengths come first within a tier.
+        for model in in_tier:
+            if request.task_type in model.task_strengths:
+                yield model, f"tier:{tier}"
+        for model in in_tier:
+            if request.task_type not in model.task_strengths:
+                yield model, f"tier:{tier}"
+
+
+def _ineligible(
+    model: ModelSpec,
+    request: RouteRequest,
+    snapshot: AgentSnapshot,
+    actions: list[tuple[str, str]],
+) -> str | None:
+    if not model.enabled:
+        return "disabled"
+    needed = request.prompt_tokens + request.max_output_tokens
+    if needed > model.context_window:
+        return f"context window {model.context_window} < {needed} tokens needed"
+    if not model.is_local:
+        reach = snapshot.target_state("connectivity", model.provider_name)
+        if reach == "DISCONNECTED":
+            return f"provider {model.provider_name} DISCONNECTED"
+    for action, why in actions:
+        if action == "local_only" and not model.is_local:
+            return f"{why}: local models only"
+        if action == "cloud_only" and model.is_local:
+            return f"{why}: cloud models only"
+        if action == "smaller_cloud_or_local" and model.tier == "premium":
+            return f"{why}: no premium models"
+        if action == "free_only" and not model.is_free:
+            return f"{why}: free or local models only"
+    return None
+
+
+def _apply_sticky(
+    previous_id: int,
+    chain: list[ModelSpec],
+    registry: RegistrySnapshot,
+    ineligible: Callable[[ModelSpec], str | None],
+) -> tuple[StickyInfo, list[ModelSpec]]:
+    previous = registry.by_id.get(previous_id)
+    if previous is None:
+        return StickyInfo(previous_id, False, "model no longer in the registry"), chain
+    reason = ineligible(previous)
+    if reason is not None:
+        return StickyInfo(previous_id, False, f"switched: {reason}"), chain
+    rest = [m for m in chain if m.id != previous_id]
+    return StickyInfo(previous_id, True, "conversation keeps its model"), [previous, *rest]
