@@ -87,6 +87,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "orchestrator_site.tasks.worker_heartbeat", "schedule": 30.0},
+    "provider-health": {"task": "providers.tasks.provider_health_probe_all", "schedule": 60.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

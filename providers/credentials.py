@@ -25,9 +25,9 @@ class CredentialUnavailable(ProviderAuthFailed):
 def credentials_key_missing_message() -> str:
     return (
         "CREDENTIALS_KEY is not set, so API keys cannot be stored encrypted. Generate one with "
-        '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`'
-        " and set it in the environment, or give the name of an environment variable that holds "
-        "the key instead."
+        '`python -c "from cryptography.fernet import Fernet; '
+        'print(Fernet.generate_key().decode())"` and set it in the environment, or give the '
+        "name of an environment variable that holds the key instead."
     )
 
 

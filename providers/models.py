@@ -7,6 +7,9 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+BASELINE_UNIQUE_MESSAGE = "Only one model can be the baseline."
+MODEL_NAME_UNIQUE_MESSAGE = "This provider already has a model with that name."
+
 
 class Provider(models.Model):
     class Kind(models.TextChoices):
@@ -124,7 +127,7 @@ class LLMModel(models.Model):
                 fields=["is_baseline"],
                 condition=Q(is_baseline=True),
                 name="llmmodel_single_baseline",
-                violation_error_message="Only one model can be the baseline.",
+                violation_error_message=BASELINE_UNIQUE_MESSAGE,
             ),
         ]
 

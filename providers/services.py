@@ -1,0 +1,175 @@
+"""Writes to the registry: credentials, health, imported models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from providers.adapters.http import http_client_close
+from providers.adapters.registry import adapter_for
+from providers.adapters.types import Endpoint, ProviderError
+from providers.credentials import ENV_VAR_NAME, credential_encrypt, secret_redact
+from providers.models import LLMModel, Provider
+from providers.selectors import provider_endpoint
+
+logger = logging.getLogger(__name__)
+
+# A probe lists models; anything slower than this is as good as down for routing.
+HEALTH_PROBE_READ_TIMEOUT_S = 10.0
+HEALTH_ERROR_MAX_CHARS = 500
+
+
+class CredentialInvalid(ValueError):
+    """A credential that cannot be stored as given. The message never repeats the input."""
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    provider_id: int
+    status: str
+    latency_ms: int | None
+    error: str
+    model_count: int
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelsImport:
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+
+
+def provider_credential_set(*, provider: Provider, env_var: str = "", secret: str = "") -> None:
+    """Point `provider` at an environment variable (preferred) or store `secret` encrypted;
+    with neither, the provider has no credential. One source replaces the other.
+
+    Raises `ImproperlyConfigured` when a secret is given and `CREDENTIALS_KEY` is unusable.
+    """
+    if env_var and secret:
+        raise CredentialInvalid(
+            "Give either an environment variable name or an API key to store, not both."
+        )
+    if env_var and not ENV_VAR_NAME.fullmatch(env_var):
+        raise CredentialInvalid(
+            "An environment variable name has only letters, digits and underscores and does "
+            "not start with a digit (is this the key itself? store it as the API key instead)."
+        )
+    provider.credential_encrypted = credential_encrypt(secret) if secret else ""
+    provider.credential_env = env_var
+    provider.save(update_fields=["credential_env", "credential_encrypted", "updated_at"])
+    source = "encrypted" if secret else "environment" if env_var else "none"
+    logger.info(
+        "provider credential set", extra={"provider": provider.name, "credential_source": source}
+    )
+
+
+def provider_health_check(*, provider: Provider) -> HealthCheck:
+    """Probe `provider` by listing its models; record and return status, latency, error."""
+    latency_ms: int | None = None
+    model_count = 0
+    secret: str | None = None
+    try:
+        endpoint = provider_endpoint(provider, read_timeout_s=HEALTH_PROBE_READ_TIMEOUT_S)
+        secret = endpoint.api_key
+        started = time.perf_counter()
+        try:
+            model_count = len(_models_list_blocking(provider.kind, endpoint))
+        finally:
+            latency_ms = round((time.perf_counter() - started) * 1000)
+        status, error = Provider.Health.HEALTHY, ""
+    except Exception as failure:  # a probe reports every failure, expected or not, as "down"
+        status, error = Provider.Health.DOWN, _error_text(failure, secret)
+
+    checked_at = timezone.now()
+    provider.health_status = status
+    provider.health_latency_ms = latency_ms
+    provider.health_error = error
+    provider.health_checked_at = checked_at
+    # Not save(): a probe must not overwrite a concurrent edit of the provider's settings.
+    Provider.objects.filter(pk=provider.pk).update(
+        health_status=status,
+        health_latency_ms=latency_ms,
+        health_error=error,
+        health_checked_at=checked_at,
+    )
+    log = logger.info if status == Provider.Health.HEALTHY else logger.warning
+    log(
+        "provider health checked",
+        extra={
+            "provider": provider.name,
+            "health_status": status,
+            "latency_ms": latency_ms,
+            "error": error,
+        },
+    )
+    return HealthCheck(
+        provider_id=provider.pk,
+        status=status,
+        latency_ms=latency_ms,
+        error=error,
+        model_count=model_count,
+        checked_at=checked_at,
+    )
+
+
+def provider_models_import(*, provider: Provider) -> ModelsImport:
+    """Create an `LLMModel` for every model the provider lists that the registry lacks.
+
+    New rows have unknown prices (NULL) and start disabled, so nothing unpriced is routed
+    to before an admin has looked at it. Raises the adapter's `ProviderError` on failure,
+    its message free of the API key.
+    """
+    endpoint = provider_endpoint(provider, read_timeout_s=HEALTH_PROBE_READ_TIMEOUT_S)
+    listed = sorted(set(_models_list_blocking(provider.kind, endpoint)))
+    tier = (
+        LLMModel.Tier.SMALL_LOCAL
+        if provider.locality == Provider.Locality.LOCAL
+        else LLMModel.Tier.STANDARD
+    )
+    with transaction.atomic():
+        existing = set(
+            LLMModel.objects.filter(provider=provider, name__in=listed).values_list(
+                "name", flat=True
+            )
+        )
+        missing = [name for name in listed if name not in existing]
+        # ignore_conflicts: a concurrent import of the same provider is not an error.
+        LLMModel.objects.bulk_create(
+            [LLMModel(provider=provider, name=name, tier=tier, enabled=False) for name in missing],
+            ignore_conflicts=True,
+        )
+    logger.info(
+        "provider models imported",
+        extra={"provider": provider.name, "created": len(missing), "existing": len(existing)},
+    )
+    return ModelsImport(created=tuple(missing), existing=tuple(sorted(existing)))
+
+
+async def provider_models_list(*, provider: Provider) -> list[str]:
+    """The model ids `provider` offers, for async callers (shares the loop's HTTP client)."""
+    return await adapter_for(provider.kind).list_models(provider_endpoint(provider))
+
+
+def _models_list_blocking(kind: str, endpoint: Endpoint) -> list[str]:
+    async def listed() -> list[str]:
+        try:
+            return await adapter_for(kind).list_models(endpoint)
+        finally:
+            # The shared client belongs to this short-lived loop; close it with the loop.
+            await http_client_close()
+
+    return asyncio.run(listed())
+
+
+def _error_text(failure: Exception, secret: str | None) -> str:
+    if isinstance(failure, ProviderError):
+        message = failure.message
+    else:
+        message = f"{type(failure).__name__}: {failure}".rstrip(": ")
+    return secret_redact(message, secret)[:HEALTH_ERROR_MAX_CHARS]
