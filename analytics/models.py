@@ -5,11 +5,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-# Upper edges (ms) of the latency histogram kept in rollups; the last bucket is open-ended.
-LATENCY_BUCKET_EDGES_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000)
-LATENCY_BUCKET_FIELDS = tuple(f"latency_le_{edge}" for edge in LATENCY_BUCKET_EDGES_MS) + (
-    "latency_gt_30000",
-)
+from analytics.buckets import LATENCY_BUCKET_EDGES_MS, LATENCY_BUCKET_FIELDS
+
+__all__ = ["LATENCY_BUCKET_EDGES_MS", "LATENCY_BUCKET_FIELDS"]
 
 
 class RequestLog(models.Model):
@@ -110,7 +108,7 @@ class RequestFeedback(models.Model):
 
 
 class DailyRollup(models.Model):
-    """Sums of the request log per day and dimension; rebuilt whole per day, so re-running is safe."""
+    """Sums of the request log per day and dimension, rebuilt whole per day (safe to re-run)."""
 
     day = models.DateField()
     model_id = models.BigIntegerField(null=True)
@@ -120,12 +118,14 @@ class DailyRollup(models.Model):
     user_id = models.BigIntegerField(null=True)
     api_key_id = models.BigIntegerField(null=True)
     task_type = models.CharField(max_length=32, blank=True)
+    complexity = models.CharField(max_length=16, blank=True)
     status = models.CharField(max_length=16)
     is_demo = models.BooleanField(default=False)
 
     requests = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
     clean_successes = models.PositiveIntegerField(default=0)
+    priced_requests = models.PositiveIntegerField(default=0)
     fallback_requests = models.PositiveIntegerField(default=0)
     cache_hits = models.PositiveIntegerField(default=0)
     estimated_requests = models.PositiveIntegerField(default=0)
@@ -137,13 +137,7 @@ class DailyRollup(models.Model):
     comparable_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     comparable_baseline_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     cache_comparable_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
-    cache_comparable_baseline_usd = models.DecimalField(
-        max_digits=18, decimal_places=8, default=0
-    )
-    simple_requests = models.PositiveIntegerField(default=0)
-    simple_input_tokens = models.BigIntegerField(default=0)
-    simple_output_tokens = models.BigIntegerField(default=0)
-    simple_cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cache_comparable_baseline_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
     ttft_ms_sum = models.BigIntegerField(default=0)
     ttft_count = models.PositiveIntegerField(default=0)

@@ -88,7 +88,18 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "orchestrator_site.tasks.worker_heartbeat", "schedule": 30.0},
     "provider-health": {"task": "providers.tasks.provider_health_probe_all", "schedule": 60.0},
+    "analytics-rollup": {"task": "analytics.tasks.rollup_advance", "schedule": 900.0},
+    "analytics-retention": {"task": "analytics.tasks.retention_apply", "schedule": 3600.0},
 }
+
+# Analytics (docs/analytics.md): prompt/answer text kept only when on; raw rows older than the
+# retention (days, 0 = forever) are deleted once rolled up; the latency target of the score.
+ORCHESTRATOR_STORE_PAYLOADS = config.env_bool(ENV, "ORCHESTRATOR_STORE_PAYLOADS", False)
+ORCHESTRATOR_RAW_RETENTION_DAYS = config.env_int(ENV, "ORCHESTRATOR_RAW_RETENTION_DAYS", 0)
+ORCHESTRATOR_LATENCY_TARGET_MS = config.env_int(ENV, "ORCHESTRATOR_LATENCY_TARGET_MS", 2500)
+ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS = config.env_int(
+    ENV, "ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS", 200_000
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

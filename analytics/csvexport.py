@@ -1,0 +1,151 @@
+"""CSV of raw requests or of a breakdown, produced in chunks so memory stays flat."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+
+from analytics.filters import ReportFilter
+from analytics.models import RequestLog
+from analytics.rollups import day_start
+from analytics.selectors import GROUPABLE, report_breakdown
+
+RAW_COLUMNS = (
+    "request_id",
+    "created_at",
+    "entry_point",
+    "user_id",
+    "api_key_id",
+    "conversation_id",
+    "task_type",
+    "complexity",
+    "model_name",
+    "provider_name",
+    "locality",
+    "status",
+    "error_code",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "cost_state",
+    "baseline_cost_usd",
+    "latency_ms",
+    "time_to_first_token_ms",
+    "attempts",
+    "fallbacks",
+    "cache_hit",
+    "is_demo",
+)
+BREAKDOWN_COLUMNS = (
+    "requests",
+    "succeeded",
+    "failed",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "estimated_requests",
+    "unknown_price_requests",
+    "baseline_cost_usd",
+    "savings_usd",
+    "cache_savings_usd",
+    "request_share",
+    "cost_share",
+    "avg_latency_ms",
+    "p95_latency_ms",
+)
+CHUNK_ROWS = 2000
+EXPORT_KINDS = ("raw", *(d for d in GROUPABLE if d != "day"))
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return buffer.getvalue()
+
+
+def raw_queryset(f: ReportFilter) -> QuerySet[RequestLog, tuple[Any, ...]]:
+    return (
+        RequestLog.objects.filter(
+            f.dimension_q(),
+            created_at__gte=day_start(f.start),
+            created_at__lt=day_start(f.end + timedelta(days=1)),
+        )
+        .order_by("created_at", "id")
+        .values_list(*RAW_COLUMNS)
+    )
+
+
+def raw_chunks(f: ReportFilter) -> Iterator[tuple[str, int]]:
+    """CSV text in chunks, each with how many data rows it holds (for progress)."""
+    yield csv_text([RAW_COLUMNS]), 0
+    chunk: list[tuple[Any, ...]] = []
+    for row in raw_queryset(f).iterator(chunk_size=CHUNK_ROWS):
+        chunk.append(row)
+        if len(chunk) == CHUNK_ROWS:
+            yield csv_text(chunk), len(chunk)
+            chunk = []
+    if chunk:
+        yield csv_text(chunk), len(chunk)
+
+
+async def raw_chunks_async(f: ReportFilter) -> AsyncIterator[str]:
+    yield csv_text([RAW_COLUMNS])
+    chunk: list[tuple[Any, ...]] = []
+    async for row in raw_queryset(f).aiterator(chunk_size=CHUNK_ROWS):
+        chunk.append(row)
+        if len(chunk) == CHUNK_ROWS:
+            yield csv_text(chunk)
+            chunk = []
+    if chunk:
+        yield csv_text(chunk)
+
+
+def breakdown_csv(f: ReportFilter, dim: str) -> str:
+    """A breakdown is at most a few thousand rows, read from rollups; built in one piece."""
+    rows: list[Sequence[Any]] = [(dim, *BREAKDOWN_COLUMNS)]
+    for r in report_breakdown(f, dim):
+        t = r.totals
+        rows.append(
+            (
+                r.key,
+                t.requests,
+                t.succeeded,
+                t.failed,
+                t.input_tokens,
+                t.output_tokens,
+                t.cached_tokens,
+                t.cost_usd,
+                t.estimated_requests,
+                t.unknown_price_requests,
+                t.comparable_baseline_usd,
+                t.savings_usd,
+                t.cache_savings_usd,
+                r.request_share,
+                r.cost_share,
+                t.avg_latency_ms,
+                t.p95_latency_ms,
+            )
+        )
+    return csv_text(rows)

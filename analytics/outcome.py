@@ -1,0 +1,49 @@
+"""What the engine hands to `analytics.services.request_record` once a request is finished."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """Everything the request log keeps about one request, success or failure.
+
+    `cost_usd` is None when the price is unknown or no model was called; `cost_state` says which.
+    `baseline_cost_usd` is the same tokens at the baseline model's prices, fixed at write time.
+    """
+
+    created_at: datetime
+    entry_point: str
+    status: str
+    cost_state: str
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    user_id: int | None = None
+    api_key_id: int | None = None
+    conversation_id: int | None = None
+    session_id: str = ""
+    task_type: str = ""
+    complexity: str = ""
+    requested_model: str = ""
+    model_id: int | None = None
+    model_name: str = ""
+    provider_name: str = ""
+    locality: str = ""
+    error_code: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: Decimal | None = None
+    baseline_cost_usd: Decimal | None = None
+    latency_ms: int = 0
+    time_to_first_token_ms: int | None = None
+    attempts: int = 0
+    fallbacks: int = 0
+    cache_hit: bool = False
+    decision_trace: dict[str, Any] = field(default_factory=dict)
+    prompt_text: str | None = None
+    response_text: str | None = None

@@ -1,0 +1,135 @@
+"""The optimization score (0-100), as documented in docs/optimization-score.md. Pure: it takes
+numbers and returns numbers, so every edge case is testable without a database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+PLACES = Decimal("0.0001")
+CACHE_HIT_TARGET = Decimal("0.20")
+MIN_FEEDBACK_VOTES = 20
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    requests: int
+    succeeded: int
+    clean_successes: int
+    comparable_cost_usd: Decimal
+    comparable_baseline_usd: Decimal
+    within_latency_target: int
+    cache_hits: int
+    budgets: int
+    budgets_within_limit: int
+    feedback_positive: int
+    feedback_negative: int
+
+
+@dataclass(frozen=True)
+class ScorePart:
+    key: str
+    label: str
+    weight: int
+    value: Decimal | None
+    detail: str
+
+    @property
+    def available(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class Score:
+    value: Decimal | None
+    parts: tuple[ScorePart, ...]
+
+
+WEIGHTS = {
+    "cost": 30,
+    "reliability": 25,
+    "latency": 15,
+    "cache": 10,
+    "budget": 10,
+    "quality": 10,
+}
+
+
+def _q(value: Decimal) -> Decimal:
+    return value.quantize(PLACES, rounding=ROUND_HALF_UP)
+
+
+def _clip(value: Decimal) -> Decimal:
+    return max(Decimal(0), min(Decimal(1), value))
+
+
+def score_compute(inputs: ScoreInputs, *, latency_target_ms: int) -> Score:
+    """Weighted mean of the parts that have data, scaled to 0-100; None with no traffic."""
+    i = inputs
+    cost = (
+        _q(_clip(1 - i.comparable_cost_usd / i.comparable_baseline_usd))
+        if i.comparable_baseline_usd > 0
+        else None
+    )
+    reliability = _q(Decimal(i.clean_successes) / i.requests) if i.requests else None
+    latency = _q(Decimal(i.within_latency_target) / i.succeeded) if i.succeeded else None
+    cache = (
+        _q(min(Decimal(1), Decimal(i.cache_hits) / i.requests / CACHE_HIT_TARGET))
+        if i.requests
+        else None
+    )
+    budget = _q(Decimal(i.budgets_within_limit) / i.budgets) if i.budgets else None
+    votes = i.feedback_positive + i.feedback_negative
+    quality = _q(Decimal(i.feedback_positive) / votes) if votes >= MIN_FEEDBACK_VOTES else None
+    parts = (
+        ScorePart(
+            "cost",
+            "Cost against the baseline",
+            WEIGHTS["cost"],
+            cost,
+            "share of the all-premium cost saved",
+        ),
+        ScorePart(
+            "reliability",
+            "Success without fallback",
+            WEIGHTS["reliability"],
+            reliability,
+            "requests that succeeded on the first model chosen",
+        ),
+        ScorePart(
+            "latency",
+            "Latency within target",
+            WEIGHTS["latency"],
+            latency,
+            f"successful requests answered within {latency_target_ms} ms",
+        ),
+        ScorePart(
+            "cache",
+            "Cache effectiveness",
+            WEIGHTS["cache"],
+            cache,
+            f"cache hit rate against a {int(CACHE_HIT_TARGET * 100)} % target",
+        ),
+        ScorePart(
+            "budget",
+            "Budget adherence",
+            WEIGHTS["budget"],
+            budget,
+            "budgets not over their limit" if i.budgets else "no budgets to measure",
+        ),
+        ScorePart(
+            "quality",
+            "Answer quality (feedback)",
+            WEIGHTS["quality"],
+            quality,
+            f"{votes} votes"
+            if votes >= MIN_FEEDBACK_VOTES
+            else f"not enough feedback ({votes} of {MIN_FEEDBACK_VOTES} votes)",
+        ),
+    )
+    if not i.requests:
+        return Score(value=None, parts=parts)
+    weighted = [(p.weight, p.value) for p in parts if p.value is not None]
+    total_weight = sum(w for w, _ in weighted)
+    value = sum((w * v for w, v in weighted), Decimal(0)) * 100 / total_weight
+    return Score(value=value.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP), parts=parts)
