@@ -1,0 +1,230 @@
+"""Carrying out a decision: walk the chain, retry, fall back, stream.
+
+`execute_chain` yields the public `Started`, `Delta` and `Fallback` events and ends with one
+`ChainOutcome` that the caller turns into `Finished` or `Failed` (it knows prices and the log).
+A failure before the first token moves on invisibly (a `Fallback` event, no partial text); a
+failure after it ends the stream as partial, because text already shown cannot be taken back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from providers.adapters.types import (
+    Adapter,
+    ChatRequest,
+    ContextTooLong,
+    Endpoint,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    Usage,
+)
+from routing.decision import ModelSpec
+from routing.events import Delta, Fallback, Started
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one model on retryable errors: exponential backoff with full jitter,
+    bounded both in attempts and in total time spent waiting."""
+
+    attempts_per_model: int = 2
+    base_delay_s: float = 0.25
+    max_delay_s: float = 4.0
+    total_wait_s: float = 10.0
+
+    def delay_s(self, retry_number: int, retry_after_s: float | None, rng: random.Random) -> float:
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (retry_number - 1)))
+        delay = rng.uniform(0, ceiling)
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        return delay
+
+
+class Breaker(Protocol):
+    """What execution needs of the per-model circuit breakers."""
+
+    def allow(self, model_id: int) -> bool: ...
+
+    def record_success(self, model_id: int) -> None: ...
+
+    def record_failure(self, model_id: int) -> None: ...
+
+
+class NoBreaker:
+    def allow(self, model_id: int) -> bool:
+        return True
+
+    def record_success(self, model_id: int) -> None:
+        return None
+
+    def record_failure(self, model_id: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    model_ref: str
+    outcome: str  # "ok", an error code, or "skipped: <why>"
+    status: int | None = None
+    message: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "model": self.model_ref,
+            "outcome": self.outcome,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ChainOutcome:
+    """How the walk ended. `model` is the one that answered (or failed last)."""
+
+    model: ModelSpec | None = None
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    attempts: int = 0
+    fallbacks: int = 0
+    time_to_first_token_ms: int | None = None
+    error: ProviderError | None = None
+    partial: bool = False
+    log: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None and self.model is not None
+
+
+@dataclass(frozen=True)
+class ModelRuntime:
+    """What it takes to call one model: its adapter and endpoint, resolved by the caller."""
+
+    adapter: Adapter
+    endpoint: Endpoint
+
+
+def next_could_succeed(error: ProviderError, failed: ModelSpec, candidate: ModelSpec) -> bool:
+    """After a non-retryable error, whether another model may still answer the same request."""
+    if isinstance(error, ProviderAuthFailed):
+        return candidate.provider_name != failed.provider_name
+    if isinstance(error, ContextTooLong):
+        return candidate.context_window > failed.context_window
+    if isinstance(error, ProviderRejected):
+        # 404 (model unknown there) is the provider's problem; 400 is the request's.
+        return error.status == 404
+    return True
+
+
+async def execute_chain(
+    *,
+    request_id: object,
+    chain: tuple[ModelSpec, ...],
+    chat_request_for: Callable[[ModelSpec], ChatRequest],
+    runtime_for: Callable[[ModelSpec], ModelRuntime],
+    started_event: Callable[[ModelSpec], Started],
+    outcome: ChainOutcome,
+    breaker: Breaker | None = None,
+    admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None,
+    retry: RetryPolicy | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Started | Delta | Fallback]:
+    """Stream the answer from the first model of `chain` that gives one; fill `outcome`.
+
+    `admit` is asked before a model is tried (budgets): an error it returns skips the model.
+    """
+    breaker = breaker or NoBreaker()
+    retry = retry or RetryPolicy()
+    rng = rng or random.Random()
+    began = time.perf_counter()
+    waited_s = 0.0
+    announced: ModelSpec | None = None
+    last_error: ProviderError | None = None
+
+    for model in chain:
+        failed = outcome.model
+        if (
+            last_error is not None
+            and failed is not None
+            and not next_could_succeed(last_error, failed, model)
+        ):
+            outcome.log.append(AttemptRecord(model.ref, "skipped: cannot succeed"))
+            continue
+        if not breaker.allow(model.id):
+            outcome.log.append(AttemptRecord(model.ref, "skipped: circuit open"))
+            continue
+        refusal = await admit(model) if admit is not None else None
+        if refusal is not None:
+            outcome.log.append(
+                AttemptRecord(model.ref, f"skipped: {refusal.code}", None, str(refusal))
+            )
+            last_error = refusal
+            continue
+        if announced is None:
+            announced = model
+            yield started_event(model)
+        elif announced.id != model.id:
+            assert last_error is not None
+            yield Fallback(
+                from_model=announced.ref,
+                to_model=model.ref,
+                error_code=last_error.code,
+                message=last_error.message,
+            )
+            announced = model
+            outcome.fallbacks += 1
+        outcome.model = model
+        runtime = runtime_for(model)
+        chat_request = chat_request_for(model)
+        for attempt in range(1, retry.attempts_per_model + 1):
+            outcome.attempts += 1
+            pieces: list[str] = []
+            try:
+                async for chunk in runtime.adapter.stream(runtime.endpoint, chat_request):
+                    if chunk.text:
+                        if outcome.time_to_first_token_ms is None:
+                            outcome.time_to_first_token_ms = _ms_since(began)
+                        pieces.append(chunk.text)
+                        yield Delta(chunk.text)
+                    if chunk.usage is not None:
+                        outcome.usage = chunk.usage
+                    if chunk.finish_reason is not None:
+                        outcome.finish_reason = chunk.finish_reason
+            except ProviderError as error:
+                breaker.record_failure(model.id)
+                outcome.log.append(
+                    AttemptRecord(model.ref, error.code, error.status, error.message[:300])
+                )
+                last_error = error
+                if pieces:
+                    outcome.text = "".join(pieces)
+                    outcome.error = error
+                    outcome.partial = True
+                    return
+                if not error.retryable or attempt == retry.attempts_per_model:
+                    break
+                delay = retry.delay_s(attempt, error.retry_after_s, rng)
+                if waited_s + delay > retry.total_wait_s:
+                    break
+                waited_s += delay
+                await asyncio.sleep(delay)
+                continue
+            breaker.record_success(model.id)
+            outcome.log.append(AttemptRecord(model.ref, "ok"))
+            outcome.text = "".join(pieces)
+            outcome.error = None
+            return
+    outcome.error = last_error or ProviderUnavailable("no model in the chain could be tried")
+
+
+def _ms_since(began: float) -> int:
+    return int((time.perf_counter() - began) * 1000)
