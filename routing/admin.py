@@ -1,1 +1,3 @@
 """routing admin registrations arrive with its tables."""
+
+from routing import admin_budget  # noqa: F401

@@ -10,9 +10,8 @@ from django.db.models import Q
 
 from providers.models import LLMModel
 
-# Costs are stored like the request log stores them: 8 decimal places, so a single token of
+# Costs are stored like the request log stores them (8 decimal places), so a single token of
 # the cheapest model still registers.
-USD = {"max_digits": 18, "decimal_places": 8}
 
 
 class Budget(models.Model):
@@ -47,7 +46,9 @@ class Budget(models.Model):
         LLMModel, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
     )
     period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
-    limit_usd = models.DecimalField(**USD, validators=[MinValueValidator(Decimal(0))])
+    limit_usd = models.DecimalField(
+        max_digits=18, decimal_places=8, validators=[MinValueValidator(Decimal(0))]
+    )
     soft_alert_share = models.DecimalField(
         max_digits=4,
         decimal_places=3,
@@ -59,7 +60,11 @@ class Budget(models.Model):
         default=True, help_text="Refuse requests that could exceed the limit (else only track)."
     )
     max_cost_per_request_usd = models.DecimalField(
-        **USD, null=True, blank=True, validators=[MinValueValidator(Decimal(0))]
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -116,9 +121,9 @@ class BudgetPeriod(models.Model):
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="periods")
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
-    limit_usd = models.DecimalField(**USD)
-    spent_usd = models.DecimalField(**USD, default=Decimal(0))
-    reserved_usd = models.DecimalField(**USD, default=Decimal(0))
+    limit_usd = models.DecimalField(max_digits=18, decimal_places=8)
+    spent_usd = models.DecimalField(max_digits=18, decimal_places=8, default=Decimal(0))
+    reserved_usd = models.DecimalField(max_digits=18, decimal_places=8, default=Decimal(0))
     soft_alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -147,8 +152,8 @@ class BudgetReservation(models.Model):
 
     request_id = models.UUIDField(default=uuid.uuid4, db_index=True)
     period = models.ForeignKey(BudgetPeriod, on_delete=models.CASCADE, related_name="reservations")
-    amount_usd = models.DecimalField(**USD)
-    actual_usd = models.DecimalField(**USD, null=True, blank=True)
+    amount_usd = models.DecimalField(max_digits=18, decimal_places=8)
+    actual_usd = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
     state = models.CharField(max_length=8, choices=State.choices, default=State.HELD)
     created_at = models.DateTimeField()
     settled_at = models.DateTimeField(null=True, blank=True)
@@ -172,8 +177,8 @@ class BudgetAlert(models.Model):
 
     period = models.OneToOneField(BudgetPeriod, on_delete=models.CASCADE, related_name="alert")
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
-    spent_usd = models.DecimalField(**USD)
-    limit_usd = models.DecimalField(**USD)
+    spent_usd = models.DecimalField(max_digits=18, decimal_places=8)
+    limit_usd = models.DecimalField(max_digits=18, decimal_places=8)
     created_at = models.DateTimeField()
 
     class Meta:

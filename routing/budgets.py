@@ -1,0 +1,347 @@
+"""Budgets: reserve a request's maximum cost before it runs, settle to the actual cost after.
+
+Admission is one conditional `UPDATE … SET reserved = reserved + x WHERE spent + reserved + x
+<= limit` per budget, inside one transaction, so concurrent requests can never together
+reserve past a limit. Every reservation is settled or released exactly once: `budget_settle`
+and `budget_release` are idempotent, and `budget_reservations_expire` sweeps up holds whose
+process died before it could settle them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from zoneinfo import ZoneInfo
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, FilteredRelation, Q
+from django.utils import timezone
+
+from analytics.pricing import Prices, max_cost_for, prices_ceiling
+from providers.models import LLMModel
+from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
+
+CENT_FRACTION = Decimal("0.00000001")  # the 8 decimal places every cost column stores
+
+
+class BudgetExceeded(Exception):
+    """The request could cost more than a budget allows; names the budget."""
+
+    code = "BUDGET_EXCEEDED"
+
+    def __init__(self, *, budget_name: str, reason: str) -> None:
+        super().__init__(f"Budget '{budget_name}' exceeded: {reason}")
+        self.budget_name = budget_name
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BudgetHold:
+    reservation_id: int
+    period_id: int
+    budget_name: str
+    soft_alert_usd: Decimal
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What `budget_reserve` held for one request; hand it back to settle or release."""
+
+    request_id: uuid.UUID
+    amount_usd: Decimal
+    holds: tuple[BudgetHold, ...]
+
+
+def period_bounds(period: str, at: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The calendar day, week (Monday first) or month containing `at`, in `tz`."""
+    local = at.astimezone(tz)
+    day = datetime(local.year, local.month, local.day)
+    if period == Budget.Period.DAY:
+        start, end = day, day + timedelta(days=1)
+    elif period == Budget.Period.WEEK:
+        start = day - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    elif period == Budget.Period.MONTH:
+        start = day.replace(day=1)
+        end = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
+    else:
+        raise ValueError(f"unknown budget period {period!r}")
+    # Local midnights, attached to the zone only now so a DST change inside the period
+    # gives each bound its own offset.
+    return start.replace(tzinfo=tz), end.replace(tzinfo=tz)
+
+
+def request_max_cost_usd(
+    *, model: LLMModel, prompt_tokens: int, max_output_tokens: int
+) -> Decimal | None:
+    """The most this request could cost on `model`; an unpriced model is priced like the
+    dearest known one. None only when no model has a price at all."""
+    known = [
+        Prices(m.input_price_per_mtok_usd, m.output_price_per_mtok_usd)
+        for m in LLMModel.objects.only("input_price_per_mtok_usd", "output_price_per_mtok_usd")
+    ]
+    prices = Prices(model.input_price_per_mtok_usd, model.output_price_per_mtok_usd)
+    return max_cost_for(prompt_tokens, max_output_tokens, prices, prices_ceiling(known))
+
+
+def budget_reserve(
+    *,
+    max_cost_usd: Decimal | None,
+    api_key_id: int | None = None,
+    user_id: int | None = None,
+    model_id: int | None = None,
+    request_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> Reservation:
+    """Hold `max_cost_usd` against every enabled budget that covers this request, or none.
+
+    A cost of 0 (a free model) is never blocked. `None` (a cost that cannot be bounded) is
+    refused by every hard-stop budget. Raises `BudgetExceeded` naming the first budget that
+    has no room; nothing is held then.
+    """
+    now = now or timezone.now()
+    request_id = request_id or uuid.uuid4()
+    budgets = _covering_budgets(api_key_id=api_key_id, user_id=user_id, model_id=model_id, at=now)
+    if max_cost_usd is not None and max_cost_usd == 0:
+        return Reservation(request_id=request_id, amount_usd=Decimal(0), holds=())
+    amount = (
+        Decimal(0)
+        if max_cost_usd is None
+        else max_cost_usd.quantize(CENT_FRACTION, rounding=ROUND_CEILING)
+    )
+    for budget, _ in budgets:
+        if not budget.hard_stop:
+            continue
+        if max_cost_usd is None:
+            raise BudgetExceeded(budget_name=budget.name, reason="the cost cannot be bounded")
+        cap = budget.max_cost_per_request_usd
+        if cap is not None and amount > cap:
+            raise BudgetExceeded(
+                budget_name=budget.name,
+                reason=f"this request may cost up to {amount} USD, above {cap} USD per request",
+            )
+    if not budgets:
+        return Reservation(request_id=request_id, amount_usd=amount, holds=())
+
+    holds: list[BudgetHold] = []
+    with transaction.atomic():
+        # Rows are locked in id order so two multi-budget requests cannot deadlock.
+        for budget, period_id in sorted(budgets, key=lambda pair: pair[1]):
+            rows = BudgetPeriod.objects.filter(pk=period_id)
+            if budget.hard_stop:
+                rows = rows.filter(limit_usd__gte=F("spent_usd") + F("reserved_usd") + amount)
+            if rows.update(reserved_usd=F("reserved_usd") + amount) != 1:
+                raise BudgetExceeded(
+                    budget_name=budget.name,
+                    reason=f"{amount} USD more would pass its {budget.limit_usd} USD limit "
+                    f"this {budget.period}",
+                )
+        lines = BudgetReservation.objects.bulk_create(
+            [
+                BudgetReservation(
+                    request_id=request_id, period_id=period_id, amount_usd=amount, created_at=now
+                )
+                for _, period_id in budgets
+            ]
+        )
+    for (budget, period_id), line in zip(budgets, lines, strict=True):
+        holds.append(
+            BudgetHold(
+                reservation_id=line.pk,
+                period_id=period_id,
+                budget_name=budget.name,
+                soft_alert_usd=budget.limit_usd * budget.soft_alert_share,
+            )
+        )
+    return Reservation(request_id=request_id, amount_usd=amount, holds=tuple(holds))
+
+
+def budget_settle(
+    *, reservation: Reservation, actual_cost_usd: Decimal | None, now: datetime | None = None
+) -> None:
+    """Turn the hold into spend of `actual_cost_usd` and release the rest. `None` means the
+    model's price is unknown: the whole reservation (priced at the dearest known model) counts
+    as spent. Settling twice changes nothing."""
+    spent = (
+        reservation.amount_usd
+        if actual_cost_usd is None
+        else actual_cost_usd.quantize(CENT_FRACTION, rounding=ROUND_HALF_EVEN)
+    )
+    _close(reservation, spent=spent, state=BudgetReservation.State.SETTLED, now=now)
+
+
+def budget_release(*, reservation: Reservation, now: datetime | None = None) -> None:
+    """Give the whole hold back: the request failed or was cancelled before costing anything."""
+    _close(reservation, spent=Decimal(0), state=BudgetReservation.State.RELEASED, now=now)
+
+
+abudget_reserve = sync_to_async(budget_reserve)
+abudget_settle = sync_to_async(budget_settle)
+abudget_release = sync_to_async(budget_release)
+
+
+def budget_reservations_expire(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Release holds older than `older_than` whose process never settled them; returns how many."""
+    now = now or timezone.now()
+    stale = BudgetReservation.objects.filter(
+        state=BudgetReservation.State.HELD, created_at__lt=now - older_than
+    ).values_list("pk", "period_id", "amount_usd")
+    released = 0
+    for reservation_id, period_id, amount in stale:
+        with transaction.atomic():
+            if _claim(reservation_id, BudgetReservation.State.RELEASED, Decimal(0), now):
+                BudgetPeriod.objects.filter(pk=period_id).update(
+                    reserved_usd=F("reserved_usd") - amount
+                )
+                released += 1
+    return released
+
+
+def budget_limit_apply(*, budget: Budget, now: datetime | None = None) -> int:
+    """Copy an edited budget's limit into its current and future periods."""
+    now = now or timezone.now()
+    return BudgetPeriod.objects.filter(budget=budget, ends_at__gt=now).update(
+        limit_usd=budget.limit_usd
+    )
+
+
+def _covering_budgets(
+    *, api_key_id: int | None, user_id: int | None, model_id: int | None, at: datetime
+) -> list[tuple[Budget, int]]:
+    """Enabled budgets covering the request, each with the id of its current period row."""
+    scope = Q(scope=Budget.Scope.GLOBAL)
+    if api_key_id is not None:
+        scope |= Q(scope=Budget.Scope.API_KEY, api_key_id=api_key_id)
+    if user_id is not None:
+        scope |= Q(scope=Budget.Scope.USER, user_id=user_id)
+    if model_id is not None:
+        scope |= Q(scope=Budget.Scope.MODEL, model_id=model_id)
+    rows = (
+        Budget.objects.filter(scope, enabled=True)
+        .annotate(
+            current=FilteredRelation(
+                "periods", condition=Q(periods__starts_at__lte=at, periods__ends_at__gt=at)
+            )
+        )
+        .annotate(current_period_id=F("current__id"))
+        .order_by("pk")
+    )
+    found: list[tuple[Budget, int]] = []
+    for budget in rows:
+        period_id = budget.current_period_id or _period_open(budget, at)
+        found.append((budget, period_id))
+    return found
+
+
+def _period_open(budget: Budget, at: datetime) -> int:
+    """The period row for `at`, created on the first request of a period (racing creators
+    agree through the unique constraint)."""
+    starts_at, ends_at = period_bounds(budget.period, at, ZoneInfo(settings.TIME_ZONE))
+    BudgetPeriod.objects.bulk_create(
+        [
+            BudgetPeriod(
+                budget=budget, starts_at=starts_at, ends_at=ends_at, limit_usd=budget.limit_usd
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return BudgetPeriod.objects.only("pk").get(budget=budget, starts_at=starts_at).pk
+
+
+def _claim(reservation_id: int, state: str, spent: Decimal, now: datetime) -> bool:
+    return (
+        BudgetReservation.objects.filter(
+            pk=reservation_id, state=BudgetReservation.State.HELD
+        ).update(state=state, actual_usd=spent, settled_at=now)
+        == 1
+    )
+
+
+def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetime | None) -> None:
+    if not reservation.holds:
+        return
+    now = now or timezone.now()
+    with transaction.atomic():
+        for hold in sorted(reservation.holds, key=lambda h: h.period_id):
+            if not _claim(hold.reservation_id, state, spent, now):
+                continue
+            BudgetPeriod.objects.filter(pk=hold.period_id).update(
+                spent_usd=F("spent_usd") + spent,
+                reserved_usd=F("reserved_usd") - reservation.amount_usd,
+            )
+            if spent > 0:
+                _soft_alert_record(hold, now)
+
+
+def _soft_alert_record(hold: BudgetHold, now: datetime) -> None:
+    crossed = BudgetPeriod.objects.filter(
+        pk=hold.period_id, soft_alerted_at__isnull=True, spent_usd__gte=hold.soft_alert_usd
+    ).update(soft_alerted_at=now)
+    if crossed:
+        period = BudgetPeriod.objects.only("budget_id", "spent_usd", "limit_usd").get(
+            pk=hold.period_id
+        )
+        BudgetAlert.objects.create(
+            period_id=hold.period_id,
+            budget_id=period.budget_id,
+            spent_usd=period.spent_usd,
+            limit_usd=period.limit_usd,
+            created_at=now,
+        )
+
+
+class Spend:
+    """What the guarded request ended up costing; set by the caller inside `budget_guard`."""
+
+    def __init__(self) -> None:
+        self.recorded = False
+        self.cost_usd: Decimal | None = None
+
+    def record(self, cost_usd: Decimal | None) -> None:
+        """`None` is a finished request on a model whose price is unknown."""
+        self.recorded = True
+        self.cost_usd = cost_usd
+
+
+@asynccontextmanager
+async def budget_guard(
+    *,
+    max_cost_usd: Decimal | None,
+    api_key_id: int | None = None,
+    user_id: int | None = None,
+    model_id: int | None = None,
+    request_id: uuid.UUID | None = None,
+) -> AsyncIterator[Spend]:
+    """Reserve on entry; on exit settle what was recorded, or release everything when nothing
+    was, when the body raised, or when the task was cancelled."""
+    reservation = await abudget_reserve(
+        max_cost_usd=max_cost_usd,
+        api_key_id=api_key_id,
+        user_id=user_id,
+        model_id=model_id,
+        request_id=request_id,
+    )
+    spend = Spend()
+    try:
+        yield spend
+    except BaseException:
+        # Shielded: a second cancellation must not strand the hold.
+        await asyncio.shield(abudget_release(reservation=reservation))
+        raise
+    if spend.recorded:
+        await asyncio.shield(
+            abudget_settle(reservation=reservation, actual_cost_usd=spend.cost_usd)
+        )
+    else:
+        await asyncio.shield(abudget_release(reservation=reservation))
