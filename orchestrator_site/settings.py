@@ -148,3 +148,15 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# Routing agents and decisions (docs/routing.md). Sampling runs in Celery beat when Redis is set,
+# else in a background loop of the web process; "off" disables it.
+ORCHESTRATOR_AGENT_SAMPLING = ENV.get("ORCHESTRATOR_AGENT_SAMPLING", "beat" if REDIS_URL else "web")
+ORCHESTRATOR_AGENT_INTERVAL_S = config.env_int(ENV, "ORCHESTRATOR_AGENT_INTERVAL_S", 15)
+ORCHESTRATOR_AGENT_RETENTION_H = config.env_int(ENV, "ORCHESTRATOR_AGENT_RETENTION_H", 24)
+ORCHESTRATOR_AGENTS = config.env_list(ENV, "ORCHESTRATOR_AGENTS", [])
+ORCHESTRATOR_DEBUG_ROUTING = config.env_bool(ENV, "ORCHESTRATOR_DEBUG_ROUTING", False)
+CELERY_BEAT_SCHEDULE["routing-agents-sample"] = {
+    "task": "routing.tasks.agents_sample",
+    "schedule": float(ORCHESTRATOR_AGENT_INTERVAL_S),
+}

@@ -1,3 +1,6 @@
 """routing admin registrations arrive with its tables."""
 
-from routing import admin_budget  # noqa: F401
+from routing import (
+    admin_budget,  # noqa: F401
+    admin_policy,  # noqa: F401
+)

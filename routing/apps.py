@@ -1,6 +1,31 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+
+def _config_changed(**_: Any) -> None:
+    from routing.config_cache import routing_config_changed
+
+    # After commit, so no process reloads the configuration before the change is visible.
+    transaction.on_commit(routing_config_changed)
 
 
 class RoutingConfig(AppConfig):
     name = "routing"
     verbose_name = "Routing"
+
+    def ready(self) -> None:
+        # Cache invalidation only (no domain logic): any edit of the registry or of a policy,
+        # from the admin, a service or config_import, makes every process reload the config.
+        from providers.models import LLMModel, Provider
+        from routing.models import RoutingPolicy, RoutingRule, RuleFallback, StateRule
+
+        for model in (Provider, LLMModel, RoutingPolicy, RoutingRule, RuleFallback, StateRule):
+            post_save.connect(
+                _config_changed, sender=model, dispatch_uid=f"routing-{model.__name__}"
+            )
+            post_delete.connect(
+                _config_changed, sender=model, dispatch_uid=f"routing-{model.__name__}-del"
+            )

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from providers.models import LLMModel
+from routing import policy_rules
 from routing.taxonomy import COMPLEXITY_CHOICES, TASK_TYPE_CHOICES
 
 
@@ -45,6 +47,15 @@ class RoutingPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        errors = {
+            "tier_ladder": policy_rules.tier_ladder_errors(self.tier_ladder),
+            "thresholds": policy_rules.thresholds_errors(self.thresholds),
+            "agents": policy_rules.agents_errors(self.agents),
+        }
+        if any(errors.values()):
+            raise ValidationError({k: v for k, v in errors.items() if v})
+
 
 class RoutingRule(models.Model):
     """Task type (and optionally complexity) to a primary model and its fallbacks.
@@ -78,6 +89,11 @@ class RoutingRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy.name}: {self.task_type}/{self.complexity or '*'}"
+
+    def clean(self) -> None:
+        errors = policy_rules.tiers_errors(self.tiers)
+        if errors:
+            raise ValidationError({"tiers": errors})
 
 
 class RuleFallback(models.Model):
@@ -123,3 +139,8 @@ class StateRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy.name}: {self.agent}={self.state} -> {self.action}"
+
+    def clean(self) -> None:
+        errors = policy_rules.state_errors(self.agent, self.state)
+        if errors:
+            raise ValidationError({"state": errors})

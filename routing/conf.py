@@ -1,0 +1,38 @@
+"""Routing settings with their defaults, read from Django settings at call time (tests override)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def sampling_mode() -> str:
+    return str(getattr(settings, "ORCHESTRATOR_AGENT_SAMPLING", "off"))
+
+
+def interval_s() -> int:
+    return int(getattr(settings, "ORCHESTRATOR_AGENT_INTERVAL_S", 15))
+
+
+def stale_after_s() -> int:
+    """A sample older than three intervals means sampling stopped: its state becomes unknown."""
+    return 3 * interval_s()
+
+
+def retention_h() -> int:
+    return int(getattr(settings, "ORCHESTRATOR_AGENT_RETENTION_H", 24))
+
+
+def custom_agents() -> list[str]:
+    return list(getattr(settings, "ORCHESTRATOR_AGENTS", []))
+
+
+def debug_routing() -> bool:
+    return bool(getattr(settings, "ORCHESTRATOR_DEBUG_ROUTING", False))
+
+
+def classifier_path() -> str:
+    return str(getattr(settings, "ORCHESTRATOR_CLASSIFIER", ""))
+
+
+def budget_reader_path() -> str:
+    return str(getattr(settings, "ORCHESTRATOR_BUDGET_READER", ""))

@@ -1,0 +1,164 @@
+"""The routing configuration as frozen values: the model registry and every policy.
+
+Loaded from the database once per configuration version and kept in process memory; the version
+lives in the shared cache and changes whenever a provider, model or policy row changes (see
+`routing.apps`), so every process reloads after an edit and a warm decision reads no table.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import cache
+
+from providers.models import LLMModel
+from routing.decision import (
+    ModelSpec,
+    PolicySpec,
+    RegistrySnapshot,
+    RoutingError,
+    RuleSpec,
+    StateRuleSpec,
+)
+from routing.engine import DEFAULT_TIER_LADDER
+from routing.models import RoutingPolicy
+
+VERSION_KEY = "routing:config-version"
+# A write that bypasses model signals (queryset.update) is picked up after this long at worst.
+MAX_AGE_S = 300.0
+
+BUILTIN_POLICY = PolicySpec(
+    name="builtin",
+    tier_ladder=DEFAULT_TIER_LADDER,
+    state_rules=(
+        StateRuleSpec("resources", "CRITICAL", "prefer_cloud"),
+        StateRuleSpec("connectivity", "DISCONNECTED", "local_only"),
+        StateRuleSpec("connectivity", "DEGRADED", "smaller_cloud_or_local"),
+        StateRuleSpec("budget", "budget_critical", "free_only"),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    version: str
+    registry: RegistrySnapshot
+    policies: dict[str, PolicySpec]
+    default_policy: str
+    thresholds: dict[str, Any]
+    policy_agents: tuple[str, ...]
+    cloud_targets: tuple[tuple[str, str], ...]
+    loaded_at: float
+
+    def policy(self, name: str | None) -> PolicySpec:
+        key = name or self.default_policy
+        if key not in self.policies:
+            raise RoutingError(f"unknown routing policy {key!r}")
+        return self.policies[key]
+
+
+_lock = threading.Lock()
+_memo: RoutingConfig | None = None
+
+
+def routing_config_changed() -> None:
+    """Make every process reload the configuration on its next decision."""
+    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+
+
+def _current_version() -> str:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        version = cache.get(VERSION_KEY)
+    return str(version)
+
+
+def routing_config_get() -> RoutingConfig:
+    global _memo
+    version = _current_version()
+    memo = _memo
+    if memo and memo.version == version and time.monotonic() - memo.loaded_at < MAX_AGE_S:
+        return memo
+    with _lock:
+        _memo = _load(version)
+        return _memo
+
+
+def _load(version: str) -> RoutingConfig:
+    rows = LLMModel.objects.select_related("provider").order_by("id")
+    models = tuple(
+        ModelSpec(
+            id=m.id,
+            provider_name=m.provider.name,
+            provider_kind=m.provider.kind,
+            name=m.name,
+            locality=m.provider.locality,
+            tier=m.tier,
+            input_price_per_mtok_usd=m.input_price_per_mtok_usd,
+            output_price_per_mtok_usd=m.output_price_per_mtok_usd,
+            cached_input_price_per_mtok_usd=m.cached_input_price_per_mtok_usd,
+            context_window=m.context_window,
+            max_output_tokens=m.max_output_tokens,
+            task_strengths=tuple(str(s) for s in (m.task_strengths or [])),
+            enabled=m.enabled and m.provider.enabled,
+            is_baseline=m.is_baseline,
+        )
+        for m in rows
+    )
+    cloud_targets = tuple(
+        sorted(
+            {
+                (m.provider.name, m.provider.base_url)
+                for m in rows
+                if m.provider.enabled and m.provider.locality == "cloud"
+            }
+        )
+    )
+    policies: dict[str, PolicySpec] = {}
+    default_name, thresholds, agents = BUILTIN_POLICY.name, {}, ()
+    queryset = RoutingPolicy.objects.prefetch_related("rules__fallbacks", "state_rules")
+    for policy in queryset:
+        policies[policy.name] = policy_spec(policy)
+        if policy.is_default:
+            default_name = policy.name
+            thresholds = dict(policy.thresholds or {})
+            agents = tuple(policy.agents or ())
+    if default_name == BUILTIN_POLICY.name:
+        policies[BUILTIN_POLICY.name] = BUILTIN_POLICY
+    return RoutingConfig(
+        version=version,
+        registry=RegistrySnapshot.build(models),
+        policies=policies,
+        default_policy=default_name,
+        thresholds=thresholds,
+        policy_agents=agents,
+        cloud_targets=cloud_targets,
+        loaded_at=time.monotonic(),
+    )
+
+
+def policy_spec(policy: RoutingPolicy) -> PolicySpec:
+    ladder = {k: tuple(v) for k, v in (policy.tier_ladder or {}).items()}
+    return PolicySpec(
+        name=policy.name,
+        tier_ladder={**DEFAULT_TIER_LADDER, **ladder},
+        rules=tuple(
+            RuleSpec(
+                task_type=rule.task_type,
+                complexity=rule.complexity,
+                primary_id=rule.primary_id,
+                fallback_ids=tuple(f.model_id for f in rule.fallbacks.all()),
+                tiers=tuple(rule.tiers or ()),
+            )
+            for rule in policy.rules.all()
+        ),
+        state_rules=tuple(
+            StateRuleSpec(s.agent, s.state, s.action) for s in policy.state_rules.all()
+        ),
+        sticky_sessions=policy.sticky_sessions,
+    )

@@ -1,0 +1,82 @@
+"""The decision service: the cached configuration, the published agent snapshot, the classifier
+and the pure engine. Warm, it reads no table; it reads two keys of the shared cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache as memoize
+from importlib import import_module
+
+from django.utils import timezone
+
+from routing import conf
+from routing.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
+from routing.config_cache import routing_config_get
+from routing.decision import RouteDecision, RouteRequest, RoutingError
+from routing.engine import decide
+from routing.sampling import agents_snapshot_current, background_sampling_ensure
+from routing.taxonomy import COMPLEXITIES, TASK_TYPES
+
+logger = logging.getLogger("routing.decisions")
+
+
+@memoize
+def _classifier(path: str) -> PromptClassifier:
+    if not path:
+        return HeuristicClassifier()
+    module_name, _, attr = path.rpartition(".")
+    classifier: PromptClassifier = getattr(import_module(module_name), attr)()
+    return classifier
+
+
+def route_decide(
+    *,
+    prompt: str,
+    task_type: str | None = None,
+    complexity: str | None = None,
+    override: str | None = None,
+    conversation_model_id: int | None = None,
+    policy_name: str | None = None,
+    max_output_tokens: int = 0,
+) -> RouteDecision:
+    """Choose the chain of models for a prompt. Raises RoutingError for a bad override, task
+    type, complexity or policy name (the caller's mistake, reported as a 400)."""
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise RoutingError(
+            f"unknown task_type {task_type!r}; expected one of {', '.join(TASK_TYPES)}"
+        )
+    if complexity is not None and complexity not in COMPLEXITIES:
+        raise RoutingError(
+            f"unknown complexity {complexity!r}; expected one of {', '.join(COMPLEXITIES)}"
+        )
+    background_sampling_ensure()
+    config = routing_config_get()
+    policy = config.policy(policy_name)
+    classification: dict[str, object] = {}
+    if task_type is None or complexity is None:
+        found = _classifier(conf.classifier_path()).classify(prompt)
+        classification = {
+            "task_type": found.task_type,
+            "complexity": found.complexity,
+            "signals": found.signals,
+            "task_type_from": "caller" if task_type else "classifier",
+            "complexity_from": "caller" if complexity else "classifier",
+        }
+        task_type = task_type or found.task_type
+        complexity = complexity or found.complexity
+    else:
+        classification = {"task_type_from": "caller", "complexity_from": "caller"}
+    request = RouteRequest(
+        task_type=task_type,
+        complexity=complexity,
+        prompt_tokens=estimate_tokens(prompt),
+        max_output_tokens=max_output_tokens,
+        override=override or None,
+        sticky_model_id=conversation_model_id,
+        classification=classification,
+    )
+    decision = decide(request, policy, agents_snapshot_current(now=timezone.now()), config.registry)
+    if conf.debug_routing():
+        logger.info(json.dumps({"routing_decision": decision.trace}, sort_keys=True))
+    return decision

@@ -1,0 +1,91 @@
+"""Validation of the JSON parts of a policy, shared by the admin and `config_import`.
+
+Each function returns error messages; an empty list means valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from routing.agents.connectivity import ConnectivityThresholds
+from routing.agents.resources import ResourceThresholds
+from routing.taxonomy import COMPLEXITIES, TIERS
+
+THRESHOLD_GROUPS: dict[str, type[Any]] = {
+    "resources": ResourceThresholds,
+    "connectivity": ConnectivityThresholds,
+}
+KNOWN_STATES = {
+    "resources": ("AVAILABLE", "CONSTRAINED", "CRITICAL", "unknown"),
+    "connectivity": ("OPTIMAL", "DEGRADED", "DISCONNECTED", "no_targets", "unknown"),
+    "budget": ("no_budget", "budget_available", "budget_constrained", "budget_critical", "unknown"),
+}
+
+
+def tier_ladder_errors(value: Any) -> list[str]:
+    if not isinstance(value, dict):
+        return ["must be a mapping of complexity to a list of tiers"]
+    errors = []
+    for complexity, tiers in value.items():
+        if complexity not in COMPLEXITIES:
+            errors.append(
+                f"unknown complexity {complexity!r}; expected one of {', '.join(COMPLEXITIES)}"
+            )
+        errors += [f"{complexity}: {e}" for e in tiers_errors(tiers)]
+    return errors
+
+
+def tiers_errors(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return ["must be a list of tiers"]
+    errors = [
+        f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}"
+        for tier in value
+        if tier not in TIERS
+    ]
+    if len(set(map(str, value))) != len(value):
+        errors.append("a tier is listed twice")
+    return errors
+
+
+def thresholds_errors(value: Any) -> list[str]:
+    if not isinstance(value, dict):
+        return ["must be a mapping of agent to thresholds"]
+    errors = []
+    for group, overrides in value.items():
+        cls = THRESHOLD_GROUPS.get(group)
+        if cls is None:
+            errors.append(f"unknown agent {group!r}; expected one of {', '.join(THRESHOLD_GROUPS)}")
+            continue
+        if not isinstance(overrides, dict):
+            errors.append(f"{group}: must be a mapping of threshold names to numbers")
+            continue
+        names = {f.name for f in fields(cls)}
+        for key, number in overrides.items():
+            if key not in names:
+                errors.append(
+                    f"{group}: unknown threshold {key!r}; "
+                    f"expected one of {', '.join(sorted(names))}"
+                )
+            elif isinstance(number, bool) or not isinstance(number, int | float) or number < 0:
+                errors.append(f"{group}.{key}: must be a number >= 0")
+    return errors
+
+
+def agents_errors(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return ["must be a list of dotted paths"]
+    return [f"{path!r} is not a dotted path" for path in value if "." not in path.strip(".")]
+
+
+def state_errors(agent: str, state: str) -> list[str]:
+    known = KNOWN_STATES.get(agent)
+    if known is not None and state not in known:
+        return [f"unknown state {state!r} for agent {agent!r}; expected one of {', '.join(known)}"]
+    return []
+
+
+def thresholds_for(value: dict[str, Any], group: str) -> Any:
+    """The thresholds dataclass of one agent, with a policy's overrides applied."""
+    return THRESHOLD_GROUPS[group](**(value or {}).get(group, {}))

@@ -1,0 +1,175 @@
+"""Agent sampling: run every agent, keep the samples, publish the latest snapshot to the cache.
+
+Runs in the background only (Celery beat, or a loop in the web process in the zero-setup mode);
+a decision reads the published snapshot and never waits for a probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import datetime, timedelta
+from importlib import import_module
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.utils import timezone
+
+from routing import conf, policy_rules
+from routing.agents.base import UNKNOWN, Agent, AgentCheck, agent_load, checks_from
+from routing.agents.budget import BudgetAgent, BudgetReader, no_budget
+from routing.agents.connectivity import ConnectivityAgent
+from routing.agents.resources import ResourceMonitor
+from routing.config_cache import routing_config_get
+from routing.decision import AgentSnapshot, AgentState
+from routing.models import AgentSample
+
+logger = logging.getLogger(__name__)
+SNAPSHOT_KEY = "routing:agent-snapshot"
+BUILTIN_AGENTS = ("resources", "connectivity", "budget")
+
+_custom: dict[str, Agent] = {}
+_resource_monitor = ResourceMonitor()
+_resource_monitor_ready = False
+
+
+def _budget_reader() -> BudgetReader:
+    path = conf.budget_reader_path()
+    if not path:
+        return no_budget
+    module_name, _, attr = path.rpartition(".")
+    reader: BudgetReader = getattr(import_module(module_name), attr)
+    return reader
+
+
+def _agents() -> list[Agent]:
+    global _resource_monitor_ready
+    config = routing_config_get()
+    thresholds = config.thresholds
+    if not _resource_monitor_ready:
+        _resource_monitor.initialize()
+        _resource_monitor_ready = True
+    _resource_monitor.thresholds = policy_rules.thresholds_for(thresholds, "resources")
+    agents: list[Agent] = [
+        _resource_monitor,
+        ConnectivityAgent(
+            list(config.cloud_targets), policy_rules.thresholds_for(thresholds, "connectivity")
+        ),
+        BudgetAgent(_budget_reader()),
+    ]
+    for path in [*conf.custom_agents(), *config.policy_agents]:
+        if path not in _custom:
+            agent = agent_load(path)
+            agent.initialize()
+            _custom[path] = agent
+        agents.append(_custom[path])
+    return agents
+
+
+def _previous(snapshot: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    previous: dict[str, dict[str, str]] = {}
+    for entry in (snapshot or {}).get("agents", []):
+        if entry.get("ok", True):
+            previous.setdefault(entry["agent"], {})[entry["target"]] = entry["state"]
+    return previous
+
+
+def agents_sample(*, now: datetime | None = None) -> list[AgentSample]:
+    """Check every agent once, store the samples, publish the snapshot, drop expired samples."""
+    now = now or timezone.now()
+    previous = _previous(cache.get(SNAPSHOT_KEY))
+    rows: list[AgentSample] = []
+    for agent in _agents():
+        name = getattr(agent, "name", type(agent).__name__)
+        try:
+            checks = checks_from(agent.check(previous=previous.get(name, {})))
+        except Exception as error:
+            logger.warning("agent %s check failed", name, exc_info=True)
+            checks = [AgentCheck(UNKNOWN, ok=False, reason=f"check failed: {error}"[:500])]
+        for check in checks:
+            metrics = {**check.metrics, "proceed": check.proceed}
+            rows.append(
+                AgentSample(
+                    agent=name,
+                    target=check.target,
+                    state=check.state,
+                    ok=check.ok,
+                    reason=check.reason[:500],
+                    metrics=metrics,
+                    sampled_at=now,
+                )
+            )
+    AgentSample.objects.bulk_create(rows)
+    snapshot = {
+        "taken_at": now.isoformat(),
+        "agents": [
+            {
+                "agent": r.agent,
+                "target": r.target,
+                "state": r.state,
+                "ok": r.ok,
+                "reason": r.reason,
+                "metrics": r.metrics,
+                "sampled_at": now.isoformat(),
+            }
+            for r in rows
+        ],
+    }
+    cache.set(SNAPSHOT_KEY, snapshot, timeout=None)
+    AgentSample.objects.filter(sampled_at__lt=now - timedelta(hours=conf.retention_h())).delete()
+    return rows
+
+
+def agents_snapshot_current(*, now: datetime) -> AgentSnapshot:
+    """The published snapshot; a stale or failed sample reads as an explicit unknown state."""
+    published = cache.get(SNAPSHOT_KEY)
+    if not published:
+        return AgentSnapshot(
+            tuple(AgentState(a, UNKNOWN, reason="no sample yet") for a in BUILTIN_AGENTS)
+        )
+    stale_after = timedelta(seconds=conf.stale_after_s())
+    states = []
+    for entry in published["agents"]:
+        sampled_at = datetime.fromisoformat(entry["sampled_at"])
+        age = now - sampled_at
+        if age > stale_after:
+            state = UNKNOWN
+            reason = f"stale: sampled {int(age.total_seconds())} s ago (was {entry['state']})"
+        elif not entry["ok"]:
+            state, reason = UNKNOWN, entry["reason"]
+        else:
+            state, reason = entry["state"], entry["reason"]
+        states.append(AgentState(entry["agent"], state, entry["target"], reason, entry["metrics"]))
+    return AgentSnapshot(tuple(states), taken_at=published["taken_at"])
+
+
+_loop_started = False
+_loop_lock = threading.Lock()
+
+
+def background_sampling_ensure() -> bool:
+    """Start the in-process sampling loop once, in the mode that wants it. True when started now."""
+    global _loop_started
+    if _loop_started or conf.sampling_mode() != "web":
+        return False
+    with _loop_lock:
+        if _loop_started:
+            return False
+        _loop_started = True
+    # A thread of its own keeps the loop alive whether or not the caller runs an event loop.
+    threading.Thread(
+        target=asyncio.run, args=(_sampling_loop(),), name="routing-agents", daemon=True
+    ).start()
+    return True
+
+
+async def _sampling_loop() -> None:
+    sample = sync_to_async(agents_sample, thread_sensitive=False)
+    while True:
+        try:
+            await sample()
+        except Exception:
+            logger.exception("agent sampling failed")
+        await asyncio.sleep(conf.interval_s())
