@@ -1,0 +1,51 @@
+"""Atomic counters on the Django cache: one Redis round trip in production, a lock elsewhere.
+
+Django's own `incr` checks existence and increments in two commands; a key that expires in
+between comes back without a TTL and lives forever. Counters here set their TTL in the same
+atomic step that creates them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.core.cache import BaseCache
+from django.core.cache.backends.redis import RedisCache
+from redis import Redis
+from redis.commands.core import Script
+
+_COUNTER_LUA = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return n
+"""
+
+_scripts: dict[str, Script] = {}
+_local_lock = threading.Lock()
+
+
+def redis_client(cache: BaseCache) -> Redis | None:
+    """The cache's own Redis client (sharing its connection pool), or None on other backends."""
+    if isinstance(cache, RedisCache):
+        return cache._cache.get_client(write=True)
+    return None
+
+
+def script(client: Redis, source: str) -> Script:
+    """A Lua script registered once per process; it is sent by SHA after the first call."""
+    registered = _scripts.get(source)
+    if registered is None:
+        registered = _scripts[source] = client.register_script(source)
+    return registered
+
+
+def counter_add(cache: BaseCache, key: str, delta: int, ttl_s: int) -> int:
+    """Add `delta` to the counter at `key`, creating it with a `ttl_s` lifetime; the new value."""
+    client = redis_client(cache)
+    if client is not None:
+        counter = script(client, _COUNTER_LUA)
+        return int(counter(keys=[cache.make_key(key)], args=[delta, ttl_s], client=client))
+    # Other backends (local memory in development) are per process; a lock makes add+incr one step.
+    with _local_lock:
+        cache.add(key, 0, timeout=ttl_s)
+        return int(cache.incr(key, delta))
