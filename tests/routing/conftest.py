@@ -1,6 +1,62 @@
-from tests.providers.conftest import (  # noqa: F401  (fixtures shared with the adapter tests)
-    _close_http_client,
-    local_model_url,
-    upstream,
-    upstream_server,
-)
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+
+from providers.models import LLMModel, Provider
+from routing import config_cache, sampling
+from routing.models import RoutingPolicy, RoutingRule, StateRule
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_cache(settings) -> Iterator[None]:
+    settings.ORCHESTRATOR_AGENT_SAMPLING = "off"
+    cache.delete_many([config_cache.VERSION_KEY, sampling.SNAPSHOT_KEY])
+    config_cache._memo = None
+    yield
+    cache.delete_many([config_cache.VERSION_KEY, sampling.SNAPSHOT_KEY])
+    config_cache._memo = None
+
+
+@pytest.fixture
+def registry_rows(db) -> dict[str, LLMModel]:
+    local = Provider.objects.create(
+        name="local", kind="openai_compatible", base_url="http://127.0.0.1:9/v1", locality="local"
+    )
+    openai = Provider.objects.create(
+        name="openai", kind="openai", base_url="http://127.0.0.1:9/v1", locality="cloud"
+    )
+    tiny = LLMModel.objects.create(
+        provider=local,
+        name="tiny",
+        tier="small_local",
+        context_window=2048,
+        input_price_per_mtok_usd=Decimal(0),
+        output_price_per_mtok_usd=Decimal(0),
+    )
+    mini = LLMModel.objects.create(
+        provider=openai,
+        name="mini",
+        tier="standard",
+        context_window=128000,
+        input_price_per_mtok_usd=Decimal("0.15"),
+        output_price_per_mtok_usd=Decimal("0.60"),
+    )
+    big = LLMModel.objects.create(
+        provider=openai,
+        name="big",
+        tier="premium",
+        context_window=128000,
+        input_price_per_mtok_usd=Decimal("2.50"),
+        output_price_per_mtok_usd=Decimal("10.00"),
+        task_strengths=["code"],
+    )
+    policy = RoutingPolicy.objects.create(name="balanced", is_default=True)
+    RoutingRule.objects.create(policy=policy, task_type="code", primary=big)
+    StateRule.objects.create(
+        policy=policy, agent="connectivity", state="DISCONNECTED", action="local_only"
+    )
+    return {"tiny": tiny, "mini": mini, "big": big}
