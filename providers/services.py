@@ -146,7 +146,11 @@ def provider_models_import(*, provider: Provider) -> ModelsImport:
         )
     logger.info(
         "provider models imported",
-        extra={"provider": provider.name, "created": len(missing), "existing": len(existing)},
+        extra={
+            "provider": provider.name,
+            "models_created": len(missing),
+            "models_existing": len(existing),
+        },
     )
     return ModelsImport(created=tuple(missing), existing=tuple(sorted(existing)))
 
