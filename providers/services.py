@@ -155,11 +155,6 @@ def provider_models_import(*, provider: Provider) -> ModelsImport:
     return ModelsImport(created=tuple(missing), existing=tuple(sorted(existing)))
 
 
-async def provider_models_list(*, provider: Provider) -> list[str]:
-    """The model ids `provider` offers, for async callers (shares the loop's HTTP client)."""
-    return await adapter_for(provider.kind).list_models(provider_endpoint(provider))
-
-
 def _models_list_blocking(kind: str, endpoint: Endpoint) -> list[str]:
     async def listed() -> list[str]:
         try:
