@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import random
+from typing import Any
+
 from celery import shared_task
 
 from routing.sampling import agents_sample as agents_sample_service
@@ -9,3 +12,37 @@ from routing.sampling import agents_sample as agents_sample_service
 def agents_sample() -> int:
     """Sample every monitoring agent once; returns how many samples were stored."""
     return len(agents_sample_service())
+
+
+@shared_task(
+    name="routing.tasks.batch_item_run",
+    bind=True,
+    max_retries=2,
+    time_limit=600,
+    soft_time_limit=540,
+    acks_late=True,
+)
+def batch_item_run(self: Any, item_id: int) -> str:
+    """Run one batch item; a retryable failure is retried with exponential backoff and jitter,
+    the last failure is dead-lettered."""
+    from routing.batch import batch_item_execute
+
+    run = batch_item_execute(
+        item_id=item_id, final_attempt=self.request.retries >= self.max_retries
+    )
+    if run.state == "retry":
+        countdown = 2 ** (self.request.retries + 1) + random.uniform(0, 1)
+        raise self.retry(countdown=countdown)
+    return run.state
+
+
+def batch_item_enqueue(item_id: int, priority: int) -> None:
+    batch_item_run.apply_async(args=[item_id], priority=priority)
+
+
+@shared_task(name="routing.tasks.journal_sweep", time_limit=300, soft_time_limit=240)
+def journal_sweep() -> int:
+    """Write the log rows of requests whose process ended before it could (see routing.journal)."""
+    from routing.journal import journal_sweep as sweep
+
+    return sweep()

@@ -1,0 +1,284 @@
+"""The native API under /api/ (django-ninja; OpenAPI at /api/docs).
+
+Operations parse and authenticate, call one service, and shape the answer; every refusal uses
+one envelope, `{"error": {"code", "message", "details"}}`, with the status from
+`routing.events.ERROR_STATUS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Literal
+
+from asgiref.sync import sync_to_async
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import Field, NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from routing.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
+from routing.batch import batch_create, batch_progress, execute_result, task_request
+from routing.events import Caller, Failed, Finished
+from routing.journal import journaled
+from routing.prometheus import prometheus_text
+from routing.services import chat_stream
+from routing.status import gateway_metrics, model_statuses
+from routing.tasks import batch_item_enqueue
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="LLM Orchestrator native API",
+    version="1",
+    urls_namespace="gateway-api",
+    auth=GATEWAY_AUTH,
+    docs_url="/docs",
+)
+
+
+def envelope(
+    code: str,
+    message: str,
+    status: int,
+    *,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JsonResponse(body, status=status, headers=headers)
+
+
+@api.exception_handler(GatewayError)
+def _gateway_error(request: HttpRequest, exc: GatewayError) -> HttpResponse:
+    headers = rate_limit_headers(exc.rate_limit, exc.retry_after_s)
+    return envelope(exc.code, exc.message, exc.status, details=exc.details, headers=headers)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ()) if part != "body"),
+            "message": error.get("msg", ""),
+        }
+        for error in exc.errors
+    ]
+    fields = ", ".join(error["field"] or "body" for error in errors)
+    return envelope(
+        "INVALID_REQUEST", f"Invalid field(s): {fields}", 400, details={"errors": errors}
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return envelope(
+        "AUTHENTICATION_FAILED",
+        "Missing, invalid or revoked API key (Bearer or x-api-key), or no signed-in session.",
+        401,
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    code = "AUTHENTICATION_FAILED" if exc.status_code in (401, 403) else "INVALID_REQUEST"
+    return envelope(code, str(exc.message), exc.status_code)
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return envelope("INVALID_REQUEST", str(exc) or "Not found.", 404)
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("native API request failed", extra={"path": request.path})
+    return envelope("SERVICE_UNAVAILABLE", "The gateway failed to handle this request.", 503)
+
+
+class MessageIn(Schema):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ExecuteIn(Schema):
+    prompt: str | None = Field(None, description="The prompt; or give `messages`.")
+    messages: list[MessageIn] | None = None
+    task_type: str | None = None
+    model_id: str | None = Field(
+        None, description="Override routing: 'provider:model', a model name or a policy name."
+    )
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    system_prompt: str | None = None
+    context: dict[str, Any] | None = Field(None, description="Injected into the prompt.")
+    metadata: dict[str, Any] | None = Field(None, description='e.g. {"cache": false}')
+    session_id: str = Field("", max_length=128)
+
+
+class MetricsOut(Schema):
+    total_latency: float
+    time_to_first_token: float | None
+    input_tokens: int
+    output_tokens: int
+    cost: str | None
+    cost_state: str
+    baseline_cost: str | None
+
+
+class ExecuteOut(Schema):
+    request_id: str
+    response: str
+    model_id: str
+    agent_checks: list[dict[str, Any]]
+    metrics: MetricsOut
+    routing: dict[str, Any]
+    cached: bool
+    rate_limit: dict[str, Any] | None
+
+
+class ErrorOut(Schema):
+    error: dict[str, Any]
+
+
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 413, 429, 502, 503, 504)}
+
+
+def _task(payload: ExecuteIn) -> dict[str, Any]:
+    if not payload.prompt and not payload.messages:
+        raise GatewayError(
+            "INVALID_REQUEST", "prompt: give a prompt or messages", details={"field": "prompt"}
+        )
+    return payload.model_dump(exclude_none=True)
+
+
+@api.post("/execute", response={200: ExecuteOut, **ERRORS}, summary="Run one prompt")
+async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
+    caller: Caller = request.auth  # type: ignore[attr-defined]
+    gateway_request = task_request(_task(payload), caller=caller, entry_point="native")
+    async for event in journaled(chat_stream(gateway_request), request=gateway_request):
+        if isinstance(event, Failed):
+            return envelope(
+                event.code,
+                event.message,
+                event.http_status,
+                details={"request_id": str(event.request_id), **event.details},
+                headers=rate_limit_headers(event.rate_limit, event.retry_after_s),
+            )
+        if isinstance(event, Finished):
+            headers = rate_limit_headers(event.rate_limit) | {
+                "x-orchestrator-request-id": str(event.request_id),
+                "x-orchestrator-model": event.model_ref,
+            }
+            return JsonResponse(execute_result(event), headers=headers)
+    raise RuntimeError("chat_stream ended without a terminal event")
+
+
+class BatchIn(Schema):
+    tasks: list[ExecuteIn] = Field(..., min_length=1, max_length=1000)
+    priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest).")
+
+
+class BatchCreatedOut(Schema):
+    batch_id: str
+    total: int
+
+
+@api.post("/batch", response={202: BatchCreatedOut, **ERRORS}, summary="Submit a batch")
+async def batch_submit(request: HttpRequest, payload: BatchIn) -> HttpResponse:
+    caller: Caller = request.auth  # type: ignore[attr-defined]
+    tasks = [_task(task) for task in payload.tasks]
+    batch = await sync_to_async(batch_create)(
+        caller=caller, tasks=tasks, priority=payload.priority, enqueue=batch_item_enqueue
+    )
+    return JsonResponse({"batch_id": str(batch.id), "total": batch.total}, status=202)
+
+
+@api.get("/batch/{batch_id}", summary="Batch progress and per-item results")
+async def batch_get(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
+    caller: Caller = request.auth  # type: ignore[attr-defined]
+    progress = await sync_to_async(batch_progress)(batch_id=batch_id, caller=caller)
+    if progress is None:
+        raise Http404(f"No batch {batch_id}.")
+    return JsonResponse(
+        {
+            "batch_id": progress.id,
+            "state": progress.state,
+            "total": progress.total,
+            "succeeded": progress.succeeded,
+            "failed": progress.failed,
+            "pending": progress.pending,
+            "progress_pct": progress.progress_pct,
+            "created_at": progress.created_at,
+            "finished_at": progress.finished_at,
+            "items": [item.__dict__ for item in progress.items],
+        }
+    )
+
+
+# Service endpoints at the site root (plain async views: /health's neighbours, not under /api).
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics`: request-log totals over `?window_s=` (default one day)."""
+    window_s = _window(request)
+    m = await sync_to_async(gateway_metrics)(window_s=window_s)
+    return JsonResponse(
+        {
+            "window_s": m.window_s,
+            "requests": {
+                "total": m.total,
+                "success": m.success,
+                "failed": m.failed,
+                "by_status": m.by_status,
+                "cache_hits": m.cache_hits,
+            },
+            "performance": {
+                "avg_response_time": (
+                    None if m.avg_response_time_ms is None else m.avg_response_time_ms / 1000
+                ),
+                "p95_response_time": (
+                    None if m.p95_response_time_ms is None else m.p95_response_time_ms / 1000
+                ),
+            },
+            "tokens": {
+                "input": m.input_tokens,
+                "output": m.output_tokens,
+                "cached": m.cached_tokens,
+                "total": m.input_tokens + m.output_tokens + m.cached_tokens,
+            },
+            "cost": {
+                "total_usd": str(m.cost_usd),
+                "baseline_usd": str(m.baseline_cost_usd),
+                "savings_usd": str(m.baseline_cost_usd - m.cost_usd),
+            },
+        }
+    )
+
+
+def _window(request: HttpRequest) -> int:
+    raw = request.GET.get("window_s", "86400")
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 90 * 86400 else 86400
+
+
+async def metrics_prometheus_view(request: HttpRequest) -> HttpResponse:
+    """`GET /metrics/prometheus`: the same figures in the Prometheus text format."""
+    m = await sync_to_async(gateway_metrics)(window_s=_window(request))
+    return HttpResponse(prometheus_text(m), content_type=CONTENT_TYPE_LATEST)
+
+
+async def models_view(request: HttpRequest) -> HttpResponse:
+    statuses = await sync_to_async(model_statuses)()
+    return JsonResponse({"models": [s.as_json() for s in statuses]})
+
+
+async def model_status_view(request: HttpRequest, name: str) -> HttpResponse:
+    statuses = await sync_to_async(model_statuses)(name=name)
+    if not statuses:
+        return envelope("MODEL_UNAVAILABLE", f"No model called {name!r}.", 404)
+    if len(statuses) > 1:
+        refs = ", ".join(s.ref for s in statuses)
+        return envelope(
+            "INVALID_REQUEST", f"{name!r} names several models; use one of {refs}.", 400
+        )
+    return JsonResponse(statuses[0].as_json())

@@ -1,0 +1,160 @@
+"""API keys: create (the plaintext is returned once), revoke, and authenticate on the hot path.
+
+`apikey_authenticate` answers from the Django cache (Redis in production) when warm, so a
+request spends no database query on its key; revoking or editing a key drops its cache entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from routing.events import Caller
+from routing.models import ApiKey
+
+KEY_PREFIX = "orch-"
+DISPLAY_PREFIX_LENGTH = 12
+CACHE_TTL_S = 60
+# A wrong key is remembered briefly too, so a client retrying a bad key cannot hammer the DB.
+MISS_CACHE_TTL_S = 10
+LAST_USED_EVERY_S = 60
+_MISS = "-"
+_last_used_marks: dict[int, float] = {}
+_background: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    api_key: ApiKey
+    plaintext: str
+
+
+class ApiKeyNotFound(LookupError):
+    pass
+
+
+def key_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _cache_key(digest: str) -> str:
+    return f"apikey:{digest}"
+
+
+def apikey_create(
+    *,
+    name: str,
+    owner_username: str | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+) -> CreatedKey:
+    """Create a key; the plaintext exists only in the returned value."""
+    owner = None
+    if owner_username:
+        owner = get_user_model().objects.get(username=owner_username)
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        name=name,
+        prefix=plaintext[:DISPLAY_PREFIX_LENGTH],
+        key_hash=key_hash(plaintext),
+        owner=owner,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+    )
+    return CreatedKey(api_key=api_key, plaintext=plaintext)
+
+
+def apikey_find(*, ref: str) -> ApiKey:
+    """A key by its id or by its display prefix (which must then match exactly one key)."""
+    if ref.isdigit():
+        found = ApiKey.objects.filter(pk=int(ref))
+    else:
+        found = ApiKey.objects.filter(prefix__startswith=ref)
+    keys = list(found[:2])
+    if len(keys) != 1:
+        raise ApiKeyNotFound(
+            f"no API key matches {ref!r}" if not keys else f"{ref!r} matches several keys"
+        )
+    return keys[0]
+
+
+def apikey_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke for good; the cached entry is dropped once the revocation is committed."""
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), enabled=False
+        )
+        transaction.on_commit(lambda: apikey_forget(api_key=api_key))
+    api_key.refresh_from_db()
+    return api_key
+
+
+def apikey_forget(*, api_key: ApiKey) -> None:
+    """Drop the cached authentication of a key whose row changed."""
+    cache.delete(_cache_key(api_key.key_hash))
+
+
+def _caller_of(api_key: ApiKey) -> Caller:
+    owner = api_key.owner
+    return Caller(
+        user_id=api_key.owner_id,
+        api_key_id=api_key.pk,
+        rpm_limit=api_key.rpm_limit,
+        tpm_limit=api_key.tpm_limit,
+        is_staff=bool(owner and owner.is_staff),
+    )
+
+
+def _caller_from_db(digest: str) -> Caller | None:
+    api_key = (
+        ApiKey.objects.select_related("owner")
+        .filter(key_hash=digest, enabled=True, revoked_at__isnull=True)
+        .first()
+    )
+    return _caller_of(api_key) if api_key else None
+
+
+async def apikey_authenticate(raw: str) -> Caller | None:
+    """The caller a raw key stands for, or None for a wrong, disabled or revoked key."""
+    if not raw.startswith(KEY_PREFIX):
+        return None
+    digest = key_hash(raw)
+    cached = await cache.aget(_cache_key(digest))
+    if cached == _MISS:
+        return None
+    if isinstance(cached, Caller):
+        caller: Caller | None = cached
+    else:
+        caller = await sync_to_async(_caller_from_db)(digest)
+        await cache.aset(
+            _cache_key(digest),
+            caller if caller else _MISS,
+            CACHE_TTL_S if caller else MISS_CACHE_TTL_S,
+        )
+    if caller is not None and caller.api_key_id is not None:
+        _touch(caller.api_key_id)
+    return caller
+
+
+def _touch(api_key_id: int) -> None:
+    """Record `last_used_at` at most once a minute per key and process, off the request path."""
+    now = time.monotonic()
+    if now - _last_used_marks.get(api_key_id, -LAST_USED_EVERY_S) < LAST_USED_EVERY_S:
+        return
+    _last_used_marks[api_key_id] = now
+    task = asyncio.get_running_loop().create_task(_mark_used(api_key_id))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _mark_used(api_key_id: int) -> None:
+    await ApiKey.objects.filter(pk=api_key_id).aupdate(last_used_at=timezone.now())

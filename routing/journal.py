@@ -1,0 +1,318 @@
+"""The request journal: no request goes unrecorded, even if its process dies.
+
+The request log row is written after the last byte of the answer has left, so the client never
+waits on Postgres. Between the answer and the row, a crash would lose the row; the journal
+closes that gap. Every request gets an entry in Redis before its first event (one pipelined
+round trip), the entry is updated with the terminal outcome when it is known, and it is removed
+once the row is committed. `journal_sweep` (Celery beat) turns entries older than the grace
+period that still have no row into rows: the staged outcome if there was one, else an error
+row saying the process ended first. A row that exists already is never written twice
+(`request_id` is unique and is checked first).
+
+Without Redis (the zero-setup default: one process, SQLite) the journal lives in that
+process's memory, which covers cancelled background writes but not a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import IntegrityError
+
+from analytics.models import RequestLog
+from analytics.outcome import RequestOutcome
+from analytics.services import request_record
+from routing.events import Event, Failed, Finished, GatewayRequest
+
+INDEX_KEY = "orch:journal"
+ENTRY_PREFIX = "orch:journal:"
+DEFAULT_GRACE_S = 900
+
+_async_clients: dict[int, aioredis.Redis] = {}
+_memory: dict[str, dict[str, str]] = {}
+_background: set[asyncio.Task[None]] = set()
+
+
+def grace_s() -> int:
+    return int(getattr(settings, "ORCHESTRATOR_JOURNAL_GRACE_S", DEFAULT_GRACE_S))
+
+
+def _aclient() -> aioredis.Redis | None:
+    url = settings.REDIS_URL
+    if not url:
+        return None
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_clients.get(loop_id)
+    if client is None:
+        client = aioredis.Redis.from_url(url)
+        _async_clients[loop_id] = client
+    return client
+
+
+def _client() -> redis.Redis | None:
+    url = settings.REDIS_URL
+    return redis.Redis.from_url(url, decode_responses=True) if url else None
+
+
+def _opening(request: GatewayRequest) -> dict[str, str]:
+    caller = request.caller
+    return {
+        "created_at": datetime.now(UTC).isoformat(),
+        "entry_point": request.entry_point,
+        "user_id": "" if caller.user_id is None else str(caller.user_id),
+        "api_key_id": "" if caller.api_key_id is None else str(caller.api_key_id),
+        "session_id": request.session_id,
+        "conversation_id": (
+            "" if request.conversation_id is None else str(request.conversation_id)
+        ),
+        "requested_model": request.model or "",
+        "task_type": request.task_type or "",
+    }
+
+
+def _terminal(event: Finished | Failed) -> dict[str, str]:
+    if isinstance(event, Failed):
+        return {"outcome": json.dumps({"failed": event.code, "partial": event.partial})}
+    return {
+        "outcome": json.dumps(
+            {
+                "model_id": event.model_id,
+                "model_name": event.model_ref.partition(":")[2],
+                "provider_name": event.provider_name,
+                "locality": event.locality,
+                "input_tokens": event.usage.input,
+                "output_tokens": event.usage.output,
+                "cached_tokens": event.usage.cached,
+                "cost_usd": None if event.cost_usd is None else str(event.cost_usd),
+                "cost_state": event.cost_state,
+                "baseline_cost_usd": (
+                    None if event.baseline_cost_usd is None else str(event.baseline_cost_usd)
+                ),
+                "latency_ms": event.latency_ms,
+                "time_to_first_token_ms": event.time_to_first_token_ms,
+                "attempts": event.attempts,
+                "fallbacks": event.fallbacks,
+                "cache_hit": event.cached,
+            }
+        )
+    }
+
+
+async def journal_open(*, request: GatewayRequest) -> None:
+    rid = str(request.request_id)
+    fields = _opening(request)
+    client = _aclient()
+    if client is None:
+        _memory[rid] = {**fields, "due": str(time.time() + grace_s())}
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hset(ENTRY_PREFIX + rid, mapping=fields)  # type: ignore[arg-type]
+        pipe.zadd(INDEX_KEY, {rid: time.time() + grace_s()})
+        await pipe.execute()
+
+
+async def journal_stage(*, request_id: uuid.UUID, event: Finished | Failed) -> None:
+    fields = _terminal(event)
+    client = _aclient()
+    if client is None:
+        _memory.get(str(request_id), {}).update(fields)
+        return
+    await client.hset(ENTRY_PREFIX + str(request_id), mapping=fields)  # type: ignore[arg-type]
+
+
+async def journal_close(*, request_id: uuid.UUID) -> None:
+    rid = str(request_id)
+    client = _aclient()
+    if client is None:
+        _memory.pop(rid, None)
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zrem(INDEX_KEY, rid)
+        pipe.delete(ENTRY_PREFIX + rid)
+        await pipe.execute()
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value else None
+
+
+def _recovered_outcome(rid: str, entry: dict[str, str]) -> RequestOutcome:
+    common: dict[str, Any] = {
+        "request_id": uuid.UUID(rid),
+        "created_at": datetime.fromisoformat(entry["created_at"]),
+        "entry_point": entry["entry_point"],
+        "user_id": _int_or_none(entry.get("user_id", "")),
+        "api_key_id": _int_or_none(entry.get("api_key_id", "")),
+        "conversation_id": _int_or_none(entry.get("conversation_id", "")),
+        "session_id": entry.get("session_id", ""),
+        "requested_model": entry.get("requested_model", ""),
+        "task_type": entry.get("task_type", ""),
+    }
+    staged = json.loads(entry["outcome"]) if entry.get("outcome") else None
+    trace = {"journal": "recovered: the process ended before the request was recorded"}
+    if staged is None or "failed" in staged:
+        partial = bool(staged and staged.get("partial"))
+        status = RequestLog.Status.PARTIAL if partial else RequestLog.Status.ERROR
+        if staged and staged.get("cancelled"):
+            status = RequestLog.Status.CANCELLED
+        return RequestOutcome(
+            **common,
+            status=status,
+            error_code=staged["failed"] if staged else "SERVICE_UNAVAILABLE",
+            cost_state=RequestLog.CostState.NONE,
+            decision_trace=trace,
+        )
+    return RequestOutcome(
+        **common,
+        status=RequestLog.Status.SUCCESS,
+        model_id=staged["model_id"],
+        model_name=staged["model_name"],
+        provider_name=staged["provider_name"],
+        locality=staged["locality"],
+        input_tokens=staged["input_tokens"],
+        output_tokens=staged["output_tokens"],
+        cached_tokens=staged["cached_tokens"],
+        cost_usd=None if staged["cost_usd"] is None else Decimal(staged["cost_usd"]),
+        cost_state=staged["cost_state"],
+        baseline_cost_usd=(
+            None if staged["baseline_cost_usd"] is None else Decimal(staged["baseline_cost_usd"])
+        ),
+        latency_ms=staged["latency_ms"],
+        time_to_first_token_ms=staged["time_to_first_token_ms"],
+        attempts=staged["attempts"],
+        fallbacks=staged["fallbacks"],
+        cache_hit=staged["cache_hit"],
+        decision_trace=trace,
+    )
+
+
+def _record_if_missing(rid: str, entry: dict[str, str]) -> bool:
+    if RequestLog.objects.filter(request_id=rid).exists():
+        return False
+    try:
+        request_record(outcome=_recovered_outcome(rid, entry))
+    except IntegrityError:
+        return False  # the request's own write landed meanwhile
+    return True
+
+
+def journal_sweep(*, now: float | None = None) -> int:
+    """Write the rows of journal entries past their grace period; returns how many."""
+    cutoff = time.time() if now is None else now
+    written = 0
+    client = _client()
+    if client is None:
+        for rid, entry in list(_memory.items()):
+            if float(entry["due"]) <= cutoff:
+                written += _record_if_missing(rid, entry)
+                _memory.pop(rid, None)
+        return written
+    with client:
+        due = cast(list[str], client.zrangebyscore(INDEX_KEY, "-inf", cutoff))
+        for rid in due:
+            stored = cast(dict[str, str], client.hgetall(ENTRY_PREFIX + rid))
+            if stored:
+                written += _record_if_missing(rid, stored)
+            client.zrem(INDEX_KEY, rid)
+            client.delete(ENTRY_PREFIX + rid)
+    return written
+
+
+def journal_pending() -> int:
+    client = _client()
+    if client is None:
+        return len(_memory)
+    with client:
+        return int(client.zcard(INDEX_KEY))
+
+
+async def journaled(
+    stream: AsyncIterator[Event], *, request: GatewayRequest
+) -> AsyncIterator[Event]:
+    """The events of `stream`, journaled. After the terminal event the rest of the stream (where
+    the request log row is written) runs in a background task, so neither the client nor a
+    client disconnect waits on or cancels the write. A consumer that stops early (client
+    disconnect) closes `stream` in the background and marks the entry cancelled."""
+    rid = request.request_id
+    await journal_open(request=request)
+    handed_off = False
+    try:
+        async for event in stream:
+            if isinstance(event, Finished | Failed):
+                await journal_stage(request_id=rid, event=event)
+                handed_off = True
+                _spawn(_drain(stream, rid))
+                yield event
+                return
+            yield event
+        handed_off = True
+        await journal_close(request_id=rid)
+    finally:
+        if not handed_off:
+            _spawn(_abandoned(stream, rid))
+
+
+def _spawn(coroutine: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _drain(stream: AsyncIterator[Event], request_id: uuid.UUID) -> None:
+    async for _ in stream:
+        pass
+    await journal_close(request_id=request_id)
+
+
+async def _abandoned(stream: AsyncIterator[Event], request_id: uuid.UUID) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    rid = str(request_id)
+    cancelled = {"outcome": json.dumps({"failed": "CANCELLED", "cancelled": True})}
+    client = _aclient()
+    if client is None:
+        _memory.get(rid, {}).update(cancelled)
+    else:
+        await client.hset(ENTRY_PREFIX + rid, mapping=cancelled)  # type: ignore[arg-type]
+    if await RequestLog.objects.filter(request_id=request_id).aexists():
+        await journal_close(request_id=request_id)
+
+
+async def journal_background_idle(timeout_s: float = 10) -> None:
+    """Wait for this process's pending background writes (graceful shutdown, tests)."""
+    if _background:
+        await asyncio.wait(list(_background), timeout=timeout_s)
+
+
+async def request_refusal_record(
+    *, request: GatewayRequest, status: str, error_code: str, message: str
+) -> None:
+    """The log row of a request refused by its entry point before it could run (for example
+    a malformed body from an authenticated caller)."""
+    caller = request.caller
+    outcome = RequestOutcome(
+        request_id=request.request_id,
+        created_at=datetime.now(UTC),
+        entry_point=request.entry_point,
+        status=status,
+        error_code=error_code,
+        cost_state=RequestLog.CostState.NONE,
+        user_id=caller.user_id,
+        api_key_id=caller.api_key_id,
+        session_id=request.session_id,
+        requested_model=request.model or "",
+        decision_trace={"refused": message[:500]},
+    )
+    await sync_to_async(request_record)(outcome=outcome)

@@ -1,0 +1,395 @@
+"""The OpenAI-compatible endpoints under /v1: plain async views, so a request never leaves the
+event loop for a thread on its way through. They parse, authenticate, hand a `GatewayRequest`
+to `chat_stream`, and translate its events into OpenAI's wire format; nothing else.
+
+Extension data rides along without breaking the schema: `x-orchestrator-*` headers on every
+answer and an `orchestrator` object on completion bodies and on the last stream chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.views.decorators.csrf import csrf_exempt
+
+from analytics.models import RequestLog
+from providers.adapters.types import Message
+from providers.models import LLMModel
+from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
+from routing.events import (
+    Caller,
+    Delta,
+    Event,
+    Failed,
+    Finished,
+    GatewayRequest,
+    Started,
+)
+from routing.journal import journaled, request_refusal_record
+from routing.services import chat_stream
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    504: "timeout",
+}
+
+
+def openai_error(
+    code: str,
+    message: str,
+    status: int,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    body = {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(status, "api_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+    return JsonResponse(body, status=status, headers=headers)
+
+
+def _error_of(exc: GatewayError) -> JsonResponse:
+    return openai_error(
+        exc.code,
+        exc.message,
+        exc.status,
+        param=exc.details.get("field"),
+        headers=rate_limit_headers(exc.rate_limit, exc.retry_after_s),
+    )
+
+
+def _invalid(field: str, message: str) -> GatewayError:
+    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
+
+
+def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _invalid(field, f"must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def _positive_int(body: dict[str, Any], field: str) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _invalid(field, "must be a positive integer")
+    return value
+
+
+def _content_text(content: Any, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise _invalid(f"{field}[{index}]", "only text content parts are supported")
+            if not isinstance(part.get("text"), str):
+                raise _invalid(f"{field}[{index}].text", "must be a string")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise _invalid(field, "must be a string or a list of text parts")
+
+
+def parse_messages(raw: Any) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages", "must be a non-empty list")
+    messages = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _invalid(f"messages[{index}]", "must be an object")
+        role = ROLES.get(item.get("role", ""))
+        if role is None:
+            raise _invalid(
+                f"messages[{index}].role", "must be one of system, developer, user, assistant"
+            )
+        text = _content_text(item.get("content"), f"messages[{index}].content")
+        messages.append(Message(role=role, content=text))  # type: ignore[arg-type]
+    return tuple(messages)
+
+
+def parse_chat_request(
+    body: Any, *, caller: Caller, headers: dict[str, str]
+) -> tuple[GatewayRequest, bool, bool]:
+    """`(request, stream, include_usage)` from a chat completions body."""
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model", "is required (a model, a policy name or 'auto')")
+    if body.get("n") not in (None, 1):
+        raise _invalid("n", "only n=1 is supported")
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (
+        not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
+    ):
+        raise _invalid("stop", "must be a string or a list of up to 4 strings")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("stream", "must be a boolean")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise _invalid("stream_options", "must be an object")
+    user = body.get("user", "")
+    request = GatewayRequest(
+        messages=parse_messages(body.get("messages")),
+        entry_point=RequestLog.EntryPoint.OPENAI,
+        caller=caller,
+        model=model,
+        max_tokens=_positive_int(body, "max_completion_tokens")
+        or _positive_int(body, "max_tokens"),
+        temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1),
+        stop=tuple(stop or ()),
+        session_id=(headers.get("x-session-id") or (user if isinstance(user, str) else ""))[:128],
+    )
+    return request, stream, bool(options.get("include_usage"))
+
+
+def _extension(event: Finished) -> dict[str, Any]:
+    return {
+        "request_id": str(event.request_id),
+        "model": event.model_ref,
+        "provider": event.provider_name,
+        "cached": event.cached,
+        "attempts": event.attempts,
+        "fallbacks": event.fallbacks,
+        "cost_usd": None if event.cost_usd is None else str(event.cost_usd),
+        "cost_state": event.cost_state,
+        "baseline_cost_usd": (
+            None if event.baseline_cost_usd is None else str(event.baseline_cost_usd)
+        ),
+        "decision": event.decision_trace,
+    }
+
+
+def _usage(event: Finished) -> dict[str, Any]:
+    prompt = event.usage.input + event.usage.cached
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": event.usage.output,
+        "total_tokens": prompt + event.usage.output,
+        "prompt_tokens_details": {"cached_tokens": event.usage.cached},
+    }
+
+
+def _headers(request_id: str, started: Started | Finished | None) -> dict[str, str]:
+    headers = {"x-orchestrator-request-id": request_id}
+    if started is not None:
+        headers["x-orchestrator-model"] = started.model_ref
+        headers["x-orchestrator-provider"] = started.provider_name
+        headers["x-orchestrator-cached"] = "true" if started.cached else "false"
+    return headers
+
+
+def _failure(event: Failed, request_id: str) -> JsonResponse:
+    headers = _headers(request_id, None) | rate_limit_headers(event.rate_limit, event.retry_after_s)
+    return openai_error(event.code, event.message, event.http_status, headers=headers)
+
+
+async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, bool]:
+    body_size_check(request)
+    caller = await caller_from_key(request)
+    if caller is None:
+        raise GatewayError("AUTHENTICATION_FAILED", "Missing, invalid or revoked API key.")
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        refused = GatewayRequest(messages=(), entry_point="openai", caller=caller)
+        message = f"body: not valid JSON ({exc})"
+        await request_refusal_record(
+            request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+        )
+        raise GatewayError("INVALID_REQUEST", message, details={"field": "body"}) from exc
+    try:
+        return parse_chat_request(body, caller=caller, headers=dict(request.headers))
+    except GatewayError as exc:
+        model = body.get("model") if isinstance(body, dict) else None
+        refused = GatewayRequest(
+            messages=(),
+            entry_point="openai",
+            caller=caller,
+            model=model if isinstance(model, str) else None,
+        )
+        await request_refusal_record(
+            request=refused, status="invalid", error_code=exc.code, message=exc.message
+        )
+        raise
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "POST":
+        return openai_error("INVALID_REQUEST", "Use POST.", 405)
+    try:
+        gateway_request, stream, include_usage = await _gateway_request(request)
+    except GatewayError as exc:
+        return _error_of(exc)
+    events = journaled(chat_stream(gateway_request), request=gateway_request)
+    if stream:
+        return await _streamed(events, gateway_request, include_usage)
+    return await _completed(events, gateway_request)
+
+
+async def _completed(events: AsyncIterator[Event], request: GatewayRequest) -> HttpResponse:
+    request_id = str(request.request_id)
+    async for event in events:
+        if isinstance(event, Failed):
+            return _failure(event, request_id)
+        if isinstance(event, Finished):
+            body = {
+                "id": f"chatcmpl-{request.request_id.hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": event.model_ref,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": event.text},
+                        "finish_reason": event.finish_reason or "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": _usage(event),
+                "system_fingerprint": None,
+                "orchestrator": _extension(event),
+            }
+            headers = _headers(request_id, event) | rate_limit_headers(event.rate_limit)
+            headers["x-orchestrator-fallbacks"] = str(event.fallbacks)
+            return JsonResponse(body, headers=headers)
+    raise RuntimeError("chat_stream ended without a terminal event")
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _streamed(
+    events: AsyncIterator[Event], request: GatewayRequest, include_usage: bool
+) -> HttpResponseBase:
+    """Headers wait for the first token (or the terminal event), so they name the model that
+    actually answers and a failure before any token is an ordinary HTTP error."""
+    request_id = str(request.request_id)
+    started: Started | None = None
+    first: Delta | Finished | None = None
+    async for event in events:
+        if isinstance(event, Started):
+            started = event
+        elif isinstance(event, Failed):
+            return _failure(event, request_id)
+        elif isinstance(event, Delta | Finished):
+            first = event
+            break
+    if first is None:
+        raise RuntimeError("chat_stream ended without a terminal event")
+    model = started.model_ref if started else getattr(first, "model_ref", "")
+    chunk_id = f"chatcmpl-{request.request_id.hex}"
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            payload["usage"] = None
+        return payload
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield _sse(chunk({"role": "assistant", "content": ""}))
+            pending: Event | None = first
+            while pending is not None:
+                if isinstance(pending, Delta) and pending.text:
+                    yield _sse(chunk({"content": pending.text}))
+                elif isinstance(pending, Finished):
+                    last = chunk({}, pending.finish_reason or "stop")
+                    last["orchestrator"] = _extension(pending)
+                    yield _sse(last)
+                    if include_usage:
+                        yield _sse(
+                            {
+                                "id": chunk_id,
+                                "object": "chat.completion.chunk",
+                                "created": created,
+                                "model": model,
+                                "choices": [],
+                                "usage": _usage(pending),
+                            }
+                        )
+                    yield b"data: [DONE]\n\n"
+                    return
+                elif isinstance(pending, Failed):
+                    yield _sse(
+                        {
+                            "error": {
+                                "message": pending.message,
+                                "type": ERROR_TYPES.get(pending.http_status, "api_error"),
+                                "param": None,
+                                "code": pending.code,
+                            }
+                        }
+                    )
+                    return
+                pending = await anext(events, None)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    response = StreamingHttpResponse(body(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    for name, value in _headers(request_id, started).items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+async def models_list(request: HttpRequest) -> HttpResponse:
+    """Enabled models as OpenAI lists them, named `provider:model` (what `model` accepts)."""
+    try:
+        if await caller_from_key(request) is None:
+            raise GatewayError("AUTHENTICATION_FAILED", "Missing, invalid or revoked API key.")
+    except GatewayError as exc:
+        return _error_of(exc)
+    rows = LLMModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+    data = [
+        {
+            "id": f"{model.provider.name}:{model.name}",
+            "object": "model",
+            "created": int(model.provider.created_at.timestamp()),
+            "owned_by": model.provider.name,
+        }
+        async for model in rows
+    ]
+    return JsonResponse({"object": "list", "data": data})

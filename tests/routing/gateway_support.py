@@ -1,0 +1,76 @@
+"""Shared set-up of the gateway tests: a registry whose providers are the local upstream server,
+API keys, and helpers to wait for the request log (written after the answer)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from django.core.cache import cache
+
+from analytics.models import RequestLog
+from providers.models import LLMModel, Provider
+from routing.apikeys import apikey_create
+from routing.models import RoutingPolicy, RoutingRule, RuleFallback
+from routing.taxonomy import TASK_TYPES
+from tests.providers.upstream_server import UpstreamServer
+
+
+def gateway_registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
+    """Two upstream models: `alpha` (primary) and `beta` (fallback), priced; and a baseline."""
+    cache.clear()
+    models = {}
+    for name, price_in, price_out in (
+        ("alpha", Decimal("1.25"), Decimal("10")),
+        ("beta", Decimal("0.15"), Decimal("0.60")),
+    ):
+        provider = Provider.objects.create(
+            name=name,
+            kind="openai_compatible",
+            base_url=f"{upstream.url}/{name}/v1",
+            locality="cloud",
+        )
+        models[name] = LLMModel.objects.create(
+            provider=provider,
+            name=f"{name}-model",
+            tier="standard",
+            input_price_per_mtok_usd=price_in,
+            output_price_per_mtok_usd=price_out,
+        )
+    premium = Provider.objects.create(
+        name="premium", kind="openai", base_url=f"{upstream.url}/premium/v1", locality="cloud"
+    )
+    models["premium"] = LLMModel.objects.create(
+        provider=premium,
+        name="big",
+        tier="premium",
+        input_price_per_mtok_usd=Decimal("10"),
+        output_price_per_mtok_usd=Decimal("30"),
+        is_baseline=True,
+        enabled=False,
+    )
+    policy = RoutingPolicy.objects.create(name="gateway-policy", is_default=True)
+    for task_type in TASK_TYPES:
+        rule = RoutingRule.objects.create(
+            policy=policy, task_type=task_type, primary=models["alpha"], tiers=[]
+        )
+        RuleFallback.objects.create(rule=rule, model=models["beta"], position=1)
+    return models
+
+
+def chat_path(name: str) -> str:
+    return f"/{name}/v1/chat/completions"
+
+
+def new_key(**options: object) -> str:
+    return apikey_create(name="test", **options).plaintext  # type: ignore[arg-type]
+
+
+def wait_rows(expected: int, timeout_s: float = 30, **filters: object) -> list[RequestLog]:
+    """The log rows once `expected` of them exist (they are written after the answer)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = list(RequestLog.objects.filter(**filters).order_by("created_at"))
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
