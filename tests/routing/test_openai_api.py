@@ -9,7 +9,6 @@ import openai
 import pytest
 
 from analytics.models import RequestLog
-from tests.providers.conftest import upstream, upstream_server  # noqa: F401
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
 from tests.routing.streams import openai_sse
