@@ -12,6 +12,12 @@ import pytest
 from django.conf import settings
 
 from providers.local_model import free_port
+from tests.providers.conftest import (  # noqa: F401  (shared: upstreams and the local model)
+    _close_http_client,
+    local_model_url,
+    upstream,
+    upstream_server,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from providers.adapters.registry import adapter_for
-from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError
+from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError, Usage
 from routing.decision import ModelSpec
 from routing.events import Delta, Fallback, Started
 from routing.execution import ChainOutcome, ModelRuntime, RetryPolicy, execute_chain
@@ -60,7 +60,7 @@ async def run(
     retry: RetryPolicy = NO_WAIT,
     read_timeout_s: float = 5.0,
     admit=None,
-) -> tuple[list[object], ChainOutcome]:
+) -> tuple[list[Started | Delta | Fallback], ChainOutcome]:
     outcome = ChainOutcome()
 
     def runtime_for(model: ModelSpec) -> ModelRuntime:
@@ -108,7 +108,7 @@ def path(provider: str) -> str:
     return f"/{provider}/v1/chat/completions"
 
 
-def kinds(events: list[object]) -> list[str]:
+def kinds(events: list[Started | Delta | Fallback]) -> list[str]:
     out = []
     for event in events:
         if isinstance(event, Started):
@@ -128,7 +128,7 @@ async def test_first_model_answers_without_fallback(upstream: UpstreamServer) ->
     assert kinds(events) == ["started alpha:m-a", "delta Hel", "delta lo"]
     assert outcome.succeeded
     assert (outcome.text, outcome.attempts, outcome.fallbacks) == ("Hello", 1, 0)
-    assert (outcome.usage.input, outcome.usage.output) == (9, 2)
+    assert outcome.usage == Usage(input=9, output=2, cached=0)
     assert outcome.finish_reason == "stop"
     assert outcome.time_to_first_token_ms is not None
     assert [r.outcome for r in outcome.log] == ["ok"]

@@ -1,0 +1,260 @@
+"""The whole request path on real Postgres, Redis and local upstream servers."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from analytics.models import RequestLog
+from providers.adapters.types import Message
+from providers.models import LLMModel, Provider
+from routing.events import Caller, Delta, Failed, Fallback, Finished, GatewayRequest, Started
+from routing.models import Budget, BudgetReservation, RoutingPolicy, RoutingRule, RuleFallback
+from routing.services import chat_stream
+from tests.providers.upstream_server import Reply, UpstreamServer, fixture
+from tests.routing.streams import openai_sse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
+    models = {}
+    for name, price_in, price_out in (
+        ("alpha", Decimal("1.25"), Decimal("10")),
+        ("beta", Decimal("0.15"), Decimal("0.60")),
+    ):
+        provider = Provider.objects.create(
+            name=name,
+            kind="openai_compatible",
+            base_url=f"{upstream.url}/{name}/v1",
+            locality="cloud",
+        )
+        models[name] = LLMModel.objects.create(
+            provider=provider,
+            name=f"{name}-model",
+            tier="standard",
+            input_price_per_mtok_usd=price_in,
+            output_price_per_mtok_usd=price_out,
+        )
+    premium = Provider.objects.create(
+        name="premium", kind="openai", base_url=f"{upstream.url}/premium/v1", locality="cloud"
+    )
+    models["premium"] = LLMModel.objects.create(
+        provider=premium,
+        name="big",
+        tier="premium",
+        input_price_per_mtok_usd=Decimal("10"),
+        output_price_per_mtok_usd=Decimal("30"),
+        is_baseline=True,
+    )
+    policy = RoutingPolicy.objects.create(name="test-policy", is_default=True)
+    rule = RoutingRule.objects.create(
+        policy=policy, task_type="general", primary=models["alpha"], tiers=[]
+    )
+    RuleFallback.objects.create(rule=rule, model=models["beta"], position=1)
+    return models
+
+
+def path(name: str) -> str:
+    return f"/{name}/v1/chat/completions"
+
+
+async def collect(request: GatewayRequest) -> list[Any]:
+    return [event async for event in chat_stream(request)]
+
+
+def ask(text: str = "Say hello", **kwargs: object) -> GatewayRequest:
+    options: dict[str, object] = {"task_type": "general", "entry_point": "native"}
+    options.update(kwargs)
+    return GatewayRequest(messages=(Message("user", text),), **options)  # type: ignore[arg-type]
+
+
+async def log_row(request: GatewayRequest) -> RequestLog:
+    return await RequestLog.objects.aget(request_id=request.request_id)
+
+
+async def test_routed_answer_is_streamed_costed_and_logged(upstream: UpstreamServer) -> None:
+    models = await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["Hel", "lo!"], usage=(1000, 200))))
+    request = ask(caller=Caller(user_id=None, api_key_id=77))
+
+    events = await collect(request)
+
+    assert [type(e) for e in events] == [Started, Delta, Delta, Finished]
+    started, finished = events[0], events[-1]
+    assert started.model_ref == "alpha:alpha-model"
+    assert finished.text == "Hello!"
+    # 1000 x 1.25 / 1M + 200 x 10 / 1M = 0.00125 + 0.002
+    assert finished.cost_usd == Decimal("0.00325")
+    assert finished.cost_state == "reported"
+    # Same tokens at the baseline's 10 / 30: 0.01 + 0.006
+    assert finished.baseline_cost_usd == Decimal("0.016")
+    assert (finished.attempts, finished.fallbacks, finished.cached) == (1, 0, False)
+    row = await log_row(request)
+    assert (row.status, row.error_code, row.entry_point) == ("success", "", "native")
+    assert (row.model_id, row.model_name, row.provider_name) == (
+        models["alpha"].id,
+        "alpha-model",
+        "alpha",
+    )
+    assert (row.input_tokens, row.output_tokens, row.api_key_id) == (1000, 200, 77)
+    assert row.cost_usd == Decimal("0.00325")
+    assert row.baseline_cost_usd == Decimal("0.016")
+    assert row.task_type == "general"
+    assert row.decision_trace["policy"] == "test-policy"
+    assert row.decision_trace["attempts"] == [
+        {"model": "alpha:alpha-model", "outcome": "ok", "status": None, "message": ""}
+    ]
+    assert row.time_to_first_token_ms is not None and row.latency_ms >= row.time_to_first_token_ms
+
+
+async def test_failure_before_first_token_falls_back_and_is_logged_once(
+    upstream: UpstreamServer,
+) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.json(fixture("openai/error_500.json"), status=500))
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["fine"], usage=(10, 1))))
+    request = ask()
+
+    events = await collect(request)
+
+    assert [type(e) for e in events] == [Started, Fallback, Delta, Finished]
+    assert events[1].to_model == "beta:beta-model"
+    row = await log_row(request)
+    assert (row.status, row.model_name, row.attempts, row.fallbacks) == (
+        "success",
+        "beta-model",
+        3,
+        1,
+    )
+    assert await RequestLog.objects.acount() == 1
+
+
+async def test_provider_without_usage_is_estimated(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["four score"], usage=None)))
+    request = ask("abcdefgh")
+
+    events = await collect(request)
+
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.cost_state == "estimated"
+    # "user: abcdefgh" counts 1 + 1 + 2 = 4 tokens; "four score" counts 1 + 2 = 3.
+    assert (finished.usage.input, finished.usage.output) == (4, 3)
+    # 4 x 1.25 / 1M + 3 x 10 / 1M
+    assert finished.cost_usd == Decimal("0.000035")
+    assert (await log_row(request)).cost_state == "estimated"
+
+
+async def test_unknown_price_is_null_never_zero(upstream: UpstreamServer) -> None:
+    models = await database_sync_to_async(registry)(upstream)
+    alpha = models["alpha"]
+    alpha.output_price_per_mtok_usd = None
+    await database_sync_to_async(alpha.save)()
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["x"], usage=(5, 5))))
+    request = ask()
+
+    events = await collect(request)
+
+    assert events[-1].cost_usd is None
+    assert events[-1].cost_state == "unknown_price"
+    row = await log_row(request)
+    assert (row.cost_usd, row.cost_state, row.status) == (None, "unknown_price", "success")
+
+
+async def test_empty_prompt_is_refused_and_logged(upstream: UpstreamServer) -> None:
+    request = ask("   ")
+
+    events = await collect(request)
+
+    assert len(events) == 1 and isinstance(events[0], Failed)
+    assert (events[0].code, events[0].http_status) == ("INVALID_REQUEST", 400)
+    row = await log_row(request)
+    assert (row.status, row.error_code, row.cost_state) == ("invalid", "INVALID_REQUEST", "none")
+
+
+async def test_unknown_override_is_an_invalid_request(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    request = ask(model="nowhere:nothing")
+
+    events = await collect(request)
+
+    assert isinstance(events[0], Failed)
+    assert events[0].code == "INVALID_REQUEST"
+    assert "nowhere:nothing" in events[0].message
+    assert (await log_row(request)).requested_model == "nowhere:nothing"
+
+
+async def test_override_by_name_bypasses_routing(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"])))
+    request = ask(model="beta-model")
+
+    events = await collect(request)
+
+    assert events[0].model_ref == "beta:beta-model"
+    assert isinstance(events[-1], Finished)
+    assert (await log_row(request)).decision_trace["outcome"] == "override"
+
+
+async def test_exhausted_budget_names_itself_and_holds_nothing(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    await Budget.objects.acreate(name="tiny", scope="global", limit_usd=Decimal("0.0000001"))
+    request = ask()
+
+    events = await collect(request)
+
+    failed = events[-1]
+    assert isinstance(failed, Failed)
+    assert (failed.code, failed.http_status) == ("BUDGET_EXCEEDED", 402)
+    assert "tiny" in failed.message
+    row = await log_row(request)
+    assert (row.status, row.error_code) == ("budget_refused", "BUDGET_EXCEEDED")
+    assert not upstream.requests
+    assert await BudgetReservation.objects.filter(state="held").acount() == 0
+
+
+async def test_budget_is_settled_to_the_actual_cost(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    budget = await Budget.objects.acreate(name="team", scope="global", limit_usd=Decimal("5"))
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["ok"], usage=(1000, 200))))
+
+    await collect(ask(max_tokens=100))
+
+    period = await budget.periods.aget()
+    assert period.spent_usd == Decimal("0.00325")
+    assert period.reserved_usd == Decimal(0)
+
+
+async def test_client_cancelling_mid_stream_is_logged_and_releases_the_budget(
+    upstream: UpstreamServer,
+) -> None:
+    await database_sync_to_async(registry)(upstream)
+    budget = await Budget.objects.acreate(name="team", scope="global", limit_usd=Decimal("5"))
+    upstream.reply(
+        "POST", path("alpha"), Reply.sse(openai_sse(["a", "b", "c", "d"]), chunk_delay_s=0.5)
+    )
+    request = ask()
+    first_delta = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in chat_stream(request):
+            if isinstance(event, Delta):
+                first_delta.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first_delta.wait(), timeout=10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    row = await log_row(request)
+    assert (row.status, row.error_code) == ("cancelled", "CANCELLED")
+    period = await budget.periods.aget()
+    assert period.reserved_usd == Decimal(0)
+    assert await BudgetReservation.objects.filter(state="held").acount() == 0
