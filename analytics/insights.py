@@ -117,7 +117,7 @@ def _simple_on_premium(f: ReportFilter, total_cost: Decimal) -> list[Recommendat
         sum(m["input_tokens"] for m in simple) * (target.input_price_per_mtok_usd or 0)
         + sum(m["output_tokens"] for m in simple) * (target.output_price_per_mtok_usd or 0)
     ) / MILLION
-    saved = (actual - repriced).quantize(Decimal("0.01"))
+    saved = actual - repriced
     if saved <= 0:
         return []
     share = ratio(saved, total_cost)
@@ -127,7 +127,7 @@ def _simple_on_premium(f: ReportFilter, total_cost: Decimal) -> list[Recommendat
             message=(
                 f"{_pct(ratio(simple_requests, premium_requests))} % of premium requests were "
                 f"classified simple; routing them to {target.label} would have saved "
-                f"${saved} (-{_pct(share)} %)"
+                f"${saved:.2f} (-{_pct(share)} %)"
             ),
             effect_usd=saved,
             effect_share=share,
