@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import IO
 
@@ -40,11 +41,17 @@ def local_model_url() -> Iterator[str]:
     Its `base_url` for the OpenAI-compatible adapter (ends in `/v1`)."""
     port = local_model.free_port()
     process = local_model.start_server(port=port)
+    # The server writes ~200 KB of model-loading log to its stderr pipe before it answers;
+    # unread, the pipe fills and the server blocks, so it is drained from the start.
+    stderr_tail: deque[bytes] = deque(maxlen=40)
+    threading.Thread(target=_drain, args=(process.stderr, stderr_tail), daemon=True).start()
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        local_model.wait_ready(base_url, process)
-        # The server logs every request to stderr; an unread pipe would fill and stall it.
-        threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
+        try:
+            local_model.wait_ready(base_url, process)
+        except local_model.LocalModelUnavailable as exc:
+            tail = b"".join(stderr_tail).decode(errors="replace")
+            raise local_model.LocalModelUnavailable(f"{exc}\n{tail}") from None
         yield base_url
     finally:
         process.terminate()
@@ -55,7 +62,7 @@ def local_model_url() -> Iterator[str]:
             process.wait(timeout=10)
 
 
-def _drain(stream: IO[bytes] | None) -> None:
+def _drain(stream: IO[bytes] | None, tail: deque[bytes]) -> None:
     if stream is not None:
-        for _ in iter(lambda: stream.read(65536), b""):
-            pass
+        for line in iter(stream.readline, b""):
+            tail.append(line)
