@@ -120,6 +120,7 @@ def test_credentials_are_never_rendered_in_admin_pages(
             change_url(from_env),
             reverse("admin:providers_provider_add"),
             reverse("admin:providers_llmmodel_changelist"),
+            reverse("providers:models"),
         )
     }
 
@@ -170,6 +171,21 @@ def test_naming_a_variable_replaces_a_stored_key(admin: Client, credentials_key:
 
     provider.refresh_from_db()
     assert (provider.credential_env, provider.credential_encrypted) == (KEY_VAR, "")
+
+
+def test_the_stored_key_can_be_removed(admin: Client, credentials_key: str) -> None:
+    provider = Provider.objects.create(
+        name="cloud", kind="openai", base_url="https://a.example/v1", locality="cloud"
+    )
+    provider_credential_set(provider=provider, secret=STORED_SECRET)
+    provider.refresh_from_db()
+
+    response = admin.post(change_url(provider), provider_form_data(provider, credential_clear="on"))
+
+    assert response.status_code == 302
+    provider.refresh_from_db()
+    assert (provider.credential_env, provider.credential_encrypted) == ("", "")
+    assert provider.credential_state == "not set"
 
 
 def test_a_rejected_form_does_not_render_the_key_back(admin: Client, credentials_key: str) -> None:
