@@ -77,6 +77,10 @@ _CONTEXT_TOO_LONG = re.compile(
 )
 
 
+_BAD_KEY = re.compile(r"api key not valid|invalid api key|incorrect api key", re.IGNORECASE)
+_RETRY_DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
 def provider_error(
     *,
     status: int | None = None,
@@ -100,16 +104,18 @@ def provider_error(
             return ContextTooLong(message)
         return ProviderUnavailable(message)
     if status == 429:
-        return ProviderRateLimited(
-            message, status=status, retry_after_s=retry_after_s(headers or httpx.Headers())
-        )
+        wait_s = retry_after_s(headers or httpx.Headers())
+        if wait_s is None:
+            wait_s = _retry_delay_in_body(body)
+        return ProviderRateLimited(message, status=status, retry_after_s=wait_s)
     if status == 408:
         return ProviderTimeout(message, status=status)
     if status >= 500:
         return ProviderUnavailable(
             message, status=status, retry_after_s=retry_after_s(headers or httpx.Headers())
         )
-    if status in (401, 403):
+    # Gemini answers a wrong key with 400 INVALID_ARGUMENT, not 401.
+    if status in (401, 403) or (status == 400 and _BAD_KEY.search(message)):
         return ProviderAuthFailed(message, status=status)
     if status in (400, 413, 422) and _CONTEXT_TOO_LONG.search(message):
         return ContextTooLong(message, status=status)
@@ -138,6 +144,24 @@ def retry_after_s(headers: httpx.Headers) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, delta.total_seconds())
+
+
+def _retry_delay_in_body(body: bytes | str | Mapping[str, Any] | None) -> float | None:
+    """Gemini puts the wait in the body, as a google.rpc.RetryInfo `retryDelay` ("17s")."""
+    payload: Any = body
+    if isinstance(body, bytes | str):
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return None
+    error = payload.get("error") if isinstance(payload, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        delay = detail.get("retryDelay") if isinstance(detail, Mapping) else None
+        match = _RETRY_DELAY.match(delay) if isinstance(delay, str) else None
+        if match:
+            return float(match.group(1))
+    return None
 
 
 def _from_exception(exc: BaseException, secret: str | None) -> ProviderError:
