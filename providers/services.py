@@ -70,7 +70,11 @@ def provider_credential_set(*, provider: Provider, env_var: str = "", secret: st
 
 
 def provider_health_check(*, provider: Provider) -> HealthCheck:
-    """Probe `provider` by listing its models; record and return status, latency, error."""
+    """Probe `provider` by listing its models; record and return status, latency, error.
+
+    Synchronous (admin actions, Celery); async code calls it through `sync_to_async`.
+    """
+    _refuse_running_loop("provider_health_check")
     latency_ms: int | None = None
     model_count = 0
     secret: str | None = None
@@ -125,6 +129,7 @@ def provider_models_import(*, provider: Provider) -> ModelsImport:
     to before an admin has looked at it. Raises the adapter's `ProviderError` on failure,
     its message free of the API key.
     """
+    _refuse_running_loop("provider_models_import")
     endpoint = provider_endpoint(provider, read_timeout_s=HEALTH_PROBE_READ_TIMEOUT_S)
     listed = sorted(set(_models_list_blocking(provider.kind, endpoint)))
     tier = (
@@ -153,6 +158,16 @@ def provider_models_import(*, provider: Provider) -> ModelsImport:
         },
     )
     return ModelsImport(created=tuple(missing), existing=tuple(sorted(existing)))
+
+
+def _refuse_running_loop(service: str) -> None:
+    # Inside a running loop asyncio.run() would fail, and the probe would record that
+    # programming error as the provider being down.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{service} blocks; from async code call it through sync_to_async")
 
 
 def _models_list_blocking(kind: str, endpoint: Endpoint) -> list[str]:

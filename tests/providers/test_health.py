@@ -224,3 +224,10 @@ def test_beat_schedules_the_health_probe() -> None:
     assert entry["task"] in app.tasks
     assert app.tasks[entry["task"]].time_limit == 30
     assert app.tasks["providers.tasks.provider_health_probe"].time_limit == 60
+
+
+async def test_calling_the_blocking_probe_from_a_running_loop_fails_loudly() -> None:
+    provider = Provider(name="cloud", kind="openai", base_url="https://a.example/v1")
+
+    with pytest.raises(RuntimeError, match="provider_health_check blocks; from async code"):
+        provider_health_check(provider=provider)
