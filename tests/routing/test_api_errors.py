@@ -1,0 +1,178 @@
+"""Every error code through the live server, in both envelopes: the native one on /api
+(`{"error": {"code", "message", "details"}}`) and OpenAI's on /v1."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from analytics.models import RequestLog
+from tests.providers.upstream_server import Reply, UpstreamServer, fixture
+from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+CONTEXT_TOO_LONG = fixture("openai/error_context_length.json")
+
+
+def execute(url: str, key: str | None, payload: object, **headers: str) -> httpx.Response:
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(f"{url}/api/execute", json=payload, headers=headers, timeout=30)
+
+
+def chat(url: str, key: str | None, payload: object) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{url}/v1/chat/completions", json=payload, headers=headers, timeout=30)
+
+
+def native_error(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    return body["error"]
+
+
+def openai_error(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "status"),
+    [
+        (Reply.json({"error": {"message": "boom"}}, status=500), "MODEL_UNAVAILABLE", 503),
+        (Reply.json({"error": {"message": "slow down"}}, status=429), "RATE_LIMIT_EXCEEDED", 429),
+        (Reply.json({"error": {"message": "late"}}, status=408), "TIMEOUT", 504),
+        (Reply.json({"error": {"message": "bad input"}}, status=400), "MODEL_ERROR", 502),
+        (Reply.json(CONTEXT_TOO_LONG, status=400), "TOKEN_LIMIT_EXCEEDED", 400),
+        (Reply.sse(b"data: {not json\n\n"), "INVALID_RESPONSE", 502),
+    ],
+)
+def test_upstream_failures_map_to_one_code_and_status(
+    live_server_url: str, upstream: UpstreamServer, reply: Reply, code: str, status: int
+) -> None:
+    gateway_registry(upstream)
+    upstream.reply("POST", chat_path("alpha"), reply)
+    upstream.reply("POST", chat_path("beta"), reply)
+    key = new_key()
+
+    native = execute(live_server_url, key, {"prompt": f"native {code}"})
+    compatible = chat(
+        live_server_url,
+        key,
+        {"model": "auto", "messages": [{"role": "user", "content": f"v1 {code}"}]},
+    )
+
+    assert native.status_code == status
+    assert native_error(native)["code"] == code
+    assert compatible.status_code == status
+    error = openai_error(compatible)
+    assert error["code"] == code
+    rows = wait_rows(2, error_code=code)
+    assert [r.entry_point for r in rows] == ["native", "openai"]
+    if code == "RATE_LIMIT_EXCEEDED":
+        assert error["type"] == "rate_limit_error"
+
+
+def test_authentication_failures(live_server_url: str, upstream: UpstreamServer) -> None:
+    gateway_registry(upstream)
+    revoked = new_key()
+    from routing.apikeys import apikey_find, apikey_revoke
+
+    apikey_revoke(api_key=apikey_find(ref=revoked[:12]))
+    payload = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+
+    for key in (None, "orch-wrong", revoked, "sk-not-ours"):
+        native = execute(live_server_url, key, {"prompt": "hi"})
+        compatible = chat(live_server_url, key, payload)
+        assert native.status_code == 401
+        assert native_error(native)["code"] == "AUTHENTICATION_FAILED"
+        assert compatible.status_code == 401
+        assert openai_error(compatible)["type"] == "authentication_error"
+    via_header = execute(live_server_url, None, {"prompt": "hi"}, **{"x-api-key": "orch-nope"})
+    assert via_header.status_code == 401
+    assert RequestLog.objects.count() == 0
+
+
+def test_validation_errors_name_the_field(live_server_url: str, upstream: UpstreamServer) -> None:
+    gateway_registry(upstream)
+    key = new_key()
+
+    bad_role = execute(live_server_url, key, {"messages": [{"role": "robot", "content": "x"}]})
+    bad_temperature = execute(live_server_url, key, {"prompt": "x", "temperature": 7})
+    nothing = execute(live_server_url, key, {})
+    v1_role = chat(live_server_url, key, {"model": "auto", "messages": [{"role": "tool"}]})
+    v1_model = chat(live_server_url, key, {"messages": [{"role": "user", "content": "x"}]})
+    v1_tokens = chat(
+        live_server_url,
+        key,
+        {"model": "auto", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]},
+    )
+
+    assert bad_role.status_code == 400
+    assert "messages.0.role" in native_error(bad_role)["message"]
+    assert "temperature" in native_error(bad_temperature)["message"]
+    assert native_error(nothing)["details"] == {"field": "prompt"}
+    assert openai_error(v1_role)["param"] == "messages[0].role"
+    assert openai_error(v1_model)["param"] == "model"
+    assert openai_error(v1_tokens)["param"] == "max_tokens"
+    # Refusals after authentication on /v1 are logged as invalid requests.
+    rows = wait_rows(3, entry_point="openai")
+    assert [(r.status, r.error_code) for r in rows] == [("invalid", "INVALID_REQUEST")] * 3
+
+
+def test_malformed_and_oversized_bodies(live_server_url: str, upstream: UpstreamServer) -> None:
+    gateway_registry(upstream)
+    key = new_key()
+    auth = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+
+    native = httpx.post(f"{live_server_url}/api/execute", content=b"{nope", headers=auth)
+    compatible = httpx.post(f"{live_server_url}/v1/chat/completions", content=b"{", headers=auth)
+    big = b'{"prompt": "' + b"x" * (2 * 1024 * 1024 + 1) + b'"}'
+    native_big = httpx.post(f"{live_server_url}/api/execute", content=big, headers=auth)
+    v1_big = httpx.post(f"{live_server_url}/v1/chat/completions", content=big, headers=auth)
+
+    assert native.status_code == 400
+    assert native_error(native)["code"] == "INVALID_REQUEST"
+    assert compatible.status_code == 400
+    assert openai_error(compatible)["param"] == "body"
+    assert native_big.status_code == 413
+    assert native_error(native_big)["details"]["limit_bytes"] == 2 * 1024 * 1024
+    assert v1_big.status_code == 413
+    assert openai_error(v1_big)["code"] == "INVALID_REQUEST"
+
+
+def test_budget_exceeded(live_server_url: str, upstream: UpstreamServer) -> None:
+    from decimal import Decimal
+
+    from routing.models import Budget
+
+    gateway_registry(upstream)
+    Budget.objects.create(name="tiny", limit_usd=Decimal("0.00000001"))
+    key = new_key()
+
+    native = execute(live_server_url, key, {"prompt": "costly"})
+
+    assert native.status_code == 402
+    assert native_error(native)["code"] == "BUDGET_EXCEEDED"
+    (row,) = wait_rows(1, entry_point="native")
+    assert row.status == RequestLog.Status.BUDGET_REFUSED
+
+
+def test_unknown_model_is_an_invalid_request(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    key = new_key()
+
+    response = chat(
+        live_server_url,
+        key,
+        {"model": "nosuch:model", "messages": [{"role": "user", "content": "x"}]},
+    )
+
+    assert response.status_code == 400
+    assert openai_error(response)["code"] == "INVALID_REQUEST"
