@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from orchestrator_site.tasks import WORKER_HEARTBEAT_KEY
+from routing.status import providers_health
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 HEARTBEAT_STALE_S = 120
@@ -99,6 +100,14 @@ def check_broker() -> dict[str, Any]:
     return details
 
 
+def check_providers() -> dict[str, Any]:
+    """Each enabled provider as its last background probe left it; no live call here."""
+    try:
+        return providers_health()
+    except Exception as exc:
+        return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+
+
 def overall(components: dict[str, dict[str, Any]]) -> str:
     states = {component["status"] for component in components.values()}
     if UNHEALTHY in states:
@@ -114,5 +123,6 @@ async def health_report() -> dict[str, Any]:
         "cache": await sync_to_async(check_cache)(),
         "channel_layer": await check_channel_layer(),
         "broker": await sync_to_async(check_broker)(),
+        "providers": await sync_to_async(check_providers)(),
     }
     return {"status": overall(components), "components": components}

@@ -2,5 +2,6 @@
 
 from routing import (
     admin_budget,  # noqa: F401
+    admin_gateway,  # noqa: F401
     admin_policy,  # noqa: F401
 )
