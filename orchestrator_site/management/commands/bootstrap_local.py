@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from providers.demo import demo_registry_load
+from routing.presets import default_policy_ensure
 
 
 class Command(BaseCommand):
@@ -24,6 +25,8 @@ class Command(BaseCommand):
         providers = demo_registry_load(local_model_url=options["local_model_url"] or None)
         enabled = [p.name for p in providers if p.enabled]
         self.stdout.write(f"==> demo configuration loaded; enabled providers: {', '.join(enabled)}")
+        if default_policy_ensure():
+            self.stdout.write("==> routing policy 'balanced' loaded as the default")
 
     def _ensure_admin(self) -> None:
         user_model = get_user_model()
