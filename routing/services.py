@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
@@ -32,6 +31,7 @@ from providers.adapters.registry import adapter_for
 from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError, Usage
 from providers.models import Provider
 from providers.selectors import provider_endpoint
+from routing.aio import in_thread
 from routing.budgets import (
     BudgetExceeded,
     Reservation,
@@ -39,17 +39,23 @@ from routing.budgets import (
     budget_reserve,
     budget_settle,
 )
+from routing.classify import estimate_tokens
 from routing.config_cache import RoutingConfig, routing_config_get
 from routing.decision import ModelSpec, RouteDecision, RoutingError
 from routing.decisions import route_decide
 from routing.events import (
+    Delta,
     Event,
     Failed,
     Finished,
     GatewayRequest,
+    RateLimitInfo,
     Started,
 )
 from routing.execution import ChainOutcome, ModelRuntime, execute_chain
+from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
+from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult
+from routing.guards.response_cache import CachedAnswer, ResponseCache
 
 STATUS_SUCCESS = "success"
 STATUS_PARTIAL = "partial"
@@ -76,7 +82,9 @@ class _Ledger:
     cost_state: str = CostState.NONE.value
     baseline_cost_usd: Decimal | None = None
     reservation: Reservation | None = None
-    reservation_model_id: int | None = None
+    cache_hit: bool = False
+    rate_limit: RateLimitResult | None = None
+    token_charge: int = 0
 
     def outcome(self) -> RequestOutcome:
         model = self.chain.model
@@ -111,7 +119,7 @@ class _Ledger:
             time_to_first_token_ms=self.chain.time_to_first_token_ms,
             attempts=self.chain.attempts,
             fallbacks=self.chain.fallbacks,
-            cache_hit=False,
+            cache_hit=self.cache_hit,
             decision_trace=trace,
             prompt_text=_prompt_text(request.messages),
             response_text=self.chain.text,
@@ -172,10 +180,44 @@ def resolve_target(config: RoutingConfig, model: str | None) -> tuple[str | None
     raise RoutingError(f"unknown model or policy {model!r}")
 
 
-def _route(request: GatewayRequest) -> tuple[RouteDecision, RoutingConfig, dict[str, Endpoint]]:
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything decided before the first upstream byte, gathered in one thread hop."""
+
+    rate_limit: RateLimitResult | None
+    token_charge: int
+    decision: RouteDecision | None = None
+    config: RoutingConfig | None = None
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    cached: CachedAnswer | None = None
+
+
+_limiter = RateLimiter()
+_breakers = CircuitBreakers()
+_response_cache = ResponseCache()
+
+
+def _rate_limit(request: GatewayRequest, token_charge: int) -> RateLimitResult | None:
+    caller = request.caller
+    if caller.api_key_id is None or not (caller.rpm_limit or caller.tpm_limit):
+        return None
+    return _limiter.check(
+        key_id=caller.api_key_id,
+        requests=Limit.of(caller.rpm_limit) if caller.rpm_limit else None,
+        tokens=Limit.of(caller.tpm_limit) if caller.tpm_limit else None,
+        token_cost=token_charge,
+    )
+
+
+def _prepare(request: GatewayRequest) -> _Prepared:
+    prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
+    # Tokens are charged up front at their likely size and corrected once usage is known.
+    token_charge = estimate_tokens(prompt) + (request.max_tokens or 0)
+    limited = _rate_limit(request, token_charge)
+    if limited is not None and not limited.allowed:
+        return _Prepared(rate_limit=limited, token_charge=0)
     config = routing_config_get()
     policy_name, override = resolve_target(config, request.model)
-    prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
     decision = route_decide(
         prompt=prompt,
         task_type=request.task_type,
@@ -184,11 +226,67 @@ def _route(request: GatewayRequest) -> tuple[RouteDecision, RoutingConfig, dict[
         policy_name=policy_name,
         max_output_tokens=request.max_tokens or 0,
     )
-    return decision, config, _endpoints_for(config)
+    cached = None
+    if decision.chain and request.use_cache:
+        cached = _response_cache.lookup(_chat_request(request, decision.chain[0]))
+    return _Prepared(
+        rate_limit=limited,
+        token_charge=token_charge,
+        decision=decision,
+        config=config,
+        endpoints=_endpoints_for(config),
+        cached=cached,
+    )
 
 
-_route_async = sync_to_async(_route, thread_sensitive=False)
-_record_async = sync_to_async(request_record, thread_sensitive=False)
+def _chat_request(request: GatewayRequest, model: ModelSpec) -> ChatRequest:
+    return ChatRequest(
+        model=model.name,
+        messages=request.messages,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        stop=request.stop,
+    )
+
+
+class _SharedBreakers:
+    """The execution's view of the shared circuit breakers: one permit per model and call."""
+
+    def __init__(self, chain: tuple[ModelSpec, ...]) -> None:
+        self.refs = {m.id: m.ref for m in chain}
+        self.permits: dict[int, Permit] = {}
+        self.config = BreakerConfig.for_model()
+
+    def allow(self, model_id: int) -> bool:
+        permit = _breakers.allow(self.refs[model_id], self.config)
+        self.permits[model_id] = permit
+        return permit.allowed
+
+    def record_success(self, model_id: int) -> None:
+        _breakers.record_success(self.permits[model_id])
+
+    def record_failure(self, model_id: int) -> None:
+        _breakers.record_failure(self.permits[model_id], self.config)
+
+
+def _rate_limit_info(result: RateLimitResult | None) -> RateLimitInfo | None:
+    if result is None:
+        return None
+    requests, tokens = result.requests, result.tokens
+    resets = [b.reset_us for b in (requests, tokens) if b is not None]
+    return RateLimitInfo(
+        limit_requests=result.requests_limit,
+        remaining_requests=requests.remaining if requests else None,
+        limit_tokens=result.tokens_limit,
+        remaining_tokens=tokens.remaining if tokens else None,
+        reset_s=round(max(resets, default=0) / 1_000_000, 3),
+        retry_after_s=float(result.retry_after_s) if not result.allowed else None,
+    )
+
+
+_prepare_async = in_thread(_prepare)
+_record_async = in_thread(request_record)
 
 
 async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
@@ -212,13 +310,19 @@ async def _finish(ledger: _Ledger) -> None:
     """Settle the budget and write the log row; runs however the stream ended."""
     if ledger.reservation is not None:
         if ledger.status in (STATUS_SUCCESS, STATUS_PARTIAL) or ledger.usage.output:
-            await sync_to_async(budget_settle, thread_sensitive=False)(
+            await in_thread(budget_settle)(
                 reservation=ledger.reservation, actual_cost_usd=ledger.cost_usd
             )
         else:
-            await sync_to_async(budget_release, thread_sensitive=False)(
-                reservation=ledger.reservation
-            )
+            await in_thread(budget_release)(reservation=ledger.reservation)
+    caller = ledger.request.caller
+    if ledger.token_charge and caller.api_key_id is not None and caller.tpm_limit:
+        used = ledger.usage.input + ledger.usage.output
+        await in_thread(_limiter.debit_tokens)(
+            key_id=caller.api_key_id,
+            tokens=Limit.of(caller.tpm_limit),
+            amount=used - ledger.token_charge,
+        )
     await _record_async(outcome=ledger.outcome())
 
 
@@ -228,11 +332,26 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         yield Failed(request.request_id, "INVALID_REQUEST", "messages must contain some text")
         return
     try:
-        decision, config, endpoints = await _route_async(request)
+        prepared = await _prepare_async(request)
     except RoutingError as exc:
         ledger.status, ledger.error_code = STATUS_INVALID, "INVALID_REQUEST"
         yield Failed(request.request_id, "INVALID_REQUEST", str(exc))
         return
+    ledger.rate_limit, ledger.token_charge = prepared.rate_limit, prepared.token_charge
+    limit_info = _rate_limit_info(prepared.rate_limit)
+    if prepared.decision is None or prepared.config is None:
+        ledger.status, ledger.error_code = STATUS_RATE_LIMITED, "RATE_LIMIT_EXCEEDED"
+        assert limit_info is not None
+        yield Failed(
+            request.request_id,
+            "RATE_LIMIT_EXCEEDED",
+            f"rate limit of API key {request.caller.api_key_id} exceeded; retry in "
+            f"{limit_info.retry_after_s:.0f} s",
+            rate_limit=limit_info,
+            retry_after_s=limit_info.retry_after_s,
+        )
+        return
+    decision, config, endpoints = prepared.decision, prepared.config, prepared.endpoints
     ledger.decision = decision
     if not decision.chain:
         code = "MODEL_UNAVAILABLE"
@@ -242,20 +361,13 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         return
 
     def chat_request_for(model: ModelSpec) -> ChatRequest:
-        return ChatRequest(
-            model=model.name,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=request.stop,
-        )
+        return _chat_request(request, model)
 
     def runtime_for(model: ModelSpec) -> ModelRuntime:
         endpoint = endpoints.get(model.provider_name) or Endpoint(base_url="")
         return ModelRuntime(adapter=adapter_for(model.provider_kind), endpoint=endpoint)
 
-    def started(model: ModelSpec) -> Started:
+    def started(model: ModelSpec, cached: bool = False) -> Started:
         return Started(
             request_id=request.request_id,
             model_id=model.id,
@@ -265,18 +377,22 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
             task_type=decision.task_type,
             complexity=decision.complexity,
             decision_trace=decision.trace,
+            cached=cached,
         )
+
+    if prepared.cached is not None:
+        async for event in _answer_from_cache(ledger, prepared.cached, started, config, limit_info):
+            yield event
+        return
 
     prompt_tokens = int(decision.trace.get("request", {}).get("prompt_tokens", 0))
 
     async def admit(model: ModelSpec) -> ProviderError | None:
         if ledger.reservation is not None:
-            await sync_to_async(budget_release, thread_sensitive=False)(
-                reservation=ledger.reservation
-            )
+            await in_thread(budget_release)(reservation=ledger.reservation)
             ledger.reservation = None
         try:
-            ledger.reservation = await sync_to_async(budget_reserve, thread_sensitive=False)(
+            ledger.reservation = await in_thread(budget_reserve)(
                 max_cost_usd=_max_cost(model, config, prompt_tokens, request.max_tokens),
                 api_key_id=request.caller.api_key_id,
                 user_id=request.caller.user_id,
@@ -296,6 +412,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         runtime_for=runtime_for,
         started_event=started,
         outcome=ledger.chain,
+        breaker=_SharedBreakers(decision.chain),
         admit=admit,
     ):
         yield event
@@ -321,9 +438,14 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
             partial=chain.partial,
             details={"status": error.status, "attempts": [r.as_json() for r in chain.log]},
             retry_after_s=error.retry_after_s,
+            rate_limit=limit_info,
         )
         return
     _cost(ledger, model, config, request)
+    if request.use_cache:
+        await in_thread(_response_cache.save)(
+            _chat_request(request, model), text=chain.text, usage=ledger.usage
+        )
     ledger.status = STATUS_SUCCESS
     trace = dict(decision.trace)
     trace["attempts"] = [record.as_json() for record in chain.log]
@@ -345,6 +467,52 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         fallbacks=chain.fallbacks,
         cached=False,
         decision_trace=trace,
+        rate_limit=limit_info,
+    )
+
+
+async def _answer_from_cache(
+    ledger: _Ledger,
+    answer: CachedAnswer,
+    started: Any,
+    config: RoutingConfig,
+    limit_info: RateLimitInfo | None,
+) -> AsyncIterator[Event]:
+    """A cache hit costs nothing; its baseline cost is kept so cache savings can be shown
+    apart from routing savings."""
+    decision = ledger.decision
+    assert decision is not None
+    model = decision.chain[0]
+    ledger.chain.model = model
+    ledger.chain.text = answer.text
+    ledger.chain.time_to_first_token_ms = int((time.perf_counter() - ledger.began) * 1000)
+    ledger.cache_hit = True
+    ledger.usage = answer.usage
+    ledger.cost_usd = Decimal(0)
+    ledger.cost_state = CostState.REPORTED.value
+    ledger.baseline_cost_usd = baseline_cost_for(answer.usage, baseline_prices(config))
+    ledger.status = STATUS_SUCCESS
+    yield started(model, True)
+    yield Delta(answer.text)
+    yield Finished(
+        request_id=ledger.request.request_id,
+        model_id=model.id,
+        model_ref=model.ref,
+        provider_name=model.provider_name,
+        locality=model.locality,
+        text=answer.text,
+        finish_reason="stop",
+        usage=answer.usage,
+        cost_usd=Decimal(0),
+        cost_state=CostState.REPORTED.value,
+        baseline_cost_usd=ledger.baseline_cost_usd,
+        latency_ms=int((time.perf_counter() - ledger.began) * 1000),
+        time_to_first_token_ms=ledger.chain.time_to_first_token_ms,
+        attempts=0,
+        fallbacks=0,
+        cached=True,
+        decision_trace=dict(decision.trace),
+        rate_limit=limit_info,
     )
 
 

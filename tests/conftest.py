@@ -105,3 +105,12 @@ def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
     for conn in connections.all():
         if hasattr(conn, "close_pool"):
             conn.close_pool()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache() -> None:
+    """Breakers, rate limits, cached answers and config versions live in Redis; each test
+    starts from an empty cache so no state leaks from one test into another."""
+    from django.core.cache import cache
+
+    cache.clear()

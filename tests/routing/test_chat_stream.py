@@ -258,3 +258,89 @@ async def test_client_cancelling_mid_stream_is_logged_and_releases_the_budget(
     period = await budget.periods.aget()
     assert period.reserved_usd == Decimal(0)
     assert await BudgetReservation.objects.filter(state="held").acount() == 0
+
+
+async def test_second_identical_request_is_answered_from_cache(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["cached text"], usage=(1000, 200))))
+    first, second = ask("What is two plus two?"), ask("What is two plus two?")
+
+    await collect(first)
+    events = await collect(second)
+
+    assert [type(e) for e in events] == [Started, Delta, Finished]
+    assert events[0].cached is True
+    finished = events[-1]
+    assert (finished.text, finished.cached, finished.cost_usd) == ("cached text", True, Decimal(0))
+    assert finished.baseline_cost_usd == Decimal("0.016")
+    assert len(upstream.requests) == 1
+    row = await log_row(second)
+    assert (row.cache_hit, row.cost_usd, row.status, row.attempts) == (
+        True,
+        Decimal(0),
+        "success",
+        0,
+    )
+    assert row.baseline_cost_usd == Decimal("0.016")
+
+
+async def test_cache_bypass_always_calls_the_model(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["fresh"])))
+
+    await collect(ask("Same question", use_cache=False))
+    events = await collect(ask("Same question", use_cache=False))
+
+    assert events[-1].cached is False
+    assert len(upstream.requests) == 2
+
+
+async def test_rate_limited_key_gets_429_details_and_a_log_row(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["ok"])))
+    caller = Caller(api_key_id=424242, rpm_limit=2)
+    allowed = [await collect(ask(f"q{i}", caller=caller, use_cache=False)) for i in range(2)]
+    refused_request = ask("q3", caller=caller)
+    refused = await collect(refused_request)
+
+    assert all(isinstance(events[-1], Finished) for events in allowed)
+    assert allowed[0][-1].rate_limit.remaining_requests == 1
+    assert allowed[1][-1].rate_limit.remaining_requests == 0
+    assert len(refused) == 1
+    failed = refused[0]
+    assert (failed.code, failed.http_status) == ("RATE_LIMIT_EXCEEDED", 429)
+    assert failed.retry_after_s is not None and failed.retry_after_s >= 1
+    assert failed.rate_limit.remaining_requests == 0
+    row = await log_row(refused_request)
+    assert (row.status, row.error_code, row.api_key_id) == (
+        "rate_limited",
+        "RATE_LIMIT_EXCEEDED",
+        424242,
+    )
+    assert len(upstream.requests) == 2
+
+
+async def test_open_breaker_is_skipped_and_shown_in_the_trace(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.json(fixture("openai/error_500.json"), status=500))
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"])))
+    from routing.guards.breaker import BreakerConfig
+
+    threshold = BreakerConfig.for_model().failure_threshold
+    for i in range((threshold + 1) // 2):
+        await collect(ask(f"warm {i}", use_cache=False))
+    upstream.reset()
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"])))
+    request = ask("after", use_cache=False)
+
+    events = await collect(request)
+
+    assert events[0].model_ref == "beta:beta-model"
+    assert not [r for r in upstream.requests if r.path == path("alpha")]
+    row = await log_row(request)
+    assert row.decision_trace["attempts"][0] == {
+        "model": "alpha:alpha-model",
+        "outcome": "skipped: circuit open",
+        "status": None,
+        "message": "",
+    }
