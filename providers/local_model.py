@@ -46,10 +46,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start_server(
-    *, port: int, host: str = "127.0.0.1", n_ctx: int = 2048
+    *, port: int, host: str = "127.0.0.1", n_ctx: int = 2048, log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """Start the server process. `--interrupt_requests False` keeps a new request from
-    silently truncating streams already running."""
+    silently truncating streams already running.
+
+    Its log goes to `log_path` (or nowhere): a pipe nobody reads would fill up while the model
+    loads and stall the server.
+    """
     command = [
         sys.executable,
         "-m",
@@ -67,17 +71,28 @@ def start_server(
         "--port",
         str(port),
     ]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if log_path is None:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+def wait_ready(
+    base_url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 60.0,
+    log_path: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            stderr = (
-                process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+            tail = ""
+            if log_path is not None and log_path.exists():
+                tail = log_path.read_text(errors="replace")[-2000:]
+            raise LocalModelUnavailable(
+                f"local model server exited with {process.returncode}: {tail}"
             )
-            raise LocalModelUnavailable(f"local model server exited early: {stderr}")
         try:
             if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
                 return

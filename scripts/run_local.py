@@ -26,6 +26,8 @@ def main() -> int:
     from django.core.management import call_command
 
     django.setup()
+    from django.conf import settings
+
     from providers import local_model
 
     host = os.environ.get("HOST", "127.0.0.1")
@@ -39,10 +41,11 @@ def main() -> int:
         model_port = local_model.free_port()
         local_url = f"http://127.0.0.1:{model_port}/v1"
         say(f"==> starting the bundled local model (SmolLM2-135M) on {local_url}")
-        server = local_model.start_server(port=model_port)
+        log_path = settings.VAR_DIR / "local-model.log"
+        server = local_model.start_server(port=model_port, log_path=log_path)
         children.append(server)
         try:
-            local_model.wait_ready(local_url, server)
+            local_model.wait_ready(local_url, server, log_path=log_path)
         except local_model.LocalModelUnavailable as exc:
             say(f"!!  local model not available: {exc}")
             local_url = ""
