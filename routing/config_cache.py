@@ -28,6 +28,11 @@ from routing.engine import DEFAULT_TIER_LADDER
 from routing.models import RoutingPolicy
 
 VERSION_KEY = "routing:config-version"
+SNAPSHOT_KEY = "routing:agent-snapshot"
+# How long a process trusts what it last read from the shared cache: a configuration edit or a
+# new agent snapshot reaches every other process within this time, and a warm decision usually
+# makes no network round trip at all.
+SHARED_TTL_S = 1.0
 # A write that bypasses model signals (queryset.update) is picked up after this long at worst.
 MAX_AGE_S = 300.0
 
@@ -61,26 +66,48 @@ class RoutingConfig:
         return self.policies[key]
 
 
+@dataclass(frozen=True, slots=True)
+class SharedState:
+    version: str
+    snapshot: dict[str, Any] | None
+    read_at: float
+
+
 _lock = threading.Lock()
 _memo: RoutingConfig | None = None
+_shared: SharedState | None = None
+
+
+def shared_forget() -> None:
+    """Make this process read the shared cache again on its next decision."""
+    global _shared
+    _shared = None
 
 
 def routing_config_changed() -> None:
-    """Make every process reload the configuration on its next decision."""
+    """Make every process reload the configuration (this one at once, others within 1 s)."""
     cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    shared_forget()
 
 
-def _current_version() -> str:
-    version = cache.get(VERSION_KEY)
+def shared_read() -> SharedState:
+    """The configuration version and the published agent snapshot, in one round trip."""
+    global _shared
+    state = _shared
+    if state is not None and time.monotonic() - state.read_at < SHARED_TTL_S:
+        return state
+    found = cache.get_many([VERSION_KEY, SNAPSHOT_KEY])
+    version = found.get(VERSION_KEY)
     if version is None:
         cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
         version = cache.get(VERSION_KEY)
-    return str(version)
+    _shared = SharedState(str(version), found.get(SNAPSHOT_KEY), time.monotonic())
+    return _shared
 
 
-def routing_config_get() -> RoutingConfig:
+def routing_config_get(shared: SharedState | None = None) -> RoutingConfig:
     global _memo
-    version = _current_version()
+    version = (shared or shared_read()).version
     memo = _memo
     if memo and memo.version == version and time.monotonic() - memo.loaded_at < MAX_AGE_S:
         return memo

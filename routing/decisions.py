@@ -1,5 +1,6 @@
 """The decision service: the cached configuration, the published agent snapshot, the classifier
-and the pure engine. Warm, it reads no table; it reads two keys of the shared cache."""
+and the pure engine. Warm, it reads no table, and at most once a second two keys of the shared
+cache (one round trip)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from routing import conf
 from routing.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
-from routing.config_cache import routing_config_get
+from routing.config_cache import routing_config_get, shared_read
 from routing.decision import RouteDecision, RouteRequest, RoutingError
 from routing.engine import decide
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
@@ -51,7 +52,8 @@ def route_decide(
             f"unknown complexity {complexity!r}; expected one of {', '.join(COMPLEXITIES)}"
         )
     background_sampling_ensure()
-    config = routing_config_get()
+    shared = shared_read()
+    config = routing_config_get(shared)
     policy = config.policy(policy_name)
     classification: dict[str, object] = {}
     if task_type is None or complexity is None:
@@ -76,7 +78,8 @@ def route_decide(
         sticky_model_id=conversation_model_id,
         classification=classification,
     )
-    decision = decide(request, policy, agents_snapshot_current(now=timezone.now()), config.registry)
+    snapshot = agents_snapshot_current(now=timezone.now(), published=shared.snapshot)
+    decision = decide(request, policy, snapshot, config.registry)
     if conf.debug_routing():
         logger.info(json.dumps({"routing_decision": decision.trace}, sort_keys=True))
     return decision

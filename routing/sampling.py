@@ -22,12 +22,11 @@ from routing.agents.base import UNKNOWN, Agent, AgentCheck, agent_load, checks_f
 from routing.agents.budget import BudgetAgent, BudgetReader, no_budget
 from routing.agents.connectivity import ConnectivityAgent
 from routing.agents.resources import ResourceMonitor
-from routing.config_cache import routing_config_get
+from routing.config_cache import SNAPSHOT_KEY, routing_config_get, shared_forget
 from routing.decision import AgentSnapshot, AgentState
 from routing.models import AgentSample
 
 logger = logging.getLogger(__name__)
-SNAPSHOT_KEY = "routing:agent-snapshot"
 BUILTIN_AGENTS = ("resources", "connectivity", "budget")
 
 _custom: dict[str, Agent] = {}
@@ -118,14 +117,22 @@ def agents_sample(*, now: datetime | None = None) -> list[AgentSample]:
         ],
     }
     cache.set(SNAPSHOT_KEY, snapshot, timeout=None)
+    shared_forget()
     AgentSample.objects.filter(sampled_at__lt=now - timedelta(hours=conf.retention_h())).delete()
     return rows
 
 
-def agents_snapshot_current(*, now: datetime) -> AgentSnapshot:
-    """The published snapshot; a stale or failed sample reads as an explicit unknown state."""
-    published = cache.get(SNAPSHOT_KEY)
-    if not published:
+def agents_snapshot_current(
+    *, now: datetime, published: dict[str, Any] | bool | None = False
+) -> AgentSnapshot:
+    """The published snapshot; a stale or failed sample reads as an explicit unknown state.
+
+    `published` is the snapshot already read from the cache (None: nothing was published);
+    left out, it is read here.
+    """
+    if published is False:
+        published = cache.get(SNAPSHOT_KEY)
+    if not isinstance(published, dict):
         return AgentSnapshot(
             tuple(AgentState(a, UNKNOWN, reason="no sample yet") for a in BUILTIN_AGENTS)
         )

@@ -16,9 +16,11 @@ def _fresh_routing_cache(settings) -> Iterator[None]:
     settings.ORCHESTRATOR_AGENT_SAMPLING = "off"
     cache.delete_many([config_cache.VERSION_KEY, sampling.SNAPSHOT_KEY])
     config_cache._memo = None
+    config_cache.shared_forget()
     yield
     cache.delete_many([config_cache.VERSION_KEY, sampling.SNAPSHOT_KEY])
     config_cache._memo = None
+    config_cache.shared_forget()
 
 
 @pytest.fixture

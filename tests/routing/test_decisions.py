@@ -150,3 +150,21 @@ def test_debug_setting_off_logs_nothing(registry_rows, caplog):
         route_decide(prompt="hi")
 
     assert [r for r in caplog.records if r.name == "routing.decisions"] == []
+
+
+@pytest.mark.django_db
+def test_another_process_edit_is_seen_after_the_shared_ttl(registry_rows, monkeypatch):
+    from routing import config_cache
+
+    publish([("connectivity", "", "DISCONNECTED")])
+    assert [m.ref for m in route_decide(prompt="hi", task_type="general").chain] == ["local:tiny"]
+    # Another process changed the policy: its rows and the shared version, not this memo.
+    RoutingPolicy.objects.get(name="balanced").state_rules.all().delete()
+    cache.set(config_cache.VERSION_KEY, "edited-elsewhere")
+
+    within_ttl = route_decide(prompt="hi", task_type="general", complexity="simple")
+    monkeypatch.setattr(config_cache, "SHARED_TTL_S", 0.0)
+    after_ttl = route_decide(prompt="hi", task_type="general", complexity="simple")
+
+    assert [m.ref for m in within_ttl.chain] == ["local:tiny"]
+    assert [m.ref for m in after_ttl.chain] == ["local:tiny", "openai:mini", "openai:big"]
