@@ -271,3 +271,18 @@ def test_bootstrap_loads_balanced_policy(settings, tmp_path):
 
     assert "==> routing policy 'balanced' loaded as the default" in out.getvalue()
     assert RoutingPolicy.objects.get(is_default=True).name == "balanced"
+
+
+@pytest.mark.django_db
+def test_the_documented_example_imports():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "routing.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    report = config_apply(text=example)
+
+    assert report.created == [
+        "provider openai",
+        "model openai:gpt-4o",
+        "model openai:gpt-4o-mini",
+        "policy house",
+    ]
