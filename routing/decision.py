@@ -58,6 +58,22 @@ class RegistrySnapshot:
     by_id: Mapping[int, ModelSpec] = field(default_factory=dict)
     by_ref: Mapping[str, ModelSpec] = field(default_factory=dict)
     by_tier: Mapping[str, tuple[ModelSpec, ...]] = field(default_factory=dict)
+    tier_ids: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    _by_tier_task: dict[tuple[str, str], tuple[ModelSpec, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def tier_for_task(self, tier: str, task_type: str) -> tuple[ModelSpec, ...]:
+        """Models of a tier, those strong at the task first (computed once per pair)."""
+        key = (tier, task_type)
+        found = self._by_tier_task.get(key)
+        if found is None:
+            models = self.by_tier.get(tier, ())
+            found = tuple(m for m in models if task_type in m.task_strengths) + tuple(
+                m for m in models if task_type not in m.task_strengths
+            )
+            self._by_tier_task[key] = found
+        return found
 
     @classmethod
     def build(cls, models: tuple[ModelSpec, ...]) -> RegistrySnapshot:
@@ -70,6 +86,7 @@ class RegistrySnapshot:
             by_id={m.id: m for m in models},
             by_ref={m.ref: m for m in models},
             by_tier={t: tuple(ms) for t, ms in tiers.items()},
+            tier_ids={t: frozenset(m.id for m in ms) for t, ms in tiers.items()},
         )
 
 

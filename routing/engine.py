@@ -84,14 +84,13 @@ def decide(
     chain: list[ModelSpec] = []
     seen: set[int] = set()
     candidates: list[JsonDict] = []
-    skipped_for_limit = 0
-    for model, source in _candidates(request, policy, registry, rule):
+    tiers = _tiers(request, policy, rule)
+    for model, source in _candidates(request, registry, rule, tiers):
         if model.id in seen:
             continue
-        seen.add(model.id)
         if len(chain) >= policy.chain_limit:
-            skipped_for_limit += 1
-            continue
+            break
+        seen.add(model.id)
         reason = ineligible(model)
         candidates.append(
             {
@@ -105,7 +104,7 @@ def decide(
         if reason is None:
             chain.append(model)
     trace["candidates"] = candidates
-    trace["not_considered"] = skipped_for_limit
+    trace["not_considered"] = _not_considered(registry, rule, tiers, seen)
 
     preference = next(
         (a for a, _ in reversed(actions) if a in ("prefer_local", "prefer_cloud")), None
@@ -197,11 +196,17 @@ def _match_rule(rules: tuple[RuleSpec, ...], task_type: str, complexity: str) ->
     return generic
 
 
+def _tiers(request: RouteRequest, policy: PolicySpec, rule: RuleSpec | None) -> tuple[str, ...]:
+    return (rule.tiers if rule else ()) or tuple(
+        policy.tier_ladder.get(request.complexity, DEFAULT_TIER_LADDER.get(request.complexity, ()))
+    )
+
+
 def _candidates(
     request: RouteRequest,
-    policy: PolicySpec,
     registry: RegistrySnapshot,
     rule: RuleSpec | None,
+    tiers: tuple[str, ...],
 ) -> Iterator[tuple[ModelSpec, str]]:
     if rule is not None:
         if rule.primary_id is not None and rule.primary_id in registry.by_id:
@@ -209,18 +214,22 @@ def _candidates(
         for fallback_id in rule.fallback_ids:
             if fallback_id in registry.by_id:
                 yield registry.by_id[fallback_id], "rule:fallback"
-    tiers = (rule.tiers if rule else ()) or policy.tier_ladder.get(
-        request.complexity, DEFAULT_TIER_LADDER.get(request.complexity, ())
-    )
     for tier in tiers:
-        in_tier = registry.by_tier.get(tier, ())
-        # Models that list the task among their strengths come first within a tier.
-        for model in in_tier:
-            if request.task_type in model.task_strengths:
-                yield model, f"tier:{tier}"
-        for model in in_tier:
-            if request.task_type not in model.task_strengths:
-                yield model, f"tier:{tier}"
+        for model in registry.tier_for_task(tier, request.task_type):
+            yield model, f"tier:{tier}"
+
+
+def _not_considered(
+    registry: RegistrySnapshot, rule: RuleSpec | None, tiers: tuple[str, ...], seen: set[int]
+) -> int:
+    """Distinct candidates left out because the chain was full."""
+    universe: set[int] = set()
+    if rule is not None:
+        ids = (rule.primary_id, *rule.fallback_ids)
+        universe.update(i for i in ids if i is not None and i in registry.by_id)
+    for tier in tiers:
+        universe |= registry.tier_ids.get(tier, frozenset())
+    return len(universe - seen)
 
 
 def _ineligible(
