@@ -7,8 +7,10 @@ import io
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
 from analytics.filters import ReportFilter
@@ -111,15 +113,22 @@ def raw_chunks(f: ReportFilter) -> Iterator[tuple[str, int]]:
 
 
 async def raw_chunks_async(f: ReportFilter) -> AsyncIterator[str]:
+    """The same chunks for an async response. Each chunk is fetched and formatted in the one
+    database thread, so the server-side cursor stays on its connection and the loop never blocks.
+    """
     yield csv_text([RAW_COLUMNS])
-    chunk: list[tuple[Any, ...]] = []
-    async for row in raw_queryset(f).aiterator(chunk_size=CHUNK_ROWS):
-        chunk.append(row)
-        if len(chunk) == CHUNK_ROWS:
-            yield csv_text(chunk)
-            chunk = []
-    if chunk:
-        yield csv_text(chunk)
+    rows = raw_queryset(f).iterator(chunk_size=CHUNK_ROWS)
+
+    def next_chunk() -> tuple[str, int]:
+        chunk = list(islice(rows, CHUNK_ROWS))
+        return csv_text(chunk), len(chunk)
+
+    while True:
+        text, count = await sync_to_async(next_chunk)()
+        if count:
+            yield text
+        if count < CHUNK_ROWS:
+            return
 
 
 def breakdown_csv(f: ReportFilter, dim: str) -> str:

@@ -7,8 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
@@ -20,9 +19,9 @@ DAY2 = date(2026, 3, 11)
 
 @dataclass(frozen=True)
 class Log:
-    staff: AbstractUser
-    ana: AbstractUser
-    ben: AbstractUser
+    staff: User
+    ana: User
+    ben: User
     premium: LLMModel
     mini: LLMModel
     local: LLMModel
@@ -45,7 +44,7 @@ def outcome(**fields: object) -> RequestOutcome:
 
 @pytest.fixture
 def log(db: None) -> Log:
-    users = get_user_model().objects
+    users = User.objects
     staff = users.create_user("boss", is_staff=True)
     ana = users.create_user("ana")
     ben = users.create_user("ben")
