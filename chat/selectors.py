@@ -148,25 +148,37 @@ def model_by_ref(ref: str) -> LLMModel | None:
     )
 
 
-def context_budget_tokens(*, model_choice: str, sticky_model_id: int | None) -> int | None:
-    """The prompt tokens a turn may use, or None when no model is known to bound it.
+@dataclass(frozen=True)
+class ContextBudget:
+    prompt_tokens: int
+    # Set only when one model is known: a policy's answer is not capped by its smallest model.
+    answer_tokens: int | None
 
-    A named model bounds it by its own window. Otherwise the conversation's sticky model
+
+def context_budget(*, model_choice: str, sticky_model_id: int | None) -> ContextBudget | None:
+    """Room for the prompt and for the answer, or None when no model is known to bound them.
+
+    A named model bounds them by its own window. Otherwise the conversation's sticky model
     does; on a first turn under a policy the smallest enabled window does, so every
-    candidate the policy may pick can still take the prompt. Room for the answer is kept.
+    candidate the policy may pick can still take the prompt.
     """
     model = model_by_ref(model_choice)
     if model is None and sticky_model_id is not None:
         model = LLMModel.objects.filter(id=sticky_model_id, enabled=True).first()
-    candidates = [model] if model is not None else _enabled_models()
+    if model is not None:
+        return ContextBudget(prompt_tokens=_prompt_room(model), answer_tokens=_answer_room(model))
+    candidates = _enabled_models()
     if not candidates:
         return None
-    return min(_prompt_room(m) for m in candidates)
+    return ContextBudget(prompt_tokens=min(_prompt_room(m) for m in candidates), answer_tokens=None)
+
+
+def _answer_room(model: LLMModel) -> int:
+    return min(model.max_output_tokens, model.context_window // 4)
 
 
 def _prompt_room(model: LLMModel) -> int:
-    answer_room = min(model.max_output_tokens, model.context_window // 4)
-    return max(1, model.context_window - answer_room)
+    return max(1, model.context_window - _answer_room(model))
 
 
 def messages_for_history(*, conversation_id: int) -> list[Message]:

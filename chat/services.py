@@ -12,7 +12,7 @@ from analytics.services import feedback_record
 from chat.history import history_trim
 from chat.models import DEFAULT_TITLE, Conversation, Message
 from chat.selectors import (
-    context_budget_tokens,
+    context_budget,
     conversation_owned,
     message_owned,
     messages_for_history,
@@ -27,6 +27,8 @@ TITLE_MAX_CHARS = 60
 class TurnSlot:
     request_id: uuid.UUID
     model: str
+    # The room kept for the answer when one model is known, so prompt and answer fit together.
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,15 +113,15 @@ def turn_begin(
     )
     choices = compare_models or (model_choice,)
     budgets = [
-        context_budget_tokens(model_choice=choice, sticky_model_id=conversation.sticky_model_id)
+        context_budget(model_choice=choice, sticky_model_id=conversation.sticky_model_id)
         for choice in choices
     ]
     known = [b for b in budgets if b is not None]
-    budget = min(known) if known else None
+    prompt_budget = min((b.prompt_tokens for b in known), default=None)
     messages = system + history
     dropped = 0
-    if budget is not None:
-        trimmed = history_trim(messages, budget_tokens=budget)
+    if prompt_budget is not None:
+        trimmed = history_trim(messages, budget_tokens=prompt_budget)
         messages, dropped = trimmed.messages, trimmed.dropped
     return TurnPlan(
         conversation_id=conversation.id,
@@ -127,12 +129,19 @@ def turn_begin(
         created=created,
         user_message_id=user_message.id,
         messages=messages,
-        slots=tuple(TurnSlot(request_id=uuid.uuid4(), model=choice) for choice in choices),
+        slots=tuple(
+            TurnSlot(
+                request_id=uuid.uuid4(),
+                model=choice,
+                max_tokens=budget.answer_tokens if budget else None,
+            )
+            for choice, budget in zip(choices, budgets, strict=True)
+        ),
         compare_group=uuid.uuid4() if compare_models else None,
         # Compared answers are overrides: they neither follow nor move the sticky model.
         sticky_model_id=None if compare_models else conversation.sticky_model_id,
         dropped_messages=dropped,
-        budget_tokens=budget,
+        budget_tokens=prompt_budget,
     )
 
 

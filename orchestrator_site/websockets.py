@@ -2,8 +2,12 @@
 
 from django.urls import path
 
+from chat.consumers import ChatConsumer
 from orchestrator_site.consumers import PingConsumer
+from routing.consumers import TelemetryConsumer
 
 websocket_urlpatterns = [
     path("ws/ping/", PingConsumer.as_asgi()),
+    path("ws/chat/", ChatConsumer.as_asgi()),
+    path("ws/telemetry/", TelemetryConsumer.as_asgi()),
 ]

@@ -1,0 +1,233 @@
+"""Live telemetry: one sample a second, pushed to every open telemetry page.
+
+`telemetry_sample` gathers what the page shows (machine, agents, traffic of the last minute,
+models, budgets). One publisher loop per process sends it to a channel-layer group; when
+several processes have pages open, a short cache lease lets only one of them publish, so a
+page receives one sample a second however many processes serve it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+
+from analytics.models import RequestLog
+from providers.models import LLMModel
+from routing.agents.resources import read_resources
+from routing.guards.breaker import BreakerConfig, CircuitBreakers
+from routing.models import BudgetPeriod
+from routing.sampling import agents_snapshot_current, background_sampling_ensure
+
+logger = logging.getLogger(__name__)
+GROUP = "telemetry"
+TRAFFIC_WINDOW_S = 60
+HISTORY_POINTS = 15 * 60
+STREAMS_KEY = "telemetry:active-streams"
+STREAMS_TTL_S = 6 * 3600
+LEASE_KEY = "telemetry:publisher"
+HISTORY_KEY = "telemetry:history"
+ERROR_STATUSES = (RequestLog.Status.ERROR, RequestLog.Status.PARTIAL)
+
+
+def interval_s() -> float:
+    return float(getattr(settings, "ORCHESTRATOR_TELEMETRY_INTERVAL_S", 1.0))
+
+
+def percentile(sorted_values: list[int], share: float) -> int | None:
+    """Nearest-rank percentile: the smallest value with at least `share` of values at or below."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
+
+
+def traffic_summary(*, now: datetime, active_streams: int) -> dict[str, Any]:
+    since = now - timedelta(seconds=TRAFFIC_WINDOW_S)
+    rows = list(
+        RequestLog.objects.filter(created_at__gt=since, created_at__lte=now).values_list(
+            "status", "latency_ms", "output_tokens"
+        )
+    )
+    latencies = sorted(lat for status, lat, _ in rows if status == RequestLog.Status.SUCCESS)
+    errors = sum(1 for status, _, _ in rows if status in ERROR_STATUSES)
+    return {
+        "window_s": TRAFFIC_WINDOW_S,
+        "requests": len(rows),
+        "requests_per_s": round(len(rows) / TRAFFIC_WINDOW_S, 3),
+        "p50_latency_ms": percentile(latencies, 0.5),
+        "p95_latency_ms": percentile(latencies, 0.95),
+        "tokens_per_s": round(sum(tokens for _, _, tokens in rows) / TRAFFIC_WINDOW_S, 3),
+        "error_rate": round(errors / len(rows), 4) if rows else None,
+        "active_streams": max(0, active_streams),
+    }
+
+
+def models_summary() -> list[dict[str, Any]]:
+    models = list(LLMModel.objects.select_related("provider").order_by("provider__name", "name"))
+    refs = [str(m) for m in models]
+    config = BreakerConfig.for_model()
+    views = CircuitBreakers().views(dict.fromkeys(refs, config)) if refs else []
+    return [
+        {
+            "ref": ref,
+            "locality": model.provider.locality,
+            "enabled": model.enabled and model.provider.enabled,
+            "health": model.provider.health_status,
+            "health_latency_ms": model.provider.health_latency_ms,
+            "breaker": str(view.state),
+            "breaker_failures": view.failures,
+        }
+        for ref, model, view in zip(refs, models, views, strict=True)
+    ]
+
+
+def budgets_summary(*, now: datetime) -> list[dict[str, Any]]:
+    periods = BudgetPeriod.objects.filter(
+        Q(budget__enabled=True), starts_at__lte=now, ends_at__gt=now
+    ).select_related("budget")
+    return [
+        {
+            "name": p.budget.name,
+            "scope": p.budget.scope,
+            "limit_usd": str(p.limit_usd),
+            "spent_usd": str(p.spent_usd),
+            "reserved_usd": str(p.reserved_usd),
+            "used_pct": round(float(100 * p.spent_usd / p.limit_usd), 1) if p.limit_usd else None,
+        }
+        for p in periods
+    ]
+
+
+def telemetry_sample(*, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the telemetry page shows, as plain JSON. Blocking: call it from a thread."""
+    now = now or timezone.now()
+    readings = read_resources()
+    snapshot = agents_snapshot_current(now=now)
+    agents = [
+        {"agent": s.agent, "target": s.target, "state": s.state, "reason": s.reason}
+        for s in snapshot.states
+    ]
+    connectivity = [
+        {
+            "provider": s.target,
+            "state": s.state,
+            "latency_ms": s.metrics.get("latency_ms"),
+            "packet_loss_pct": s.metrics.get("packet_loss_pct"),
+        }
+        for s in snapshot.states
+        if s.agent == "connectivity" and s.target
+    ]
+    host = asdict(readings)
+    host["gpus"] = [asdict(g) for g in readings.gpus]
+    return {
+        "at": now.isoformat(),
+        "host": host,
+        "resource_state": snapshot.overall("resources"),
+        "agents": agents,
+        "connectivity": connectivity,
+        "traffic": traffic_summary(now=now, active_streams=int(cache.get(STREAMS_KEY) or 0)),
+        "models": models_summary(),
+        "budgets": budgets_summary(now=now),
+    }
+
+
+def history_point(sample: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a chart keeps per second."""
+    host, traffic = sample["host"], sample["traffic"]
+    gpus = host["gpus"]
+    return {
+        "at": sample["at"],
+        "cpu_pct": host["cpu_pct"],
+        "memory_pct": host["memory_pct"],
+        "load_1m": host["load_1m"],
+        "gpu_pct": max((g["utilization_pct"] for g in gpus), default=None),
+        "requests_per_s": traffic["requests_per_s"],
+        "p50_latency_ms": traffic["p50_latency_ms"],
+        "p95_latency_ms": traffic["p95_latency_ms"],
+        "tokens_per_s": traffic["tokens_per_s"],
+        "error_rate": traffic["error_rate"],
+        "active_streams": traffic["active_streams"],
+    }
+
+
+async def history_get() -> list[dict[str, Any]]:
+    history: list[dict[str, Any]] = await cache.aget(HISTORY_KEY) or []
+    return history
+
+
+@contextlib.asynccontextmanager
+async def stream_tracked() -> AsyncIterator[None]:
+    """Count one answer streaming for as long as the block runs (all processes together)."""
+    await _streams_add(1)
+    try:
+        yield
+    finally:
+        await asyncio.shield(_streams_add(-1))
+
+
+async def _streams_add(delta: int) -> None:
+    await cache.aadd(STREAMS_KEY, 0, timeout=STREAMS_TTL_S)
+    # A counter that expired between the two calls is simply not counted.
+    with contextlib.suppress(ValueError):
+        await cache.aincr(STREAMS_KEY, delta)
+
+
+class Publisher:
+    """The one sampling loop of this process; it runs while this process has subscribers."""
+
+    def __init__(self) -> None:
+        self.subscribers = 0
+        self.task: asyncio.Task[None] | None = None
+        self.token = uuid.uuid4().hex
+
+    def subscribe(self) -> None:
+        self.subscribers += 1
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            background_sampling_ensure()
+            self.task = loop.create_task(self._run())
+
+    def unsubscribe(self) -> None:
+        self.subscribers = max(0, self.subscribers - 1)
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        sample = sync_to_async(telemetry_sample, thread_sensitive=False)
+        history: list[dict[str, Any]] = []
+        while self.subscribers > 0:
+            try:
+                if await self._hold_lease():
+                    current = await sample()
+                    history = ((await history_get()) + [history_point(current)])[-HISTORY_POINTS:]
+                    await cache.aset(HISTORY_KEY, history, timeout=HISTORY_POINTS)
+                    await layer.group_send(GROUP, {"type": "telemetry.sample", "sample": current})
+            except Exception:
+                logger.exception("telemetry sample failed")
+            await asyncio.sleep(interval_s())
+        if await cache.aget(LEASE_KEY) == self.token:
+            await cache.adelete(LEASE_KEY)
+
+    async def _hold_lease(self) -> bool:
+        lease_s = max(3, int(3 * interval_s()))
+        if await cache.aadd(LEASE_KEY, self.token, timeout=lease_s):
+            return True
+        if await cache.aget(LEASE_KEY) == self.token:
+            await cache.atouch(LEASE_KEY, timeout=lease_s)
+            return True
+        return False
+
+
+publisher = Publisher()
