@@ -7,7 +7,7 @@ from datetime import datetime
 
 from routing.decision import AgentState
 from routing.models import RoutingPolicy
-from routing.sampling import agents_snapshot_current
+from routing.sampling import agents_snapshot_current, background_sampling_ensure
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,8 @@ class RoutingOverview:
 
 
 def routing_overview(*, now: datetime) -> RoutingOverview:
+    # The page is often the first thing opened after `make run`; start sampling for it too.
+    background_sampling_ensure()
     policies = RoutingPolicy.objects.prefetch_related(
         "rules__primary__provider", "rules__fallbacks__model__provider", "state_rules"
     )
