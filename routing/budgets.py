@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
@@ -134,7 +134,36 @@ def budget_reserve(
     if not budgets:
         return Reservation(request_id=request_id, amount_usd=amount, holds=())
 
+    if len(budgets) == 1 and connection.vendor == "postgresql":
+        lines = _hold_one(budgets[0], amount, request_id, now)
+    else:
+        lines = _hold_each(budgets, amount, request_id, now)
     holds: list[BudgetHold] = []
+    for (budget, period_id), line_id in zip(budgets, lines, strict=True):
+        holds.append(
+            BudgetHold(
+                reservation_id=line_id,
+                period_id=period_id,
+                budget_name=budget.name,
+                soft_alert_usd=budget.limit_usd * budget.soft_alert_share,
+            )
+        )
+    return Reservation(request_id=request_id, amount_usd=amount, holds=tuple(holds))
+
+
+def _refused(budget: Budget, amount: Decimal) -> BudgetExceeded:
+    return BudgetExceeded(
+        budget_name=budget.name,
+        reason=(
+            f"{amount} USD more would pass its {budget.limit_usd} USD limit this {budget.period}"
+        ),
+    )
+
+
+def _hold_each(
+    budgets: list[tuple[Budget, int]], amount: Decimal, request_id: uuid.UUID, now: datetime
+) -> list[int]:
+    """One conditional UPDATE per budget in one transaction; all held or none."""
     with transaction.atomic():
         # Rows are locked in id order so two multi-budget requests cannot deadlock.
         for budget, period_id in sorted(budgets, key=lambda pair: pair[1]):
@@ -142,11 +171,7 @@ def budget_reserve(
             if budget.hard_stop:
                 rows = rows.filter(limit_usd__gte=F("spent_usd") + F("reserved_usd") + amount)
             if rows.update(reserved_usd=F("reserved_usd") + amount) != 1:
-                raise BudgetExceeded(
-                    budget_name=budget.name,
-                    reason=f"{amount} USD more would pass its {budget.limit_usd} USD limit "
-                    f"this {budget.period}",
-                )
+                raise _refused(budget, amount)
         lines = BudgetReservation.objects.bulk_create(
             [
                 BudgetReservation(
@@ -155,16 +180,43 @@ def budget_reserve(
                 for _, period_id in budgets
             ]
         )
-    for (budget, period_id), line in zip(budgets, lines, strict=True):
-        holds.append(
-            BudgetHold(
-                reservation_id=line.pk,
-                period_id=period_id,
-                budget_name=budget.name,
-                soft_alert_usd=budget.limit_usd * budget.soft_alert_share,
-            )
+    return [line.pk for line in lines]
+
+
+# The common case, one budget, in one statement and one round trip: the conditional UPDATE
+# and the insert of its hold are atomic together, and a refused UPDATE inserts nothing.
+_HOLD_ONE_SQL = """
+WITH held AS (
+    UPDATE routing_budgetperiod SET reserved_usd = reserved_usd + %(amount)s
+    WHERE id = %(period_id)s
+      AND (NOT %(hard_stop)s OR spent_usd + reserved_usd + %(amount)s <= limit_usd)
+    RETURNING id
+)
+INSERT INTO routing_budgetreservation (request_id, period_id, amount_usd, state, created_at)
+SELECT %(request_id)s, id, %(amount)s, 'held', %(now)s FROM held
+RETURNING id
+"""
+
+
+def _hold_one(
+    pair: tuple[Budget, int], amount: Decimal, request_id: uuid.UUID, now: datetime
+) -> list[int]:
+    budget, period_id = pair
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HOLD_ONE_SQL,
+            {
+                "amount": amount,
+                "period_id": period_id,
+                "hard_stop": budget.hard_stop,
+                "request_id": request_id,
+                "now": now,
+            },
         )
-    return Reservation(request_id=request_id, amount_usd=amount, holds=tuple(holds))
+        row = cursor.fetchone()
+    if row is None:
+        raise _refused(budget, amount)
+    return [row[0]]
 
 
 def budget_settle(
@@ -268,10 +320,42 @@ def _claim(reservation_id: int, state: str, spent: Decimal, now: datetime) -> bo
     )
 
 
+# Settling one hold in one statement: claim it (only if still held, which makes settling
+# idempotent) and move its amount from reserved to spent, atomically.
+_CLOSE_ONE_SQL = """
+WITH claimed AS (
+    UPDATE routing_budgetreservation
+    SET state = %(state)s, actual_usd = %(spent)s, settled_at = %(now)s
+    WHERE id = %(reservation_id)s AND state = 'held'
+    RETURNING period_id, amount_usd
+)
+UPDATE routing_budgetperiod AS p
+SET spent_usd = p.spent_usd + %(spent)s, reserved_usd = p.reserved_usd - claimed.amount_usd
+FROM claimed WHERE p.id = claimed.period_id
+RETURNING p.spent_usd, p.soft_alerted_at IS NULL
+"""
+
+
 def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetime | None) -> None:
     if not reservation.holds:
         return
     now = now or timezone.now()
+    if len(reservation.holds) == 1 and connection.vendor == "postgresql":
+        hold = reservation.holds[0]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLOSE_ONE_SQL,
+                {
+                    "state": state,
+                    "spent": spent,
+                    "now": now,
+                    "reservation_id": hold.reservation_id,
+                },
+            )
+            row = cursor.fetchone()
+        if row is not None and spent > 0 and row[1] and row[0] >= hold.soft_alert_usd:
+            _soft_alert_record(hold, now)
+        return
     with transaction.atomic():
         for hold in sorted(reservation.holds, key=lambda h: h.period_id):
             if not _claim(hold.reservation_id, state, spent, now):
