@@ -44,6 +44,10 @@ def outcome(**fields: object) -> RequestOutcome:
 
 @pytest.fixture
 def log(db: None) -> Log:
+    return log_build()
+
+
+def log_build() -> Log:
     users = User.objects
     staff = users.create_user("boss", is_staff=True)
     ana = users.create_user("ana")
