@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import httpx
 
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m-instruct"
+SERVER_ENV_CLASHES = frozenset({"HOST", "PORT", "MODEL", "N_CTX", "INTERRUPT_REQUESTS"})
 
 
 class LocalModelUnavailable(RuntimeError):
@@ -71,11 +73,16 @@ def start_server(
         "--port",
         str(port),
     ]
+    # The server also reads its settings from the environment, where HOST and PORT (meant for
+    # the web server) would override the command line and make both fight over one port.
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_CLASHES}
     if log_path is None:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_ready(
