@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from analytics.scoping import Scope
@@ -24,6 +25,8 @@ class BudgetStatus:
     spent_usd: Decimal
     soft_alert_share: Decimal
     hard_stop: bool
+    reserved_usd: Decimal = Decimal(0)
+    alerted_at: datetime | None = None  # when this period's soft alert was recorded
 
     @property
     def used_share(self) -> Decimal | None:
@@ -33,7 +36,9 @@ class BudgetStatus:
 
     @property
     def soft_alert_crossed(self) -> bool:
-        return self.spent_usd >= self.limit_usd * self.soft_alert_share
+        return (
+            self.alerted_at is not None or self.spent_usd >= self.limit_usd * self.soft_alert_share
+        )
 
     @property
     def exceeded(self) -> bool:

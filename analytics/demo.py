@@ -277,6 +277,7 @@ def demo_wipe(*, batch_size: int = 50_000) -> int:
             break
         RequestLog.objects.filter(id__in=ids).delete()
         deleted += len(ids)
+    # Demo rows carry their own rollup rows (is_demo is a rollup dimension), so these go whole.
     DailyRollup.objects.filter(is_demo=True).delete()
     get_user_model().objects.filter(username__in=DEMO_USERNAMES).delete()
     return deleted

@@ -14,7 +14,7 @@ from analytics.filters import ReportFilter
 from analytics.models import LATENCY_BUCKET_EDGES_MS, RequestFeedback, RequestLog
 from analytics.rollups import day_start
 from analytics.score import Score, ScoreInputs, score_compute
-from analytics.selectors import Totals, grouped, ratio, report_totals
+from analytics.selectors import Grouped, Totals, fold, ratio, report_cube, report_totals
 from providers.models import LLMModel
 
 MILLION = Decimal(1_000_000)
@@ -101,12 +101,12 @@ def _pct(share: Decimal | None) -> str:
     return "0" if share is None else f"{(share * 100).quantize(Decimal(1))}"
 
 
-def _simple_on_premium(f: ReportFilter, total_cost: Decimal) -> list[Recommendation]:
+def _simple_on_premium(cube: Grouped, total_cost: Decimal) -> list[Recommendation]:
     premium = set(
         LLMModel.objects.filter(tier=LLMModel.Tier.PREMIUM).values_list("name", flat=True)
     )
     target = _cheapest_non_premium()
-    rows = grouped(f, ("model_name", "complexity"))
+    rows = fold(cube, (0, 1))
     premium_requests = sum(m["requests"] for (name, _), m in rows.items() if name in premium)
     simple = [m for (name, cx), m in rows.items() if name in premium and cx == "simple"]
     simple_requests = sum(m["requests"] for m in simple)
@@ -135,9 +135,9 @@ def _simple_on_premium(f: ReportFilter, total_cost: Decimal) -> list[Recommendat
     ]
 
 
-def _fallback_heavy(f: ReportFilter) -> list[Recommendation]:
+def _fallback_heavy(cube: Grouped) -> list[Recommendation]:
     advice = []
-    for (task_type,), m in sorted(grouped(f, ("task_type",)).items(), key=lambda kv: str(kv[0])):
+    for (task_type,), m in sorted(fold(cube, (2,)).items(), key=lambda kv: str(kv[0])):
         rate = ratio(m["fallback_requests"], m["requests"])
         if (
             m["requests"] >= MIN_REQUESTS_FOR_ADVICE
@@ -159,9 +159,9 @@ def _fallback_heavy(f: ReportFilter) -> list[Recommendation]:
     return advice
 
 
-def _unknown_prices(f: ReportFilter) -> list[Recommendation]:
+def _unknown_prices(cube: Grouped) -> list[Recommendation]:
     advice = []
-    for (model_name,), m in sorted(grouped(f, ("model_name",)).items(), key=lambda kv: str(kv[0])):
+    for (model_name,), m in sorted(fold(cube, (0,)).items(), key=lambda kv: str(kv[0])):
         if m["unknown_price_requests"]:
             advice.append(
                 Recommendation(
@@ -178,6 +178,11 @@ def _unknown_prices(f: ReportFilter) -> list[Recommendation]:
     return advice
 
 
-def report_recommendations(f: ReportFilter, totals: Totals | None = None) -> list[Recommendation]:
-    totals = totals or report_totals(f)
-    return [*_simple_on_premium(f, totals.cost_usd), *_fallback_heavy(f), *_unknown_prices(f)]
+def report_recommendations(f: ReportFilter, cube: Grouped | None = None) -> list[Recommendation]:
+    cube = report_cube(f) if cube is None else cube
+    totals = report_totals(f, cube)
+    return [
+        *_simple_on_premium(cube, totals.cost_usd),
+        *_fallback_heavy(cube),
+        *_unknown_prices(cube),
+    ]

@@ -5,9 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from analytics.buckets import LATENCY_BUCKET_EDGES_MS, LATENCY_BUCKET_FIELDS
-
-__all__ = ["LATENCY_BUCKET_EDGES_MS", "LATENCY_BUCKET_FIELDS"]
+from analytics.buckets import LATENCY_BUCKET_EDGES_MS as LATENCY_BUCKET_EDGES_MS
+from analytics.buckets import LATENCY_BUCKET_FIELDS as LATENCY_BUCKET_FIELDS
 
 
 class RequestLog(models.Model):

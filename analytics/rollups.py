@@ -93,3 +93,14 @@ def rollup_advance(*, now: datetime) -> date | None:
         RollupState.objects.filter(pk=1).update(rolled_through=day)
         day += timedelta(days=1)
     return yesterday
+
+
+def rollup_backfill(*, first: date, now: datetime) -> date:
+    """Rebuild every closed day from `first` (rows written into the past, e.g. demo data or an
+    import) and move the watermark to yesterday if it was behind."""
+    yesterday = local_day(now) - timedelta(days=1)
+    rollup_rebuild_range(first=first, last=yesterday)
+    state = rollup_state()
+    if state.rolled_through is None or state.rolled_through < yesterday:
+        RollupState.objects.filter(pk=1).update(rolled_through=yesterday)
+    return yesterday

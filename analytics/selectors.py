@@ -109,8 +109,30 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
     return merged
 
 
-def report_totals(f: ReportFilter) -> Totals:
-    return totals_from(grouped(f, ())[()])
+Grouped = dict[tuple[Any, ...], dict[str, Any]]
+CUBE = ("model_name", "complexity", "task_type")
+
+
+def fold(rows: Grouped, keep: tuple[int, ...]) -> Grouped:
+    """Re-group already grouped metrics on a subset of their key positions (no query)."""
+    folded: Grouped = {}
+    for key, metrics in rows.items():
+        short = tuple(key[i] for i in keep)
+        folded[short] = metrics_add(folded[short], metrics) if short in folded else metrics
+    if not keep and not folded:
+        folded[()] = metrics_zero()
+    return folded
+
+
+def report_cube(f: ReportFilter) -> Grouped:
+    """Metrics per (model, complexity, task type): one read that totals and advice fold."""
+    return grouped(f, CUBE)
+
+
+def report_totals(f: ReportFilter, cube: Grouped | None = None) -> Totals:
+    if cube is None:
+        return totals_from(grouped(f, ())[()])
+    return totals_from(fold(cube, ())[()])
 
 
 def report_breakdown(f: ReportFilter, dim: str) -> list[BreakdownRow]:

@@ -121,8 +121,10 @@ def budgets_json(items: list[BudgetStatus]) -> list[dict[str, Any]]:
             "period": b.period,
             "limit_usd": _plain(b.limit_usd),
             "spent_usd": _plain(b.spent_usd),
+            "reserved_usd": _plain(b.reserved_usd),
             "used_share": _plain(b.used_share),
             "soft_alert_crossed": b.soft_alert_crossed,
+            "alerted_at": b.alerted_at.isoformat() if b.alerted_at else None,
             "exceeded": b.exceeded,
         }
         for b in items

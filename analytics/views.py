@@ -41,6 +41,7 @@ from analytics.selectors import (
     report_by_day,
     report_by_hour,
     report_cost_by_model_day,
+    report_cube,
     report_totals,
 )
 from analytics.serialize import (
@@ -80,7 +81,8 @@ def _bad_filter(request: HttpRequest, error: FilterError) -> HttpResponse:
 
 
 def _page_context(request: HttpRequest, f: ReportFilter) -> dict[str, Any]:
-    totals = report_totals(f)
+    cube = report_cube(f)
+    totals = report_totals(f, cube)
     baseline = baseline_model()
     query = f.as_query()
     return {
@@ -91,7 +93,7 @@ def _page_context(request: HttpRequest, f: ReportFilter) -> dict[str, Any]:
         "totals": totals,
         "baseline": baseline,
         "score": report_score(f, totals),
-        "recommendations": report_recommendations(f, totals),
+        "recommendations": report_recommendations(f, cube),
         "inline_export_max": settings.ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS,
         "is_staff": request.user.is_staff,
     }
@@ -159,7 +161,8 @@ def api_summary(request: HttpRequest) -> JsonResponse:
         f = _filter(request)
     except FilterError as error:
         return JsonResponse({"error": str(error)}, status=400)
-    totals = report_totals(f)
+    cube = report_cube(f)
+    totals = report_totals(f, cube)
     baseline = baseline_model()
     return JsonResponse(
         {
@@ -167,7 +170,7 @@ def api_summary(request: HttpRequest) -> JsonResponse:
             "totals": totals_json(totals),
             "savings": savings_json(totals, baseline.label if baseline else None),
             "score": score_json(report_score(f, totals)),
-            "recommendations": recommendations_json(report_recommendations(f, totals)),
+            "recommendations": recommendations_json(report_recommendations(f, cube)),
         }
     )
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from analytics.demo import demo_insert, demo_rows, demo_wipe
-from analytics.rollups import rollup_advance
+from analytics.rollups import rollup_backfill
 
 
 class Command(BaseCommand):
@@ -54,5 +55,6 @@ class Command(BaseCommand):
         self.stdout.write(f"inserted {written} demo requests over {days} days in {seeded_s:.1f} s")
         if not options["no_rollup"]:
             t0 = time.monotonic()
-            through = rollup_advance(now=timezone.now())
+            first = timezone.localdate() - timedelta(days=days - 1)
+            through = rollup_backfill(first=first, now=timezone.now())
             self.stdout.write(f"rolled up through {through} in {time.monotonic() - t0:.1f} s")
