@@ -156,6 +156,17 @@ ORCHESTRATOR_AGENT_INTERVAL_S = config.env_int(ENV, "ORCHESTRATOR_AGENT_INTERVAL
 ORCHESTRATOR_AGENT_RETENTION_H = config.env_int(ENV, "ORCHESTRATOR_AGENT_RETENTION_H", 24)
 ORCHESTRATOR_AGENTS = config.env_list(ENV, "ORCHESTRATOR_AGENTS", [])
 ORCHESTRATOR_DEBUG_ROUTING = config.env_bool(ENV, "ORCHESTRATOR_DEBUG_ROUTING", False)
+# Budgets (docs/guards.md): the budget agent's reader, the share of a limit that is critical, and
+# how old an unsettled hold may grow before the beat sweep releases it.
+ORCHESTRATOR_BUDGET_READER = ENV.get(
+    "ORCHESTRATOR_BUDGET_READER", "routing.budget_reader.budget_read"
+)
+ORCHESTRATOR_BUDGET_CRITICAL_SHARE = ENV.get("ORCHESTRATOR_BUDGET_CRITICAL_SHARE", "0.95")
+ORCHESTRATOR_BUDGET_HOLD_MAX_S = config.env_int(ENV, "ORCHESTRATOR_BUDGET_HOLD_MAX_S", 900)
+CELERY_BEAT_SCHEDULE["routing-budget-holds-expire"] = {
+    "task": "routing.tasks.budget_reservations_expire",
+    "schedule": 300.0,
+}
 CELERY_BEAT_SCHEDULE["routing-agents-sample"] = {
     "task": "routing.tasks.agents_sample",
     "schedule": float(ORCHESTRATOR_AGENT_INTERVAL_S),

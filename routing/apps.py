@@ -29,3 +29,9 @@ class RoutingConfig(AppConfig):
             post_delete.connect(
                 _config_changed, sender=model, dispatch_uid=f"routing-{model.__name__}-del"
             )
+
+        # Analytics never imports routing; it reads budgets through the source registered here.
+        from analytics.budgets import budget_source_register
+        from routing.budget_reader import budget_statuses_for_analytics
+
+        budget_source_register(budget_statuses_for_analytics)

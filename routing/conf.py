@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 
 
@@ -36,3 +38,13 @@ def classifier_path() -> str:
 
 def budget_reader_path() -> str:
     return str(getattr(settings, "ORCHESTRATOR_BUDGET_READER", ""))
+
+
+def budget_critical_share() -> Decimal:
+    """Share of a budget's limit, spent and held together, at which it is critical."""
+    return Decimal(str(getattr(settings, "ORCHESTRATOR_BUDGET_CRITICAL_SHARE", "0.95")))
+
+
+def budget_hold_max_s() -> int:
+    """A budget hold older than this belonged to a process that died; the sweep releases it."""
+    return int(getattr(settings, "ORCHESTRATOR_BUDGET_HOLD_MAX_S", 900))
