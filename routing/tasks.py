@@ -46,3 +46,14 @@ def journal_sweep() -> int:
     from routing.journal import journal_sweep as sweep
 
     return sweep()
+
+
+@shared_task(name="routing.tasks.budget_reservations_expire", time_limit=120, soft_time_limit=90)
+def budget_reservations_expire() -> int:
+    """Release budget holds older than ORCHESTRATOR_BUDGET_HOLD_MAX_S; returns how many."""
+    from datetime import timedelta
+
+    from routing import conf
+    from routing.budgets import budget_reservations_expire as expire
+
+    return expire(older_than=timedelta(seconds=conf.budget_hold_max_s()))
