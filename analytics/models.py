@@ -106,20 +106,8 @@ class RequestFeedback(models.Model):
         return f"{'+' if self.positive else '-'} on {self.request_id}"
 
 
-class DailyRollup(models.Model):
-    """Sums of the request log per day and dimension, rebuilt whole per day (safe to re-run)."""
-
-    day = models.DateField()
-    model_id = models.BigIntegerField(null=True)
-    model_name = models.CharField(max_length=200, blank=True)
-    provider_name = models.CharField(max_length=64, blank=True)
-    locality = models.CharField(max_length=8, blank=True)
-    user_id = models.BigIntegerField(null=True)
-    api_key_id = models.BigIntegerField(null=True)
-    task_type = models.CharField(max_length=32, blank=True)
-    complexity = models.CharField(max_length=16, blank=True)
-    status = models.CharField(max_length=16)
-    is_demo = models.BooleanField(default=False)
+class RollupMetrics(models.Model):
+    """The sums a rollup row keeps; see analytics/metrics.py for how each is computed."""
 
     requests = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
@@ -151,7 +139,47 @@ class DailyRollup(models.Model):
     latency_gt_30000 = models.PositiveIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DailyRollup(RollupMetrics):
+    """Sums of the request log per day and dimension, rebuilt whole per day (safe to re-run)."""
+
+    day = models.DateField()
+    model_id = models.BigIntegerField(null=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    provider_name = models.CharField(max_length=64, blank=True)
+    locality = models.CharField(max_length=8, blank=True)
+    user_id = models.BigIntegerField(null=True)
+    api_key_id = models.BigIntegerField(null=True)
+    task_type = models.CharField(max_length=32, blank=True)
+    complexity = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
         indexes = [models.Index(fields=["day"], name="rollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_name or '-'} {self.status}: {self.requests}"
+
+
+class DailyModelRollup(RollupMetrics):
+    """The same sums without the caller dimensions, folded from `DailyRollup`: what staff-wide
+    reports read, a fraction of the rows."""
+
+    day = models.DateField()
+    model_id = models.BigIntegerField(null=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    provider_name = models.CharField(max_length=64, blank=True)
+    locality = models.CharField(max_length=8, blank=True)
+    task_type = models.CharField(max_length=32, blank=True)
+    complexity = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="model_rollup_day")]
 
     def __str__(self) -> str:
         return f"{self.day} {self.model_name or '-'} {self.status}: {self.requests}"

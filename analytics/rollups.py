@@ -8,8 +8,8 @@ from datetime import date, datetime, time, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from analytics.metrics import metrics_clean, prefixed, raw_metrics
-from analytics.models import DailyRollup, RequestLog, RollupState
+from analytics.metrics import metrics_clean, prefixed, raw_metrics, rollup_metrics
+from analytics.models import DailyModelRollup, DailyRollup, RequestLog, RollupState
 
 ROLLUP_DIMENSIONS = (
     "model_id",
@@ -23,6 +23,8 @@ ROLLUP_DIMENSIONS = (
     "status",
     "is_demo",
 )
+# Without the caller: what staff-wide reports group on.
+MODEL_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d not in ("user_id", "api_key_id"))
 
 
 def day_start(day: date) -> datetime:
@@ -59,6 +61,16 @@ def rollup_rebuild_day(*, day: date) -> int:
         DailyRollup.objects.filter(day=day).delete()
         created = DailyRollup.objects.bulk_create(
             [DailyRollup(day=day, **metrics_clean(row)) for row in rows], batch_size=2000
+        )
+        folded = (
+            DailyRollup.objects.filter(day=day)
+            .order_by()
+            .values(*MODEL_ROLLUP_DIMENSIONS)
+            .annotate(**prefixed(rollup_metrics()))
+        )
+        DailyModelRollup.objects.filter(day=day).delete()
+        DailyModelRollup.objects.bulk_create(
+            [DailyModelRollup(day=day, **metrics_clean(row)) for row in folded], batch_size=2000
         )
     return len(created)
 

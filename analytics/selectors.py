@@ -21,7 +21,7 @@ from analytics.metrics import (
     raw_metrics,
     rollup_metrics,
 )
-from analytics.models import LATENCY_BUCKET_FIELDS, DailyRollup, RequestLog
+from analytics.models import LATENCY_BUCKET_FIELDS, DailyModelRollup, DailyRollup, RequestLog
 from analytics.rollups import day_start, rolled_through
 from analytics.values import (
     BreakdownRow,
@@ -54,10 +54,19 @@ def totals_from(metrics: dict[str, Any]) -> Totals:
     return Totals(**values, latency_buckets=tuple(metrics[name] for name in LATENCY_BUCKET_FIELDS))
 
 
-def _rollup_part(f: ReportFilter, watermark: date | None) -> QuerySet[DailyRollup] | None:
+def _rollup_part(
+    f: ReportFilter, watermark: date | None, dims: tuple[str, ...]
+) -> QuerySet[DailyRollup] | QuerySet[DailyModelRollup] | None:
     if watermark is None or f.start > watermark:
         return None
-    return DailyRollup.objects.filter(
+    by_caller = (
+        not f.scope.unrestricted
+        or f.user_id is not None
+        or f.api_key_id is not None
+        or bool({"user_id", "api_key_id"} & set(dims))
+    )
+    table = DailyRollup if by_caller else DailyModelRollup
+    return table.objects.filter(
         f.dimension_q(), day__gte=f.start, day__lte=min(f.end, watermark)
     ).order_by()
 
@@ -80,7 +89,7 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
         raise ValueError(f"cannot group by {sorted(unknown)}")
     watermark = rolled_through()
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    rollups = _rollup_part(f, watermark)
+    rollups = _rollup_part(f, watermark, dims)
     live = _live_part(f, watermark)
     parts: list[Any] = []
     if rollups is not None:

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from analytics.filters import ReportFilter
-from analytics.models import DailyRollup, RequestLog, RollupState
+from analytics.models import DailyModelRollup, DailyRollup, RequestLog, RollupState
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
 from analytics.selectors import report_breakdown, report_by_day, report_totals
@@ -43,6 +43,31 @@ def test_rollups_equal_live_aggregation_and_rebuild_is_idempotent(log: Log) -> N
     assert first_rows == second_rows
     assert sum(r[3] for r in second_rows) == 7
     assert DailyRollup.objects.filter(day=DAY1).count() == 6
+
+
+def test_caller_filters_read_the_fine_rollup_and_agree_with_raw_rows(log: Log) -> None:
+    by_user = ReportFilter(start=DAY1, end=DAY2, user_id=log.ben.pk)
+    by_key = ReportFilter(start=DAY1, end=DAY2, api_key_id=77)
+    live = (report_totals(by_user), report_totals(by_key), report_breakdown(BOTH, "user_id"))
+
+    rollup_rebuild_range(first=DAY1, last=DAY2)
+    RollupState.objects.update_or_create(pk=1, defaults={"rolled_through": DAY2})
+    DailyModelRollup.objects.all().delete()
+
+    assert (
+        report_totals(by_user),
+        report_totals(by_key),
+        report_breakdown(BOTH, "user_id"),
+    ) == live
+    assert (live[0].requests, live[1].requests) == (3, 1)
+
+
+def test_model_rollup_is_the_caller_free_fold(log: Log) -> None:
+    rollup_rebuild_range(first=DAY1, last=DAY2)
+
+    assert DailyModelRollup.objects.filter(day=DAY1).count() == 5
+    assert sum(DailyModelRollup.objects.values_list("requests", flat=True)) == 7
+    assert sum(DailyModelRollup.objects.values_list("cost_usd", flat=True)) == Decimal("0.0093")
 
 
 def test_reports_add_rollup_days_and_live_days(log: Log) -> None:
