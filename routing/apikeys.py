@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from routing.events import Caller
@@ -115,11 +115,16 @@ def _caller_of(api_key: ApiKey) -> Caller:
 
 
 def _caller_from_db(digest: str) -> Caller | None:
-    api_key = (
-        ApiKey.objects.select_related("owner")
-        .filter(key_hash=digest, enabled=True, revoked_at__isnull=True)
-        .first()
-    )
+    try:
+        api_key = (
+            ApiKey.objects.select_related("owner")
+            .filter(key_hash=digest, enabled=True, revoked_at__isnull=True)
+            .first()
+        )
+    finally:
+        # Hand the pooled connection back now: a streamed answer can last minutes, and a
+        # connection held for all of it per request would drain the pool under load.
+        connection.close()
     return _caller_of(api_key) if api_key else None
 
 
@@ -157,4 +162,12 @@ def _touch(api_key_id: int) -> None:
 
 
 async def _mark_used(api_key_id: int) -> None:
-    await ApiKey.objects.filter(pk=api_key_id).aupdate(last_used_at=timezone.now())
+    await sync_to_async(_mark_used_blocking, thread_sensitive=False)(api_key_id)
+
+
+def _mark_used_blocking(api_key_id: int) -> None:
+    # Runs outside the request's lifetime, so the pooled connection is handed back here.
+    try:
+        ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
+    finally:
+        connection.close()

@@ -28,7 +28,7 @@ import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
@@ -286,8 +286,17 @@ async def _abandoned(stream: AsyncIterator[Event], request_id: uuid.UUID) -> Non
         _memory.get(rid, {}).update(cancelled)
     else:
         await client.hset(ENTRY_PREFIX + rid, mapping=cancelled)  # type: ignore[arg-type]
-    if await RequestLog.objects.filter(request_id=request_id).aexists():
+    if await sync_to_async(_row_exists, thread_sensitive=False)(request_id):
         await journal_close(request_id=request_id)
+
+
+def _row_exists(request_id: uuid.UUID) -> bool:
+    """Runs after its request has finished, where Django no longer returns connections to the
+    pool for us; an unreturned pooled connection per disconnect would drain the pool."""
+    try:
+        return RequestLog.objects.filter(request_id=request_id).exists()
+    finally:
+        connection.close()
 
 
 async def journal_background_idle(timeout_s: float = 10) -> None:

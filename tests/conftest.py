@@ -71,6 +71,11 @@ def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterato
     Tests that use it must be `django_db(transaction=True)` so their rows are visible to it.
     """
     port = free_port()
+    # A file, not a pipe: nobody reads a pipe during the session, and once its buffer is full
+    # the server's next log line blocks its event loop and every request after it hangs.
+    log_dir = ROOT / "var" / "test"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_dir / "live-server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [
             sys.executable,
@@ -85,7 +90,7 @@ def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterato
         cwd=ROOT,
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -94,6 +99,7 @@ def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterato
     finally:
         process.terminate()
         process.wait(timeout=10)
+        log_file.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
