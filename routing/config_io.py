@@ -1,4 +1,4 @@
-"""Configuration as code: providers, models, prices and policies to and from YAML.
+"""Configuration as code: providers, models, prices, policies and budgets to and from YAML.
 
 `config_apply` validates the whole file first and reports every problem with its line; it then
 applies everything in one transaction, so a bad file changes nothing. Applying the same file twice
@@ -14,12 +14,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
 from django.db import transaction
 
 from providers.models import LLMModel, Provider
 from routing import policy_rules
-from routing.models import RoutingPolicy, RoutingRule, RuleFallback, StateRule
+from routing.budgets import budget_limit_apply
+from routing.models import Budget, RoutingPolicy, RoutingRule, RuleFallback, StateRule
 from routing.taxonomy import COMPLEXITIES, TASK_TYPES, TIERS
 
 FORMAT_VERSION = 1
@@ -156,7 +159,14 @@ class _Located:
     data: dict[str, Any]
 
 
-def _parse(text: str) -> tuple[list[_Located], list[_Located], list[str]]:
+@dataclass
+class _Parsed:
+    providers: list[_Located]
+    policies: list[_Located]
+    budgets: list[_Located]
+
+
+def _parse(text: str) -> _Parsed:
     reader = _Reader()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -166,17 +176,21 @@ def _parse(text: str) -> tuple[list[_Located], list[_Located], list[str]]:
         raise ConfigFileError([f"{line}invalid YAML: {error.problem}"]) from error
     if root is None:
         raise ConfigFileError(["line 1: the file is empty"])
-    top = reader.mapping(root, "the file", ("version",), ("providers", "policies"))
+    top = reader.mapping(root, "the file", ("version",), ("providers", "policies", "budgets"))
     if top is None:
         raise ConfigFileError(reader.errors)
     if "version" in top and reader.value(top["version"]) != FORMAT_VERSION:
         reader.error(top["version"], f"version must be {FORMAT_VERSION}")
     providers = [_provider(reader, n) for n in reader.sequence(top.get("providers"), "providers")]
     policies = [_policy(reader, n) for n in reader.sequence(top.get("policies"), "policies")]
+    budgets = [_budget(reader, n) for n in reader.sequence(top.get("budgets"), "budgets")]
     _cross_checks(reader, [p for p in providers if p], [p for p in policies if p])
+    _budget_cross_checks(reader, [b for b in budgets if b])
     if reader.errors:
         raise ConfigFileError(reader.errors)
-    return [p for p in providers if p], [p for p in policies if p], reader.errors
+    return _Parsed(
+        [p for p in providers if p], [p for p in policies if p], [b for b in budgets if b]
+    )
 
 
 def _provider(r: _Reader, node: yaml.Node) -> _Located | None:
@@ -388,12 +402,13 @@ def _cross_checks(r: _Reader, providers: list[_Located], policies: list[_Located
 
 def config_apply(*, text: str, dry_run: bool = False) -> ApplyReport:
     """Validate and apply a configuration file; raises ConfigFileError listing every problem."""
-    providers, policies, _ = _parse(text)
+    parsed = _parse(text)
     report = ApplyReport()
     try:
         with transaction.atomic():
-            models_by_ref = _apply_providers(providers, report)
-            _apply_policies(policies, models_by_ref, report)
+            models_by_ref = _apply_providers(parsed.providers, report)
+            _apply_policies(parsed.policies, models_by_ref, report)
+            _apply_budgets(parsed.budgets, models_by_ref, report)
             if dry_run:
                 transaction.set_rollback(True)
     except _ApplyFailed as failed:
@@ -648,4 +663,152 @@ def config_export(*, include_providers: bool = True) -> str:
             providers.append(entry)
         data["providers"] = providers
     data["policies"] = [policy_export(p) for p in RoutingPolicy.objects.order_by("name")]
+    budgets = [budget_export(b) for b in Budget.objects.select_related("user", "model__provider")]
+    if budgets:
+        data["budgets"] = budgets
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+# --- budgets ------------------------------------------------------------------------------
+
+# The key that names a budget's target, for each scope; a global budget names none.
+BUDGET_TARGETS = {"api_key": "api_key_id", "user": "user", "model": "model"}
+BUDGET_FIELDS = (
+    "scope",
+    "period",
+    "limit_usd",
+    "soft_alert_share",
+    "hard_stop",
+    "max_cost_per_request_usd",
+    "enabled",
+)
+
+
+def _budget(r: _Reader, node: yaml.Node) -> _Located | None:
+    items = r.mapping(
+        node,
+        "budget",
+        ("name", "limit_usd"),
+        (
+            "scope",
+            *BUDGET_TARGETS.values(),
+            "period",
+            "soft_alert_share",
+            "hard_stop",
+            "max_cost_per_request_usd",
+            "enabled",
+        ),
+    )
+    if items is None:
+        return None
+    name = r.typed(items.get("name"), "budget name", str, "")
+    where = f"budget {name!r}"
+    if name:
+        try:
+            validate_slug(name)
+        except ValidationError:
+            r.error(items["name"], f"{where}: a name is letters, digits, '-' and '_' only")
+    scope = r.choice(items.get("scope"), f"{where} scope", tuple(Budget.Scope.values), "global")
+    data: dict[str, Any] = {
+        "name": name,
+        "scope": scope,
+        "period": r.choice(
+            items.get("period"), f"{where} period", tuple(Budget.Period.values), "month"
+        ),
+        "limit_usd": r.price(items.get("limit_usd"), f"{where} limit_usd"),
+        "soft_alert_share": Decimal("0.8"),
+        "hard_stop": r.typed(items.get("hard_stop"), f"{where} hard_stop", bool, True),
+        "max_cost_per_request_usd": r.price(
+            items.get("max_cost_per_request_usd"), f"{where} max_cost_per_request_usd"
+        ),
+        "enabled": r.typed(items.get("enabled"), f"{where} enabled", bool, True),
+        "api_key_id": r.typed(items.get("api_key_id"), f"{where} api_key_id", int),
+        "user": r.typed(items.get("user"), f"{where} user", str),
+        "model": r.typed(items.get("model"), f"{where} model", str),
+    }
+    limit_node = items.get("limit_usd")
+    if isinstance(limit_node, yaml.ScalarNode) and limit_node.tag.endswith(":null"):
+        r.error(limit_node, f"{where} limit_usd must be a number")
+    share = r.price(items.get("soft_alert_share"), f"{where} soft_alert_share")
+    if share is not None:
+        if share > 1 or share.as_tuple().exponent < -3:  # type: ignore[operator]
+            r.error(
+                items["soft_alert_share"],
+                f"{where} soft_alert_share must be between 0 and 1 with at most 3 decimals",
+            )
+        data["soft_alert_share"] = share
+    wanted = BUDGET_TARGETS.get(scope)
+    # Unknown users and models are found only when applying; their errors point here.
+    data["target_node"] = items.get(wanted) if wanted else None
+    for key in BUDGET_TARGETS.values():
+        if key == wanted and key not in items:
+            r.error(node, f"{where}: a {scope} budget needs {key!r}")
+        elif key != wanted and key in items:
+            r.error(items[key], f"{where}: {key!r} does not belong to a {scope} budget")
+    if isinstance(data["model"], str) and ":" not in data["model"]:
+        r.error(items["model"], f"{where}: model {data['model']!r} must be written provider:model")
+    return _Located(node, data)
+
+
+def _budget_cross_checks(r: _Reader, budgets: list[_Located]) -> None:
+    seen: set[str] = set()
+    for located in budgets:
+        if located.data["name"] in seen:
+            r.error(located.node, f"budget {located.data['name']!r} is listed twice")
+        seen.add(located.data["name"])
+
+
+def _apply_budgets(
+    budgets: list[_Located], models: dict[str, LLMModel], report: ApplyReport
+) -> None:
+    usernames = {b.data["user"] for b in budgets if b.data["scope"] == "user"}
+    users = {u.get_username(): u for u in get_user_model().objects.filter(username__in=usernames)}
+    errors = []
+    for located in budgets:
+        data = located.data
+        if data["scope"] == "user" and data["user"] not in users:
+            errors.append(f"{_line(data['target_node'])}: unknown user {data['user']!r}")
+        if data["scope"] == "model" and data["model"] not in models:
+            errors.append(
+                f"{_line(data['target_node'])}: unknown model {data['model']!r} "
+                "(not in this file nor the database)"
+            )
+    if errors:
+        raise _ApplyFailed(errors)
+    for located in budgets:
+        data = located.data
+        values = {k: data[k] for k in BUDGET_FIELDS}
+        values["api_key_id"] = data["api_key_id"] if data["scope"] == "api_key" else None
+        values["user"] = users[data["user"]] if data["scope"] == "user" else None
+        values["model"] = models[data["model"]] if data["scope"] == "model" else None
+        label = f"budget {data['name']}"
+        budget = Budget.objects.filter(name=data["name"]).first()
+        if budget is None:
+            budget = Budget(name=data["name"], **values)
+            _save(budget, located.node, label)
+            report.created.append(label)
+        elif _sync(budget, values):
+            _save(budget, located.node, label)
+            # A new limit holds in the open period at once; a new period length starts when
+            # the open period ends (its row keeps its bounds).
+            budget_limit_apply(budget=budget)
+            report.updated.append(label)
+        else:
+            report.unchanged.append(label)
+
+
+def budget_export(budget: Budget) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": budget.name, "scope": budget.scope}
+    if budget.scope == Budget.Scope.API_KEY:
+        out["api_key_id"] = budget.api_key_id
+    elif budget.scope == Budget.Scope.USER and budget.user is not None:
+        out["user"] = budget.user.get_username()
+    elif budget.scope == Budget.Scope.MODEL and budget.model is not None:
+        out["model"] = f"{budget.model.provider.name}:{budget.model.name}"
+    out["period"] = budget.period
+    out["limit_usd"] = _price_text(budget.limit_usd)
+    out["soft_alert_share"] = _price_text(budget.soft_alert_share)
+    out["hard_stop"] = budget.hard_stop
+    out["max_cost_per_request_usd"] = _price_text(budget.max_cost_per_request_usd)
+    out["enabled"] = budget.enabled
+    return out

@@ -142,7 +142,10 @@ BAD_CASES = [
     ("version: 2\n", ["line 1: version must be 1"]),
     (
         "version: 1\nfoo: 1\n",
-        ["line 2: the file: unknown key 'foo'; expected one of version, providers, policies"],
+        [
+            "line 2: the file: unknown key 'foo'; "
+            "expected one of version, providers, policies, budgets"
+        ],
     ),
     ("version: 1\npolicies: [\n", None),
     (
