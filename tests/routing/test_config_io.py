@@ -288,4 +288,6 @@ def test_the_documented_example_imports():
         "model openai:gpt-4o",
         "model openai:gpt-4o-mini",
         "policy house",
+        "budget team",
+        "budget premium-cap",
     ]
