@@ -113,17 +113,22 @@ class _Reader:
             return default
         return value
 
-    def price(self, node: yaml.Node | None, where: str) -> Decimal | None:
-        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+    def price(self, node: yaml.Node | None, where: str, *, nullable: bool = True) -> Decimal | None:
+        expected = "a number or null" if nullable else "a number"
+        if node is None:
+            return None
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            if not nullable:
+                self.error(node, f"{where} must be {expected}")
             return None
         if not isinstance(node, yaml.ScalarNode):
-            self.error(node, f"{where} must be a number or null")
+            self.error(node, f"{where} must be {expected}")
             return None
         try:
             # From the text as written, so 0.1 stays exactly 0.1.
             price = Decimal(str(node.value))
         except InvalidOperation:
-            self.error(node, f"{where} must be a number or null; got {node.value!r}")
+            self.error(node, f"{where} must be {expected}; got {node.value!r}")
             return None
         if price < 0 or not price.is_finite():
             self.error(node, f"{where} must be >= 0")
@@ -715,7 +720,7 @@ def _budget(r: _Reader, node: yaml.Node) -> _Located | None:
         "period": r.choice(
             items.get("period"), f"{where} period", tuple(Budget.Period.values), "month"
         ),
-        "limit_usd": r.price(items.get("limit_usd"), f"{where} limit_usd"),
+        "limit_usd": r.price(items.get("limit_usd"), f"{where} limit_usd", nullable=False),
         "soft_alert_share": Decimal("0.8"),
         "hard_stop": r.typed(items.get("hard_stop"), f"{where} hard_stop", bool, True),
         "max_cost_per_request_usd": r.price(
@@ -726,10 +731,7 @@ def _budget(r: _Reader, node: yaml.Node) -> _Located | None:
         "user": r.typed(items.get("user"), f"{where} user", str),
         "model": r.typed(items.get("model"), f"{where} model", str),
     }
-    limit_node = items.get("limit_usd")
-    if isinstance(limit_node, yaml.ScalarNode) and limit_node.tag.endswith(":null"):
-        r.error(limit_node, f"{where} limit_usd must be a number")
-    share = r.price(items.get("soft_alert_share"), f"{where} soft_alert_share")
+    share = r.price(items.get("soft_alert_share"), f"{where} soft_alert_share", nullable=False)
     if share is not None:
         if share > 1 or share.as_tuple().exponent < -3:  # type: ignore[operator]
             r.error(

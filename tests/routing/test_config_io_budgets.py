@@ -158,7 +158,7 @@ BAD = [
     ),
     (
         BUDGETS.replace("limit_usd: 10\n", "limit_usd: lots\n"),
-        [f"{at(17)}: budget 'key-7' limit_usd must be a number or null; got 'lots'"],
+        [f"{at(17)}: budget 'key-7' limit_usd must be a number; got 'lots'"],
     ),
     (
         BUDGETS.replace("limit_usd: 10\n", "limit_usd: null\n"),
@@ -174,6 +174,10 @@ BAD = [
             f"{at(5)}: budget 'team' soft_alert_share must be between 0 and 1 "
             "with at most 3 decimals"
         ],
+    ),
+    (
+        BUDGETS.replace("soft_alert_share: 0.75", "soft_alert_share: null"),
+        [f"{at(5)}: budget 'team' soft_alert_share must be a number"],
     ),
     (
         BUDGETS.replace("model: openai:gpt-4o", "model: gpt-4o"),
