@@ -53,6 +53,11 @@ def main() -> int:
         say("!!  local model runtime not installed; run scripts/install_local_model.sh")
 
     call_command("bootstrap_local", local_model_url=local_url)
+    from analytics.models import RequestLog
+
+    if not RequestLog.objects.exists():
+        say("==> loading demo request history (is_demo; `manage.py seed_demo --wipe` removes it)")
+        call_command("seed_demo", requests=2000, days=30)
     say(f"==> serving http://{host}:{port}/  (Ctrl-C stops everything)")
     web = subprocess.Popen(
         [
