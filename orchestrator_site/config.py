@@ -112,6 +112,9 @@ def cache_config(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+CHANNEL_LAYER_READ_TIMEOUT_S = 30
+
+
 def channel_layers(environ: Mapping[str, str]) -> dict[str, Any]:
     url = redis_url(environ)
     if url is None:
@@ -120,7 +123,10 @@ def channel_layers(environ: Mapping[str, str]) -> dict[str, Any]:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [url],
+                # redis-py reads with a 5 s socket timeout by default, the same 5 s that
+                # channels-redis blocks on BZPOPMIN: an idle socket's consumer then dies with
+                # "Timeout reading". The read timeout must outlast the blocking pop.
+                "hosts": [{"address": url, "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_S}],
                 "prefix": environ.get("CHANNELS_PREFIX", "orch"),
             },
         }

@@ -56,7 +56,9 @@ def test_with_redis_cache_channels_and_broker_use_it() -> None:
     assert cache["LOCATION"] == "redis://cache.internal:6379/2"
     layer = config.channel_layers(env)["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://cache.internal:6379/2"]
+    assert layer["CONFIG"]["hosts"] == [
+        {"address": "redis://cache.internal:6379/2", "socket_timeout": 30}
+    ]
     celery = config.celery_config(env)
     assert celery["CELERY_BROKER_URL"] == "redis://cache.internal:6379/2"
     assert celery["CELERY_TASK_ALWAYS_EAGER"] is False
