@@ -67,4 +67,15 @@ async def test_dashboard_charts_filters_and_csv_download(live_server_url: str) -
         assert rows[0][:3] == ["request_id", "created_at", "entry_point"]
         assert len(rows) == 7
         assert {r[10] for r in rows[1:]} == {"cloud"}
+
+        await page.get_by_role("button", name="Export in background").click()
+        await expect(page.locator("#export-progress .pct")).to_have_text("100 %")
+        await expect(page.locator("#export-progress progress")).to_have_js_property("value", 100)
+        async with page.expect_download() as job_download_info:
+            await page.locator("#export-progress .download").click()
+        job_download = await job_download_info.value
+        job_text = await asyncio.to_thread(
+            Path(await job_download.path()).read_text, encoding="utf-8"
+        )
+        assert list(csv.reader(io.StringIO(job_text))) == rows
         await browser.close()
