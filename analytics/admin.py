@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from analytics.models import RequestLog
+from analytics.models import ExportJob, RequestFeedback, RequestLog
 
 
 @admin.register(RequestLog)
@@ -22,3 +22,17 @@ class RequestLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "owner", "kind", "state", "written_rows", "total_rows")
+    list_filter = ("state", "kind")
+    readonly_fields = ("query", "file_name", "error", "finished_at")
+
+
+@admin.register(RequestFeedback)
+class RequestFeedbackAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "request", "positive")
+    list_filter = ("positive",)
+    raw_id_fields = ("request",)
