@@ -20,6 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -200,10 +201,14 @@ def _recovered_outcome(rid: str, entry: dict[str, str]) -> RequestOutcome:
 def _record_if_missing(rid: str, entry: dict[str, str]) -> bool:
     if RequestLog.objects.filter(request_id=rid).exists():
         return False
+    outcome = _recovered_outcome(rid, entry)
     try:
-        request_record(outcome=_recovered_outcome(rid, entry))
+        request_record(outcome=outcome)
     except IntegrityError:
-        return False  # the request's own write landed meanwhile
+        if RequestLog.objects.filter(request_id=rid).exists():
+            return False  # the request's own write landed meanwhile
+        # The model row was deleted since; the name stays on the row.
+        request_record(outcome=replace(outcome, model_id=None))
     return True
 
 

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from analytics.models import RequestLog
 from providers.models import LLMModel, Provider
 from routing.apikeys import apikey_create
+from routing.config_cache import SHARED_TTL_S
 from routing.models import RoutingPolicy, RoutingRule, RuleFallback
 from routing.taxonomy import TASK_TYPES
 from tests.providers.upstream_server import UpstreamServer
@@ -55,7 +56,14 @@ def gateway_registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
             policy=policy, task_type=task_type, primary=models["alpha"], tiers=[]
         )
         RuleFallback.objects.create(rule=rule, model=models["beta"], position=1)
+    settle_config()
     return models
+
+
+def settle_config() -> None:
+    """A server process trusts its last read of the shared configuration version for up to
+    `SHARED_TTL_S`; wait that out so the live server routes to this test's rows."""
+    time.sleep(SHARED_TTL_S + 0.1)
 
 
 def chat_path(name: str) -> str:

@@ -23,7 +23,7 @@ from providers.models import LLMModel, Provider
 from routing.journal import grace_s, journal_pending, journal_sweep
 from tests.conftest import ROOT, subprocess_env, wait_http
 from tests.providers.upstream_server import Reply, UpstreamServer
-from tests.routing.gateway_support import new_key, wait_rows
+from tests.routing.gateway_support import new_key, settle_config, wait_rows
 from tests.routing.streams import openai_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -56,6 +56,7 @@ def three_upstreams(upstream: UpstreamServer) -> None:
         "/slow/v1/chat/completions",
         Reply.sse(openai_sse([f"p{i}" for i in range(40)])).but(chunk_delay_s=0.1),
     )
+    settle_config()
 
 
 async def one_request(

@@ -21,7 +21,7 @@ from routing.events import Caller
 from routing.models import ApiKey, BatchItem, DeadLetter
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer
-from tests.routing.gateway_support import new_key
+from tests.routing.gateway_support import new_key, settle_config
 from tests.routing.streams import openai_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -46,6 +46,7 @@ def two_upstreams(upstream: UpstreamServer) -> None:
     upstream.reply(
         "POST", "/bad/v1/chat/completions", Reply.json({"error": {"message": "x"}}, status=500)
     )
+    settle_config()
 
 
 def test_batch_of_50_through_a_real_worker(
