@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -26,14 +28,14 @@ def chat(url: str, key: str | None, payload: object) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", json=payload, headers=headers, timeout=30)
 
 
-def native_error(response: httpx.Response) -> dict[str, object]:
+def native_error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "details"}
     return body["error"]
 
 
-def openai_error(response: httpx.Response) -> dict[str, object]:
+def openai_error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}

@@ -130,7 +130,7 @@ def test_batch_of_50_through_a_real_worker(
     assert response.status_code == 302
     item = BatchItem.objects.get(pk=dead.item_id)
     assert (item.state, item.error_code, item.error_message) == ("succeeded", "", "")
-    assert item.result["response"] == "late"
+    assert item.result is not None and item.result["response"] == "late"
     dead.refresh_from_db()
     assert dead.retry_count == 1 and dead.retried_at is not None
     final = httpx.get(url, headers={"Authorization": f"Bearer {key}"}).json()
