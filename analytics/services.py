@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from analytics.models import RequestFeedback, RequestLog, RequestPayload
 from analytics.outcome import RequestOutcome
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
+from providers.models import LLMModel
 
 __all__ = [
     "feedback_record",
@@ -23,7 +25,20 @@ __all__ = [
 
 
 def request_record(*, outcome: RequestOutcome) -> RequestLog:
-    """Write the one log row of a finished request (and its text, when payloads are kept)."""
+    """Write the one log row of a finished request (and its text, when payloads are kept).
+
+    A model deleted while its request ran (the registry is cached for a moment) must not lose
+    the row: it is written without the link, the model's name and provider stay on it.
+    """
+    try:
+        return _request_insert(outcome)
+    except IntegrityError:
+        if outcome.model_id is None or LLMModel.objects.filter(pk=outcome.model_id).exists():
+            raise
+        return _request_insert(replace(outcome, model_id=None))
+
+
+def _request_insert(outcome: RequestOutcome) -> RequestLog:
     store_payload = getattr(settings, "ORCHESTRATOR_STORE_PAYLOADS", False)
     with transaction.atomic():
         log = RequestLog.objects.create(

@@ -344,3 +344,24 @@ async def test_open_breaker_is_skipped_and_shown_in_the_trace(upstream: Upstream
         "status": None,
         "message": "",
     }
+
+
+async def test_model_deleted_while_its_request_ran_keeps_the_row(upstream: UpstreamServer) -> None:
+    models = await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"], usage=(3, 1))))
+    request = ask(model="beta:beta-model")
+    events = chat_stream(request)
+
+    assert isinstance(await anext(events), Started)
+    await RuleFallback.objects.filter(model=models["beta"]).adelete()
+    await LLMModel.objects.filter(pk=models["beta"].pk).adelete()
+    rest = [event async for event in events]
+
+    assert isinstance(rest[-1], Finished)
+    row = await log_row(request)
+    assert (row.model_id, row.model_name, row.provider_name, row.status) == (
+        None,
+        "beta-model",
+        "beta",
+        "success",
+    )
