@@ -171,3 +171,8 @@ def _mark_used_blocking(api_key_id: int) -> None:
         ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
     finally:
         connection.close()
+
+
+def apikey_ids_of_user(user_id: int) -> tuple[int, ...]:
+    """Ids of every key `user_id` owns, revoked ones too: their past usage is still theirs."""
+    return tuple(ApiKey.objects.filter(owner_id=user_id).values_list("id", flat=True))
