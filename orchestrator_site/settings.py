@@ -171,3 +171,37 @@ CELERY_BEAT_SCHEDULE["routing-agents-sample"] = {
     "task": "routing.tasks.agents_sample",
     "schedule": float(ORCHESTRATOR_AGENT_INTERVAL_S),
 }
+# Request journal (docs/api.md): how long an unfinished request may stay open before the sweep
+# writes its row.
+ORCHESTRATOR_JOURNAL_GRACE_S = config.env_int(ENV, "ORCHESTRATOR_JOURNAL_GRACE_S", 900)
+CELERY_BEAT_SCHEDULE["routing-journal-sweep"] = {
+    "task": "routing.tasks.journal_sweep",
+    "schedule": 60.0,
+}
+# Guards (docs/guards.md).
+ORCHESTRATOR_BREAKER_FAILURE_THRESHOLD = config.env_int(
+    ENV, "ORCHESTRATOR_BREAKER_FAILURE_THRESHOLD", 5
+)
+ORCHESTRATOR_BREAKER_WINDOW_S = config.env_int(ENV, "ORCHESTRATOR_BREAKER_WINDOW_S", 60)
+ORCHESTRATOR_BREAKER_COOLDOWN_S = config.env_int(ENV, "ORCHESTRATOR_BREAKER_COOLDOWN_S", 30)
+ORCHESTRATOR_BREAKER_PROBE_TIMEOUT_S = config.env_int(
+    ENV, "ORCHESTRATOR_BREAKER_PROBE_TIMEOUT_S", 60
+)
+ORCHESTRATOR_BALANCER_STRATEGY = ENV.get("ORCHESTRATOR_BALANCER_STRATEGY", "round_robin")
+ORCHESTRATOR_RESPONSE_CACHE_ENABLED = config.env_bool(
+    ENV, "ORCHESTRATOR_RESPONSE_CACHE_ENABLED", True
+)
+ORCHESTRATOR_RESPONSE_CACHE_TTL_S = config.env_int(ENV, "ORCHESTRATOR_RESPONSE_CACHE_TTL_S", 3600)
+ORCHESTRATOR_RESPONSE_CACHE_MAX_ENTRY_BYTES = config.env_int(
+    ENV, "ORCHESTRATOR_RESPONSE_CACHE_MAX_ENTRY_BYTES", 64 * 1024
+)
+ORCHESTRATOR_RESPONSE_CACHE_SLOTS = config.env_int(ENV, "ORCHESTRATOR_RESPONSE_CACHE_SLOTS", 4096)
+ORCHESTRATOR_RATE_LIMIT_BURST_SHARE = config.env_float(
+    ENV, "ORCHESTRATOR_RATE_LIMIT_BURST_SHARE", 1.0
+)
+# A dotted path to a class with `classify(text) -> Classification` replacing the heuristic.
+ORCHESTRATOR_CLASSIFIER = ENV.get("ORCHESTRATOR_CLASSIFIER", "")
+# Where finished background CSV exports are kept until downloaded.
+ORCHESTRATOR_EXPORT_DIR = Path(ENV.get("ORCHESTRATOR_EXPORT_DIR", str(VAR_DIR / "exports")))
+# How often the telemetry page is pushed a sample.
+ORCHESTRATOR_TELEMETRY_INTERVAL_S = config.env_float(ENV, "ORCHESTRATOR_TELEMETRY_INTERVAL_S", 1.0)
