@@ -1,0 +1,686 @@
+"""What the gateway adds to a request: `/v1/chat/completions` against calling the upstream directly.
+
+A fake OpenAI upstream of the bench's own (its own process, raw asyncio, 0 ms or 50 ms before
+the answer, streaming with N chunks or one JSON body) answers both the gateway and direct
+calls. One web process (daphne, and uvicorn with `--servers daphne,uvicorn`) is pinned to
+core 1, on a scratch database created next to DATABASE_URL's (migrated, dropped afterwards),
+with Redis, the request log on Postgres, routing (`model` names a policy), rate limits (high
+enough never to refuse), a global budget and the request journal on; the response cache is
+switched off so every request reaches the upstream. The load generator and the upstream are
+pinned to core 0. The load generator is a minimal keep-alive HTTP/1.1 client (one connection
+per concurrent worker) so that its own cost stays far below the server's; the upstream client
+of the gateway (httpx, through `providers.adapters.http.http_client`) is measured alone too.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrator \
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/gateway.py [--servers daphne,uvicorn]
+
+Keys that the run creates in the Redis database are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
+
+SERVER_CORE = 1
+CLIENT_CORE = 0
+DELAY_PATH = re.compile(r"^/d(\d+)/")
+UPSTREAM_MODELS = {0: "fast", 50: "slow"}
+
+
+# --- the fake upstream ---------------------------------------------------------------------
+
+
+def _chunked(parts: list[bytes]) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def upstream_answer(body: bytes, chunks: int) -> bytes:
+    """OpenAI's wire format: SSE with `[DONE]` (and a usage chunk when asked), or one JSON."""
+    request = json.loads(body)
+    model = request.get("model", "m")
+    prompt_tokens = max(1, len(json.dumps(request.get("messages", []))) // 4)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": chunks,
+        "total_tokens": prompt_tokens + chunks,
+    }
+    base = {"id": "chatcmpl-bench", "created": 1700000000, "model": model}
+    if not request.get("stream"):
+        payload = base | {
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "tok " * chunks},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+        data = json.dumps(payload).encode()
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        return head % len(data) + data
+    events = [{"role": "assistant", "content": ""}] + [{"content": "tok "}] * chunks
+    parts = []
+    for index, delta in enumerate(events):
+        finish = "stop" if index == len(events) - 1 else None
+        chunk = base | {
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        parts.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    if (request.get("stream_options") or {}).get("include_usage"):
+        last = base | {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+        parts.append(b"data: " + json.dumps(last).encode() + b"\n\n")
+    parts.append(b"data: [DONE]\n\n")
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    return head + _chunked(parts)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive; `/d<ms>/…` waits that long before answering."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            match = DELAY_PATH.match(head.split(" ", 2)[1])
+            delay_ms = int(match.group(1)) if match else 0
+            answer = upstream_answer(body, self.chunks)
+            assert self.transport is not None
+            if delay_ms:
+                asyncio.get_running_loop().call_later(delay_ms / 1000, self._send, answer)
+            else:
+                self.transport.write(answer)
+
+    def _send(self, answer: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+
+
+async def upstream_serve(port: int, chunks: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(chunks), "127.0.0.1", port, backlog=1024
+    )
+    async with server:
+        await server.serve_forever()
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    total_s: float
+    first_byte_s: float
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reads Content-Length and chunked bodies."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[Sample, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        began = time.perf_counter()
+        self.writer.write(head.encode() + body)
+        raw_head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(raw_head.split(b" ", 2)[1])
+        fields = {}
+        for line in raw_head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip().lower()
+        first = None
+        if "content-length" in fields:
+            data = await self.reader.readexactly(int(fields["content-length"]))
+            first = time.perf_counter()
+        else:
+            pieces = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    break
+                pieces.append((await self.reader.readexactly(size + 2))[:-2])
+                first = first or time.perf_counter()
+            data = b"".join(pieces)
+        done = time.perf_counter()
+        if fields.get("connection") == "close":
+            self.writer.close()
+            self.writer = None
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {data[:300]!r}")
+        return Sample(done - began, (first or done) - began), data
+
+
+@dataclass
+class Run:
+    samples: list[Sample] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return len(self.samples) / self.wall_s
+
+    def pct(self, share: float, first_byte: bool = False) -> float:
+        values = sorted(s.first_byte_s if first_byte else s.total_s for s in self.samples)
+        return values[min(len(values) - 1, int(share * len(values)))] * 1000
+
+
+async def load(
+    port: int,
+    path: str,
+    body_for: Callable[[int], bytes],
+    *,
+    concurrency: int,
+    requests: int,
+    headers: dict[str, str],
+    streamed: bool,
+) -> Run:
+    """`requests` requests over `concurrency` connections, each worker one request at a time."""
+    run = Run()
+    counter = iter(range(requests))
+
+    async def worker() -> None:
+        connection = Connection("127.0.0.1", port)
+        for index in counter:
+            sample, data = await connection.request(path, body_for(index), headers)
+            if streamed and not data.rstrip().endswith(b"data: [DONE]"):
+                raise RuntimeError(f"stream without [DONE]: {data[-200:]!r}")
+            run.samples.append(sample)
+        if connection.writer is not None:
+            connection.writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.wall_s = time.perf_counter() - began
+    return run
+
+
+def chat_body(model: str, index: int, *, stream: bool, offset: int = 0) -> bytes:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": f"Say hello to reader number {offset + index}."}],
+        "max_tokens": 64,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+# --- set-up of the scratch database, the upstream and the web process -----------------------
+
+
+def registry_create(upstream_url: str) -> str:
+    """Providers, models, policies (one per upstream delay), a budget and an API key."""
+    from providers.models import LLMModel, Provider
+    from routing.apikeys import apikey_create
+    from routing.models import Budget, RoutingPolicy, RoutingRule
+    from routing.taxonomy import TASK_TYPES
+
+    for delay_ms, name in UPSTREAM_MODELS.items():
+        provider = Provider.objects.create(
+            name=name,
+            kind="openai_compatible",
+            base_url=f"{upstream_url}/d{delay_ms}/v1",
+            locality="cloud",
+        )
+        model = LLMModel.objects.create(
+            provider=provider,
+            name=f"{name}-model",
+            tier="standard",
+            input_price_per_mtok_usd=Decimal("0.15"),
+            output_price_per_mtok_usd=Decimal("0.60"),
+        )
+        policy = RoutingPolicy.objects.create(name=f"bench-{name}", is_default=delay_ms == 0)
+        for task_type in TASK_TYPES:
+            RoutingRule.objects.create(policy=policy, task_type=task_type, primary=model, tiers=[])
+    premium = Provider.objects.create(
+        name="premium", kind="openai", base_url=f"{upstream_url}/d0/v1", locality="cloud"
+    )
+    LLMModel.objects.create(
+        provider=premium,
+        name="big",
+        tier="premium",
+        input_price_per_mtok_usd=Decimal("10"),
+        output_price_per_mtok_usd=Decimal("30"),
+        is_baseline=True,
+        enabled=False,
+    )
+    Budget.objects.create(name="bench-global", limit_usd=Decimal("1000000"))
+    return apikey_create(name="bench", rpm_limit=10_000_000, tpm_limit=1_000_000_000).plaintext
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout_s} s")
+
+
+def server_command(server: str, port: int) -> list[str]:
+    app = "orchestrator_site.asgi:application"
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        app,
+    ]
+
+
+@contextmanager
+def process_started(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    # A file, not a pipe: an unread pipe fills up and blocks the server's event loop.
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        try:
+            wait_port(port, process)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class Sampler:
+    """Peak RSS and CPU time of one process while a measurement runs."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil  # type: ignore[import-untyped]
+
+        self.process = psutil.Process(pid)
+        self.peak_rss = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+            self.stop.wait(0.05)
+
+    def cpu_s(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    delay_ms: int
+    concurrency: int
+    requests: int
+    streamed: bool
+
+
+def points(scale: float) -> list[Point]:
+    def n(value: int) -> int:
+        return max(20, int(value * scale))
+
+    return [
+        Point(0, 1, n(500), False),
+        Point(0, 8, n(1000), False),
+        Point(0, 64, n(3000), False),
+        Point(0, 1, n(500), True),
+        Point(0, 64, n(3000), True),
+        Point(50, 1, n(120), False),
+        Point(50, 8, n(600), False),
+        Point(50, 64, n(2500), False),
+    ]
+
+
+def warmup_requests(scale: float) -> int:
+    return max(50, int(300 * scale))
+
+
+def summary(direct: Run, gateway: Run, cpu_s: float) -> dict[str, float]:
+    row = {"gateway_rps": gateway.rps, "direct_rps": direct.rps}
+    for share, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+        row[f"added_{label}_ms"] = gateway.pct(share) - direct.pct(share)
+        row[f"gateway_{label}_ms"] = gateway.pct(share)
+        row[f"direct_{label}_ms"] = direct.pct(share)
+        row[f"added_ttfb_{label}_ms"] = gateway.pct(share, True) - direct.pct(share, True)
+    row["server_cpu_ms_per_request"] = cpu_s * 1000 / len(gateway.samples)
+    row["server_cpu_share"] = cpu_s / gateway.wall_s
+    return row
+
+
+async def measure_server(
+    server_port: int, upstream_port: int, key: str, sampler: Sampler, scale: float
+) -> list[dict[str, Any]]:
+    auth = {"authorization": f"Bearer {key}"}
+    gateway_path = "/v1/chat/completions"
+    warm = await load(
+        server_port,
+        gateway_path,
+        lambda i: chat_body("bench-fast", -i - 1, stream=False),
+        concurrency=8,
+        requests=warmup_requests(scale),
+        headers=auth,
+        streamed=False,
+    )
+    del warm
+    results: list[dict[str, Any]] = []
+    for point in points(scale):
+        name = UPSTREAM_MODELS[point.delay_ms]
+        stream = point.streamed
+        direct = await load(
+            upstream_port,
+            f"/d{point.delay_ms}/v1/chat/completions",
+            partial(chat_body, f"{name}-model", stream=stream),
+            concurrency=point.concurrency,
+            requests=point.requests,
+            headers={},
+            streamed=stream,
+        )
+        cpu_before = sampler.cpu_s()
+        offset = len(results) * 100_000
+        gateway = await load(
+            server_port,
+            gateway_path,
+            partial(chat_body, f"bench-{name}", stream=stream, offset=offset),
+            concurrency=point.concurrency,
+            requests=point.requests,
+            headers=auth,
+            streamed=stream,
+        )
+        row = {"point": point.__dict__} | summary(direct, gateway, sampler.cpu_s() - cpu_before)
+        results.append(row)
+        print(
+            f"  upstream {point.delay_ms:>2} ms c={point.concurrency:<2} "
+            f"{'stream' if stream else 'json  '} added p50/p95/p99 "
+            f"{row['added_p50_ms']:6.2f} {row['added_p95_ms']:6.2f} {row['added_p99_ms']:6.2f} ms"
+            f"  ttfb+ p50 {row['added_ttfb_p50_ms']:6.2f}  {row['gateway_rps']:6.0f} req/s "
+            f"(direct {row['direct_rps']:6.0f})  server cpu {row['server_cpu_share']:.0%}, "
+            f"{row['server_cpu_ms_per_request']:.2f} ms/req",
+            flush=True,
+        )
+    return results
+
+
+async def measure_httpx(upstream_port: int, requests: int) -> list[dict[str, Any]]:
+    """The gateway's upstream client alone: the project's factory, and httpx with a keep-alive
+    pool as large as the concurrency, against this bench's raw client."""
+    import httpx
+
+    from providers.adapters.http import CONNECTION_LIMITS
+
+    url = f"http://127.0.0.1:{upstream_port}/d0/v1/chat/completions"
+    rows = []
+    for concurrency in (16, 64):
+        for label, limits in (
+            ("project limits", CONNECTION_LIMITS),
+            (
+                "pool = concurrency",
+                httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            ),
+        ):
+            async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+                shared = iter(range(requests))
+
+                async def worker(
+                    client: httpx.AsyncClient = client, counter: Iterator[int] = shared
+                ) -> None:
+                    for index in counter:
+                        body = chat_body("fast-model", index, stream=True)
+                        async with client.stream("POST", url, content=body) as response:
+                            async for _ in response.aiter_raw():
+                                pass
+                            response.raise_for_status()
+
+                began = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                rps = requests / (time.perf_counter() - began)
+            rows.append({"client": f"httpx, {label}", "concurrency": concurrency, "rps": rps})
+        raw = await load(
+            upstream_port,
+            "/d0/v1/chat/completions",
+            lambda i: chat_body("fast-model", i, stream=True),
+            concurrency=concurrency,
+            requests=requests,
+            headers={},
+            streamed=True,
+        )
+        rows.append({"client": "bench raw client", "concurrency": concurrency, "rps": raw.rps})
+    for row in rows:
+        print(f"  {row['client']:<28} c={row['concurrency']:<2} {row['rps']:7.0f} req/s")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default="daphne", help="comma-separated: daphne,uvicorn")
+    parser.add_argument("--chunks", type=int, default=20, help="content chunks per answer")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies request counts")
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstream:
+        asyncio.run(upstream_serve(args.serve_upstream, args.chunks))
+        return
+
+    import django
+
+    os.environ["CACHE_KEY_PREFIX"] = "orch-bench-gateway"
+    django.setup()
+    import logging
+
+    import redis
+    from django.conf import settings
+    from django.db import connection, connections
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        sys.exit("bench/gateway.py measures Postgres and Redis: set DATABASE_URL and REDIS_URL")
+    redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    keys_before = set(redis_client.scan_iter(count=1000))
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    load_before = os.getloadavg()
+    scratch = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    workdir = Path(tempfile.mkdtemp(prefix="gwbench-"))
+    results: dict[str, Any] = {"load_average_before": load_before, "servers": {}}
+    try:
+        upstream_port, log_dir = free_port(), ROOT / "var" / "bench"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        upstream_cmd = [
+            "taskset",
+            "-c",
+            str(CLIENT_CORE),
+            sys.executable,
+            __file__,
+            "--serve-upstream",
+            str(upstream_port),
+            "--chunks",
+            str(args.chunks),
+        ]
+        key = registry_create(f"http://127.0.0.1:{upstream_port}")
+        for conn in connections.all():
+            if hasattr(conn, "close_pool"):
+                conn.close_pool()
+        # The response cache is off through a settings module that only adds that switch.
+        (workdir / "gwbench_settings.py").write_text(
+            "from orchestrator_site.settings import *  # noqa: F403\n"
+            "ORCHESTRATOR_RESPONSE_CACHE_ENABLED = False\n"
+        )
+        parts = urlsplit(os.environ["DATABASE_URL"])
+        env = dict(os.environ)
+        env |= {
+            "DATABASE_URL": urlunsplit(parts._replace(path=f"/{scratch}")),
+            "DJANGO_SETTINGS_MODULE": "gwbench_settings",
+            "PYTHONPATH": f"{workdir}:{ROOT}",
+            "DEBUG": "false",
+            "ORCHESTRATOR_AGENT_SAMPLING": "off",
+        }
+        with process_started(upstream_cmd, env, upstream_port, log_dir / "gateway-upstream.log"):
+            print(f"upstream client alone (0 ms upstream, {args.chunks} chunks, streamed)")
+            results["httpx"] = asyncio.run(measure_httpx(upstream_port, int(3000 * args.scale)))
+            rows_before = 0
+            for server in args.servers.split(","):
+                port = free_port()
+                command = ["taskset", "-c", str(SERVER_CORE), *server_command(server, port)]
+                log = log_dir / f"gateway-{server}.log"
+                with process_started(command, env, port, log) as process:
+                    print(f"{server}, pinned to core {SERVER_CORE}, pid {process.pid}")
+                    sampler = Sampler(process.pid)
+                    try:
+                        rows = asyncio.run(
+                            measure_server(port, upstream_port, key, sampler, args.scale)
+                        )
+                    finally:
+                        sampler.close()
+                    peak_mb = sampler.peak_rss / 2**20
+                    print(f"  peak RSS of the web process: {peak_mb:.0f} MiB")
+                    sent = sum(r["point"]["requests"] for r in rows) + warmup_requests(args.scale)
+                    rows_total = log_rows_count()
+                    print(f"  request log rows: {rows_total - rows_before} for {sent} requests")
+                    rows_before = rows_total
+                    results["servers"][server] = {
+                        "points": rows,
+                        "peak_rss_mib": peak_mb,
+                        "requests": sent,
+                        "log_rows": rows_total,
+                    }
+        results["load_average_after"] = os.getloadavg()
+    finally:
+        for conn in connections.all():
+            if hasattr(conn, "close_pool"):
+                conn.close_pool()
+        connection.creation.destroy_test_db(scratch, verbosity=0)
+        created = set(redis_client.scan_iter(count=1000)) - keys_before
+        if created:
+            redis_client.delete(*created)
+        for path in workdir.iterdir():
+            path.unlink()
+        workdir.rmdir()
+    print(f"load average before {load_before}, after {results['load_average_after']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    targets_report(results)
+
+
+def log_rows_count() -> int:
+    """Rows in the scratch log; written after each answer, so wait until they stop growing."""
+    from analytics.models import RequestLog
+
+    count, previous = RequestLog.objects.count(), -1
+    while count != previous:
+        time.sleep(1.0)
+        count, previous = RequestLog.objects.count(), count
+    return count
+
+
+def targets_report(results: dict[str, Any]) -> None:
+    missed = False
+    for server, data in results["servers"].items():
+        rows = {
+            (r["point"]["delay_ms"], r["point"]["concurrency"], r["point"]["streamed"]): r
+            for r in data["points"]
+        }
+        checks = (
+            ("p50 added latency, c=1", rows[(0, 1, False)]["added_p50_ms"], 3.0, "<="),
+            ("throughput, c=64", rows[(0, 64, False)]["gateway_rps"], 300.0, ">="),
+            ("streaming TTFB overhead p50", rows[(0, 1, True)]["added_ttfb_p50_ms"], 3.0, "<="),
+        )
+        for label, value, target, sense in checks:
+            met = value <= target if sense == "<=" else value >= target
+            missed |= not met
+            print(
+                f"{server}: {label} {value:.2f} (target {sense} {target:g}): "
+                f"{'met' if met else 'MISSED'}"
+            )
+    if missed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
