@@ -297,6 +297,7 @@ async def test_anonymous_socket_is_closed_with_4401() -> None:
         "type": "websocket.close",
         "code": CLOSE_UNAUTHENTICATED,
     }
+    await socket.disconnect()
 
 
 async def test_another_users_conversation_cannot_be_written_to(upstream: UpstreamServer) -> None:

@@ -257,3 +257,4 @@ async def test_anonymous_telemetry_socket_is_closed_with_4401() -> None:
         "type": "websocket.close",
         "code": CLOSE_UNAUTHENTICATED,
     }
+    await socket.disconnect()
