@@ -105,7 +105,7 @@ def cache_config(environ: Mapping[str, str]) -> dict[str, Any]:
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     return {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "orchestrator_site.cache.SharedPoolRedisCache",
             "LOCATION": url,
             "KEY_PREFIX": environ.get("CACHE_KEY_PREFIX", "orch"),
         }

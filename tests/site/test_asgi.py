@@ -22,12 +22,13 @@ async def test_http_health_answers_json_for_every_component() -> None:
     assert response.status == 200
     body = json.loads(response.body)
     assert body["status"] in {"healthy", "degraded"}
-    assert set(body["components"]) == {"database", "cache", "channel_layer", "broker"}
+    assert set(body["components"]) == {"database", "cache", "channel_layer", "broker", "providers"}
+    assert body["components"]["providers"] == {"status": "healthy", "providers": {}}
     assert body["components"]["database"]["status"] == "healthy"
     assert body["components"]["database"]["vendor"] == "postgresql"
     assert body["components"]["cache"] == {
         "status": "healthy",
-        "backend": "RedisCache",
+        "backend": "SharedPoolRedisCache",
         "latency_ms": body["components"]["cache"]["latency_ms"],
     }
     assert body["components"]["channel_layer"]["backend"] == "RedisChannelLayer"
@@ -113,6 +114,7 @@ async def test_websocket_without_login_is_closed_with_4401() -> None:
         "type": "websocket.close",
         "code": CLOSE_UNAUTHENTICATED,
     }
+    await socket.disconnect()
 
 
 async def test_websocket_from_foreign_origin_is_rejected() -> None:
