@@ -126,6 +126,7 @@ async def test_websocket_from_foreign_origin_is_rejected() -> None:
     )
 
     connected, code = await socket.connect()
+    await socket.disconnect()
 
     assert connected is False
     assert code == 1000
@@ -135,5 +136,6 @@ async def test_websocket_without_origin_is_rejected() -> None:
     socket = WebsocketCommunicator(application, "/ws/ping/")
 
     connected, _ = await socket.connect()
+    await socket.disconnect()
 
     assert connected is False
