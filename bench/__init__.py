@@ -1,1 +1,1 @@
-"""Benchmarks a user can run; each module documents its command and docs/benchmarks.md its results."""
+"""Benchmarks a user can run; each module states its command, docs/benchmarks.md its results."""
