@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from django.core.cache import BaseCache
+from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.utils.connection import ConnectionProxy
 from redis import Redis
 from redis.commands.core import Script
 
@@ -25,9 +26,16 @@ _local_lock = threading.Lock()
 
 
 def redis_client(cache: BaseCache) -> Redis | None:
-    """The cache's own Redis client (sharing its connection pool), or None on other backends."""
-    if isinstance(cache, RedisCache):
-        return cache._cache.get_client(write=True)
+    """The cache's own Redis client (sharing its connection pool), or None on other backends.
+
+    `django.core.cache.cache` is a proxy to the current context's backend, never a RedisCache
+    itself: it is resolved first, or the guards would fall back to process-local state.
+    """
+    backend: object = cache
+    if isinstance(cache, ConnectionProxy):
+        backend = caches[cache._alias]
+    if isinstance(backend, RedisCache):
+        return backend._cache.get_client(write=True)
     return None
 
 
