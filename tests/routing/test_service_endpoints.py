@@ -1,0 +1,123 @@
+"""`/metrics`, `/metrics/prometheus`, `/models` and `/models/{name}/status` over a known log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from analytics.outcome import RequestOutcome
+from analytics.services import request_record
+from providers.models import LLMModel, Provider
+from routing.guards.breaker import BreakerConfig, CircuitBreakers
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def log() -> dict[str, LLMModel]:
+    cloud = Provider.objects.create(
+        name="cloud", kind="openai", base_url="http://127.0.0.1:9/v1", locality="cloud"
+    )
+    fast = LLMModel.objects.create(provider=cloud, name="fast", tier="standard")
+    flaky = LLMModel.objects.create(provider=cloud, name="flaky", tier="premium")
+    now = timezone.now()
+    rows = [
+        (fast, "success", 100, 10, 5, "0.001", "0.010", True),
+        (fast, "success", 300, 20, 10, "0.002", "0.020", False),
+        (flaky, "error", 50, 0, 0, None, None, False),
+        (flaky, "success", 200, 30, 15, "0.003", "0.030", False),
+    ]
+    for i, (model, status, latency, tin, tout, cost, base, hit) in enumerate(rows):
+        request_record(
+            outcome=RequestOutcome(
+                created_at=now - timedelta(seconds=10 * (len(rows) - i)),
+                entry_point="openai",
+                status=status,
+                cost_state="reported" if cost else "none",
+                model_id=model.id,
+                model_name=model.name,
+                provider_name="cloud",
+                locality="cloud",
+                latency_ms=latency,
+                input_tokens=tin,
+                output_tokens=tout,
+                cost_usd=Decimal(cost) if cost else None,
+                baseline_cost_usd=Decimal(base) if base else None,
+                cache_hit=hit,
+            )
+        )
+    # A row outside the default one-day window is not counted.
+    request_record(
+        outcome=RequestOutcome(
+            created_at=now - timedelta(days=2),
+            entry_point="openai",
+            status="success",
+            cost_state="reported",
+            cost_usd=Decimal("5"),
+        )
+    )
+    return {"fast": fast, "flaky": flaky}
+
+
+def test_metrics_totals_over_the_last_day(log: dict[str, LLMModel]) -> None:
+    body = Client().get("/metrics").json()
+
+    assert body["window_s"] == 86400
+    assert body["requests"] == {
+        "total": 4,
+        "success": 3,
+        "failed": 1,
+        "by_status": {"success": 3, "error": 1},
+        "cache_hits": 1,
+    }
+    assert body["performance"] == {"avg_response_time": 0.2, "p95_response_time": 0.3}
+    assert body["tokens"] == {"input": 60, "output": 30, "cached": 0, "total": 90}
+    assert body["cost"] == {
+        "total_usd": "0.00600000",
+        "baseline_usd": "0.06000000",
+        "savings_usd": "0.05400000",
+    }
+
+
+def test_prometheus_text_carries_the_same_figures(log: dict[str, LLMModel]) -> None:
+    response = Client().get("/metrics/prometheus")
+
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    assert 'orchestrator_requests{status="success",window_s="86400"} 3.0' in text
+    assert 'orchestrator_requests{status="error",window_s="86400"} 1.0' in text
+    assert 'orchestrator_tokens{kind="input",window_s="86400"} 60.0' in text
+    assert 'orchestrator_cost_usd{kind="baseline",window_s="86400"} 0.06' in text
+
+
+def test_model_status_shows_load_errors_breaker_and_last_latency(
+    log: dict[str, LLMModel],
+) -> None:
+    config = BreakerConfig.for_model()
+    breakers = CircuitBreakers()
+    for _ in range(config.failure_threshold):
+        breakers.record_failure(breakers.allow("cloud:flaky", config), config)
+
+    listed = Client().get("/models").json()["models"]
+    flaky = Client().get("/models/cloud:flaky/status").json()
+
+    assert [m["ref"] for m in listed] == ["cloud:fast", "cloud:flaky"]
+    fast = listed[0]
+    assert (fast["status"], fast["last_latency_ms"]) == ("available", 300)
+    assert fast["load"]["requests"] == 2 and fast["errors"]["count"] == 0
+    assert flaky["status"] == "unavailable"
+    assert flaky["breaker"]["state"] == "open"
+    assert flaky["errors"] == {"window_s": 300, "count": 1, "rate": 0.5}
+    assert flaky["last_latency_ms"] == 200
+
+
+def test_unknown_model_status_is_a_404_envelope(log: dict[str, LLMModel]) -> None:
+    response = Client().get("/models/nowhere:none/status")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "MODEL_UNAVAILABLE"
