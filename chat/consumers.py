@@ -23,6 +23,7 @@ from chat.render import markdown_render
 from chat.services import TurnPlan, TurnSlot, answer_record, turn_begin
 from orchestrator_site.consumers import AuthenticatedJsonConsumer
 from routing.events import Caller, Delta, Event, Failed, Fallback, Finished, GatewayRequest, Started
+from routing.journal import journaled
 from routing.services import chat_stream
 from routing.telemetry import stream_tracked
 
@@ -135,7 +136,10 @@ class ChatConsumer(AuthenticatedJsonConsumer):
         )
         answer = _Answer(plan=plan, slot=slot)
         try:
-            async with stream_tracked(), _closing(chat_stream(request)) as events:
+            # Journaled like every other door: a process that dies between the answer and its
+            # log row still gets the row written by the sweep.
+            stream = journaled(chat_stream(request), request=request)
+            async with stream_tracked(), _closing(stream) as events:
                 async for event in events:
                     envelope = await answer.translate(event)
                     if isinstance(event, Finished | Failed):

@@ -474,3 +474,31 @@ async def test_real_local_model_streams_tokens(local_model_url: str) -> None:
     conversation = await Conversation.objects.aget(id=frames[0]["conversation_id"])
     assert conversation.sticky_model_id == model.id
     await socket.disconnect()
+
+
+async def test_chat_answers_go_through_the_request_journal(upstream: UpstreamServer) -> None:
+    from routing.journal import ENTRY_PREFIX, journal_background_idle, journal_pending
+
+    await database_sync_to_async(chat_registry)(upstream)
+    slow = Reply.sse(openai_sse(["a ", "b ", "c"])).but(chunk_delay_s=0.3)
+    upstream.reply("POST", chat_path("alpha"), slow)
+    _, socket = await connect("ana")
+
+    await socket.send_json_to(ask("Short story"))
+    frames = await frames_until(socket, "chat.delta")
+    rid = frames[0]["requests"][0]["request_id"]
+    open_while_streaming = await database_sync_to_async(cache_has_entry)(ENTRY_PREFIX + rid)
+    await frames_until(socket, "chat.done")
+    await journal_background_idle()
+
+    assert open_while_streaming is True
+    assert (await wait_log(rid)).status == "success"
+    assert await database_sync_to_async(journal_pending)() == 0
+    await socket.disconnect()
+
+
+def cache_has_entry(key: str) -> bool:
+    from django.conf import settings
+    from redis import Redis
+
+    return bool(Redis.from_url(str(settings.REDIS_URL)).exists(key))
