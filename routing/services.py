@@ -391,9 +391,13 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         if ledger.reservation is not None:
             await in_thread(budget_release)(reservation=ledger.reservation)
             ledger.reservation = None
+        max_cost = _max_cost(model, config, prompt_tokens, request.max_tokens)
+        if max_cost == 0:
+            # A free model is never blocked by a cost budget: no hold, no database round trip.
+            return None
         try:
             ledger.reservation = await in_thread(budget_reserve)(
-                max_cost_usd=_max_cost(model, config, prompt_tokens, request.max_tokens),
+                max_cost_usd=max_cost,
                 api_key_id=request.caller.api_key_id,
                 user_id=request.caller.user_id,
                 model_id=model.id,

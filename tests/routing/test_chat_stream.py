@@ -365,3 +365,32 @@ async def test_model_deleted_while_its_request_ran_keeps_the_row(upstream: Upstr
         "beta",
         "success",
     )
+
+
+async def test_free_model_answers_under_an_exhausted_budget_without_a_hold(
+    upstream: UpstreamServer,
+) -> None:
+    await database_sync_to_async(registry)(upstream)
+    local = await Provider.objects.acreate(
+        name="local",
+        kind="openai_compatible",
+        base_url=f"{upstream.url}/local/v1",
+        locality="local",
+    )
+    await LLMModel.objects.acreate(
+        provider=local,
+        name="tiny",
+        tier="small_local",
+        input_price_per_mtok_usd=Decimal(0),
+        output_price_per_mtok_usd=Decimal(0),
+    )
+    await Budget.objects.acreate(name="spent", scope="global", limit_usd=Decimal("0"))
+    upstream.reply("POST", path("local"), Reply.sse(openai_sse(["free"], usage=(5, 1))))
+    request = ask(model="local:tiny")
+
+    events = await collect(request)
+
+    assert isinstance(events[-1], Finished)
+    assert events[-1].cost_usd == Decimal(0)
+    assert await BudgetReservation.objects.acount() == 0
+    assert (await log_row(request)).status == "success"
