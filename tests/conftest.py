@@ -120,3 +120,20 @@ def _fresh_shared_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _live_server_writes_done(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The live server writes each request's log row after the answer has gone out. A test
+    that ends right after reading an answer waits for those writes, so none lands in the next
+    test's tables or races the database flush."""
+    yield
+    if "live_server_url" not in request.fixturenames:
+        return
+    import time
+
+    from routing.journal import journal_pending
+
+    deadline = time.monotonic() + 30
+    while journal_pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
