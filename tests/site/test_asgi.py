@@ -139,3 +139,13 @@ async def test_websocket_without_origin_is_rejected() -> None:
     await socket.disconnect()
 
     assert connected is False
+
+
+async def test_the_v1_api_skips_the_middleware_stack_and_the_site_keeps_it() -> None:
+    api = await asgi_request(application, "GET", "/v1/models")
+    site = await asgi_request(application, "GET", "/health")
+
+    assert api.status == 401
+    assert json.loads(api.body)["error"]["code"] == "AUTHENTICATION_FAILED"
+    assert b"x-frame-options" not in api.headers
+    assert site.headers[b"x-frame-options"] == b"DENY"
