@@ -4,18 +4,32 @@ Django keeps one cache object per thread and per async context, and each builds 
 `RedisCacheClient` with its own connection pool. Under ASGI every request is a new context, so
 every request opened fresh Redis connections. Here every cache object with the same servers and
 options reuses one client, and with it one pool; redis-py's pools are thread-safe.
+
+The async methods the request path uses (`aget`, `aset`, `aadd`, `adelete`, `aget_many`) are
+native: they talk to Redis through `redis.asyncio` on the running event loop. Django's own
+versions run the sync method with `thread_sensitive=True`, which under ASGI starts (and later
+joins) a thread per request for a single Redis command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from functools import cached_property
 from typing import Any
 
+import redis.asyncio as aioredis
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _clients: dict[str, RedisCacheClient] = {}
 _lock = threading.Lock()
+# One asyncio client (and pool) per event loop and server: asyncio connections belong to the
+# loop that opened them.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class SharedPoolRedisCache(RedisCache):
@@ -30,6 +44,72 @@ class SharedPoolRedisCache(RedisCache):
             if client is None:
                 client = _clients[key] = RedisCacheClient(servers, **options)
             return client
+
+    def _async_client(self) -> aioredis.Redis:
+        # Writes and reads go to the first server, as Django's client does with one server.
+        url: str = self.__dict__["_servers"][0]
+        per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
+        client = per_loop.get(url)
+        if client is None:
+            client = per_loop[url] = aioredis.Redis.from_url(url)
+        return client
+
+    def _serializer(self) -> Any:
+        return self._cache.__dict__["_serializer"]
+
+    def _seconds(self, timeout: Any) -> int | None:
+        seconds = self.get_backend_timeout(timeout)
+        return None if seconds is None else int(seconds)
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        made = self.make_and_validate_key(key, version=version)
+        value = await self._async_client().get(made)
+        return default if value is None else self._serializer().loads(value)
+
+    async def aget_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
+        key_map = {self.make_and_validate_key(k, version=version): k for k in keys}
+        if not key_map:
+            return {}
+        values = await self._async_client().mget(list(key_map))
+        loads = self._serializer().loads
+        return {key_map[k]: loads(v) for k, v in zip(key_map, values, strict=True) if v is not None}
+
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a TTL, as in Django's signature)
+        version: int | None = None,
+    ) -> None:
+        made = self.make_and_validate_key(key, version=version)
+        seconds = self._seconds(timeout)
+        client = self._async_client()
+        if seconds == 0:
+            await client.delete(made)
+        else:
+            await client.set(made, self._serializer().dumps(value), ex=seconds)
+
+    async def aadd(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (a TTL, as in Django's signature)
+        version: int | None = None,
+    ) -> bool:
+        made = self.make_and_validate_key(key, version=version)
+        seconds = self._seconds(timeout)
+        client = self._async_client()
+        stored = self._serializer().dumps(value)
+        if seconds == 0:
+            added = bool(await client.set(made, stored, nx=True))
+            if added:
+                await client.delete(made)
+            return added
+        return bool(await client.set(made, stored, ex=seconds, nx=True))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        made = self.make_and_validate_key(key, version=version)
+        return bool(await self._async_client().delete(made))
 
 
 def shared_clients() -> dict[str, Any]:
