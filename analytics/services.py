@@ -40,42 +40,48 @@ def request_record(*, outcome: RequestOutcome) -> RequestLog:
 
 def _request_insert(outcome: RequestOutcome) -> RequestLog:
     store_payload = getattr(settings, "ORCHESTRATOR_STORE_PAYLOADS", False)
-    with transaction.atomic():
-        log = RequestLog.objects.create(
-            request_id=outcome.request_id,
-            created_at=outcome.created_at,
-            entry_point=outcome.entry_point,
-            user_id=outcome.user_id,
-            api_key_id=outcome.api_key_id,
-            conversation_id=outcome.conversation_id,
-            session_id=outcome.session_id,
-            task_type=outcome.task_type,
-            complexity=outcome.complexity,
-            requested_model=outcome.requested_model,
-            model_id=outcome.model_id,
-            model_name=outcome.model_name,
-            provider_name=outcome.provider_name,
-            locality=outcome.locality,
-            status=outcome.status,
-            error_code=outcome.error_code,
-            input_tokens=outcome.input_tokens,
-            output_tokens=outcome.output_tokens,
-            cached_tokens=outcome.cached_tokens,
-            cost_usd=outcome.cost_usd,
-            cost_state=outcome.cost_state,
-            baseline_cost_usd=outcome.baseline_cost_usd,
-            latency_ms=outcome.latency_ms,
-            time_to_first_token_ms=outcome.time_to_first_token_ms,
-            attempts=outcome.attempts,
-            fallbacks=outcome.fallbacks,
-            cache_hit=outcome.cache_hit,
-            decision_trace=outcome.decision_trace,
-        )
-        if store_payload and outcome.prompt_text is not None:
+    if store_payload and outcome.prompt_text is not None:
+        with transaction.atomic():
+            log = _log_insert(outcome)
             RequestPayload.objects.create(
                 request=log, prompt=outcome.prompt_text, response=outcome.response_text or ""
             )
-    return log
+        return log
+    # One statement needs no transaction of its own (saves BEGIN and COMMIT round trips).
+    return _log_insert(outcome)
+
+
+def _log_insert(outcome: RequestOutcome) -> RequestLog:
+    return RequestLog.objects.create(
+        request_id=outcome.request_id,
+        created_at=outcome.created_at,
+        entry_point=outcome.entry_point,
+        user_id=outcome.user_id,
+        api_key_id=outcome.api_key_id,
+        conversation_id=outcome.conversation_id,
+        session_id=outcome.session_id,
+        task_type=outcome.task_type,
+        complexity=outcome.complexity,
+        requested_model=outcome.requested_model,
+        model_id=outcome.model_id,
+        model_name=outcome.model_name,
+        provider_name=outcome.provider_name,
+        locality=outcome.locality,
+        status=outcome.status,
+        error_code=outcome.error_code,
+        input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens,
+        cached_tokens=outcome.cached_tokens,
+        cost_usd=outcome.cost_usd,
+        cost_state=outcome.cost_state,
+        baseline_cost_usd=outcome.baseline_cost_usd,
+        latency_ms=outcome.latency_ms,
+        time_to_first_token_ms=outcome.time_to_first_token_ms,
+        attempts=outcome.attempts,
+        fallbacks=outcome.fallbacks,
+        cache_hit=outcome.cache_hit,
+        decision_trace=outcome.decision_trace,
+    )
 
 
 def feedback_record(*, request_id: uuid.UUID, positive: bool) -> RequestFeedback:

@@ -12,6 +12,21 @@ def _config_changed(**_: Any) -> None:
     transaction.on_commit(routing_config_changed)
 
 
+def _budgets_changed(**_: Any) -> None:
+    from routing.budgets import budgets_forget
+
+    # This process forgets at once (it must see its own edit, even inside the transaction);
+    # the others through the configuration version, after commit.
+    budgets_forget()
+    transaction.on_commit(_routing_config_changed)
+
+
+def _routing_config_changed() -> None:
+    from routing.config_cache import routing_config_changed
+
+    routing_config_changed()
+
+
 class RoutingConfig(AppConfig):
     name = "routing"
     verbose_name = "Routing"
@@ -29,6 +44,14 @@ class RoutingConfig(AppConfig):
             post_delete.connect(
                 _config_changed, sender=model, dispatch_uid=f"routing-{model.__name__}-del"
             )
+        # Admission remembers which budgets exist and their current periods (routing.budgets).
+        from routing.models import Budget, BudgetPeriod
+
+        post_save.connect(_budgets_changed, sender=Budget, dispatch_uid="routing-budget")
+        post_delete.connect(_budgets_changed, sender=Budget, dispatch_uid="routing-budget-del")
+        post_delete.connect(
+            _budgets_changed, sender=BudgetPeriod, dispatch_uid="routing-budgetperiod-del"
+        )
 
         # Analytics never imports routing; it reads budgets through the source registered here.
         from analytics.budgets import budget_source_register

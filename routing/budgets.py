@@ -5,11 +5,19 @@ Admission is one conditional `UPDATE … SET reserved = reserved + x WHERE spent
 reserve past a limit. Every reservation is settled or released exactly once: `budget_settle`
 and `budget_release` are idempotent, and `budget_reservations_expire` sweeps up holds whose
 process died before it could settle them.
+
+Which budgets cover a request, and the id of each one's current period, are kept in process
+memory (tied to the routing configuration version, which every budget edit changes), so a warm
+admission is the one conditional statement and nothing else. The limits themselves are never
+cached: the statement compares against the period row. A refusal decided on cached facts is
+checked again on fresh ones before it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +29,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, FilteredRelation, Q
+from django.db.models import F
 from django.utils import timezone
 
 from analytics.pricing import Prices, max_cost_for, prices_ceiling
@@ -29,6 +37,83 @@ from providers.models import LLMModel
 from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
 
 CENT_FRACTION = Decimal("0.00000001")  # the 8 decimal places every cost column stores
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpec:
+    """What admission needs of an enabled budget; limits are read from its period row."""
+
+    id: int
+    name: str
+    scope: str
+    api_key_id: int | None
+    user_id: int | None
+    model_id: int | None
+    period: str
+    limit_usd: Decimal
+    soft_alert_share: Decimal
+    hard_stop: bool
+    max_cost_per_request_usd: Decimal | None
+
+    def covers(self, *, api_key_id: int | None, user_id: int | None, model_id: int | None) -> bool:
+        if self.scope == Budget.Scope.GLOBAL:
+            return True
+        if self.scope == Budget.Scope.API_KEY:
+            return api_key_id is not None and self.api_key_id == api_key_id
+        if self.scope == Budget.Scope.USER:
+            return user_id is not None and self.user_id == user_id
+        if self.scope == Budget.Scope.MODEL:
+            return model_id is not None and self.model_id == model_id
+        return False
+
+
+# Never trust the memo longer than this, even without a version change (edits made with
+# queryset.update() send no signal).
+BUDGETS_MAX_AGE_S = 300.0
+
+_memo_lock = threading.Lock()
+_specs_memo: tuple[str, float, tuple[BudgetSpec, ...]] | None = None
+# budget id -> (period start, period end, period row id)
+_periods_memo: dict[int, tuple[datetime, datetime, int]] = {}
+
+
+def budgets_forget() -> None:
+    """Drop this process's memo of budgets and periods (a budget changed here)."""
+    global _specs_memo
+    with _memo_lock:
+        _specs_memo = None
+        _periods_memo.clear()
+
+
+def _enabled_budgets() -> tuple[BudgetSpec, ...]:
+    from routing.config_cache import shared_read
+
+    global _specs_memo
+    version = shared_read().version
+    memo = _specs_memo
+    if memo and memo[0] == version and time.monotonic() - memo[1] < BUDGETS_MAX_AGE_S:
+        return memo[2]
+    specs = tuple(
+        BudgetSpec(
+            id=b.pk,
+            name=b.name,
+            scope=b.scope,
+            api_key_id=b.api_key_id,
+            user_id=b.user_id,
+            model_id=b.model_id,
+            period=b.period,
+            limit_usd=b.limit_usd,
+            soft_alert_share=b.soft_alert_share,
+            hard_stop=b.hard_stop,
+            max_cost_per_request_usd=b.max_cost_per_request_usd,
+        )
+        for b in Budget.objects.filter(enabled=True).order_by("pk")
+    )
+    with _memo_lock:
+        if memo is not None and memo[0] != version:
+            _periods_memo.clear()
+        _specs_memo = (version, time.monotonic(), specs)
+    return specs
 
 
 class BudgetExceeded(Exception):
@@ -112,7 +197,6 @@ def budget_reserve(
     """
     now = now or timezone.now()
     request_id = request_id or uuid.uuid4()
-    budgets = _covering_budgets(api_key_id=api_key_id, user_id=user_id, model_id=model_id, at=now)
     if max_cost_usd is not None and max_cost_usd == 0:
         return Reservation(request_id=request_id, amount_usd=Decimal(0), holds=())
     amount = (
@@ -120,6 +204,22 @@ def budget_reserve(
         if max_cost_usd is None
         else max_cost_usd.quantize(CENT_FRACTION, rounding=ROUND_CEILING)
     )
+    scope = {"api_key_id": api_key_id, "user_id": user_id, "model_id": model_id}
+    try:
+        return _reserve(_covering_budgets(**scope, at=now), max_cost_usd, amount, request_id, now)
+    except BudgetExceeded:
+        # Decided on remembered budgets and periods: confirm on fresh ones before refusing.
+        budgets_forget()
+        return _reserve(_covering_budgets(**scope, at=now), max_cost_usd, amount, request_id, now)
+
+
+def _reserve(
+    budgets: list[tuple[BudgetSpec, int]],
+    max_cost_usd: Decimal | None,
+    amount: Decimal,
+    request_id: uuid.UUID,
+    now: datetime,
+) -> Reservation:
     for budget, _ in budgets:
         if not budget.hard_stop:
             continue
@@ -151,7 +251,7 @@ def budget_reserve(
     return Reservation(request_id=request_id, amount_usd=amount, holds=tuple(holds))
 
 
-def _refused(budget: Budget, amount: Decimal) -> BudgetExceeded:
+def _refused(budget: BudgetSpec, amount: Decimal) -> BudgetExceeded:
     return BudgetExceeded(
         budget_name=budget.name,
         reason=(
@@ -161,7 +261,7 @@ def _refused(budget: Budget, amount: Decimal) -> BudgetExceeded:
 
 
 def _hold_each(
-    budgets: list[tuple[Budget, int]], amount: Decimal, request_id: uuid.UUID, now: datetime
+    budgets: list[tuple[BudgetSpec, int]], amount: Decimal, request_id: uuid.UUID, now: datetime
 ) -> list[int]:
     """One conditional UPDATE per budget in one transaction; all held or none."""
     with transaction.atomic():
@@ -199,7 +299,7 @@ RETURNING id
 
 
 def _hold_one(
-    pair: tuple[Budget, int], amount: Decimal, request_id: uuid.UUID, now: datetime
+    pair: tuple[BudgetSpec, int], amount: Decimal, request_id: uuid.UUID, now: datetime
 ) -> list[int]:
     budget, period_id = pair
     with connection.cursor() as cursor:
@@ -270,45 +370,47 @@ def budget_limit_apply(*, budget: Budget, now: datetime | None = None) -> int:
 
 def _covering_budgets(
     *, api_key_id: int | None, user_id: int | None, model_id: int | None, at: datetime
-) -> list[tuple[Budget, int]]:
-    """Enabled budgets covering the request, each with the id of its current period row."""
-    scope = Q(scope=Budget.Scope.GLOBAL)
-    if api_key_id is not None:
-        scope |= Q(scope=Budget.Scope.API_KEY, api_key_id=api_key_id)
-    if user_id is not None:
-        scope |= Q(scope=Budget.Scope.USER, user_id=user_id)
-    if model_id is not None:
-        scope |= Q(scope=Budget.Scope.MODEL, model_id=model_id)
-    rows = (
-        Budget.objects.filter(scope, enabled=True)
-        .annotate(
-            current=FilteredRelation(
-                "periods", condition=Q(periods__starts_at__lte=at, periods__ends_at__gt=at)
-            )
-        )
-        .annotate(current_period_id=F("current__id"))
-        .order_by("pk")
-    )
-    found: list[tuple[Budget, int]] = []
-    for budget in rows:
-        period_id = budget.current_period_id or _period_open(budget, at)
-        found.append((budget, period_id))
+) -> list[tuple[BudgetSpec, int]]:
+    """Enabled budgets covering the request, each with the id of its current period."""
+    found: list[tuple[BudgetSpec, int]] = []
+    for budget in _enabled_budgets():
+        if budget.covers(api_key_id=api_key_id, user_id=user_id, model_id=model_id):
+            found.append((budget, _current_period(budget, at)))
     return found
 
 
-def _period_open(budget: Budget, at: datetime) -> int:
-    """The period row for `at`, created on the first request of a period (racing creators
-    agree through the unique constraint)."""
-    starts_at, ends_at = period_bounds(budget.period, at, ZoneInfo(settings.TIME_ZONE))
+def _current_period(budget: BudgetSpec, at: datetime) -> int:
+    remembered = _periods_memo.get(budget.id)
+    if remembered is not None and remembered[0] <= at < remembered[1]:
+        return remembered[2]
+    row = (
+        BudgetPeriod.objects.filter(budget_id=budget.id, starts_at__lte=at, ends_at__gt=at)
+        .values_list("starts_at", "ends_at", "pk")
+        .first()
+    )
+    if row is None:
+        starts_at, ends_at = period_bounds(budget.period, at, ZoneInfo(settings.TIME_ZONE))
+        row = (starts_at, ends_at, _period_open(budget, starts_at, ends_at))
+    with _memo_lock:
+        _periods_memo[budget.id] = row
+    return row[2]
+
+
+def _period_open(budget: BudgetSpec, starts_at: datetime, ends_at: datetime) -> int:
+    """A new period row, created on the first request of a period (racing creators agree
+    through the unique constraint)."""
     BudgetPeriod.objects.bulk_create(
         [
             BudgetPeriod(
-                budget=budget, starts_at=starts_at, ends_at=ends_at, limit_usd=budget.limit_usd
+                budget_id=budget.id,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                limit_usd=budget.limit_usd,
             )
         ],
         ignore_conflicts=True,
     )
-    return BudgetPeriod.objects.only("pk").get(budget=budget, starts_at=starts_at).pk
+    return BudgetPeriod.objects.only("pk").get(budget_id=budget.id, starts_at=starts_at).pk
 
 
 def _claim(reservation_id: int, state: str, spent: Decimal, now: datetime) -> bool:

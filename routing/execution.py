@@ -29,6 +29,10 @@ from providers.adapters.types import (
 from routing.decision import ModelSpec
 from routing.events import Delta, Fallback, Started
 
+# One generator for the jitter of every request: seeding a new one per request reads the OS's
+# entropy pool each time.
+_jitter = random.Random()
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -144,7 +148,7 @@ async def execute_chain(
     """
     breaker = breaker or NoBreaker()
     retry = retry or RetryPolicy()
-    rng = rng or random.Random()
+    rng = rng or _jitter
     began = time.perf_counter()
     waited_s = 0.0
     announced: ModelSpec | None = None

@@ -53,6 +53,7 @@ from routing.events import (
     Started,
 )
 from routing.execution import ChainOutcome, ModelRuntime, execute_chain
+from routing.guards.admission import Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
 from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult
 from routing.guards.response_cache import CachedAnswer, ResponseCache
@@ -190,18 +191,23 @@ class _Prepared:
     config: RoutingConfig | None = None
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     cached: CachedAnswer | None = None
+    permit: Permit | None = None
+    """The first model's breaker, read with the other guards."""
+    admission: Reservation | ProviderError | None = None
+    """The first model's budget hold, or the budget's refusal; None when it needs none."""
 
 
 _limiter = RateLimiter()
 _breakers = CircuitBreakers()
 _response_cache = ResponseCache()
+_guards = Guards(_limiter, _breakers, _response_cache)
 
 
-def _rate_limit(request: GatewayRequest, token_charge: int) -> RateLimitResult | None:
+def _rate_check(request: GatewayRequest, token_charge: int) -> RateCheck | None:
     caller = request.caller
     if caller.api_key_id is None or not (caller.rpm_limit or caller.tpm_limit):
         return None
-    return _limiter.check(
+    return RateCheck(
         key_id=caller.api_key_id,
         requests=Limit.of(caller.rpm_limit) if caller.rpm_limit else None,
         tokens=Limit.of(caller.tpm_limit) if caller.tpm_limit else None,
@@ -210,12 +216,11 @@ def _rate_limit(request: GatewayRequest, token_charge: int) -> RateLimitResult |
 
 
 def _prepare(request: GatewayRequest) -> _Prepared:
+    """Everything before the first upstream byte, in one worker-thread call: the route, the
+    guards (one Redis round trip) and the first model's budget hold (one statement)."""
     prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
     # Tokens are charged up front at their likely size and corrected once usage is known.
     token_charge = estimate_tokens(prompt) + (request.max_tokens or 0)
-    limited = _rate_limit(request, token_charge)
-    if limited is not None and not limited.allowed:
-        return _Prepared(rate_limit=limited, token_charge=0)
     config = routing_config_get()
     policy_name, override = resolve_target(config, request.model)
     decision = route_decide(
@@ -226,17 +231,50 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         policy_name=policy_name,
         max_output_tokens=request.max_tokens or 0,
     )
-    cached = None
-    if decision.chain and request.use_cache:
-        cached = _response_cache.lookup(_chat_request(request, decision.chain[0]))
+    first = decision.chain[0] if decision.chain else None
+    reads = _guards.read(
+        rate=_rate_check(request, token_charge),
+        breaker=(first.ref, BreakerConfig.for_model()) if first else None,
+        cache_request=_chat_request(request, first) if first and request.use_cache else None,
+    )
+    if reads.rate_limit is not None and not reads.rate_limit.allowed:
+        return _Prepared(rate_limit=reads.rate_limit, token_charge=0)
+    admission = None
+    if first is not None and reads.cached is None and reads.permit and reads.permit.allowed:
+        admission = _admit(request, decision, config, first)
     return _Prepared(
-        rate_limit=limited,
+        rate_limit=reads.rate_limit,
         token_charge=token_charge,
         decision=decision,
         config=config,
         endpoints=_endpoints_for(config),
-        cached=cached,
+        cached=reads.cached,
+        permit=reads.permit,
+        admission=admission,
     )
+
+
+def _admit(
+    request: GatewayRequest, decision: RouteDecision, config: RoutingConfig, model: ModelSpec
+) -> Reservation | ProviderError | None:
+    """Hold the most `model` could cost against the budgets covering the request."""
+    prompt_tokens = int(decision.trace.get("request", {}).get("prompt_tokens", 0))
+    max_cost = _max_cost(model, config, prompt_tokens, request.max_tokens)
+    if max_cost == 0:
+        # A free model is never blocked by a cost budget: no hold, no database round trip.
+        return None
+    try:
+        return budget_reserve(
+            max_cost_usd=max_cost,
+            api_key_id=request.caller.api_key_id,
+            user_id=request.caller.user_id,
+            model_id=model.id,
+            request_id=request.request_id,
+        )
+    except BudgetExceeded as exc:
+        refusal = ProviderError(str(exc))
+        refusal.code = "BUDGET_EXCEEDED"
+        return refusal
 
 
 def _chat_request(request: GatewayRequest, model: ModelSpec) -> ChatRequest:
@@ -251,15 +289,21 @@ def _chat_request(request: GatewayRequest, model: ModelSpec) -> ChatRequest:
 
 
 class _SharedBreakers:
-    """The execution's view of the shared circuit breakers: one permit per model and call."""
+    """The execution's view of the shared circuit breakers: one permit per model and call.
+    The first model's permit was read with the other guards before execution began."""
 
-    def __init__(self, chain: tuple[ModelSpec, ...]) -> None:
+    def __init__(self, chain: tuple[ModelSpec, ...], first: Permit | None) -> None:
         self.refs = {m.id: m.ref for m in chain}
         self.permits: dict[int, Permit] = {}
         self.config = BreakerConfig.for_model()
+        self.first = (chain[0].id, first) if chain and first is not None else None
 
     def allow(self, model_id: int) -> bool:
-        permit = _breakers.allow(self.refs[model_id], self.config)
+        if self.first is not None and self.first[0] == model_id:
+            permit = self.first[1]
+            self.first = None
+        else:
+            permit = _breakers.allow(self.refs[model_id], self.config)
         self.permits[model_id] = permit
         return permit.allowed
 
@@ -286,7 +330,6 @@ def _rate_limit_info(result: RateLimitResult | None) -> RateLimitInfo | None:
 
 
 _prepare_async = in_thread(_prepare)
-_record_async = in_thread(request_record)
 
 
 async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
@@ -307,23 +350,40 @@ async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
 
 
 async def _finish(ledger: _Ledger) -> None:
-    """Settle the budget and write the log row; runs however the stream ended."""
-    if ledger.reservation is not None:
-        if ledger.status in (STATUS_SUCCESS, STATUS_PARTIAL) or ledger.usage.output:
-            await in_thread(budget_settle)(
-                reservation=ledger.reservation, actual_cost_usd=ledger.cost_usd
-            )
-        else:
-            await in_thread(budget_release)(reservation=ledger.reservation)
+    """Settle the budget, correct the token bucket and write the log row, in one worker-thread
+    call; runs however the stream ended."""
+    settle = ledger.status in (STATUS_SUCCESS, STATUS_PARTIAL) or bool(ledger.usage.output)
     caller = ledger.request.caller
+    debit = None
     if ledger.token_charge and caller.api_key_id is not None and caller.tpm_limit:
         used = ledger.usage.input + ledger.usage.output
-        await in_thread(_limiter.debit_tokens)(
-            key_id=caller.api_key_id,
-            tokens=Limit.of(caller.tpm_limit),
-            amount=used - ledger.token_charge,
-        )
-    await _record_async(outcome=ledger.outcome())
+        debit = (caller.api_key_id, caller.tpm_limit, used - ledger.token_charge)
+    await _close_async(ledger.reservation, settle, ledger.cost_usd, debit, ledger.outcome())
+
+
+def _close(
+    reservation: Reservation | None,
+    settle: bool,
+    cost_usd: Decimal | None,
+    debit: tuple[int, int, int] | None,
+    outcome: RequestOutcome,
+) -> None:
+    try:
+        if reservation is not None:
+            if settle:
+                budget_settle(reservation=reservation, actual_cost_usd=cost_usd)
+            else:
+                budget_release(reservation=reservation)
+        if debit is not None:
+            key_id, tpm_limit, amount = debit
+            _limiter.debit_tokens(key_id=key_id, tokens=Limit.of(tpm_limit), amount=amount)
+    finally:
+        # The row is written even when settling failed: the journal must not be the only
+        # record of a request whose process is still alive.
+        request_record(outcome=outcome)
+
+
+_close_async = in_thread(_close)
 
 
 async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]:
@@ -385,29 +445,26 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
             yield event
         return
 
-    prompt_tokens = int(decision.trace.get("request", {}).get("prompt_tokens", 0))
+    # The first model's hold was taken with the route; it is on the ledger from here on, so
+    # however the stream ends it is settled or released.
+    first_admission = prepared.admission
+    if isinstance(first_admission, Reservation):
+        ledger.reservation = first_admission
+    first_id = decision.chain[0].id
 
     async def admit(model: ModelSpec) -> ProviderError | None:
+        nonlocal first_id
+        if model.id == first_id:
+            first_id = -1
+            return first_admission if isinstance(first_admission, ProviderError) else None
         if ledger.reservation is not None:
             await in_thread(budget_release)(reservation=ledger.reservation)
             ledger.reservation = None
-        max_cost = _max_cost(model, config, prompt_tokens, request.max_tokens)
-        if max_cost == 0:
-            # A free model is never blocked by a cost budget: no hold, no database round trip.
+        refusal = await in_thread(_admit)(request, decision, config, model)
+        if isinstance(refusal, Reservation):
+            ledger.reservation = refusal
             return None
-        try:
-            ledger.reservation = await in_thread(budget_reserve)(
-                max_cost_usd=max_cost,
-                api_key_id=request.caller.api_key_id,
-                user_id=request.caller.user_id,
-                model_id=model.id,
-                request_id=request.request_id,
-            )
-        except BudgetExceeded as exc:
-            refusal = ProviderError(str(exc))
-            refusal.code = "BUDGET_EXCEEDED"
-            return refusal
-        return None
+        return refusal
 
     async for event in execute_chain(
         request_id=request.request_id,
@@ -416,7 +473,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         runtime_for=runtime_for,
         started_event=started,
         outcome=ledger.chain,
-        breaker=_SharedBreakers(decision.chain),
+        breaker=_SharedBreakers(decision.chain, prepared.permit),
         admit=admit,
     ):
         yield event

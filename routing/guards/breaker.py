@@ -114,13 +114,21 @@ class CircuitBreakers:
 
     def allow(self, model: str, config: BreakerConfig) -> Permit:
         """Closed: yes. Open: no. Half-open: yes to exactly one caller, as the probe."""
+        opened_key, probe_key = breaker_keys(model)
+        stored = self.store.get_many([opened_key, probe_key])
+        return self.permit(model, config, stored.get(opened_key), probe_key in stored)
+
+    def permit(
+        self, model: str, config: BreakerConfig, opened_at: float | None, probe_held: bool
+    ) -> Permit:
+        """The answer from the stored facts (read by `allow`, or pipelined by a caller); only
+        a half-open breaker needs one more cache call, the race for the probe."""
         now = self.clock()
-        stored = self.store.get_many([_key(model, "opened"), _key(model, "probe")])
         view = breaker_view(
             model=model,
-            opened_at=stored.get(_key(model, "opened")),
+            opened_at=opened_at,
             failures=0,
-            probe_held=_key(model, "probe") in stored,
+            probe_held=probe_held,
             now=now,
             config=config,
         )
@@ -176,3 +184,8 @@ class CircuitBreakers:
 
 def _key(model: str, part: str) -> str:
     return f"breaker:{model}:{part}"
+
+
+def breaker_keys(model: str) -> tuple[str, str]:
+    """The cache keys `allow` reads: the opened marker and the probe."""
+    return _key(model, "opened"), _key(model, "probe")

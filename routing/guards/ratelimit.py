@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import BaseCache, cache
 
@@ -117,7 +118,7 @@ def bucket_state(level: int, cost: int, limit: Limit, allowed: bool) -> BucketSt
 # KEYS: request bucket, token bucket. ARGV: now_us (-1: the Redis server's clock), then per
 # bucket per_minute, burst, cost (per_minute 0: no such limit), then mode (1 take, 0 debit).
 # Returns per bucket: level after the step, and 1/0 for allowed.
-_LUA = """
+RATE_LIMIT_LUA = """
 local function ceil_div(a, b)
   local q = math.floor(a / b)
   while q * b < a do q = q + 1 end
@@ -180,6 +181,10 @@ return out
 _local_lock = threading.Lock()
 
 
+def _bucket_keys(key_id: int) -> tuple[str, str]:
+    return f"ratelimit:{key_id}:requests", f"ratelimit:{key_id}:tokens"
+
+
 class RateLimiter:
     def __init__(
         self, store: BaseCache | None = None, clock_us: Callable[[], int] | None = None
@@ -202,10 +207,16 @@ class RateLimiter:
         leaves owing: the key then waits until the debt is refilled.
         """
         levels, allowed = self._step(key_id, requests, tokens, token_cost, take=True)
+        return self.result(levels, allowed, requests=requests, tokens=tokens, cost=token_cost)
+
+    @staticmethod
+    def result(
+        levels: list[int], allowed: bool, *, requests: Limit | None, tokens: Limit | None, cost: int
+    ) -> RateLimitResult:
         return RateLimitResult(
             allowed=allowed,
             requests=None if requests is None else bucket_state(levels[0], 1, requests, allowed),
-            tokens=None if tokens is None else bucket_state(levels[1], token_cost, tokens, allowed),
+            tokens=None if tokens is None else bucket_state(levels[1], cost, tokens, allowed),
             requests_limit=requests.per_minute if requests else None,
             tokens_limit=tokens.per_minute if tokens else None,
         )
@@ -214,22 +225,33 @@ class RateLimiter:
         """Correct the token bucket once the real usage is known (negative gives back)."""
         self._step(key_id, None, tokens, amount, take=False)
 
-    def _step(
+    def script_call(
         self, key_id: int, requests: Limit | None, tokens: Limit | None, cost: int, take: bool
-    ) -> tuple[list[int], bool]:
-        keys = [f"ratelimit:{key_id}:requests", f"ratelimit:{key_id}:tokens"]
+    ) -> tuple[list[str], list[int]]:
+        """The Lua script's KEYS and ARGV for one step, for callers that pipeline it."""
+        keys = [self.store.make_key(k) for k in _bucket_keys(key_id)]
         now = self.clock_us() if self.clock_us else None
-        client = redis_client(self.store)
-        if client is None:
-            return self._local_step(keys, requests, tokens, cost, take, now)
         args: list[int] = [-1 if now is None else now]
         for limit, units in ((requests, 1), (tokens, cost)):
             args += [limit.per_minute, limit.burst, units] if limit else [0, 0, 0]
         args.append(1 if take else 0)
-        run = script(client, _LUA)
-        reply = run(keys=[self.store.make_key(k) for k in keys], args=args, client=client)
+        return keys, args
+
+    @staticmethod
+    def script_reply(reply: list[Any]) -> tuple[list[int], bool]:
         levels = [int(v) if v not in (b"", "") else 0 for v in reply[1:3]]
         return levels, int(reply[3]) == 1
+
+    def _step(
+        self, key_id: int, requests: Limit | None, tokens: Limit | None, cost: int, take: bool
+    ) -> tuple[list[int], bool]:
+        client = redis_client(self.store)
+        if client is None:
+            now = self.clock_us() if self.clock_us else None
+            return self._local_step(list(_bucket_keys(key_id)), requests, tokens, cost, take, now)
+        keys, args = self.script_call(key_id, requests, tokens, cost, take)
+        run = script(client, RATE_LIMIT_LUA)
+        return self.script_reply(run(keys=keys, args=args, client=client))
 
     def _local_step(
         self,

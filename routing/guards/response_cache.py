@@ -62,12 +62,7 @@ class ResponseCache:
         if bypass or not conf.response_cache_enabled():
             return None
         digest = response_cache_key(request)
-        entry = self.store.get(_slot_key(digest))
-        if not entry or entry.get("d") != digest:
-            return None
-        return CachedAnswer(
-            text=entry["t"], usage=Usage(*entry["u"]), model=entry["m"], cached_at=entry["at"]
-        )
+        return answer_of(self.store.get(_slot_key(digest)), digest)
 
     def save(self, request: ChatRequest, *, text: str, usage: Usage, bypass: bool = False) -> bool:
         """Keep a finished answer; False when bypassed, disabled, or over the entry size."""
@@ -85,6 +80,20 @@ class ResponseCache:
         }
         self.store.set(_slot_key(digest), entry, timeout=conf.response_cache_ttl_s())
         return True
+
+
+def answer_of(entry: Any, digest: str) -> CachedAnswer | None:
+    """The stored answer for `digest`, if the slot holds it (another key may own the slot)."""
+    if not entry or entry.get("d") != digest:
+        return None
+    return CachedAnswer(
+        text=entry["t"], usage=Usage(*entry["u"]), model=entry["m"], cached_at=entry["at"]
+    )
+
+
+def slot_key(digest: str) -> str:
+    """The cache key of the slot that holds `digest`'s answer."""
+    return _slot_key(digest)
 
 
 def _slot_key(digest: str) -> str:

@@ -8,6 +8,7 @@ atomic step that creates them.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -57,3 +58,12 @@ def counter_add(cache: BaseCache, key: str, delta: int, ttl_s: int) -> int:
     with _local_lock:
         cache.add(key, 0, timeout=ttl_s)
         return int(cache.incr(key, delta))
+
+
+def redis_serializer(cache: BaseCache) -> Any:
+    """How the Redis cache backend encodes values (for reading its keys through a pipeline)."""
+    backend: object = cache
+    if isinstance(cache, ConnectionProxy):
+        backend = caches[cache._alias]
+    assert isinstance(backend, RedisCache)
+    return backend._cache.__dict__["_serializer"]

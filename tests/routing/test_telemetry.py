@@ -219,8 +219,11 @@ async def test_one_publisher_serves_every_socket_and_history_builds_up() -> None
 
     # A loop per socket would double the rate: at 0.2 s, 1.5 s holds at most 9 samples.
     assert len(seen) == len(set(seen)) <= 9
-    # Both sockets are in the one group: the second received the very same samples.
-    assert from_second == seen[:2]
+    # Both sockets are in the one group: the second received the very same samples (from the
+    # first one published after it joined, which on a loaded machine may be the second one).
+    assert from_second[0] in seen[:2]
+    joined = seen.index(from_second[0])
+    assert from_second == seen[joined : joined + 2]
     assert not telemetry.publisher.task.done()  # type: ignore[union-attr]
     third = await connect("eve")
     history = await third.receive_json_from(timeout=TIMEOUT_S)

@@ -1,0 +1,148 @@
+"""The guards' reads before a request runs, in one Redis round trip.
+
+A request asks three shared-state questions before its first model is called: may this key
+spend another request and these tokens (rate limit), is the model's circuit closed (breaker),
+and is the answer already known (response cache). On Redis the three go out as one pipeline:
+the rate-limit script, an `MGET` of the breaker's markers and a `GET` of the cache slot. The
+script is atomic on its own, the other two are reads, so pipelining changes no outcome, only
+the number of round trips. Elsewhere (local memory in development) each guard answers alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from providers.adapters.types import ChatRequest
+from routing.guards import conf
+from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit, breaker_keys
+from routing.guards.ratelimit import RATE_LIMIT_LUA, Limit, RateLimiter, RateLimitResult
+from routing.guards.response_cache import (
+    CachedAnswer,
+    ResponseCache,
+    answer_of,
+    response_cache_key,
+    slot_key,
+)
+from routing.guards.store import redis_client, redis_serializer, script
+
+
+@dataclass(frozen=True)
+class RateCheck:
+    key_id: int
+    requests: Limit | None
+    tokens: Limit | None
+    token_cost: int
+
+
+@dataclass(frozen=True)
+class GuardReads:
+    rate_limit: RateLimitResult | None
+    permit: Permit | None
+    cached: CachedAnswer | None
+
+
+class Guards:
+    """The rate limiter, the circuit breakers and the response cache, on one shared store."""
+
+    def __init__(
+        self, limiter: RateLimiter, breakers: CircuitBreakers, responses: ResponseCache
+    ) -> None:
+        self.limiter = limiter
+        self.breakers = breakers
+        self.responses = responses
+
+    def read(
+        self,
+        *,
+        rate: RateCheck | None,
+        breaker: tuple[str, BreakerConfig] | None,
+        cache_request: ChatRequest | None,
+    ) -> GuardReads:
+        """Take from the rate limit, and read the breaker and the cache, in one round trip.
+
+        The breaker and the cache are read even when the rate limit refuses (they are only
+        reads); callers look at `rate_limit` first."""
+        if cache_request is not None and not conf.response_cache_enabled():
+            cache_request = None
+        store = self.limiter.store
+        client = redis_client(store)
+        shared = store is self.breakers.store and store is self.responses.store
+        if client is None or not shared:
+            return self._one_by_one(rate, breaker, cache_request)
+        digest = response_cache_key(cache_request) if cache_request is not None else None
+        replies = self._pipeline(client, store, rate, breaker, digest)
+        loads = redis_serializer(store).loads
+        index = 0
+        limited = None
+        if rate is not None:
+            levels, allowed = RateLimiter.script_reply(replies[index])
+            limited = RateLimiter.result(
+                levels, allowed, requests=rate.requests, tokens=rate.tokens, cost=rate.token_cost
+            )
+            index += 1
+        permit = None
+        if breaker is not None:
+            opened, probe = replies[index]
+            model, config = breaker
+            opened_at = None if opened is None else loads(opened)
+            permit = self.breakers.permit(model, config, opened_at, probe is not None)
+            index += 1
+        cached = None
+        if digest is not None:
+            entry = replies[index]
+            cached = answer_of(None if entry is None else loads(entry), digest)
+        return GuardReads(rate_limit=limited, permit=permit, cached=cached)
+
+    def _pipeline(
+        self,
+        client: Any,
+        store: Any,
+        rate: RateCheck | None,
+        breaker: tuple[str, BreakerConfig] | None,
+        digest: str | None,
+    ) -> list[Any]:
+        for first_try in (True, False):
+            pipe = client.pipeline(transaction=False)
+            if rate is not None:
+                keys, args = self.limiter.script_call(
+                    rate.key_id, rate.requests, rate.tokens, rate.token_cost, take=True
+                )
+                pipe.evalsha(script(client, RATE_LIMIT_LUA).sha, len(keys), *keys, *args)
+            if breaker is not None:
+                pipe.mget([store.make_key(k) for k in breaker_keys(breaker[0])])
+            if digest is not None:
+                pipe.get(store.make_key(slot_key(digest)))
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            if rate is not None and isinstance(replies[0], NoScriptError) and first_try:
+                # A Redis restarted since the script was registered: load it, ask again (the
+                # script did not run, so nothing was taken).
+                client.script_load(RATE_LIMIT_LUA)
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+        raise AssertionError("unreachable")
+
+    def _one_by_one(
+        self,
+        rate: RateCheck | None,
+        breaker: tuple[str, BreakerConfig] | None,
+        cache_request: ChatRequest | None,
+    ) -> GuardReads:
+        limited = (
+            None
+            if rate is None
+            else self.limiter.check(
+                key_id=rate.key_id,
+                requests=rate.requests,
+                tokens=rate.tokens,
+                token_cost=rate.token_cost,
+            )
+        )
+        permit = None if breaker is None else self.breakers.allow(*breaker)
+        cached = None if cache_request is None else self.responses.lookup(cache_request)
+        return GuardReads(rate_limit=limited, permit=permit, cached=cached)
