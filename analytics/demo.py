@@ -1,16 +1,18 @@
 """Synthetic, clearly labelled (`is_demo`) request history for a fresh install and for benchmarks.
 
-Rows go in with Postgres COPY (psycopg 3) when available, else in bulk inserts. Costs are
-computed in integer micro-dollars per million tokens, so no float ever touches money.
+Rows are generated as COPY text and go in with Postgres COPY (psycopg 3) when available, else in
+bulk inserts. Costs are computed in integer micro-dollars per million tokens, so no float ever
+touches money.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from bisect import bisect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -66,6 +68,12 @@ COLUMNS = (
     "is_demo",
 )
 Progress = Callable[[int], None]
+CHUNK_ROWS = 10_000
+COPY_STATEMENT_ROWS = 500_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC).date()
+UUID7_BITS = (0x7 << 76) | (0b10 << 62)  # version 7, RFC 9562 variant
+UUID7_RAND_B = (1 << 62) - 1
+NULL = "\\N"  # COPY text for NULL
 
 
 @dataclass(frozen=True)
@@ -129,8 +137,9 @@ def demo_users() -> list[int]:
     return users
 
 
-def demo_rows(*, count: int, days: int, today: date, seed: int) -> Iterator[tuple[object, ...]]:
-    """Reads models and users now; the rows themselves are generated lazily.
+def demo_rows(*, count: int, days: int, today: date, seed: int) -> Iterator[tuple[str, int]]:
+    """Reads models and users now; the rows themselves are generated lazily, as chunks of
+    Postgres COPY text (one line per row, columns as in `COLUMNS`) with their row counts.
 
     The reads must happen before COPY starts: the connection can run nothing else during it.
     """
@@ -139,6 +148,42 @@ def demo_rows(*, count: int, days: int, today: date, seed: int) -> Iterator[tupl
         raise ValueError("no models registered; run `manage.py bootstrap_local` first")
     users = demo_users()
     return _generate(models, baseline, users, count=count, days=days, today=today, seed=seed)
+
+
+def _cumulative(weights: Iterable[int]) -> list[float]:
+    """Cumulative shares for drawing with `bisect(table, rng.random())`."""
+    values = list(weights)
+    total, running, shares = sum(values), 0, []
+    for weight in values:
+        running += weight
+        shares.append(running / total)
+    shares[-1] = 2.0  # above any draw, whatever the float rounding
+    return shares
+
+
+def _day_bounds_us(day: date) -> tuple[int, int]:
+    """A local day as [start, end) in UTC epoch microseconds (23 or 25 hours on DST days)."""
+    return (
+        int(day_start(day).timestamp()) * 1_000_000,
+        int(day_start(day + timedelta(days=1)).timestamp()) * 1_000_000,
+    )
+
+
+class _Clock:
+    """Epoch microseconds to COPY text in UTC, the date part cached per day."""
+
+    def __init__(self) -> None:
+        self._dates: dict[int, str] = {}
+
+    def text(self, epoch_us: int) -> str:
+        seconds, micros = divmod(epoch_us, 1_000_000)
+        epoch_day, second = divmod(seconds, 86400)
+        day = self._dates.get(epoch_day)
+        if day is None:
+            day = self._dates[epoch_day] = (EPOCH + timedelta(days=epoch_day)).isoformat()
+        hour, second = divmod(second, 3600)
+        minute, second = divmod(second, 60)
+        return f"{day} {hour:02d}:{minute:02d}:{second:02d}.{micros:06d}+00"
 
 
 def _generate(
@@ -150,118 +195,143 @@ def _generate(
     days: int,
     today: date,
     seed: int,
-) -> Iterator[tuple[object, ...]]:
+) -> Iterator[tuple[str, int]]:
+    """Draws go through `rng.random()` and cumulative tables, and values are written straight as
+    COPY text: at ten million rows, per-row objects (UUID, datetime, Decimal) and
+    `random.choices` cost more than the database does."""
     rng = random.Random(seed)
-    tasks, task_w = list(TASK_WEIGHTS), list(TASK_WEIGHTS.values())
-    cx, cx_w = list(COMPLEXITY_WEIGHTS), list(COMPLEXITY_WEIGHTS.values())
-    model_w = [m.weight for m in models]
-    first = day_start(today - timedelta(days=days - 1))
-    span_s = days * 86400
-    # Rows in time order, as a live system writes them.
-    offsets = sorted(rng.random() * span_s for _ in range(count))
-    for offset in offsets:
-        created = first + timedelta(seconds=offset)
-        model = rng.choices(models, model_w)[0]
-        task = rng.choices(tasks, task_w)[0]
-        complexity = "simple" if task == "simple" else rng.choices(cx, cx_w)[0]
-        who = rng.randrange(len(users))
-        via_key = rng.random() < 0.4
-        roll = rng.random()
-        status = "success"
-        if roll < 0.03:
-            status = "error"
-        elif roll < 0.04:
-            status = "rate_limited"
-        elif roll < 0.045:
-            status = "partial"
-        called = status in ("success", "partial", "error")
-        fallbacks = 1 if called and rng.random() < 0.06 else 0
-        cache_hit = status == "success" and rng.random() < 0.08
-        tokens_in = rng.randint(40, 3000) if called else 0
-        tokens_out = rng.randint(10, 1200) if status in ("success", "partial") else 0
-        cached = tokens_in // 2 if cache_hit else 0
-        if not called:
-            cost, state, base = None, "none", None
-        elif model.input_micro is None or model.output_micro is None:
-            cost, state = None, "unknown_price"
-            base = None
-        else:
-            state = "estimated" if rng.random() < 0.05 else "reported"
-            pico = (
-                0 if cache_hit else tokens_in * model.input_micro + tokens_out * model.output_micro
+    draw = rng.random
+    tasks = list(TASK_WEIGHTS)
+    task_shares = _cumulative(TASK_WEIGHTS.values())
+    complexities = list(COMPLEXITY_WEIGHTS)
+    complexity_shares = _cumulative(COMPLEXITY_WEIGHTS.values())
+    model_shares = _cumulative(m.weight for m in models)
+    base_in = baseline.input_micro if baseline else None
+    base_out = baseline.output_micro if baseline else None
+    # The columns that follow from the model, and from the caller (user, with or without a key).
+    model_text = [f"{m.id}\t{m.name}\t{m.provider}\t{m.locality}" for m in models]
+    caller_text = [
+        (f"chat\t{user}\t{NULL}", f"openai\t{user}\t{key}")
+        for user, key in zip(users, DEMO_KEY_IDS, strict=False)
+    ]
+    clock = _Clock()
+    first = today - timedelta(days=days - 1)
+    lines: list[str] = []
+    for index in range(days):
+        # Rows spread evenly over the days and uniformly within each day, in time order as a
+        # live system writes them.
+        rows_today = (index + 1) * count // days - index * count // days
+        day_from_us, day_to_us = _day_bounds_us(first + timedelta(days=index))
+        span_us = day_to_us - day_from_us
+        for moment in sorted(day_from_us + int(draw() * span_us) for _ in range(rows_today)):
+            m = bisect(model_shares, draw())
+            model = models[m]
+            task = tasks[bisect(task_shares, draw())]
+            complexity = (
+                "simple" if task == "simple" else complexities[bisect(complexity_shares, draw())]
             )
-            cost = _usd(pico)
-            base = None
-        if (
-            called
-            and baseline
-            and baseline.input_micro is not None
-            and baseline.output_micro is not None
-        ):
-            base = _usd(tokens_in * baseline.input_micro + tokens_out * baseline.output_micro)
-        latency = (
-            0
-            if not called
-            else 5
-            if cache_hit
-            else int(rng.lognormvariate(0, 0.5) * model.base_latency_ms) * (1 + fallbacks)
-        )
-        ttft = (latency // 4) if status == "success" else None
-        yield (
-            uuid.UUID(int=rng.getrandbits(128), version=4),
-            created,
-            "chat" if not via_key else "openai",
-            users[who],
-            DEMO_KEY_IDS[who] if via_key else None,
-            "",
-            task,
-            complexity,
-            "",
-            model.id,
-            model.name,
-            model.provider,
-            model.locality,
-            status,
-            "" if status == "success" else status,
-            tokens_in,
-            tokens_out,
-            cached,
-            cost,
-            state,
-            base,
-            latency,
-            ttft,
-            (1 + fallbacks) if called else 0,
-            fallbacks,
-            cache_hit,
-            "{}",
-            True,
-        )
+            who = int(draw() * len(users))
+            via_key = draw() < 0.4
+            roll = draw()
+            status = "success"
+            if roll < 0.03:
+                status = "error"
+            elif roll < 0.04:
+                status = "rate_limited"
+            elif roll < 0.045:
+                status = "partial"
+            called = status != "rate_limited"
+            fallbacks = 1 if called and draw() < 0.06 else 0
+            cache_hit = status == "success" and draw() < 0.08
+            tokens_in = 40 + int(draw() * 2961) if called else 0
+            tokens_out = 10 + int(draw() * 1191) if status in ("success", "partial") else 0
+            if not called:
+                cost, state = NULL, "none"
+            elif model.input_micro is None or model.output_micro is None:
+                cost, state = NULL, "unknown_price"
+            else:
+                state = "estimated" if draw() < 0.05 else "reported"
+                cost = _usd(
+                    0
+                    if cache_hit
+                    else tokens_in * model.input_micro + tokens_out * model.output_micro
+                )
+            base = (
+                _usd(tokens_in * base_in + tokens_out * base_out)
+                if called and base_in is not None and base_out is not None
+                else NULL
+            )
+            if not called:
+                latency = 0
+            elif cache_hit:
+                latency = 5
+            else:
+                latency = int(rng.lognormvariate(0, 0.5) * model.base_latency_ms) * (1 + fallbacks)
+            ttft = str(latency // 4) if status == "success" else NULL
+            # A time-ordered version-7 UUID (the row's millisecond, then seeded random bits): at
+            # ten million rows, random version-4 ids land on random pages of a 400 MB unique
+            # index and cost about a quarter of the insert time.
+            bits = rng.getrandbits(74)
+            request_id = (
+                ((moment // 1000) << 80) | UUID7_BITS | ((bits >> 62) << 64) | (bits & UUID7_RAND_B)
+            )
+            lines.append(
+                f"{request_id:032x}\t{clock.text(moment)}\t{caller_text[who][via_key]}\t\t"
+                f"{task}\t{complexity}\t\t{model_text[m]}\t{status}\t"
+                f"{'' if status == 'success' else status}\t{tokens_in}\t{tokens_out}\t"
+                f"{tokens_in // 2 if cache_hit else 0}\t{cost}\t{state}\t{base}\t{latency}\t"
+                f"{ttft}\t"
+                f"{1 + fallbacks if called else 0}\t{fallbacks}\t{'t' if cache_hit else 'f'}\t"
+                "{}\tt\n"
+            )
+            if len(lines) == CHUNK_ROWS:
+                yield "".join(lines), CHUNK_ROWS
+                lines = []
+    if lines:
+        yield "".join(lines), len(lines)
 
 
-def demo_insert(rows: Iterator[tuple[object, ...]], *, progress: Progress) -> int:
+def _typed(line: str) -> dict[str, object]:
+    """One COPY text line back to model field values, for databases without COPY."""
+    values: dict[str, object] = {
+        name: None if text == NULL else text
+        for name, text in zip(COLUMNS, line.split("\t"), strict=True)
+    }
+    values["request_id"] = uuid.UUID(str(values["request_id"]))
+    values["created_at"] = datetime.fromisoformat(f"{values['created_at']}:00")
+    for name in ("cost_usd", "baseline_cost_usd"):
+        if values[name] is not None:
+            values[name] = Decimal(str(values[name]))
+    for name in ("cache_hit", "is_demo"):
+        values[name] = values[name] == "t"
+    values["decision_trace"] = {}
+    return values
+
+
+def demo_insert(chunks: Iterator[tuple[str, int]], *, progress: Progress) -> int:
+    """COPY in statements of at most `COPY_STATEMENT_ROWS` rows, each its own transaction, so the
+    foreign-key checks queued for each row stay bounded in the database's memory."""
     written = 0
     if connection.vendor == "postgresql":
         copy_sql = f"COPY {RequestLog._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
-        with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-                written += 1
-                if written % 10_000 == 0:
-                    progress(written)
+        pending = next(chunks, None)
+        while pending is not None:
+            in_statement = 0
+            with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
+                while pending is not None and in_statement < COPY_STATEMENT_ROWS:
+                    text, rows = pending
+                    copy.write(text.encode())
+                    in_statement += rows
+                    progress(written + in_statement)
+                    pending = next(chunks, None)
+            written += in_statement
     else:
-        batch: list[RequestLog] = []
-        for row in rows:
-            values = dict(zip(COLUMNS, row, strict=True))
-            values["decision_trace"] = {}
-            batch.append(RequestLog(**values))
-            if len(batch) == 5000:
-                RequestLog.objects.bulk_create(batch)
-                written += len(batch)
-                batch = []
-                progress(written)
-        RequestLog.objects.bulk_create(batch)
-        written += len(batch)
+        for text, _ in chunks:
+            RequestLog.objects.bulk_create(
+                [RequestLog(**_typed(line)) for line in text.splitlines()]
+            )
+            written += text.count("\n")
+            progress(written)
     progress(written)
     return written
 

@@ -1,15 +1,20 @@
-"""Daily rollups: each day is rebuilt whole (delete + insert in one transaction), so a rebuild
-is idempotent, and a beat task advances a watermark so reports know where raw rows begin."""
+"""Daily rollups: each day is rebuilt whole (delete + INSERT … SELECT … GROUP BY in one
+transaction, the sums computed in the database), so a rebuild is idempotent, and a beat task
+advances a watermark so reports know where raw rows begin."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from analytics.metrics import metrics_clean, prefixed, raw_metrics, rollup_metrics
-from analytics.models import DailyModelRollup, DailyRollup, RequestLog, RollupState
+from analytics.metrics import METRIC_NAMES, PREFIX, prefixed, raw_metrics, rollup_metrics
+from analytics.models import DailyModelRollup, DailyRollup, RequestLog, RollupMetrics, RollupState
 
 ROLLUP_DIMENSIONS = (
     "model_id",
@@ -25,6 +30,8 @@ ROLLUP_DIMENSIONS = (
 )
 # Without the caller: what staff-wide reports group on.
 MODEL_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d not in ("user_id", "api_key_id"))
+# Days per rebuild transaction: one aggregate over about a month of raw rows at a time.
+REBUILD_DAYS = 31
 
 
 def day_start(day: date) -> datetime:
@@ -45,42 +52,71 @@ def rolled_through() -> date | None:
     return RollupState.objects.filter(pk=1).values_list("rolled_through", flat=True).first()
 
 
-def rollup_rebuild_day(*, day: date) -> int:
-    """Recompute one day's rollup rows from the raw log; returns how many rollup rows it wrote."""
-    rows = (
-        RequestLog.objects.filter(
-            created_at__gte=day_start(day), created_at__lt=day_start(day + timedelta(days=1))
+def _insert_select(
+    model: type[RollupMetrics], rows: QuerySet[Any, Any], keys: tuple[str, ...]
+) -> int:
+    """INSERT … SELECT of a grouped `values(*keys).annotate(**prefixed(...))` queryset: the sums
+    never leave the database. An empty SUM becomes a typed zero, as `metrics_clean` does."""
+    quote = connection.ops.quote_name
+    select_sql, params = rows.query.sql_with_params()
+    columns = [*keys, *METRIC_NAMES]
+    values = [
+        *(f"q.{quote(k)}" for k in keys),
+        *(f"COALESCE(q.{quote(PREFIX + name)}, 0)" for name in METRIC_NAMES),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
+            f"SELECT {', '.join(values)} FROM ({select_sql}) q",
+            params,
         )
+        return cursor.rowcount
+
+
+def _rebuild_days(first: date, last: date) -> int:
+    raw = (
+        RequestLog.objects.filter(
+            created_at__gte=day_start(first), created_at__lt=day_start(last + timedelta(days=1))
+        )
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_default_timezone()))
         .order_by()
-        .values(*ROLLUP_DIMENSIONS)
+        .values("day", *ROLLUP_DIMENSIONS)
         .annotate(**prefixed(raw_metrics()))
     )
+    folded = (
+        DailyRollup.objects.filter(day__gte=first, day__lte=last)
+        .order_by()
+        .values("day", *MODEL_ROLLUP_DIMENSIONS)
+        .annotate(**prefixed(rollup_metrics()))
+    )
     with transaction.atomic():
-        # Serialises concurrent rebuilds of the same day behind the state row.
+        # Serialises concurrent rebuilds of the same days behind the state row.
         RollupState.objects.select_for_update().get_or_create(pk=1)
-        DailyRollup.objects.filter(day=day).delete()
-        created = DailyRollup.objects.bulk_create(
-            [DailyRollup(day=day, **metrics_clean(row)) for row in rows], batch_size=2000
-        )
-        folded = (
-            DailyRollup.objects.filter(day=day)
-            .order_by()
-            .values(*MODEL_ROLLUP_DIMENSIONS)
-            .annotate(**prefixed(rollup_metrics()))
-        )
-        DailyModelRollup.objects.filter(day=day).delete()
-        DailyModelRollup.objects.bulk_create(
-            [DailyModelRollup(day=day, **metrics_clean(row)) for row in folded], batch_size=2000
-        )
-    return len(created)
+        DailyRollup.objects.filter(day__gte=first, day__lte=last).delete()
+        written = _insert_select(DailyRollup, raw, ("day", *ROLLUP_DIMENSIONS))
+        DailyModelRollup.objects.filter(day__gte=first, day__lte=last).delete()
+        _insert_select(DailyModelRollup, folded, ("day", *MODEL_ROLLUP_DIMENSIONS))
+    return written
 
 
-def rollup_rebuild_range(*, first: date, last: date) -> int:
+def rollup_rebuild_day(*, day: date) -> int:
+    """Recompute one day's rollup rows from the raw log; returns how many rollup rows it wrote."""
+    return _rebuild_days(day, day)
+
+
+def rollup_rebuild_range(
+    *, first: date, last: date, progress: Callable[[int], None] | None = None
+) -> int:
+    """Rebuild `REBUILD_DAYS` days per transaction, each one set-based statement per table;
+    `progress` gets the number of days done."""
     written = 0
     day = first
     while day <= last:
-        written += rollup_rebuild_day(day=day)
-        day += timedelta(days=1)
+        through = min(day + timedelta(days=REBUILD_DAYS - 1), last)
+        written += _rebuild_days(day, through)
+        if progress is not None:
+            progress((through - first).days + 1)
+        day = through + timedelta(days=1)
     return written
 
 
@@ -107,11 +143,13 @@ def rollup_advance(*, now: datetime) -> date | None:
     return yesterday
 
 
-def rollup_backfill(*, first: date, now: datetime) -> date:
+def rollup_backfill(
+    *, first: date, now: datetime, progress: Callable[[int], None] | None = None
+) -> date:
     """Rebuild every closed day from `first` (rows written into the past, e.g. demo data or an
     import) and move the watermark to yesterday if it was behind."""
     yesterday = local_day(now) - timedelta(days=1)
-    rollup_rebuild_range(first=first, last=yesterday)
+    rollup_rebuild_range(first=first, last=yesterday, progress=progress)
     state = rollup_state()
     if state.rolled_through is None or state.rolled_through < yesterday:
         RollupState.objects.filter(pk=1).update(rolled_through=yesterday)

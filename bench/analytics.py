@@ -1,8 +1,9 @@
 """Analytics at scale: seed N demo requests, roll them up, time the dashboard JSON endpoints for a
-30-day and a 365-day range, and stream a raw CSV export in a child process (its peak RSS alone).
+30-day and a 365-day range, and stream a raw CSV export of the most recent days holding at least
+`--export-rows` rows in a child process (its peak RSS alone).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orch_bench \
-    .venv/bin/python bench/analytics.py --rows 1000000 [--days 365] [--reuse]
+    .venv/bin/python bench/analytics.py --rows 1000000 [--days 365] [--export-rows N] [--reuse]
 
 It writes demo rows (is_demo) into the database DATABASE_URL names; `--reuse` keeps rows already
 there when their count matches. `manage.py seed_demo --wipe` removes them.
@@ -36,8 +37,8 @@ from django.db import connection  # noqa: E402
 from django.test import AsyncClient, Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from analytics.models import DailyRollup, RequestLog  # noqa: E402
-from analytics.rollups import rollup_backfill  # noqa: E402
+from analytics.models import DailyModelRollup, DailyRollup, RequestLog  # noqa: E402
+from analytics.rollups import day_start, rollup_backfill  # noqa: E402
 
 ENDPOINTS = (
     "/reports/api/summary",
@@ -60,7 +61,8 @@ def seed(rows: int, days: int, reuse: bool) -> dict[str, float]:
         if existing:
             call_command("seed_demo", wipe=True)
         if not _models_exist():
-            call_command("bootstrap_local", local_model_url="")
+            # A local model too (never called here), so the rows mix local and cloud.
+            call_command("bootstrap_local", local_model_url="http://127.0.0.1:9/v1")
         started = time.monotonic()
         call_command("seed_demo", requests=rows, days=days, no_rollup=True)
         seeded = time.monotonic() - started
@@ -115,6 +117,24 @@ async def _export_child(query: str) -> dict[str, float]:
     }
 
 
+def export_query(rows: int, days: int) -> str:
+    """The most recent whole days (through today) that hold at least `rows` raw rows."""
+    today = timezone.localdate()
+    span = 1
+    while span < days:
+        held = RequestLog.objects.filter(
+            created_at__gte=day_start(today - timedelta(days=span - 1))
+        ).count()
+        if held >= rows:
+            break
+        span += 1
+    return f"start={today - timedelta(days=span - 1)}&end={today}&kind=raw"
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def time_export(query: str) -> dict[str, float]:
     child = subprocess.run(
         [sys.executable, __file__, "--export-child", query],
@@ -131,6 +151,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--export-rows", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--export-child", default="")
     args = parser.parse_args()
@@ -139,19 +160,27 @@ def main() -> None:
         return
     if connection.vendor != "postgresql":
         raise SystemExit("bench/analytics.py measures Postgres; set DATABASE_URL")
+    print(f"load average at start: {_load()}", flush=True)
     seeded = seed(args.rows, args.days, args.reuse)
     _staff()
-    print(f"rows: {RequestLog.objects.count()}  rollup rows: {DailyRollup.objects.count()}")
+    print(
+        f"rows: {RequestLog.objects.count()}  rollup rows: {DailyRollup.objects.count()}"
+        f"  model rollup rows: {DailyModelRollup.objects.count()}"
+    )
     print(f"seed: {seeded['seed_s']:.1f} s   rollup build: {seeded['rollup_s']:.1f} s")
+    print(f"load average after seeding: {_load()}", flush=True)
     print("| range | endpoint | median ms | p95 ms |")
     print("|---|---|---|---|")
     for preset, path, median, p95 in time_endpoints(args.repeat):
-        print(f"| {preset} | `{path}` | {median:.0f} | {p95:.0f} |")
-    export = time_export("preset=365d&kind=raw")
+        print(f"| {preset} | `{path}` | {median:.0f} | {p95:.0f} |", flush=True)
+    print(f"load average after the endpoints: {_load()}", flush=True)
+    query = export_query(args.export_rows, args.days)
+    export = time_export(query)
     print(
-        f"CSV export: {export['rows']:.0f} rows, {export['bytes'] / 1e6:.0f} MB in "
+        f"CSV export ({query}): {export['rows']:.0f} rows, {export['bytes'] / 1e6:.0f} MB in "
         f"{export['export_s']:.1f} s, peak RSS {export['peak_rss_mb']:.0f} MB"
     )
+    print(f"load average at the end: {_load()}")
 
 
 if __name__ == "__main__":

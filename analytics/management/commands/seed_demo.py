@@ -22,13 +22,13 @@ class Command(BaseCommand):
         parser.add_argument("--wipe", action="store_true", help="delete demo data and stop")
         parser.add_argument("--no-rollup", action="store_true", help="skip building rollups")
 
-    def _bar(self, total: int, started: float) -> Any:
+    def _bar(self, total: int, started: float, unit: str) -> Any:
         def show(done: int) -> None:
             width = 30
             filled = width * done // max(total, 1)
             rate = done / max(time.monotonic() - started, 1e-6)
             sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows  {rate:,.0f}/s"
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}  {rate:,.0f}/s"
             )
             sys.stderr.flush()
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             rows = demo_rows(
                 count=count, days=days, today=timezone.localdate(), seed=options["seed"]
             )
-            written = demo_insert(rows, progress=self._bar(count, started))
+            written = demo_insert(rows, progress=self._bar(count, started, "rows"))
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         sys.stderr.write("\n")
@@ -56,5 +56,8 @@ class Command(BaseCommand):
         if not options["no_rollup"]:
             t0 = time.monotonic()
             first = timezone.localdate() - timedelta(days=days - 1)
-            through = rollup_backfill(first=first, now=timezone.now())
+            through = rollup_backfill(
+                first=first, now=timezone.now(), progress=self._bar(days - 1, t0, "days")
+            )
+            sys.stderr.write("\n")
             self.stdout.write(f"rolled up through {through} in {time.monotonic() - t0:.1f} s")
