@@ -4,6 +4,8 @@ Static files: Django's `ASGIStaticFilesHandler` serves them inside the ASGI app,
 asynchronously, with no extra dependency. WhiteNoise speaks WSGI only; see docs/deployment.md.
 """
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -17,8 +19,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core import signals  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
 
 from orchestrator_site.websockets import websocket_urlpatterns  # noqa: E402
 
@@ -31,9 +36,64 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
     Its views are async, authenticated by API key and CSRF-exempt: sessions, auth, messages
     and CSRF have nothing to do there. Django's middleware are sync-first, and under ASGI each
     one's request and response hooks run in the single thread-sensitive executor, so every `/v1`
-    request queued behind every other on one thread. Request signals (connection clean-up)
-    still fire as usual.
+    request queued behind every other on one thread.
+
+    Nor does a request get a thread-sensitive context of its own: Django sends the request
+    signals through `sync_to_async`, which starts a thread per request for them (and another to
+    join it). Their receivers clean up the calling thread's database connections and the event
+    loop's thread has none, so here they run inline. The `/v1` views reach the database only
+    through worker-thread calls that clean up their own connections (`routing.aio.in_thread`).
     """
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"the /v1 handler serves HTTP only, not {scope['type']}")
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Django's ASGIHandler.handle, with the signals sent inline.
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            assert error_response is not None
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+
+        async def process_request() -> Any:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):
+                # The client went away while the answer was being sent.
+                await self.send_response(response, send)
+            return response
+
+        # The disconnect listener goes first: a disconnect cancels the view.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            signals.request_finished.send(sender=self.__class__)
+        else:
+            response.close()
+        body_file.close()
 
     def load_middleware(self, is_async: bool = False) -> None:
         # What BaseHandler.load_middleware builds for an empty MIDDLEWARE setting.

@@ -12,12 +12,12 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from routing.aio import in_thread
 from routing.events import Caller
 from routing.models import ApiKey
 
@@ -139,7 +139,7 @@ async def apikey_authenticate(raw: str) -> Caller | None:
     if isinstance(cached, Caller):
         caller: Caller | None = cached
     else:
-        caller = await sync_to_async(_caller_from_db)(digest)
+        caller = await in_thread(_caller_from_db)(digest)
         await cache.aset(
             _cache_key(digest),
             caller if caller else _MISS,
@@ -162,7 +162,7 @@ def _touch(api_key_id: int) -> None:
 
 
 async def _mark_used(api_key_id: int) -> None:
-    await sync_to_async(_mark_used_blocking, thread_sensitive=False)(api_key_id)
+    await in_thread(_mark_used_blocking)(api_key_id)
 
 
 def _mark_used_blocking(api_key_id: int) -> None:

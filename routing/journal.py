@@ -34,6 +34,7 @@ from django.db import IntegrityError, connection
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
+from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
 
 INDEX_KEY = "orch:journal"
@@ -329,4 +330,4 @@ async def request_refusal_record(
         requested_model=request.model or "",
         decision_trace={"refused": message[:500]},
     )
-    await sync_to_async(request_record)(outcome=outcome)
+    await in_thread(request_record)(outcome=outcome)

@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from analytics.models import RequestLog
 from providers.adapters.types import Message
 from providers.models import LLMModel
+from routing.aio import in_thread
 from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import (
     Caller,
@@ -390,6 +391,6 @@ async def models_list(request: HttpRequest) -> HttpResponse:
             "created": int(model.provider.created_at.timestamp()),
             "owned_by": model.provider.name,
         }
-        async for model in rows
+        for model in await in_thread(list)(rows)
     ]
     return JsonResponse({"object": "list", "data": data})

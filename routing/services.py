@@ -55,6 +55,7 @@ from routing.events import (
 from routing.execution import ChainOutcome, ModelRuntime, execute_chain
 from routing.guards.admission import Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
+from routing.guards.conf import response_cache_enabled
 from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult
 from routing.guards.response_cache import CachedAnswer, ResponseCache
 
@@ -503,7 +504,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         )
         return
     _cost(ledger, model, config, request)
-    if request.use_cache:
+    if request.use_cache and response_cache_enabled():
         await in_thread(_response_cache.save)(
             _chat_request(request, model), text=chain.text, usage=ledger.usage
         )

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
+from django.core import signals
 from django.test import Client
 
 from orchestrator_site.asgi import application
@@ -149,3 +151,37 @@ async def test_the_v1_api_skips_the_middleware_stack_and_the_site_keeps_it() -> 
     assert json.loads(api.body)["error"]["code"] == "AUTHENTICATION_FAILED"
     assert b"x-frame-options" not in api.headers
     assert site.headers[b"x-frame-options"] == b"DENY"
+
+
+async def test_a_v1_request_starts_no_thread_and_still_sends_the_request_signals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        real_start(thread)
+
+    sent: list[str] = []
+    # A first request may start the event loop's executor threads, once per process.
+    await asgi_request(application, "GET", "/v1/models")
+
+    def on_started(**_: object) -> None:
+        sent.append("started")
+
+    def on_finished(**_: object) -> None:
+        sent.append("finished")
+
+    signals.request_started.connect(on_started, dispatch_uid="test-v1-started")
+    signals.request_finished.connect(on_finished, dispatch_uid="test-v1-finished")
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    try:
+        api = await asgi_request(application, "GET", "/v1/models")
+    finally:
+        signals.request_started.disconnect(dispatch_uid="test-v1-started")
+        signals.request_finished.disconnect(dispatch_uid="test-v1-finished")
+
+    assert api.status == 401
+    assert started == []
+    assert sent == ["started", "finished"]
