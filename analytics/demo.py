@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-from analytics.models import DailyModelRollup, DailyRollup, RequestLog
+from analytics.models import DailyModelRollup, DailyRollup, MonthlyModelRollup, RequestLog
 from analytics.rollups import day_start
 from providers.models import LLMModel
 
@@ -350,5 +350,6 @@ def demo_wipe(*, batch_size: int = 50_000) -> int:
     # Demo rows carry their own rollup rows (is_demo is a rollup dimension), so these go whole.
     DailyRollup.objects.filter(is_demo=True).delete()
     DailyModelRollup.objects.filter(is_demo=True).delete()
+    MonthlyModelRollup.objects.filter(is_demo=True).delete()
     get_user_model().objects.filter(username__in=DEMO_USERNAMES).delete()
     return deleted

@@ -185,6 +185,28 @@ class DailyModelRollup(RollupMetrics):
         return f"{self.day} {self.model_name or '-'} {self.status}: {self.requests}"
 
 
+class MonthlyModelRollup(RollupMetrics):
+    """`DailyModelRollup` folded per calendar month (`month` is its first day), refolded with every
+    rebuild of one of its days: a staff-wide report over a long range reads whole months here and
+    only the days at its edges from the daily table."""
+
+    month = models.DateField()
+    model_id = models.BigIntegerField(null=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    provider_name = models.CharField(max_length=64, blank=True)
+    locality = models.CharField(max_length=8, blank=True)
+    task_type = models.CharField(max_length=32, blank=True)
+    complexity = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16)
+    is_demo = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["month"], name="model_rollup_month")]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.model_name or '-'} {self.status}: {self.requests}"
+
+
 class RollupState(models.Model):
     """Singleton: the last day whose rollup is complete. Reports read raw rows after it."""
 

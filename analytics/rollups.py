@@ -10,11 +10,18 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 from analytics.metrics import METRIC_NAMES, PREFIX, prefixed, raw_metrics, rollup_metrics
-from analytics.models import DailyModelRollup, DailyRollup, RequestLog, RollupMetrics, RollupState
+from analytics.models import (
+    DailyModelRollup,
+    DailyRollup,
+    MonthlyModelRollup,
+    RequestLog,
+    RollupMetrics,
+    RollupState,
+)
 
 ROLLUP_DIMENSIONS = (
     "model_id",
@@ -30,13 +37,16 @@ ROLLUP_DIMENSIONS = (
 )
 # Without the caller: what staff-wide reports group on.
 MODEL_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d not in ("user_id", "api_key_id"))
-# Days per rebuild transaction: one aggregate over about a month of raw rows at a time.
-REBUILD_DAYS = 31
 
 
 def day_start(day: date) -> datetime:
     """Midnight of `day` in the site's time zone; days follow TIME_ZONE, not UTC."""
     return timezone.make_aware(datetime.combine(day, time.min), timezone.get_default_timezone())
+
+
+def month_after(day: date) -> date:
+    """The first day of the month after `day`'s."""
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
 def local_day(moment: datetime) -> date:
@@ -89,6 +99,14 @@ def _rebuild_days(first: date, last: date) -> int:
         .values("day", *MODEL_ROLLUP_DIMENSIONS)
         .annotate(**prefixed(rollup_metrics()))
     )
+    month_first, month_end = first.replace(day=1), month_after(last)
+    by_month = (
+        DailyModelRollup.objects.filter(day__gte=month_first, day__lt=month_end)
+        .annotate(month=TruncMonth("day"))
+        .order_by()
+        .values("month", *MODEL_ROLLUP_DIMENSIONS)
+        .annotate(**prefixed(rollup_metrics()))
+    )
     with transaction.atomic():
         # Serialises concurrent rebuilds of the same days behind the state row.
         RollupState.objects.select_for_update().get_or_create(pk=1)
@@ -96,6 +114,9 @@ def _rebuild_days(first: date, last: date) -> int:
         written = _insert_select(DailyRollup, raw, ("day", *ROLLUP_DIMENSIONS))
         DailyModelRollup.objects.filter(day__gte=first, day__lte=last).delete()
         _insert_select(DailyModelRollup, folded, ("day", *MODEL_ROLLUP_DIMENSIONS))
+        # Every month touched is refolded whole from its daily rows.
+        MonthlyModelRollup.objects.filter(month__gte=month_first, month__lt=month_end).delete()
+        _insert_select(MonthlyModelRollup, by_month, ("month", *MODEL_ROLLUP_DIMENSIONS))
     return written
 
 
@@ -107,12 +128,12 @@ def rollup_rebuild_day(*, day: date) -> int:
 def rollup_rebuild_range(
     *, first: date, last: date, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Rebuild `REBUILD_DAYS` days per transaction, each one set-based statement per table;
-    `progress` gets the number of days done."""
+    """Rebuild a calendar month (or the part of it in range) per transaction, one set-based
+    statement per table; `progress` gets the number of days done."""
     written = 0
     day = first
     while day <= last:
-        through = min(day + timedelta(days=REBUILD_DAYS - 1), last)
+        through = min(month_after(day) - timedelta(days=1), last)
         written += _rebuild_days(day, through)
         if progress is not None:
             progress((through - first).days + 1)
@@ -150,6 +171,12 @@ def rollup_backfill(
     import) and move the watermark to yesterday if it was behind."""
     yesterday = local_day(now) - timedelta(days=1)
     rollup_rebuild_range(first=first, last=yesterday, progress=progress)
+    if connection.vendor == "postgresql":
+        # A backfill rewrites most rollup rows at once; the planner should see them now, not when
+        # autovacuum next passes (stale counts turn a 365-day report into a bitmap scan).
+        with connection.cursor() as cursor:
+            tables = [m._meta.db_table for m in (DailyRollup, DailyModelRollup, MonthlyModelRollup)]
+            cursor.execute(f"ANALYZE {', '.join(map(connection.ops.quote_name, tables))}")
     state = rollup_state()
     if state.rolled_through is None or state.rolled_through < yesterday:
         RollupState.objects.filter(pk=1).update(rolled_through=yesterday)

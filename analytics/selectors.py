@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
@@ -21,8 +21,14 @@ from analytics.metrics import (
     raw_metrics,
     rollup_metrics,
 )
-from analytics.models import LATENCY_BUCKET_FIELDS, DailyModelRollup, DailyRollup, RequestLog
-from analytics.rollups import day_start, rolled_through
+from analytics.models import (
+    LATENCY_BUCKET_FIELDS,
+    DailyModelRollup,
+    DailyRollup,
+    MonthlyModelRollup,
+    RequestLog,
+)
+from analytics.rollups import day_start, month_after, rolled_through
 from analytics.values import (
     BreakdownRow,
     DayPoint,
@@ -54,21 +60,38 @@ def totals_from(metrics: dict[str, Any]) -> Totals:
     return Totals(**values, latency_buckets=tuple(metrics[name] for name in LATENCY_BUCKET_FIELDS))
 
 
-def _rollup_part(
+def _rollup_parts(
     f: ReportFilter, watermark: date | None, dims: tuple[str, ...]
-) -> QuerySet[DailyRollup] | QuerySet[DailyModelRollup] | None:
+) -> list[QuerySet[Any]]:
+    """The rolled part of the range: caller-level days when the report is about callers, else
+    whole months from the monthly fold plus the days at either edge from the daily fold."""
     if watermark is None or f.start > watermark:
-        return None
+        return []
+    last = min(f.end, watermark)
+    q = f.dimension_q()
     by_caller = (
         not f.scope.unrestricted
         or f.user_id is not None
         or f.api_key_id is not None
         or bool({"user_id", "api_key_id"} & set(dims))
     )
-    table = DailyRollup if by_caller else DailyModelRollup
-    return table.objects.filter(
-        f.dimension_q(), day__gte=f.start, day__lte=min(f.end, watermark)
-    ).order_by()
+    if by_caller:
+        return [DailyRollup.objects.filter(q, day__gte=f.start, day__lte=last).order_by()]
+    months_from = f.start if f.start.day == 1 else month_after(f.start)
+    months_until = (
+        month_after(last) if month_after(last) - timedelta(days=1) == last else last.replace(day=1)
+    )
+    if "day" in dims or months_from >= months_until:
+        return [DailyModelRollup.objects.filter(q, day__gte=f.start, day__lte=last).order_by()]
+    return [
+        MonthlyModelRollup.objects.filter(
+            q, month__gte=months_from, month__lt=months_until
+        ).order_by(),
+        DailyModelRollup.objects.filter(
+            q,
+            Q(day__gte=f.start, day__lt=months_from) | Q(day__gte=months_until, day__lte=last),
+        ).order_by(),
+    ]
 
 
 def _live_part(f: ReportFilter, watermark: date | None) -> QuerySet[RequestLog] | None:
@@ -89,10 +112,9 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
         raise ValueError(f"cannot group by {sorted(unknown)}")
     watermark = rolled_through()
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    rollups = _rollup_part(f, watermark, dims)
     live = _live_part(f, watermark)
     parts: list[Any] = []
-    if rollups is not None:
+    for rollups in _rollup_parts(f, watermark, dims):
         parts.append(
             rollups.values(*dims).annotate(**prefixed(rollup_metrics()))
             if dims

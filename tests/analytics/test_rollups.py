@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
 from analytics.filters import ReportFilter
-from analytics.models import DailyModelRollup, DailyRollup, RequestLog, RollupState
+from analytics.models import (
+    DailyModelRollup,
+    DailyRollup,
+    MonthlyModelRollup,
+    RequestLog,
+    RollupState,
+)
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
 from analytics.selectors import report_breakdown, report_by_day, report_totals
+from analytics.services import request_record
 from analytics.values import Totals
 from tests.analytics.conftest import DAY1, DAY2, Log, at, outcome
 
@@ -92,8 +99,6 @@ def test_advance_rolls_closed_days_and_moves_the_watermark(log: Log) -> None:
 
 def test_advance_rerolls_the_last_day_for_late_rows(log: Log) -> None:
     rollup_advance(now=datetime(2026, 3, 12, 0, 5, tzinfo=UTC))
-    from analytics.services import request_record
-
     request_record(
         outcome=outcome(
             created_at=at(DAY2, 23),
@@ -134,3 +139,71 @@ def test_retention_off_keeps_everything(log: Log) -> None:
 
     assert retention_apply(now=datetime(2027, 1, 1, tzinfo=UTC), keep_days=0) == 0
     assert RequestLog.objects.count() == 7
+
+
+def _spread(log: Log, day: date, hour: int, cost: str) -> None:
+    request_record(
+        outcome=outcome(
+            created_at=at(day, hour),
+            user_id=log.ana.pk,
+            task_type="code",
+            complexity="complex",
+            model_id=log.premium.pk,
+            model_name="gpt-4o",
+            provider_name="openai",
+            locality="cloud",
+            input_tokens=100,
+            output_tokens=10,
+            cost_usd=Decimal(cost),
+            baseline_cost_usd=Decimal(cost),
+            latency_ms=700,
+        )
+    )
+
+
+def test_long_ranges_read_whole_months_from_the_monthly_fold_and_edges_from_days(
+    log: Log,
+) -> None:
+    for day, cost in (
+        (date(2026, 1, 30), "0.01"),
+        (date(2026, 1, 31), "0.02"),
+        (date(2026, 2, 1), "0.04"),
+        (date(2026, 2, 28), "0.08"),
+        (date(2026, 3, 1), "0.16"),
+    ):
+        _spread(log, day, 23, cost)
+    long = ReportFilter(start=date(2026, 1, 31), end=DAY2)
+    live = (
+        report_totals(long),
+        report_breakdown(long, "model_name"),
+        report_breakdown(long, "task_type"),
+    )
+
+    rollup_rebuild_range(first=date(2026, 1, 1), last=DAY2)
+    RollupState.objects.update_or_create(pk=1, defaults={"rolled_through": DAY2})
+    february = MonthlyModelRollup.objects.filter(month=date(2026, 2, 1))
+    assert sorted(february.values_list("requests", "cost_usd")) == [(2, Decimal("0.12"))]
+    # February is read from the monthly fold only: its daily rows no longer matter.
+    DailyModelRollup.objects.filter(day__month=2).delete()
+    from_rollups = (
+        report_totals(long),
+        report_breakdown(long, "model_name"),
+        report_breakdown(long, "task_type"),
+    )
+
+    assert from_rollups == live
+    assert live[0].requests == 11  # the seven of the log and four of these
+    assert live[0].cost_usd == Decimal("0.3093")
+    assert MonthlyModelRollup.objects.filter(month=date(2026, 1, 1)).get().requests == 2
+
+
+def test_rebuilding_one_day_refolds_its_month(log: Log) -> None:
+    _spread(log, date(2026, 2, 10), 9, "0.04")
+    rollup_rebuild_range(first=date(2026, 2, 1), last=date(2026, 2, 28))
+    _spread(log, date(2026, 2, 20), 9, "0.08")
+
+    rollup_rebuild_day(day=date(2026, 2, 20))
+
+    month = MonthlyModelRollup.objects.get(month=date(2026, 2, 1))
+    assert (month.requests, month.cost_usd, month.latency_le_1000) == (2, Decimal("0.12"), 2)
+    assert MonthlyModelRollup.objects.count() == 1
