@@ -30,6 +30,22 @@ _lock = threading.Lock()
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
+# redis.asyncio's default pool refuses the 101st concurrent command ("Too many connections");
+# a blocking pool makes a burst wait for a free connection instead.
+ASYNC_MAX_CONNECTIONS = 256
+ASYNC_POOL_TIMEOUT_S = 10
+
+
+def async_redis(url: str) -> aioredis.Redis:
+    """The running event loop's asyncio client for `url` (one pool per loop and server)."""
+    per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(url)
+    if client is None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=ASYNC_MAX_CONNECTIONS, timeout=ASYNC_POOL_TIMEOUT_S
+        )
+        client = per_loop[url] = aioredis.Redis(connection_pool=pool)
+    return client
 
 
 class _ReusingClient(RedisCacheClient):
@@ -64,12 +80,7 @@ class SharedPoolRedisCache(RedisCache):
 
     def _async_client(self) -> aioredis.Redis:
         # Writes and reads go to the first server, as Django's client does with one server.
-        url: str = self.__dict__["_servers"][0]
-        per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
-        client = per_loop.get(url)
-        if client is None:
-            client = per_loop[url] = aioredis.Redis.from_url(url)
-        return client
+        return async_redis(self.__dict__["_servers"][0])
 
     def _serializer(self) -> Any:
         return self._cache.__dict__["_serializer"]

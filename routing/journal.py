@@ -34,6 +34,7 @@ from django.db import IntegrityError, connection
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
+from orchestrator_site.cache import async_redis
 from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
 
@@ -41,7 +42,6 @@ INDEX_KEY = "orch:journal"
 ENTRY_PREFIX = "orch:journal:"
 DEFAULT_GRACE_S = 900
 
-_async_clients: dict[int, aioredis.Redis] = {}
 _memory: dict[str, dict[str, str]] = {}
 _background: set[asyncio.Task[None]] = set()
 
@@ -52,14 +52,7 @@ def grace_s() -> int:
 
 def _aclient() -> aioredis.Redis | None:
     url = settings.REDIS_URL
-    if not url:
-        return None
-    loop_id = id(asyncio.get_running_loop())
-    client = _async_clients.get(loop_id)
-    if client is None:
-        client = aioredis.Redis.from_url(url)
-        _async_clients[loop_id] = client
-    return client
+    return async_redis(url) if url else None
 
 
 def _client() -> redis.Redis | None:

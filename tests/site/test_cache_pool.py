@@ -83,3 +83,11 @@ async def test_an_async_cache_read_inside_a_request_starts_no_thread() -> None:
         threads_during = {thread.ident for thread in threading.enumerate()}
 
     assert threads_during <= threads_before
+
+
+async def test_a_burst_beyond_the_pool_size_waits_for_connections_instead_of_failing() -> None:
+    cache.set("async-burst", "x", timeout=30)
+
+    answers = await asyncio.gather(*(cache.aget("async-burst") for _ in range(400)))
+
+    assert answers == ["x"] * 400
