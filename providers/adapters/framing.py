@@ -14,6 +14,28 @@ class SseEvent:
     data: str
 
 
+async def body_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The body's lines, split on `\n`, `\r\n` and `\r` alike, without their endings.
+
+    Works on the raw bytes and decodes each whole line as UTF-8 (what SSE and NDJSON are):
+    a multi-byte character never contains a line-ending byte, so no line is cut inside one.
+    Cheaper than httpx's text and line decoders, which run per chunk. A last line without an
+    ending is still returned."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        if not chunk:
+            continue
+        data = pending + chunk if pending else chunk
+        lines = data.splitlines(keepends=True)
+        last = lines[-1]
+        # Unfinished, or ending in `\r` whose `\n` may come with the next chunk.
+        pending = b"" if last.endswith(b"\n") else lines.pop()
+        for line in lines:
+            yield line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
 async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
     """Events as the SSE specification frames them: `event:` and `data:` fields up to a
     blank line, multi-line data joined with newlines, comments (`:`) skipped. An event cut
@@ -21,8 +43,8 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
     terminator check sees the stream as incomplete."""
     event_type = ""
     data_lines: list[str] = []
-    # aiter_lines splits on \n, \r\n and \r alike; some providers end lines with \r\n.
-    async for line in response.aiter_lines():
+    # Lines end in \n, \r\n or \r; some providers end them with \r\n.
+    async for line in body_lines(response):
         if line == "":
             if data_lines:
                 yield SseEvent(event=event_type or "message", data="\n".join(data_lines))
@@ -41,6 +63,6 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
 async def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
     """Non-empty lines of a newline-delimited JSON body. A last line without its newline is
     still returned: whether it is complete is for the JSON parser to say."""
-    async for line in response.aiter_lines():
+    async for line in body_lines(response):
         if line.strip():
             yield line

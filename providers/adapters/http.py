@@ -27,7 +27,9 @@ from providers.adapters.types import (
     ProviderUnavailable,
 )
 
-CONNECTION_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=40)
+# Keep-alive for as many connections as a busy process holds: closing the ones above a small
+# keep-alive limit after each burst made later requests open new TCP connections.
+CONNECTION_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=200)
 # Used only where an Endpoint gives no value: writes and pool waits are never long.
 WRITE_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0
