@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from asgiref.sync import sync_to_async
@@ -234,10 +235,12 @@ def _reserve(
     if not budgets:
         return Reservation(request_id=request_id, amount_usd=amount, holds=())
 
-    if len(budgets) == 1 and connection.vendor == "postgresql":
+    if connection.vendor != "postgresql":
+        lines = _hold_each(budgets, amount, request_id, now)
+    elif len(budgets) == 1:
         lines = _hold_one(budgets[0], amount, request_id, now)
     else:
-        lines = _hold_each(budgets, amount, request_id, now)
+        lines = _hold_many(budgets, amount, request_id, now)
     holds: list[BudgetHold] = []
     for (budget, period_id), line_id in zip(budgets, lines, strict=True):
         holds.append(
@@ -296,6 +299,58 @@ INSERT INTO routing_budgetreservation (request_id, period_id, amount_usd, state,
 SELECT %(request_id)s, id, %(amount)s, 'held', %(now)s FROM held
 RETURNING id
 """
+
+
+# Several budgets in one statement: lock their period rows in id order (so two such requests
+# cannot deadlock), and hold on all of them only if no hard-stop one lacks room. Returns the
+# new holds, or the refusing periods.
+_HOLD_MANY_SQL = """
+WITH locked AS MATERIALIZED (
+    SELECT id, spent_usd, reserved_usd, limit_usd FROM routing_budgetperiod
+    WHERE id = ANY(%(period_ids)s) ORDER BY id FOR UPDATE
+), refused AS (
+    SELECT id FROM locked
+    WHERE id = ANY(%(hard_ids)s) AND spent_usd + reserved_usd + %(amount)s > limit_usd
+), held AS (
+    UPDATE routing_budgetperiod AS p SET reserved_usd = p.reserved_usd + %(amount)s
+    FROM locked WHERE p.id = locked.id AND NOT EXISTS (SELECT 1 FROM refused)
+    RETURNING p.id
+), lines AS (
+    INSERT INTO routing_budgetreservation (request_id, period_id, amount_usd, state, created_at)
+    SELECT %(request_id)s, id, %(amount)s, 'held', %(now)s FROM held
+    RETURNING id, period_id
+)
+SELECT TRUE, id, period_id FROM lines
+UNION ALL
+SELECT FALSE, NULL, id FROM refused
+"""
+
+
+def _hold_many(
+    budgets: list[tuple[BudgetSpec, int]], amount: Decimal, request_id: uuid.UUID, now: datetime
+) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _HOLD_MANY_SQL,
+            {
+                "period_ids": [period_id for _, period_id in budgets],
+                "hard_ids": [period_id for budget, period_id in budgets if budget.hard_stop],
+                "amount": amount,
+                "request_id": request_id,
+                "now": now,
+            },
+        )
+        rows = cursor.fetchall()
+    refused = {period_id for held, _, period_id in rows if not held}
+    for budget, period_id in budgets:
+        if period_id in refused:
+            raise _refused(budget, amount)
+    lines = {period_id: line_id for held, line_id, period_id in rows if held}
+    if len(lines) != len(budgets):
+        # A period row that no longer exists: refuse, so the caller looks again on fresh facts.
+        missing = next(b for b, period_id in budgets if period_id not in lines)
+        raise _refused(missing, amount)
+    return [lines[period_id] for _, period_id in budgets]
 
 
 def _hold_one(
@@ -422,19 +477,24 @@ def _claim(reservation_id: int, state: str, spent: Decimal, now: datetime) -> bo
     )
 
 
-# Settling one hold in one statement: claim it (only if still held, which makes settling
-# idempotent) and move its amount from reserved to spent, atomically.
-_CLOSE_ONE_SQL = """
+# Settling in one statement: claim the holds (only those still held, which makes settling
+# idempotent) and move their amounts from reserved to spent, the period rows locked in id order
+# as admission locks them.
+_CLOSE_SQL = """
 WITH claimed AS (
     UPDATE routing_budgetreservation
     SET state = %(state)s, actual_usd = %(spent)s, settled_at = %(now)s
-    WHERE id = %(reservation_id)s AND state = 'held'
+    WHERE id = ANY(%(reservation_ids)s) AND state = 'held'
     RETURNING period_id, amount_usd
+), locked AS MATERIALIZED (
+    SELECT id FROM routing_budgetperiod
+    WHERE id = ANY(%(period_ids)s) ORDER BY id FOR UPDATE
 )
 UPDATE routing_budgetperiod AS p
 SET spent_usd = p.spent_usd + %(spent)s, reserved_usd = p.reserved_usd - claimed.amount_usd
-FROM claimed WHERE p.id = claimed.period_id
-RETURNING p.spent_usd, p.soft_alerted_at IS NULL
+FROM claimed JOIN locked ON locked.id = claimed.period_id
+WHERE p.id = claimed.period_id
+RETURNING p.id, p.spent_usd, p.soft_alerted_at IS NULL
 """
 
 
@@ -442,21 +502,21 @@ def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetim
     if not reservation.holds:
         return
     now = now or timezone.now()
-    if len(reservation.holds) == 1 and connection.vendor == "postgresql":
-        hold = reservation.holds[0]
+    if connection.vendor == "postgresql":
+        params: dict[str, Any] = {
+            "state": state,
+            "spent": spent,
+            "now": now,
+            "reservation_ids": [hold.reservation_id for hold in reservation.holds],
+            "period_ids": [hold.period_id for hold in reservation.holds],
+        }
         with connection.cursor() as cursor:
-            cursor.execute(
-                _CLOSE_ONE_SQL,
-                {
-                    "state": state,
-                    "spent": spent,
-                    "now": now,
-                    "reservation_id": hold.reservation_id,
-                },
-            )
-            row = cursor.fetchone()
-        if row is not None and spent > 0 and row[1] and row[0] >= hold.soft_alert_usd:
-            _soft_alert_record(hold, now)
+            cursor.execute(_CLOSE_SQL, params)
+            rows = {period_id: (total, unalerted) for period_id, total, unalerted in cursor}
+        for hold in reservation.holds:
+            total, unalerted = rows.get(hold.period_id, (None, False))
+            if total is not None and spent > 0 and unalerted and total >= hold.soft_alert_usd:
+                _soft_alert_record(hold, now)
         return
     with transaction.atomic():
         for hold in sorted(reservation.holds, key=lambda h: h.period_id):
