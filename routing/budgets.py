@@ -498,6 +498,20 @@ RETURNING p.id, p.spent_usd, p.soft_alerted_at IS NULL
 """
 
 
+_CLOSE_ONE_SQL = """
+WITH claimed AS (
+    UPDATE routing_budgetreservation
+    SET state = %(state)s, actual_usd = %(spent)s, settled_at = %(now)s
+    WHERE id = ANY(%(reservation_ids)s) AND state = 'held'
+    RETURNING period_id, amount_usd
+)
+UPDATE routing_budgetperiod AS p
+SET spent_usd = p.spent_usd + %(spent)s, reserved_usd = p.reserved_usd - claimed.amount_usd
+FROM claimed WHERE p.id = claimed.period_id
+RETURNING p.id, p.spent_usd, p.soft_alerted_at IS NULL
+"""
+
+
 def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetime | None) -> None:
     if not reservation.holds:
         return
@@ -510,8 +524,10 @@ def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetim
             "reservation_ids": [hold.reservation_id for hold in reservation.holds],
             "period_ids": [hold.period_id for hold in reservation.holds],
         }
+        # One hold cannot deadlock with anything: it skips the ordered lock.
+        sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
         with connection.cursor() as cursor:
-            cursor.execute(_CLOSE_SQL, params)
+            cursor.execute(sql, params)
             rows = {period_id: (total, unalerted) for period_id, total, unalerted in cursor}
         for hold in reservation.holds:
             total, unalerted = rows.get(hold.period_id, (None, False))
