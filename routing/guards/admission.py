@@ -29,7 +29,6 @@ from routing.guards.response_cache import (
 )
 from routing.guards.store import redis_client, redis_serializer, script
 
-
 # Building a redis-py pipeline copies the client's response callbacks (a fifth of a
 # millisecond); each thread keeps one and reuses it (execute() leaves it empty again).
 _pipelines = threading.local()
