@@ -6,7 +6,9 @@ asynchronously, with no extra dependency. WhiteNoise speaks WSGI only; see docs/
 
 import asyncio
 import contextlib
+import json
 import os
+import tempfile
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -51,10 +53,20 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Django's ASGIHandler.handle, with the signals sent inline.
+        # Django's ASGIHandler.handle, with the signals sent inline and the body's size limit
+        # enforced while it arrives: a body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused as soon
+        # as its declared length or its bytes so far pass the limit, never read to the end.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        declared = _declared_length(scope)
+        if limit is not None and declared is not None and declared > limit:
+            await _too_large(send, limit, declared)
+            return
         try:
-            body_file = await self.read_body(receive)
+            body_file = await self._read_limited(receive, limit)
         except RequestAborted:
+            return
+        except _BodyTooLarge:
+            await _too_large(send, limit, declared)
             return
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
@@ -103,6 +115,64 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         handler._exception_middleware = []
         get_response = handler._get_response_async if is_async else handler._get_response
         handler._middleware_chain = convert_exception_to_response(get_response)
+
+    async def _read_limited(self, receive: Any, limit: int | None) -> Any:
+        body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (the caller closes it)
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+        )
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if limit is not None and received > limit:
+                body_file.close()
+                raise _BodyTooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _declared_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+async def _too_large(send: Any, limit: int | None, declared: int | None) -> None:
+    size = f"of {declared} bytes " if declared is not None else ""
+    body = json.dumps(
+        {
+            "error": {
+                "message": f"Request body {size}is over the limit of {limit} bytes.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "INVALID_REQUEST",
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 api_http = MiddlewareFreeASGIHandler()
