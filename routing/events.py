@@ -79,6 +79,9 @@ class Started:
     complexity: str
     decision_trace: dict[str, Any]
     cached: bool = False
+    rate_limit: RateLimitInfo | None = None
+    """The caller's rate-limit figures after this request was admitted (streamed answers send
+    their headers before the end)."""
 
 
 @dataclass(frozen=True)

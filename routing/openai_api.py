@@ -370,7 +370,10 @@ async def _streamed(
     response = StreamingHttpResponse(body(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    for name, value in _headers(request_id, started).items():
+    headers = _headers(request_id, started)
+    if started is not None:
+        headers |= rate_limit_headers(started.rate_limit)
+    for name, value in headers.items():
         response[name] = value
     return response
 

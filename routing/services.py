@@ -439,6 +439,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
             complexity=decision.complexity,
             decision_trace=decision.trace,
             cached=cached,
+            rate_limit=limit_info,
         )
 
     if prepared.cached is not None:

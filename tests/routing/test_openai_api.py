@@ -134,3 +134,29 @@ def test_raw_sse_wire_format(live_server_url: str, upstream: UpstreamServer) -> 
     events = response.text.split("\n\n")
     assert events[-2:] == ["data: [DONE]", ""]
     assert all(event.startswith("data: ") for event in events[:-1])
+
+
+def test_rate_limit_headers_ride_on_streamed_and_non_streamed_answers(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(openai_sse(["Hi"], usage=(10, 2))))
+    key = new_key(rpm_limit=60, tpm_limit=100_000)
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": "auto", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
+
+    plain = httpx.post(f"{live_server_url}/v1/chat/completions", json=body, headers=headers)
+    with httpx.stream(
+        "POST",
+        f"{live_server_url}/v1/chat/completions",
+        json=body | {"stream": True},
+        headers=headers,
+    ) as streamed:
+        streamed.read()
+
+    for response, remaining in ((plain, "59"), (streamed, "58")):
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-limit-requests"] == "60"
+        assert response.headers["x-ratelimit-remaining-requests"] == remaining
+        assert response.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert streamed.headers["content-type"].startswith("text/event-stream")
