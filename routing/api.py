@@ -251,6 +251,9 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
                 "total_usd": str(m.cost_usd),
                 "baseline_usd": str(m.baseline_cost_usd),
                 "savings_usd": str(m.baseline_cost_usd - m.cost_usd),
+                # Never hidden as $0: requests the total could not price are counted apart.
+                "estimated_requests": m.estimated_cost_requests,
+                "unknown_price_requests": m.unknown_price_requests,
             },
         }
     )

@@ -35,6 +35,10 @@ class GatewayMetrics:
     cost_usd: Decimal
     baseline_cost_usd: Decimal
     cache_hits: int
+    estimated_cost_requests: int = 0
+    """Requests whose cost was counted from locally counted tokens (included in the total)."""
+    unknown_price_requests: int = 0
+    """Requests whose model had no price: not in the cost total, counted here instead of as $0."""
 
 
 def gateway_metrics(*, window_s: int = 86400) -> GatewayMetrics:
@@ -53,6 +57,8 @@ def gateway_metrics(*, window_s: int = 86400) -> GatewayMetrics:
         cost_usd=Sum("cost_usd"),
         baseline_cost_usd=Sum("baseline_cost_usd"),
         cache_hits=Count("id", filter=Q(cache_hit=True)),
+        estimated=Count("id", filter=Q(cost_state=RequestLog.CostState.ESTIMATED)),
+        unknown_price=Count("id", filter=Q(cost_state=RequestLog.CostState.UNKNOWN_PRICE)),
     )
     by_status = dict(rows.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     successes = rows.filter(status=RequestLog.Status.SUCCESS)
@@ -75,6 +81,8 @@ def gateway_metrics(*, window_s: int = 86400) -> GatewayMetrics:
         cost_usd=sums["cost_usd"] or Decimal(0),
         baseline_cost_usd=sums["baseline_cost_usd"] or Decimal(0),
         cache_hits=sums["cache_hits"],
+        estimated_cost_requests=sums["estimated"],
+        unknown_price_requests=sums["unknown_price"],
     )
 
 

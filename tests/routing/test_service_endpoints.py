@@ -80,7 +80,29 @@ def test_metrics_totals_over_the_last_day(log: dict[str, LLMModel]) -> None:
         "total_usd": "0.00600000",
         "baseline_usd": "0.06000000",
         "savings_usd": "0.05400000",
+        "estimated_requests": 0,
+        "unknown_price_requests": 0,
     }
+
+
+def test_metrics_count_unpriced_and_estimated_requests_beside_the_total(
+    log: dict[str, LLMModel],
+) -> None:
+    for state, cost in (("unknown_price", None), ("estimated", "0.004")):
+        request_record(
+            outcome=RequestOutcome(
+                created_at=timezone.now(),
+                entry_point="openai",
+                status="success",
+                cost_state=state,
+                cost_usd=Decimal(cost) if cost else None,
+            )
+        )
+
+    cost = Client().get("/metrics").json()["cost"]
+
+    assert cost["total_usd"] == "0.01000000"
+    assert (cost["estimated_requests"], cost["unknown_price_requests"]) == (1, 1)
 
 
 def test_prometheus_text_carries_the_same_figures(log: dict[str, LLMModel]) -> None:
