@@ -6,7 +6,6 @@ asynchronously, with no extra dependency. WhiteNoise speaks WSGI only; see docs/
 
 import asyncio
 import contextlib
-import json
 import os
 import tempfile
 from typing import Any
@@ -25,6 +24,7 @@ from django.core import signals  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.http import HttpResponseBase  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
 from orchestrator_site.websockets import websocket_urlpatterns  # noqa: E402
@@ -59,14 +59,14 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         declared = _declared_length(scope)
         if limit is not None and declared is not None and declared > limit:
-            await _too_large(send, limit, declared)
+            await self.send_response(_too_large(limit, declared), send)
             return
         try:
             body_file = await self._read_limited(receive, limit)
         except RequestAborted:
             return
         except _BodyTooLarge:
-            await _too_large(send, limit, declared)
+            await self.send_response(_too_large(limit, declared), send)
             return
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
@@ -149,30 +149,13 @@ def _declared_length(scope: dict[str, Any]) -> int | None:
     return None
 
 
-async def _too_large(send: Any, limit: int | None, declared: int | None) -> None:
+def _too_large(limit: int | None, declared: int | None) -> HttpResponseBase:
+    from routing.openai_api import openai_error
+
     size = f"of {declared} bytes " if declared is not None else ""
-    body = json.dumps(
-        {
-            "error": {
-                "message": f"Request body {size}is over the limit of {limit} bytes.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "INVALID_REQUEST",
-            }
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    message = f"Request body {size}is over the limit of {limit} bytes."
+    # The rest of the body is never read: the connection cannot serve another request.
+    return openai_error("INVALID_REQUEST", message, 413, headers={"Connection": "close"})
 
 
 api_http = MiddlewareFreeASGIHandler()

@@ -62,7 +62,7 @@ class ResponseCache:
         if bypass or not conf.response_cache_enabled():
             return None
         digest = response_cache_key(request)
-        return answer_of(self.store.get(_slot_key(digest)), digest)
+        return answer_of(self.store.get(slot_key(digest)), digest)
 
     def save(self, request: ChatRequest, *, text: str, usage: Usage, bypass: bool = False) -> bool:
         """Keep a finished answer; False when bypassed, disabled, or over the entry size."""
@@ -78,7 +78,7 @@ class ResponseCache:
             "m": request.model,
             "at": time.time(),
         }
-        self.store.set(_slot_key(digest), entry, timeout=conf.response_cache_ttl_s())
+        self.store.set(slot_key(digest), entry, timeout=conf.response_cache_ttl_s())
         return True
 
 
@@ -93,8 +93,4 @@ def answer_of(entry: Any, digest: str) -> CachedAnswer | None:
 
 def slot_key(digest: str) -> str:
     """The cache key of the slot that holds `digest`'s answer."""
-    return _slot_key(digest)
-
-
-def _slot_key(digest: str) -> str:
     return f"response:{int(digest[:16], 16) % conf.response_cache_slots()}"

@@ -32,12 +32,17 @@ def redis_client(cache: BaseCache) -> Redis | None:
     `django.core.cache.cache` is a proxy to the current context's backend, never a RedisCache
     itself: it is resolved first, or the guards would fall back to process-local state.
     """
-    backend: object = cache
-    if isinstance(cache, ConnectionProxy):
-        backend = caches[cache._alias]
+    backend = _backend(cache)
     if isinstance(backend, RedisCache):
         return backend._cache.get_client(write=True)
     return None
+
+
+def _backend(cache: BaseCache) -> object:
+    """The backend behind `cache`, resolving Django's per-context proxy."""
+    if isinstance(cache, ConnectionProxy):
+        return caches[cache._alias]
+    return cache
 
 
 def script(client: Redis, source: str) -> Script:
@@ -62,8 +67,6 @@ def counter_add(cache: BaseCache, key: str, delta: int, ttl_s: int) -> int:
 
 def redis_serializer(cache: BaseCache) -> Any:
     """How the Redis cache backend encodes values (for reading its keys through a pipeline)."""
-    backend: object = cache
-    if isinstance(cache, ConnectionProxy):
-        backend = caches[cache._alias]
+    backend = _backend(cache)
     assert isinstance(backend, RedisCache)
     return backend._cache.__dict__["_serializer"]
