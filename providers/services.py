@@ -11,9 +11,9 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from providers.adapters.http import http_client_close
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import Endpoint, ProviderError
+from providers.adapters.wire import upstream_pool_close
 from providers.credentials import ENV_VAR_NAME, credential_encrypt, secret_redact
 from providers.models import LLMModel, Provider
 from providers.selectors import provider_endpoint
@@ -175,8 +175,8 @@ def _models_list_blocking(kind: str, endpoint: Endpoint) -> list[str]:
         try:
             return await adapter_for(kind).list_models(endpoint)
         finally:
-            # The shared client belongs to this short-lived loop; close it with the loop.
-            await http_client_close()
+            # The shared pool belongs to this short-lived loop; close it with the loop.
+            await upstream_pool_close()
 
     return asyncio.run(listed())
 

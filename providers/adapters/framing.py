@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
-import httpx
+
+class ByteStream(Protocol):
+    """A response whose body arrives in pieces (`wire.Response`)."""
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -14,13 +19,13 @@ class SseEvent:
     data: str
 
 
-async def body_lines(response: httpx.Response) -> AsyncIterator[str]:
+async def body_lines(response: ByteStream) -> AsyncIterator[str]:
     """The body's lines, split on `\n`, `\r\n` and `\r` alike, without their endings.
 
     Works on the raw bytes and decodes each whole line as UTF-8 (what SSE and NDJSON are):
     a multi-byte character never contains a line-ending byte, so no line is cut inside one.
-    Cheaper than httpx's text and line decoders, which run per chunk. A last line without an
-    ending is still returned."""
+    Cheaper than decoding each chunk as text first. A last line without an ending is still
+    returned."""
     pending = b""
     async for chunk in response.aiter_bytes():
         if not chunk:
@@ -36,7 +41,7 @@ async def body_lines(response: httpx.Response) -> AsyncIterator[str]:
         yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+async def sse_events(response: ByteStream) -> AsyncIterator[SseEvent]:
     """Events as the SSE specification frames them: `event:` and `data:` fields up to a
     blank line, multi-line data joined with newlines, comments (`:`) skipped. An event cut
     off by the end of the body is dropped, as the specification says, so the adapter's
@@ -60,7 +65,7 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
             data_lines.append(value)
 
 
-async def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
+async def ndjson_lines(response: ByteStream) -> AsyncIterator[str]:
     """Non-empty lines of a newline-delimited JSON body. A last line without its newline is
     still returned: whether it is complete is for the JSON parser to say."""
     async for line in body_lines(response):

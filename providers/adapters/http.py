@@ -1,19 +1,15 @@
-"""The one HTTP client every adapter shares, and the one mapping from HTTP failures to
-typed `ProviderError`s."""
+"""How every adapter sends a request (through the one upstream client, `wire`), and the
+one mapping from HTTP failures to typed `ProviderError`s."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-
-import httpx
 
 from providers.adapters.types import (
     ContextTooLong,
@@ -26,45 +22,26 @@ from providers.adapters.types import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from providers.adapters.wire import (
+    ConnectFailed,
+    ConnectionCut,
+    Headers,
+    ProtocolViolation,
+    Response,
+    Timeouts,
+    WireTimeout,
+    upstream_pool,
+    with_query,
+)
 
-# Keep-alive for as many connections as a busy process holds: closing the ones above a small
-# keep-alive limit after each burst made later requests open new TCP connections.
-CONNECTION_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=200)
 # Used only where an Endpoint gives no value: writes and pool waits are never long.
 WRITE_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0
 UPSTREAM_MESSAGE_MAX_CHARS = 500
 
-# A pooled connection belongs to the event loop that opened it, so the client is kept per
-# loop: one per process under the ASGI server, and a fresh one for each `asyncio.run`.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
 
-
-def http_client() -> httpx.AsyncClient:
-    """The shared client of the running event loop, built on first use."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(120.0, connect=5.0, write=WRITE_TIMEOUT_S, pool=POOL_TIMEOUT_S),
-            limits=CONNECTION_LIMITS,
-            follow_redirects=False,
-        )
-        _clients[loop] = client
-    return client
-
-
-async def http_client_close() -> None:
-    """Close the running loop's client (at shutdown; tests call it between loops)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
-
-
-def timeout_for(endpoint: Endpoint) -> httpx.Timeout:
-    return httpx.Timeout(
+def timeout_for(endpoint: Endpoint) -> Timeouts:
+    return Timeouts(
         connect=endpoint.connect_timeout_s,
         read=endpoint.read_timeout_s,
         write=WRITE_TIMEOUT_S,
@@ -87,7 +64,7 @@ def provider_error(
     *,
     status: int | None = None,
     body: bytes | str | Mapping[str, Any] | None = None,
-    headers: httpx.Headers | None = None,
+    headers: Mapping[str, str] | None = None,
     exc: BaseException | None = None,
     secret: str | None = None,
 ) -> ProviderError:
@@ -106,7 +83,7 @@ def provider_error(
             return ContextTooLong(message)
         return ProviderUnavailable(message)
     if status == 429:
-        wait_s = retry_after_s(headers or httpx.Headers())
+        wait_s = retry_after_s(headers or Headers())
         if wait_s is None:
             wait_s = _retry_delay_in_body(body)
         return ProviderRateLimited(message, status=status, retry_after_s=wait_s)
@@ -114,7 +91,7 @@ def provider_error(
         return ProviderTimeout(message, status=status)
     if status >= 500:
         return ProviderUnavailable(
-            message, status=status, retry_after_s=retry_after_s(headers or httpx.Headers())
+            message, status=status, retry_after_s=retry_after_s(headers or Headers())
         )
     # Gemini answers a wrong key with 400 INVALID_ARGUMENT, not 401.
     if status in (401, 403) or (status == 400 and _BAD_KEY.search(message)):
@@ -126,10 +103,11 @@ def provider_error(
     return InvalidResponse(f"unexpected HTTP status {status}: {message}", status=status)
 
 
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """`Retry-After` in seconds: a number of seconds, or an HTTP date measured against the
-    response's own `Date` header (so this module reads no clock, and server clock skew
-    cancels out). None when absent or unreadable."""
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """`Retry-After` in seconds (`headers` looked up by lower-case name): a number of
+    seconds, or an HTTP date measured against the response's own `Date` header (so this
+    module reads no clock, and server clock skew cancels out). None when absent or
+    unreadable."""
     value = headers.get("retry-after")
     if value is None:
         return None
@@ -170,12 +148,14 @@ def _from_exception(exc: BaseException, secret: str | None) -> ProviderError:
     detail = _redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secret)
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, WireTimeout | TimeoutError):
         return ProviderTimeout(f"upstream timed out ({detail})")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, ConnectFailed):
         return ProviderUnavailable(f"cannot connect to upstream ({detail})")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+    if isinstance(exc, ConnectionCut | ConnectionError):
         return ProviderUnavailable(f"upstream connection cut ({detail})")
+    if isinstance(exc, ProtocolViolation):
+        return ProviderUnavailable(f"upstream broke the HTTP protocol ({detail})")
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         return InvalidResponse(f"upstream sent malformed JSON ({detail})")
     return ProviderUnavailable(f"upstream request failed ({detail})")
@@ -235,6 +215,51 @@ def loads(data: bytes | str) -> Any:
         raise InvalidResponse(f"upstream sent malformed JSON: {exc}") from None
 
 
+def _json_bytes(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+async def _send(
+    endpoint: Endpoint,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    json_body: Mapping[str, Any] | None,
+    params: Mapping[str, str] | None,
+) -> Response:
+    """Send one request; an error status raises its typed error (after reading the body,
+    whose words it carries), a transport failure too."""
+    body = None
+    sent_headers = dict(headers)
+    if json_body is not None:
+        body = _json_bytes(json_body)
+        sent_headers.setdefault("content-type", "application/json")
+    try:
+        response = await upstream_pool().request(
+            method,
+            with_query(url, params),
+            headers=sent_headers,
+            body=body,
+            timeouts=timeout_for(endpoint),
+        )
+    except (WireTimeout, ConnectFailed, ConnectionCut, ProtocolViolation) as exc:
+        raise provider_error(exc=exc, secret=endpoint.api_key) from None
+    if response.status_code >= 400:
+        try:
+            error_body = await response.aread()
+        except (WireTimeout, ConnectionCut, ProtocolViolation):
+            error_body = b""
+        finally:
+            await response.aclose()
+        raise provider_error(
+            status=response.status_code,
+            body=error_body,
+            headers=response.headers,
+            secret=endpoint.api_key,
+        )
+    return response
+
+
 @asynccontextmanager
 async def open_stream(
     endpoint: Endpoint,
@@ -243,37 +268,14 @@ async def open_stream(
     json_body: Mapping[str, Any],
     headers: Mapping[str, str],
     params: Mapping[str, str] | None = None,
-) -> AsyncIterator[httpx.Response]:
+) -> AsyncIterator[Response]:
     """POST and hold the response open for streaming. An error status raises its typed
     error before the body is read; a transport failure while the caller reads the body
     (reset, cut, timeout) is raised as its typed error too."""
-    client = http_client()
-    request = client.build_request(
-        "POST",
-        url,
-        json=dict(json_body),
-        headers=dict(headers),
-        params=params,
-        timeout=timeout_for(endpoint),
-    )
+    response = await _send(endpoint, "POST", url, headers, json_body, params)
     try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise provider_error(exc=exc, secret=endpoint.api_key) from None
-    try:
-        if response.status_code >= 400:
-            try:
-                body = await response.aread()
-            except httpx.HTTPError:
-                body = b""
-            raise provider_error(
-                status=response.status_code,
-                body=body,
-                headers=response.headers,
-                secret=endpoint.api_key,
-            )
         yield response
-    except httpx.HTTPError as exc:
+    except (WireTimeout, ConnectionCut, ProtocolViolation) as exc:
         raise provider_error(exc=exc, secret=endpoint.api_key) from None
     finally:
         await response.aclose()
@@ -289,25 +291,14 @@ async def request_json(
     params: Mapping[str, str] | None = None,
 ) -> Any:
     """Send one request and return its parsed JSON body, or raise its typed error."""
+    response = await _send(endpoint, method, url, headers, json_body, params)
     try:
-        response = await http_client().request(
-            method,
-            url,
-            json=dict(json_body) if json_body is not None else None,
-            headers=dict(headers),
-            params=params,
-            timeout=timeout_for(endpoint),
-        )
-    except httpx.HTTPError as exc:
+        content = await response.aread()
+    except (WireTimeout, ConnectionCut, ProtocolViolation) as exc:
         raise provider_error(exc=exc, secret=endpoint.api_key) from None
-    if response.status_code >= 400:
-        raise provider_error(
-            status=response.status_code,
-            body=response.content,
-            headers=response.headers,
-            secret=endpoint.api_key,
-        )
-    return loads(response.content)
+    finally:
+        await response.aclose()
+    return loads(content)
 
 
 def join_url(base_url: str, path: str) -> str:

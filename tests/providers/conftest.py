@@ -9,7 +9,7 @@ from typing import IO
 import pytest
 
 from providers import local_model
-from providers.adapters.http import http_client_close
+from providers.adapters.wire import upstream_pool_close
 from tests.providers.upstream_server import UpstreamServer
 
 
@@ -31,7 +31,7 @@ def upstream(upstream_server: UpstreamServer) -> Iterator[UpstreamServer]:
 async def _close_http_client() -> AsyncIterator[None]:
     """Each test has its own event loop; close the adapters' client with it."""
     yield
-    await http_client_close()
+    await upstream_pool_close()
 
 
 @pytest.fixture(scope="session")

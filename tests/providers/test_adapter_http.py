@@ -1,13 +1,12 @@
-"""The shared client and the one HTTP-to-typed-error mapping."""
+"""The one HTTP-to-typed-error mapping, and the pool every adapter shares."""
 
 from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
-from providers.adapters.http import http_client, provider_error, retry_after_s, timeout_for
+from providers.adapters.http import provider_error, retry_after_s, timeout_for
 from providers.adapters.types import (
     ContextTooLong,
     Endpoint,
@@ -17,6 +16,14 @@ from providers.adapters.types import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
+)
+from providers.adapters.wire import (
+    ConnectFailed,
+    ConnectionCut,
+    Headers,
+    ProtocolViolation,
+    WireTimeout,
+    upstream_pool,
 )
 
 
@@ -88,13 +95,13 @@ def test_context_wording_on_500_stays_retryable():
 
 
 def test_retry_after_seconds():
-    headers = httpx.Headers({"retry-after": "12"})
+    headers = Headers({"retry-after": "12"})
 
     assert provider_error(status=429, headers=headers).retry_after_s == 12.0
 
 
 def test_retry_after_http_date_is_measured_against_the_date_header():
-    headers = httpx.Headers(
+    headers = Headers(
         {
             "retry-after": "Wed, 21 Oct 2015 07:28:30 GMT",
             "date": "Wed, 21 Oct 2015 07:28:00 GMT",
@@ -105,7 +112,7 @@ def test_retry_after_http_date_is_measured_against_the_date_header():
 
 
 def test_retry_after_date_in_the_past_is_zero():
-    headers = httpx.Headers(
+    headers = Headers(
         {"retry-after": "Wed, 21 Oct 2015 07:27:00 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}
     )
 
@@ -118,11 +125,11 @@ def test_retry_after_date_in_the_past_is_zero():
     ids=["absent", "garbage", "date-without-date-header"],
 )
 def test_unusable_retry_after_is_none(headers):
-    assert provider_error(status=429, headers=httpx.Headers(headers)).retry_after_s is None
+    assert provider_error(status=429, headers=Headers(headers)).retry_after_s is None
 
 
 def test_503_keeps_its_retry_after():
-    headers = httpx.Headers({"retry-after": "3"})
+    headers = Headers({"retry-after": "3"})
 
     assert provider_error(status=503, headers=headers).retry_after_s == 3.0
 
@@ -130,12 +137,12 @@ def test_503_keeps_its_retry_after():
 @pytest.mark.parametrize(
     ("exc", "error_type"),
     [
-        (httpx.ConnectTimeout("t"), ProviderTimeout),
-        (httpx.ReadTimeout("t"), ProviderTimeout),
-        (httpx.PoolTimeout("t"), ProviderTimeout),
-        (httpx.ConnectError("refused"), ProviderUnavailable),
-        (httpx.ReadError("reset"), ProviderUnavailable),
-        (httpx.RemoteProtocolError("incomplete chunked read"), ProviderUnavailable),
+        (WireTimeout("connect", 5), ProviderTimeout),
+        (WireTimeout("read", 120), ProviderTimeout),
+        (WireTimeout("pool", 10), ProviderTimeout),
+        (ConnectFailed("refused"), ProviderUnavailable),
+        (ConnectionCut("reset"), ProviderUnavailable),
+        (ProtocolViolation("invalid chunk size line"), ProviderUnavailable),
         (ValueError("Expecting value"), ProviderUnavailable),
     ],
 )
@@ -164,7 +171,7 @@ def test_the_key_never_appears_in_messages():
     error = provider_error(status=401, body=echoed, secret=key)
 
     assert error.message == "key [redacted] is revoked; [redacted] and [redacted]"
-    exc_error = provider_error(exc=httpx.ConnectError(f"failed for {key}"), secret=key)
+    exc_error = provider_error(exc=ConnectFailed(f"failed for {key}"), secret=key)
     assert key not in exc_error.message
 
 
@@ -174,16 +181,16 @@ def test_timeouts_come_from_the_endpoint():
     assert (timeout.connect, timeout.read) == (1.5, 9)
 
 
-async def test_one_client_per_event_loop():
-    first = http_client()
+async def test_one_pool_per_event_loop():
+    first = upstream_pool()
 
-    assert http_client() is first
+    assert upstream_pool() is first
     assert first.is_closed is False
 
 
-def test_a_new_event_loop_gets_its_own_client():
-    async def grab() -> httpx.AsyncClient:
-        return http_client()
+def test_a_new_event_loop_gets_its_own_pool():
+    async def grab() -> object:
+        return upstream_pool()
 
     one, two = asyncio.run(grab()), asyncio.run(grab())
 

@@ -1,0 +1,627 @@
+"""The upstream HTTP/1.1 client: a keep-alive connection pool per event loop, TLS, bodies
+framed by Content-Length, chunked encoding or the end of the connection, gzip/deflate
+answers, connect/read/write/pool timeouts, and HTTP(S)_PROXY / NO_PROXY from the
+environment (CONNECT tunnels for https, absolute-form requests for http).
+
+It replaces httpx on the request path because the gateway benchmark showed httpx as the
+largest single cost of a proxied request: about 2.6 ms of CPU per request on the benchmark
+machine (docs/benchmarks.md, "Upstream client"), more than routing, guards and the request
+log together. This client does one write and one or two reads per request on an asyncio
+stream, and nothing else.
+
+Only what the provider adapters need is here: POST or GET with an optional body, the whole
+answer or its body as it arrives. Failures are the exceptions below; `providers.adapters.
+http` maps them to typed `ProviderError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import ssl
+import weakref
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+from urllib import request as urllib_request
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+# NO_PROXY matching as urllib does it (typeshed does not list this function).
+_proxy_bypass = urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+MAX_CONNECTIONS = 200
+MAX_HEAD_BYTES = 64 * 1024
+READ_SIZE = 64 * 1024
+USER_AGENT = "llm-orchestrator"
+
+
+class WireError(Exception):
+    """A transport failure: nothing usable came back."""
+
+
+class ConnectFailed(WireError):
+    """No connection: refused, unknown host, TLS handshake failed, or the proxy said no."""
+
+
+class WireTimeout(WireError):
+    """A phase took longer than its timeout: connect, write, read (between two reads of the
+    answer) or pool (waiting for a free connection)."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"{phase} timeout after {seconds:g} s")
+        self.phase = phase
+
+
+class ConnectionCut(WireError):
+    """The connection ended or was reset before the answer was complete."""
+
+
+class ProtocolViolation(WireError):
+    """The upstream sent something that is not HTTP/1.1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 120.0
+    write: float = 10.0
+    pool: float = 10.0
+
+
+class Headers(Mapping[str, str]):
+    """Response headers, looked up case-insensitively; repeated fields are joined with
+    ", " as RFC 9110 allows (`set-cookie` aside, which no adapter reads)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, str] | None = None) -> None:
+        self._fields = {k.lower(): v for k, v in (fields or {}).items()}
+
+    def add(self, name: str, value: str) -> None:
+        key = name.lower()
+        old = self._fields.get(key)
+        self._fields[key] = value if old is None else f"{old}, {value}"
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._fields.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+class _Target(NamedTuple):
+    tls: bool
+    host: str
+    port: int
+    host_header: str
+    path: str  # path and query, as sent in the request line
+
+
+@lru_cache(maxsize=1024)
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectFailed(f"unsupported URL {url!r}: only http:// and https:// are spoken")
+    tls = parts.scheme == "https"
+    default_port = 443 if tls else 80
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ConnectFailed(f"invalid port in URL {url!r}") from None
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == default_port else f"{shown}:{port}"
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return _Target(tls, host, port, host_header, path)
+
+
+class _Proxy(NamedTuple):
+    host: str
+    port: int
+    authorization: str | None
+
+
+def _proxy(url: str) -> _Proxy:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConnectFailed(f"unsupported proxy {url!r}: only http:// proxies are spoken")
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    return _Proxy(parts.hostname, parts.port or 80, authorization)
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificates from SSL_CERT_FILE / SSL_CERT_DIR when set, else certifi's bundle (what
+    httpx verified against before)."""
+    cafile = os.environ.get("SSL_CERT_FILE")
+    capath = os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        import certifi
+
+        cafile = certifi.where()
+    context = ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class _Connection:
+    __slots__ = ("key", "reader", "used", "writer")
+
+    def __init__(
+        self, key: tuple[object, ...], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
+        self.key = key
+        self.reader = reader
+        self.writer = writer
+        self.used = False
+
+    def alive(self) -> bool:
+        # A server that closed an idle keep-alive connection has sent EOF by now.
+        return not (self.writer.is_closing() or self.reader.at_eof())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Pool:
+    """Keep-alive connections of one event loop, at most MAX_CONNECTIONS open at once."""
+
+    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
+        self.max_connections = max_connections
+        self._idle: dict[tuple[object, ...], list[_Connection]] = {}
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+        self._proxies = urllib_request.getproxies_environment()
+        self._proxy_of: dict[tuple[bool, str], _Proxy | None] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def idle_connections(self) -> int:
+        return sum(len(stack) for stack in self._idle.values())
+
+    def proxy_for(self, target: _Target) -> _Proxy | None:
+        key = (target.tls, target.host)
+        if key not in self._proxy_of:
+            url = self._proxies.get("https" if target.tls else "http")
+            if url and not _proxy_bypass(target.host, self._proxies):
+                self._proxy_of[key] = _proxy(url)
+            else:
+                self._proxy_of[key] = None
+        return self._proxy_of[key]
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeouts: Timeouts = Timeouts(),
+    ) -> Response:
+        """Send a request and return once the answer's head has arrived; read its body from
+        the `Response` (and close it). A reused connection that turns out to be dead before
+        any byte of the answer arrived is replaced once by a fresh one."""
+        target = _target(url)
+        proxy = self.proxy_for(target)
+        head = _request_head(method, target, proxy, headers, body)
+        for attempt in (0, 1):
+            connection = await self._acquire(target, proxy, timeouts, fresh=attempt == 1)
+            reused = connection.used
+            connection.used = True
+            try:
+                await _send(connection, head, body, timeouts.write)
+                status, response_headers = await _read_head(connection, timeouts.read)
+                return Response(self, connection, method, status, response_headers, timeouts.read)
+            except ConnectionCut:
+                self._discard(connection)
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                self._discard(connection)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acquire(
+        self, target: _Target, proxy: _Proxy | None, timeouts: Timeouts, *, fresh: bool
+    ) -> _Connection:
+        key = (target.tls, target.host, target.port, proxy)
+        stack = self._idle.get(key)
+        while stack and not fresh:
+            connection = stack.pop()
+            if connection.alive():
+                return connection
+            self._discard(connection)
+        if self._closed:
+            raise ConnectFailed("the upstream client is closed")
+        while self._open >= self.max_connections:
+            if self._evict_idle():
+                continue
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(timeouts.pool):
+                    await waiter
+            except TimeoutError:
+                raise WireTimeout("pool", timeouts.pool) from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            stack = self._idle.get(key)
+            while stack and not fresh:
+                connection = stack.pop()
+                if connection.alive():
+                    return connection
+                self._discard(connection)
+        self._open += 1
+        try:
+            reader, writer = await self._connect(target, proxy, timeouts.connect)
+        except BaseException:
+            self._open -= 1
+            self._wake()
+            raise
+        return _Connection(key, reader, writer)
+
+    async def _connect(
+        self, target: _Target, proxy: _Proxy | None, timeout_s: float
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if target.tls and self._tls is None:
+            self._tls = _tls_context()
+        host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
+        tunnel = proxy is not None and target.tls
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=self._tls if target.tls and not tunnel else None,
+                    server_hostname=target.host if target.tls and not tunnel else None,
+                    limit=MAX_HEAD_BYTES,
+                )
+                if tunnel:
+                    assert proxy is not None
+                    await _tunnel(reader, writer, target, proxy)
+                    await writer.start_tls(self._tls, server_hostname=target.host)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise WireTimeout("connect", timeout_s) from None
+        except (OSError, ssl.SSLError) as exc:
+            where = f"proxy {host}:{port}" if proxy else f"{host}:{port}"
+            raise ConnectFailed(f"cannot connect to {where}: {exc}") from None
+        return reader, writer
+
+    def _release(self, connection: _Connection) -> None:
+        if self._closed or not connection.alive():
+            self._discard(connection)
+            return
+        self._idle.setdefault(connection.key, []).append(connection)
+        self._wake()
+
+    def _discard(self, connection: _Connection) -> None:
+        connection.close()
+        self._open -= 1
+        self._wake()
+
+    def _evict_idle(self) -> bool:
+        for stack in self._idle.values():
+            if stack:
+                self._discard(stack.pop(0))
+                return True
+        return False
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for stack in self._idle.values():
+            while stack:
+                self._discard(stack.pop())
+        self._idle.clear()
+
+
+def _request_head(
+    method: str,
+    target: _Target,
+    proxy: _Proxy | None,
+    headers: Mapping[str, str],
+    body: bytes | None,
+) -> bytes:
+    # Through a proxy without a tunnel (http:// targets) the request line names the whole URL.
+    absolute = proxy is not None and not target.tls
+    line_target = f"http://{target.host_header}{target.path}" if absolute else target.path
+    lines = [f"{method} {line_target} HTTP/1.1", f"host: {target.host_header}"]
+    given = {name.lower() for name in headers}
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ProtocolViolation(f"header {name!r} contains a line break")
+        lines.append(f"{name}: {value}")
+    if "user-agent" not in given:
+        lines.append(f"user-agent: {USER_AGENT}")
+    if "accept-encoding" not in given:
+        lines.append("accept-encoding: gzip, deflate")
+    if body is not None:
+        lines.append(f"content-length: {len(body)}")
+    if absolute and proxy is not None and proxy.authorization:
+        lines.append(f"proxy-authorization: {proxy.authorization}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _tunnel(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: _Target, proxy: _Proxy
+) -> None:
+    authority = (
+        f"{target.host}:{target.port}"
+        if ":" not in target.host
+        else f"[{target.host}]:{target.port}"
+    )
+    lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
+    if proxy.authorization:
+        lines.append(f"proxy-authorization: {proxy.authorization}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} ended the CONNECT answer") from None
+    status, _ = _parse_head(head)
+    if status != 200:
+        raise ConnectFailed(
+            f"proxy {proxy.host}:{proxy.port} refused the tunnel to {authority} (HTTP {status})"
+        )
+
+
+async def _send(connection: _Connection, head: bytes, body: bytes | None, timeout_s: float) -> None:
+    writer = connection.writer
+    writer.write(head + body if body else head)
+    if writer.transport.get_write_buffer_size() == 0:
+        return  # all of it went straight to the socket
+    try:
+        async with asyncio.timeout(timeout_s):
+            await writer.drain()
+    except TimeoutError:
+        raise WireTimeout("write", timeout_s) from None
+    except OSError as exc:
+        raise ConnectionCut(f"connection cut while sending: {exc}") from None
+
+
+async def _read_head(connection: _Connection, timeout_s: float) -> tuple[int, Headers]:
+    reader = connection.reader
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+                if status >= 200 or status == 101:
+                    return status, headers
+                # 1xx interim answers (100 Continue, 103 Early Hints) precede the real one.
+    except TimeoutError:
+        raise WireTimeout("read", timeout_s) from None
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionCut(
+            "connection closed before the answer" + (" ended its head" if exc.partial else " began")
+        ) from None
+    except asyncio.LimitOverrunError:
+        raise ProtocolViolation(f"answer head longer than {MAX_HEAD_BYTES} bytes") from None
+    except OSError as exc:
+        raise ConnectionCut(f"connection cut before the answer: {exc}") from None
+
+
+def _parse_head(raw: bytes) -> tuple[int, Headers]:
+    lines = raw[:-4].decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ProtocolViolation(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
+    headers = Headers()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ProtocolViolation(f"malformed header line: {line[:100]!r}")
+        headers.add(name, value.strip())
+    if version == "HTTP/1.0" and "keep-alive" not in (headers.get("connection") or "").lower():
+        headers.add("connection", "close")
+    return int(code), headers
+
+
+class Response:
+    """An answer whose head has arrived. Read the body once, by `aiter_bytes()` or
+    `aread()`; `aclose()` (always, e.g. in a `finally`) returns a fully read keep-alive
+    connection to the pool and closes any other."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        connection: _Connection,
+        method: str,
+        status: int,
+        headers: Headers,
+        read_timeout_s: float,
+    ) -> None:
+        self.status_code = status
+        self.headers = headers
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self._read_timeout_s = read_timeout_s
+        self._content: bytes | None = None
+        self._consumed = False
+        self._complete = False
+        self._keep_alive = "close" not in (headers.get("connection") or "").lower()
+        encoding = (headers.get("content-encoding") or "identity").strip().lower()
+        self._decoder = _decoder(encoding)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            self._framing, self._length = "none", 0
+        elif "chunked" in (headers.get("transfer-encoding") or "").lower():
+            self._framing, self._length = "chunked", 0
+        elif (length := headers.get("content-length")) is not None:
+            try:
+                self._framing, self._length = "length", int(length.split(",")[0])
+            except ValueError:
+                raise ProtocolViolation(f"invalid Content-Length {length!r}") from None
+            if self._length < 0:
+                raise ProtocolViolation(f"invalid Content-Length {length!r}")
+        else:
+            self._framing, self._length = "close", 0
+            self._keep_alive = False
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the body has not been read: await aread() first")
+        return self._content
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join([part async for part in self.aiter_bytes()])
+        return self._content
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (de-chunked and decompressed)."""
+        if self._consumed:
+            raise RuntimeError("the body was already read")
+        self._consumed = True
+        decoder = self._decoder
+        try:
+            async for raw in self._raw():
+                data = decoder.decompress(raw) if decoder else raw
+                if data:
+                    yield data
+            if decoder is not None:
+                tail = decoder.flush()
+                if tail:
+                    yield tail
+        except zlib.error as exc:
+            raise ProtocolViolation(f"undecodable compressed body: {exc}") from None
+        self._complete = True
+        self._finish()
+
+    async def _raw(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None:
+            raise ConnectionCut("the answer was closed before its body was read")
+        reader = connection.reader
+        if self._framing == "none":
+            return
+        if self._framing == "length":
+            remaining = self._length
+            while remaining:
+                data = await self._read(reader.read(min(remaining, READ_SIZE)))
+                if not data:
+                    raise ConnectionCut(
+                        f"connection closed {remaining} bytes before the body's end"
+                    )
+                remaining -= len(data)
+                yield data
+            return
+        if self._framing == "close":
+            while data := await self._read(reader.read(READ_SIZE)):
+                yield data
+            return
+        while True:
+            line = await self._read(reader.readuntil(b"\r\n"))
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ProtocolViolation(f"invalid chunk size line {line[:40]!r}") from None
+            if size == 0:
+                while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
+                    pass  # trailer fields, ignored
+                return
+            while size:
+                data = await self._read(reader.read(min(size, READ_SIZE)))
+                if not data:
+                    raise ConnectionCut("connection closed inside a chunk")
+                size -= len(data)
+                yield data
+            if await self._read(reader.readexactly(2)) != b"\r\n":
+                raise ProtocolViolation("chunk not followed by CRLF")
+
+    async def _read(self, reading: object) -> bytes:
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                return await reading  # type: ignore[misc]
+        except TimeoutError:
+            raise WireTimeout("read", self._read_timeout_s) from None
+        except asyncio.IncompleteReadError:
+            raise ConnectionCut("connection closed before the body's end") from None
+        except asyncio.LimitOverrunError:
+            raise ProtocolViolation("chunk size line too long") from None
+        except OSError as exc:
+            raise ConnectionCut(f"connection cut while reading the body: {exc}") from None
+
+    def _finish(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._complete and self._keep_alive:
+            self._pool._release(connection)
+        else:
+            self._pool._discard(connection)
+
+    async def aclose(self) -> None:
+        self._finish()
+
+
+def _decoder(encoding: str) -> zlib._Decompress | None:
+    if encoding in ("identity", ""):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if encoding == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)
+    raise ProtocolViolation(f"unsupported Content-Encoding {encoding!r}")
+
+
+# A pooled connection belongs to the event loop that opened it, so the pool is kept per loop:
+# one per process under the ASGI server, and a fresh one for each `asyncio.run`.
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
+
+
+def upstream_pool() -> Pool:
+    """The running event loop's pool, built on first use."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None or pool.is_closed:
+        pool = _pools[loop] = Pool()
+    return pool
+
+
+async def upstream_pool_close() -> None:
+    """Close the running loop's pool (at shutdown; tests call it between loops)."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.aclose()
+
+
+def with_query(url: str, params: Mapping[str, str] | None) -> str:
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(params, quote_via=quote)
