@@ -9,7 +9,7 @@ enough never to refuse), a global budget and the request journal on; the respons
 switched off so every request reaches the upstream. The load generator and the upstream are
 pinned to core 0. The load generator is a minimal keep-alive HTTP/1.1 client (one connection
 per concurrent worker) so that its own cost stays far below the server's; the upstream client
-of the gateway (httpx, through `providers.adapters.http.http_client`) is measured alone too.
+of the gateway (`providers.adapters.wire`) is measured alone too, beside httpx.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrator \
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/gateway.py [--servers daphne,uvicorn]
@@ -488,40 +488,59 @@ async def measure_server(
     return results
 
 
-async def measure_httpx(upstream_port: int, requests: int) -> list[dict[str, Any]]:
-    """The gateway's upstream client alone: the project's factory, and httpx with a keep-alive
-    pool as large as the concurrency, against this bench's raw client."""
+async def measure_clients(upstream_port: int, requests: int) -> list[dict[str, Any]]:
+    """Upstream clients alone, streamed: the gateway's own (`providers.adapters.wire`, the
+    process's pool as the adapters use it), httpx with a keep-alive pool as large as the
+    concurrency, and this bench's raw client."""
     import httpx
 
-    from providers.adapters.http import CONNECTION_LIMITS
+    from providers.adapters.wire import Pool
 
     url = f"http://127.0.0.1:{upstream_port}/d0/v1/chat/completions"
     rows = []
-    for concurrency in (16, 64):
-        for label, limits in (
-            ("project limits", CONNECTION_LIMITS),
-            (
-                "pool = concurrency",
-                httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            ),
-        ):
-            async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-                shared = iter(range(requests))
 
-                async def worker(
-                    client: httpx.AsyncClient = client, counter: Iterator[int] = shared
-                ) -> None:
-                    for index in counter:
-                        body = chat_body("fast-model", index, stream=True)
-                        async with client.stream("POST", url, content=body) as response:
-                            async for _ in response.aiter_raw():
-                                pass
-                            response.raise_for_status()
+    async def timed(concurrency: int, send: Callable[[int], Any]) -> float:
+        shared = iter(range(requests))
 
-                began = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(concurrency)))
-                rps = requests / (time.perf_counter() - began)
-            rows.append({"client": f"httpx, {label}", "concurrency": concurrency, "rps": rps})
+        async def worker() -> None:
+            for index in shared:
+                await send(index)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return requests / (time.perf_counter() - began)
+
+    for concurrency in (1, 16, 64):
+        pool = Pool()
+
+        async def via_wire(index: int, pool: Pool = pool) -> None:
+            body = chat_body("fast-model", index, stream=True)
+            response = await pool.request(
+                "POST", url, headers={"content-type": "application/json"}, body=body
+            )
+            try:
+                async for _ in response.aiter_bytes():
+                    pass
+                if response.status_code != 200:
+                    raise RuntimeError(f"upstream answered {response.status_code}")
+            finally:
+                await response.aclose()
+
+        rps = await timed(concurrency, via_wire)
+        await pool.aclose()
+        rows.append({"client": "project (wire)", "concurrency": concurrency, "rps": rps})
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+            async def via_httpx(index: int, client: httpx.AsyncClient = client) -> None:
+                body = chat_body("fast-model", index, stream=True)
+                async with client.stream("POST", url, content=body) as response:
+                    async for _ in response.aiter_raw():
+                        pass
+                    response.raise_for_status()
+
+            rps = await timed(concurrency, via_httpx)
+        rows.append({"client": "httpx 0.28", "concurrency": concurrency, "rps": rps})
         raw = await load(
             upstream_port,
             "/d0/v1/chat/completions",
@@ -603,7 +622,7 @@ def main() -> None:
         }
         with process_started(upstream_cmd, env, upstream_port, log_dir / "gateway-upstream.log"):
             print(f"upstream client alone (0 ms upstream, {args.chunks} chunks, streamed)")
-            results["httpx"] = asyncio.run(measure_httpx(upstream_port, int(3000 * args.scale)))
+            results["clients"] = asyncio.run(measure_clients(upstream_port, int(3000 * args.scale)))
             rows_before = 0
             for server in args.servers.split(","):
                 port = free_port()

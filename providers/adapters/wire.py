@@ -36,7 +36,9 @@ _proxy_bypass = urllib_request.proxy_bypass_environment  # type: ignore[attr-def
 
 MAX_CONNECTIONS = 200
 MAX_HEAD_BYTES = 64 * 1024
-READ_SIZE = 64 * 1024
+# Reading from the socket pauses while this much of an answer waits unread.
+BUFFER_HIGH_WATER = 1024 * 1024
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 USER_AGENT = "llm-orchestrator"
 
 
@@ -165,23 +167,113 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-class _Connection:
-    __slots__ = ("key", "reader", "used", "writer")
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection. Bytes that arrive are kept in `buffer` and parsed in
+    place; a reader waits (`more`) only when the buffer holds nothing it can use."""
 
-    def __init__(
-        self, key: tuple[object, ...], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ):
+    def __init__(self, key: tuple[object, ...]) -> None:
         self.key = key
-        self.reader = reader
-        self.writer = writer
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
         self.used = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._reading_paused = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > BUFFER_HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    # for the pool and the response
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def more(self, timeout_s: float) -> None:
+        """Wait until more bytes arrive or the connection ends; `WireTimeout` after
+        `timeout_s` of silence."""
+        if self.eof:
+            return
+        if self._reading_paused and self.transport is not None:
+            self.transport.resume_reading()
+            self._reading_paused = False
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout_s, _expire, waiter, WireTimeout("read", timeout_s))
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def take(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    async def send(self, data: bytes, timeout_s: float) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionCut("connection closed before the request was sent")
+        self.transport.write(data)
+        drained = self._drained
+        if drained is None:
+            return  # the transport took it all without pausing us
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout_s, _expire, drained, WireTimeout("write", timeout_s))
+        try:
+            await drained
+        finally:
+            timer.cancel()
+        if self.eof:
+            raise ConnectionCut(f"connection cut while sending: {self.error or 'closed'}")
 
     def alive(self) -> bool:
-        # A server that closed an idle keep-alive connection has sent EOF by now.
-        return not (self.writer.is_closing() or self.reader.at_eof())
+        # A server that closed an idle keep-alive connection has sent EOF by now; bytes that
+        # nobody asked for mean the connection is out of step.
+        return not (
+            self.eof or self.buffer or self.transport is None or self.transport.is_closing()
+        )
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _expire(waiter: asyncio.Future[None], error: WireTimeout) -> None:
+    if not waiter.done():
+        waiter.set_exception(error)
 
 
 class Pool:
@@ -234,13 +326,13 @@ class Pool:
             reused = connection.used
             connection.used = True
             try:
-                await _send(connection, head, body, timeouts.write)
+                await connection.send(head + body if body else head, timeouts.write)
                 status, response_headers = await _read_head(connection, timeouts.read)
                 return Response(self, connection, method, status, response_headers, timeouts.read)
             except ConnectionCut:
                 self._discard(connection)
-                if reused and attempt == 0:
-                    continue
+                if reused and attempt == 0 and not connection.buffer:
+                    continue  # nothing came back: the upstream had closed it meanwhile
                 raise
             except BaseException:
                 self._discard(connection)
@@ -282,39 +374,49 @@ class Pool:
                 self._discard(connection)
         self._open += 1
         try:
-            reader, writer = await self._connect(target, proxy, timeouts.connect)
+            return await self._connect(key, target, proxy, timeouts.connect)
         except BaseException:
             self._open -= 1
             self._wake()
             raise
-        return _Connection(key, reader, writer)
 
     async def _connect(
-        self, target: _Target, proxy: _Proxy | None, timeout_s: float
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self, key: tuple[object, ...], target: _Target, proxy: _Proxy | None, timeout_s: float
+    ) -> _Connection:
         if target.tls and self._tls is None:
             self._tls = _tls_context()
         host, port = (proxy.host, proxy.port) if proxy else (target.host, target.port)
         tunnel = proxy is not None and target.tls
+        direct_tls = self._tls if target.tls and not tunnel else None
+        loop = asyncio.get_running_loop()
+        connection = _Connection(key)
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(
+                await loop.create_connection(
+                    lambda: connection,
                     host,
                     port,
-                    ssl=self._tls if target.tls and not tunnel else None,
-                    server_hostname=target.host if target.tls and not tunnel else None,
-                    limit=MAX_HEAD_BYTES,
+                    ssl=direct_tls,
+                    server_hostname=target.host if direct_tls else None,
                 )
                 if tunnel:
-                    assert proxy is not None
-                    await _tunnel(reader, writer, target, proxy)
-                    await writer.start_tls(self._tls, server_hostname=target.host)  # type: ignore[arg-type]
+                    assert proxy is not None and self._tls is not None
+                    await _tunnel(connection, target, proxy, timeout_s)
+                    assert connection.transport is not None
+                    connection.transport = await loop.start_tls(
+                        connection.transport, connection, self._tls, server_hostname=target.host
+                    )
         except TimeoutError:
+            connection.close()
             raise WireTimeout("connect", timeout_s) from None
         except (OSError, ssl.SSLError) as exc:
+            connection.close()
             where = f"proxy {host}:{port}" if proxy else f"{host}:{port}"
             raise ConnectFailed(f"cannot connect to {where}: {exc}") from None
-        return reader, writer
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def _release(self, connection: _Connection) -> None:
         if self._closed or not connection.alive():
@@ -378,61 +480,43 @@ def _request_head(
 
 
 async def _tunnel(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: _Target, proxy: _Proxy
+    connection: _Connection, target: _Target, proxy: _Proxy, timeout_s: float
 ) -> None:
-    authority = (
-        f"{target.host}:{target.port}"
-        if ":" not in target.host
-        else f"[{target.host}]:{target.port}"
-    )
+    authority = f"[{target.host}]" if ":" in target.host else target.host
+    authority += f":{target.port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
     if proxy.authorization:
         lines.append(f"proxy-authorization: {proxy.authorization}")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    await connection.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), timeout_s)
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} ended the CONNECT answer") from None
-    status, _ = _parse_head(head)
+        status, _ = await _read_head(connection, timeout_s)
+    except WireError as exc:
+        raise ConnectFailed(
+            f"proxy {proxy.host}:{proxy.port} did not open a tunnel: {exc}"
+        ) from None
     if status != 200:
         raise ConnectFailed(
             f"proxy {proxy.host}:{proxy.port} refused the tunnel to {authority} (HTTP {status})"
         )
-
-
-async def _send(connection: _Connection, head: bytes, body: bytes | None, timeout_s: float) -> None:
-    writer = connection.writer
-    writer.write(head + body if body else head)
-    if writer.transport.get_write_buffer_size() == 0:
-        return  # all of it went straight to the socket
-    try:
-        async with asyncio.timeout(timeout_s):
-            await writer.drain()
-    except TimeoutError:
-        raise WireTimeout("write", timeout_s) from None
-    except OSError as exc:
-        raise ConnectionCut(f"connection cut while sending: {exc}") from None
+    connection.buffer.clear()
 
 
 async def _read_head(connection: _Connection, timeout_s: float) -> tuple[int, Headers]:
-    reader = connection.reader
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
-                if status >= 200 or status == 101:
-                    return status, headers
-                # 1xx interim answers (100 Continue, 103 Early Hints) precede the real one.
-    except TimeoutError:
-        raise WireTimeout("read", timeout_s) from None
-    except asyncio.IncompleteReadError as exc:
-        raise ConnectionCut(
-            "connection closed before the answer" + (" ended its head" if exc.partial else " began")
-        ) from None
-    except asyncio.LimitOverrunError:
-        raise ProtocolViolation(f"answer head longer than {MAX_HEAD_BYTES} bytes") from None
-    except OSError as exc:
-        raise ConnectionCut(f"connection cut before the answer: {exc}") from None
+    buffer = connection.buffer
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            status, headers = _parse_head(connection.take(end + 4))
+            if status >= 200 or status == 101:
+                return status, headers
+            continue  # 1xx interim answers (100 Continue, 103 Early Hints) precede the real one
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise ProtocolViolation(f"answer head longer than {MAX_HEAD_BYTES} bytes")
+        if connection.eof:
+            began = "ended its head" if buffer else "began"
+            reason = f": {connection.error}" if connection.error else ""
+            raise ConnectionCut(f"connection closed before the answer {began}{reason}")
+        await connection.more(timeout_s)
 
 
 def _parse_head(raw: bytes) -> tuple[int, Headers]:
@@ -472,6 +556,10 @@ class Response:
         self._connection: _Connection | None = connection
         self._read_timeout_s = read_timeout_s
         self._content: bytes | None = None
+        self._chunk_left = 0
+        self._body_done = False
+        self._after_chunk = False
+        self._in_trailers = False
         self._consumed = False
         self._complete = False
         self._keep_alive = "close" not in (headers.get("connection") or "").lower()
@@ -504,78 +592,98 @@ class Response:
         return self._content
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they arrive (de-chunked and decompressed)."""
+        """The body's bytes as they arrive (de-chunked and decompressed): all that has
+        arrived at each step, in one piece."""
         if self._consumed:
             raise RuntimeError("the body was already read")
         self._consumed = True
-        decoder = self._decoder
-        try:
-            async for raw in self._raw():
-                data = decoder.decompress(raw) if decoder else raw
-                if data:
-                    yield data
-            if decoder is not None:
-                tail = decoder.flush()
-                if tail:
-                    yield tail
-        except zlib.error as exc:
-            raise ProtocolViolation(f"undecodable compressed body: {exc}") from None
-        self._complete = True
-        self._finish()
-
-    async def _raw(self) -> AsyncIterator[bytes]:
         connection = self._connection
         if connection is None:
             raise ConnectionCut("the answer was closed before its body was read")
-        reader = connection.reader
-        if self._framing == "none":
-            return
-        if self._framing == "length":
-            remaining = self._length
-            while remaining:
-                data = await self._read(reader.read(min(remaining, READ_SIZE)))
-                if not data:
-                    raise ConnectionCut(
-                        f"connection closed {remaining} bytes before the body's end"
-                    )
-                remaining -= len(data)
-                yield data
-            return
-        if self._framing == "close":
-            while data := await self._read(reader.read(READ_SIZE)):
-                yield data
-            return
-        while True:
-            line = await self._read(reader.readuntil(b"\r\n"))
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ProtocolViolation(f"invalid chunk size line {line[:40]!r}") from None
-            if size == 0:
-                while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
-                    pass  # trailer fields, ignored
-                return
-            while size:
-                data = await self._read(reader.read(min(size, READ_SIZE)))
-                if not data:
-                    raise ConnectionCut("connection closed inside a chunk")
-                size -= len(data)
-                yield data
-            if await self._read(reader.readexactly(2)) != b"\r\n":
-                raise ProtocolViolation("chunk not followed by CRLF")
-
-    async def _read(self, reading: object) -> bytes:
+        decoder = self._decoder
         try:
-            async with asyncio.timeout(self._read_timeout_s):
-                return await reading  # type: ignore[misc]
-        except TimeoutError:
-            raise WireTimeout("read", self._read_timeout_s) from None
-        except asyncio.IncompleteReadError:
-            raise ConnectionCut("connection closed before the body's end") from None
-        except asyncio.LimitOverrunError:
-            raise ProtocolViolation("chunk size line too long") from None
-        except OSError as exc:
-            raise ConnectionCut(f"connection cut while reading the body: {exc}") from None
+            while True:
+                raw, done = self._parse(connection)
+                self._body_done = done
+                if raw:
+                    data = decoder.decompress(raw) if decoder else raw
+                    if data:
+                        yield data
+                if done:
+                    break
+                if connection.eof:
+                    raise ConnectionCut(self._cut_message(connection))
+                await connection.more(self._read_timeout_s)
+            if decoder is not None and (tail := decoder.flush()):
+                yield tail
+        except zlib.error as exc:
+            raise ProtocolViolation(f"undecodable compressed body: {exc}") from None
+        self._complete = not connection.buffer
+        self._finish()
+
+    def _cut_message(self, connection: _Connection) -> str:
+        reason = f": {connection.error}" if connection.error else ""
+        if self._framing == "length":
+            return f"connection closed {self._length} bytes before the body's end{reason}"
+        return f"connection closed before the body's end{reason}"
+
+    def _parse(self, connection: _Connection) -> tuple[bytes, bool]:
+        """What the buffer holds of the body, and whether the body is complete."""
+        buffer = connection.buffer
+        if self._framing == "none":
+            return b"", True
+        if self._framing == "length":
+            data = connection.take(self._length)
+            self._length -= len(data)
+            return data, self._length == 0
+        if self._framing == "close":
+            data = connection.take(len(buffer))
+            return data, connection.eof
+        return self._parse_chunked(buffer)
+
+    def _parse_chunked(self, buffer: bytearray) -> tuple[bytes, bool]:
+        pieces: list[bytes] = []
+        position, done = 0, False
+        while True:
+            if self._chunk_left:
+                piece = buffer[position : position + self._chunk_left]
+                if not piece:
+                    break
+                pieces.append(bytes(piece))
+                position += len(piece)
+                self._chunk_left -= len(piece)
+                if self._chunk_left:
+                    break
+                self._after_chunk = True
+            if self._after_chunk:
+                if len(buffer) - position < 2:
+                    break
+                if buffer[position : position + 2] != b"\r\n":
+                    raise ProtocolViolation("chunk not followed by CRLF")
+                position += 2
+                self._after_chunk = False
+            end = buffer.find(b"\r\n", position)
+            if end < 0:
+                if len(buffer) - position > MAX_HEAD_BYTES:
+                    raise ProtocolViolation("chunk size line or trailer too long")
+                break
+            line = bytes(buffer[position:end])
+            position = end + 2
+            if self._in_trailers:
+                if not line:
+                    done = True
+                    break
+                continue  # a trailer field, ignored
+            size_text = line.split(b";", 1)[0].strip()
+            if not size_text or any(c not in _HEX_DIGITS for c in size_text):
+                raise ProtocolViolation(f"invalid chunk size line {line[:40]!r}")
+            size = int(size_text, 16)
+            if size == 0:
+                self._in_trailers = True
+            else:
+                self._chunk_left = size
+        del buffer[:position]
+        return b"".join(pieces), done
 
     def _finish(self) -> None:
         connection, self._connection = self._connection, None
@@ -587,7 +695,26 @@ class Response:
             self._pool._discard(connection)
 
     async def aclose(self) -> None:
+        connection = self._connection
+        if connection is not None and self._keep_alive and not self._complete:
+            self._complete = self._rest_arrived(connection)
         self._finish()
+
+    def _rest_arrived(self, connection: _Connection) -> bool:
+        """Whether the unread rest of the body is in the buffer already, so the connection
+        can go back to the pool. A reader that stops at its protocol's own end marker (SSE's
+        `data: [DONE]`) leaves the body's last bytes (the chunked terminator) unread; they
+        usually come in the same packet. Never waits for more."""
+        try:
+            while not self._body_done:
+                raw, done = self._parse(connection)
+                if done:
+                    self._body_done = True
+                elif not raw:
+                    return False
+            return not connection.buffer
+        except ProtocolViolation:
+            return False
 
 
 def _decoder(encoding: str) -> zlib._Decompress | None:

@@ -510,3 +510,23 @@ async def test_proxy_refusing_the_tunnel_fails_to_connect(monkeypatch):
         ):
             await get(pool, "https://api.example.test/v1/models")
         await pool.aclose()
+
+
+async def test_reader_stopping_at_its_end_marker_leaves_the_connection_reusable(pool):
+    # SSE readers stop at `data: [DONE]`; the chunked terminator after it is already there.
+    async def handler(reader, writer, number):
+        while True:
+            await server.read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+            )
+
+    async with RawServer(handler) as server:
+        for _ in range(2):
+            response = await pool.request("POST", server.url, headers={}, body=b"{}")
+            assert await anext(response.aiter_bytes()) == b"data: [DONE]\n\n"
+            await response.aclose()
+
+    assert server.connections == 1
+    assert pool.idle_connections() == 1
