@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import fields, replace
+from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from psycopg.types.json import Jsonb
 
 from analytics.models import RequestFeedback, RequestLog, RequestPayload
 from analytics.outcome import RequestOutcome
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
+from orchestrator_site.db import prepared_available, prepared_rows
 from providers.models import LLMModel
 
 __all__ = [
@@ -52,35 +55,34 @@ def _request_insert(outcome: RequestOutcome) -> RequestLog:
 
 
 def _log_insert(outcome: RequestOutcome) -> RequestLog:
-    return RequestLog.objects.create(
-        request_id=outcome.request_id,
-        created_at=outcome.created_at,
-        entry_point=outcome.entry_point,
-        user_id=outcome.user_id,
-        api_key_id=outcome.api_key_id,
-        conversation_id=outcome.conversation_id,
-        session_id=outcome.session_id,
-        task_type=outcome.task_type,
-        complexity=outcome.complexity,
-        requested_model=outcome.requested_model,
-        model_id=outcome.model_id,
-        model_name=outcome.model_name,
-        provider_name=outcome.provider_name,
-        locality=outcome.locality,
-        status=outcome.status,
-        error_code=outcome.error_code,
-        input_tokens=outcome.input_tokens,
-        output_tokens=outcome.output_tokens,
-        cached_tokens=outcome.cached_tokens,
-        cost_usd=outcome.cost_usd,
-        cost_state=outcome.cost_state,
-        baseline_cost_usd=outcome.baseline_cost_usd,
-        latency_ms=outcome.latency_ms,
-        time_to_first_token_ms=outcome.time_to_first_token_ms,
-        attempts=outcome.attempts,
-        fallbacks=outcome.fallbacks,
-        cache_hit=outcome.cache_hit,
-        decision_trace=outcome.decision_trace,
+    values = {name: getattr(outcome, name) for name in _logged_fields()}
+    if not prepared_available():
+        return RequestLog.objects.create(**values)
+    # Every request writes this row: one prepared INSERT, not the ORM's compile and quote.
+    params = [Jsonb(value) if name == "decision_trace" else value for name, value in values.items()]
+    [(pk,)] = prepared_rows(_log_insert_sql(), params)
+    log = RequestLog(id=pk, **values)
+    log._state.adding = False
+    log._state.db = "default"
+    return log
+
+
+@cache
+def _logged_fields() -> tuple[str, ...]:
+    """The outcome's fields that are columns of the log (the text goes elsewhere)."""
+    columns = {f.attname for f in RequestLog._meta.concrete_fields}
+    return tuple(f.name for f in fields(RequestOutcome) if f.name in columns)
+
+
+@cache
+def _log_insert_sql() -> str:
+    meta = RequestLog._meta
+    column_of = {f.attname: str(f.column) for f in meta.concrete_fields}
+    columns = [column_of[name] for name in _logged_fields()]
+    placeholders = ", ".join(["%s"] * len(columns))
+    return (
+        f"INSERT INTO {meta.db_table} ({', '.join(columns)}, is_demo) "
+        f"VALUES ({placeholders}, FALSE) RETURNING id"
     )
 
 

@@ -89,6 +89,11 @@ def database_config(environ: Mapping[str, str], var_dir: Path) -> dict[str, Any]
             "max_size": env_int(environ, "DATABASE_POOL_MAX", 20),
             "timeout": 10,
         }
+        # The request path's few statements (orchestrator_site.db) run prepared; Django's
+        # own queries bind client-side and are never prepared. Off for a pooler that cannot
+        # keep prepared statements (PgBouncer before 1.21 in transaction mode).
+        prepared = env_bool(environ, "DATABASE_PREPARED_STATEMENTS", True)
+        options["prepare_threshold"] = 5 if prepared else None
     return config
 
 

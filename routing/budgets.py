@@ -34,6 +34,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.pricing import Prices, max_cost_for, prices_ceiling
+from orchestrator_site.db import prepared_rows
 from providers.models import LLMModel
 from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
 
@@ -329,18 +330,16 @@ SELECT FALSE, NULL, id FROM refused
 def _hold_many(
     budgets: list[tuple[BudgetSpec, int]], amount: Decimal, request_id: uuid.UUID, now: datetime
 ) -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _HOLD_MANY_SQL,
-            {
-                "period_ids": [period_id for _, period_id in budgets],
-                "hard_ids": [period_id for budget, period_id in budgets if budget.hard_stop],
-                "amount": amount,
-                "request_id": request_id,
-                "now": now,
-            },
-        )
-        rows = cursor.fetchall()
+    rows = prepared_rows(
+        _HOLD_MANY_SQL,
+        {
+            "period_ids": [period_id for _, period_id in budgets],
+            "hard_ids": [period_id for budget, period_id in budgets if budget.hard_stop],
+            "amount": amount,
+            "request_id": request_id,
+            "now": now,
+        },
+    )
     refused = {period_id for held, _, period_id in rows if not held}
     for budget, period_id in budgets:
         if period_id in refused:
@@ -357,21 +356,19 @@ def _hold_one(
     pair: tuple[BudgetSpec, int], amount: Decimal, request_id: uuid.UUID, now: datetime
 ) -> list[int]:
     budget, period_id = pair
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _HOLD_ONE_SQL,
-            {
-                "amount": amount,
-                "period_id": period_id,
-                "hard_stop": budget.hard_stop,
-                "request_id": request_id,
-                "now": now,
-            },
-        )
-        row = cursor.fetchone()
-    if row is None:
+    rows = prepared_rows(
+        _HOLD_ONE_SQL,
+        {
+            "amount": amount,
+            "period_id": period_id,
+            "hard_stop": budget.hard_stop,
+            "request_id": request_id,
+            "now": now,
+        },
+    )
+    if not rows:
         raise _refused(budget, amount)
-    return [row[0]]
+    return [rows[0][0]]
 
 
 def budget_settle(
@@ -526,9 +523,10 @@ def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetim
         }
         # One hold cannot deadlock with anything: it skips the ordered lock.
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = {period_id: (total, unalerted) for period_id, total, unalerted in cursor}
+        rows = {
+            period_id: (total, unalerted)
+            for period_id, total, unalerted in prepared_rows(sql, params)
+        }
         for hold in reservation.holds:
             total, unalerted = rows.get(hold.period_id, (None, False))
             if total is not None and spent > 0 and unalerted and total >= hold.soft_alert_usd:

@@ -465,7 +465,9 @@ def test_the_hot_path_costs_a_few_statements(django_assert_num_queries) -> None:
         budget_settle(reservation=reservation, actual_cost_usd=Decimal("0.01"), now=NOW)
     # Several budgets: still one statement to hold on all of them, and one to settle.
     make_budget("key-1", limit="1", scope=Budget.Scope.API_KEY, api_key_id=1)
-    budget_release(reservation=budget_reserve(max_cost_usd=Decimal("0.1"), api_key_id=1))
+    budget_release(
+        reservation=budget_reserve(max_cost_usd=Decimal("0.1"), api_key_id=1, now=NOW), now=NOW
+    )
     with django_assert_num_queries(1):
         reservation = budget_reserve(max_cost_usd=Decimal("0.1"), api_key_id=1, now=NOW)
     assert len(reservation.holds) == 2

@@ -28,7 +28,14 @@ def test_postgres_url_gets_a_connection_pool(tmp_path: Path) -> None:
     assert (database["HOST"], database["PORT"], database["NAME"]) == ("db.internal", 6432, "orch")
     assert (database["USER"], database["PASSWORD"]) == ("app", "pw")
     assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 7, "timeout": 10}
+    assert database["OPTIONS"]["prepare_threshold"] == 5
     assert database["CONN_MAX_AGE"] == 0
+
+
+def test_prepared_statements_can_be_switched_off_for_a_pooler(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgres://app@db/orch", "DATABASE_PREPARED_STATEMENTS": "off"}
+
+    assert config.database_config(env, tmp_path)["OPTIONS"]["prepare_threshold"] is None
 
 
 def test_malformed_database_url_is_refused(tmp_path: Path) -> None:

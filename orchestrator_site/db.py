@@ -1,0 +1,52 @@
+"""Statements on the request path, sent to Postgres with server-side parameters and kept
+prepared on their connection.
+
+Django's psycopg cursors bind parameters client-side: psycopg quotes every value into the
+SQL text in Python, and Postgres parses and plans each statement anew. For the few
+statements every request runs (the request log row, budget holds and settlements) that was
+a measurable share of the gateway's CPU (docs/benchmarks.md, "Gateway"). A prepared
+statement is parsed once per pooled connection; each later call sends only its values.
+
+Errors are Django's (`django.db.IntegrityError`, ...) as with any other query, the
+statements take part in the connection's transaction when one is open, and they are logged
+in `connection.queries` when Django logs queries (DEBUG, `CaptureQueriesContext`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from django.db import connection
+from psycopg.types.numeric import Int8Dumper
+
+
+def prepared_available() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
+    """A server-side binding cursor on the current Django connection (Postgres only)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        # psycopg types an int as int2, int4, int8 or numeric by its size, and a prepared
+        # statement is kept per parameter types: one type keeps it one statement.
+        cursor.adapters.register_dumper(int, Int8Dumper)
+        yield cursor
+
+
+def prepared_rows(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run `sql` (`%s` / `%(name)s` placeholders) as a prepared statement; its rows."""
+    began = time.monotonic()
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        rows = cursor.fetchall() if cursor.description is not None else []
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {"sql": f"{sql} -- {params!r}", "time": f"{time.monotonic() - began:.3f}"}
+        )
+    return rows
