@@ -15,6 +15,7 @@ in `connection.queries` when Django logs queries (DEBUG, `CaptureQueriesContext`
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,14 +29,25 @@ def prepared_available() -> bool:
     return connection.vendor == "postgresql"
 
 
+# One cursor per pooled connection, kept with it: a cursor remembers how it dumped each
+# parameter type, which a fresh cursor per statement would work out again every time.
+_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @contextmanager
 def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
     """A server-side binding cursor on the current Django connection (Postgres only)."""
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    raw = connection.connection
+    cursor = _cursors.get(raw)
+    if cursor is None or cursor.closed:
+        cursor = _cursors[raw] = psycopg.Cursor(raw)
         # psycopg types an int as int2, int4, int8 or numeric by its size, and a prepared
         # statement is kept per parameter types: one type keeps it one statement.
         cursor.adapters.register_dumper(int, Int8Dumper)
+    with connection.wrap_database_errors:
         yield cursor
 
 

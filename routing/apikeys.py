@@ -27,7 +27,15 @@ CACHE_TTL_S = 60
 # A wrong key is remembered briefly too, so a client retrying a bad key cannot hammer the DB.
 MISS_CACHE_TTL_S = 10
 LAST_USED_EVERY_S = 60
+# How long a process trusts what it last read from the shared cache about a key: a revocation
+# or an edit reaches every other process within this time (the process that made it at
+# once), as a routing-configuration edit does (routing.config_cache.SHARED_TTL_S), and a
+# busy key costs one shared-cache read per second instead of one per request.
+LOCAL_TTL_S = 1.0
+LOCAL_MAX_KEYS = 10_000
 _MISS = "-"
+# key hash -> (the caller or _MISS, monotonic time it was read)
+_local: dict[str, tuple[Caller | str, float]] = {}
 _last_used_marks: dict[int, float] = {}
 _background: set[asyncio.Task[None]] = set()
 
@@ -98,8 +106,14 @@ def apikey_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
+def apikeys_forget_local() -> None:
+    """Forget what this process remembers of every key (tests; a cleared shared cache)."""
+    _local.clear()
+
+
 def apikey_forget(*, api_key: ApiKey) -> None:
     """Drop the cached authentication of a key whose row changed."""
+    _local.pop(api_key.key_hash, None)
     cache.delete(_cache_key(api_key.key_hash))
 
 
@@ -133,18 +147,23 @@ async def apikey_authenticate(raw: str) -> Caller | None:
     if not raw.startswith(KEY_PREFIX):
         return None
     digest = key_hash(raw)
-    cached = await cache.aget(_cache_key(digest))
-    if cached == _MISS:
-        return None
-    if isinstance(cached, Caller):
-        caller: Caller | None = cached
+    now = time.monotonic()
+    local = _local.get(digest)
+    if local is not None and now - local[1] < LOCAL_TTL_S:
+        entry = local[0]
     else:
-        caller = await in_thread(_caller_from_db)(digest)
-        await cache.aset(
-            _cache_key(digest),
-            caller if caller else _MISS,
-            CACHE_TTL_S if caller else MISS_CACHE_TTL_S,
-        )
+        entry = await cache.aget(_cache_key(digest))
+        if entry != _MISS and not isinstance(entry, Caller):
+            entry = await in_thread(_caller_from_db)(digest) or _MISS
+            await cache.aset(
+                _cache_key(digest),
+                entry,
+                MISS_CACHE_TTL_S if entry == _MISS else CACHE_TTL_S,
+            )
+        if len(_local) >= LOCAL_MAX_KEYS:
+            _local.clear()  # a flood of wrong keys must not grow this without bound
+        _local[digest] = (entry, now)
+    caller = entry if isinstance(entry, Caller) else None
     if caller is not None and caller.api_key_id is not None:
         _touch(caller.api_key_id)
     return caller

@@ -119,7 +119,10 @@ def _fresh_shared_cache() -> None:
     starts from an empty cache so no state leaks from one test into another."""
     from django.core.cache import cache
 
+    from routing.apikeys import apikeys_forget_local
+
     cache.clear()
+    apikeys_forget_local()
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from io import StringIO
 
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
+from routing import apikeys
 from routing.apikeys import apikey_authenticate, apikey_create, apikey_find, apikey_revoke
 from routing.events import Caller
 from routing.models import ApiKey
@@ -64,6 +66,26 @@ async def test_revocation_drops_the_cached_key() -> None:
     assert await apikey_authenticate(created.plaintext) is None
     assert await apikey_authenticate("orch-" + "x" * 43) is None
     assert await apikey_authenticate("not-a-key") is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_another_process_revoking_reaches_this_one_within_the_local_window(
+    monkeypatch,
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    monkeypatch.setattr(apikeys, "LOCAL_TTL_S", 0.2)
+    created = await sync_to_async(apikey_create)(name="elsewhere")
+    assert await apikey_authenticate(created.plaintext) is not None
+
+    # Another process revokes: the row and the shared cache change, this process's memory
+    # does not (that process's apikey_forget ran there).
+    await ApiKey.objects.filter(pk=created.api_key.pk).aupdate(enabled=False)
+    await cache.adelete(f"apikey:{created.api_key.key_hash}")
+
+    assert await apikey_authenticate(created.plaintext) is not None  # within the window
+    await asyncio.sleep(0.25)
+    assert await apikey_authenticate(created.plaintext) is None
 
 
 @pytest.mark.django_db
