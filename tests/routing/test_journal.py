@@ -1,0 +1,86 @@
+"""The request journal's Redis entries: opened before any event, closed in batches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from orchestrator_site.cache import async_redis
+from routing import journal
+from routing.events import Event, GatewayRequest, Message
+from routing.journal import (
+    ENTRY_PREFIX,
+    INDEX_KEY,
+    journal_background_idle,
+    journal_close,
+    journal_open,
+    journal_pending,
+    journaled,
+)
+
+
+def redis() -> Any:
+    assert settings.REDIS_URL
+    return async_redis(settings.REDIS_URL)
+
+
+def gateway_request() -> GatewayRequest:
+    return GatewayRequest(messages=(Message(role="user", content="hi"),), entry_point="openai")
+
+
+@pytest.fixture
+async def redis_journal() -> AsyncIterator[None]:
+    client = redis()
+    await client.delete(INDEX_KEY)
+    yield
+    await client.delete(INDEX_KEY)
+
+
+async def entry_exists(rid: str) -> bool:
+    return bool(await redis().exists(ENTRY_PREFIX + rid))
+
+
+async def test_closes_within_the_batch_window_go_out_together(redis_journal, monkeypatch):
+    requests = [gateway_request() for _ in range(3)]
+    for request in requests:
+        await journal_open(request=request)
+    assert await sync_to_async(journal_pending)() == 3
+    sent: list[int] = []
+    real_flush = journal._closes_flush
+
+    async def counting_flush(client: Any) -> None:
+        sent.append(len(journal._closing))
+        await real_flush(client)
+
+    monkeypatch.setattr(journal, "_closes_flush", counting_flush)
+
+    for request in requests:
+        await journal_close(request_id=request.request_id)
+    # Not yet dropped: the batch waits CLOSE_BATCH_S for more.
+    assert await entry_exists(str(requests[0].request_id)) is True
+    await journal_background_idle()
+
+    assert sent == [3]  # one flush, begun by the first close, took all three
+    assert await sync_to_async(journal_pending)() == 0
+    assert [await entry_exists(str(r.request_id)) for r in requests] == [False, False, False]
+
+
+async def test_the_entry_is_written_before_the_first_event_reaches_the_consumer(redis_journal):
+    request = gateway_request()
+    seen: list[bool] = []
+
+    async def stream() -> AsyncIterator[Event]:
+        await asyncio.sleep(0)  # the request is being prepared
+        yield "started"  # type: ignore[misc]
+
+    async for _ in journaled(stream(), request=request):
+        seen.append(await entry_exists(str(request.request_id)))
+
+    assert seen == [True]
+    await journal_background_idle()
+    assert await sync_to_async(journal_pending)() == 0
