@@ -28,7 +28,14 @@ from analytics.pricing import (
 )
 from analytics.services import request_record
 from providers.adapters.registry import adapter_for
-from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError, Usage
+from providers.adapters.types import (
+    ChatRequest,
+    Endpoint,
+    Message,
+    ProviderAuthFailed,
+    ProviderError,
+    Usage,
+)
 from providers.models import Provider
 from providers.selectors import provider_endpoint
 from routing.aio import in_thread
@@ -484,7 +491,14 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
     model = chain.model
     if chain.error is not None or model is None:
         error = chain.error or ProviderError("no model answered")
-        ledger.error_code = error.code
+        code, message = error.code, error.message
+        if isinstance(error, ProviderAuthFailed):
+            # The provider refused the gateway's own credentials: not the caller's key (which
+            # AUTHENTICATION_FAILED would say), and nothing the caller can fix.
+            code = "MODEL_UNAVAILABLE"
+            where = f" for {model.ref}" if model is not None else ""
+            message = f"the provider refused its configured credentials{where}: {message}"
+        ledger.error_code = code
         ledger.status = (
             STATUS_PARTIAL
             if chain.partial
@@ -496,8 +510,8 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
             _cost(ledger, model, config, request)
         yield Failed(
             request.request_id,
-            error.code,
-            error.message,
+            code,
+            message,
             partial=chain.partial,
             details={"status": error.status, "attempts": [r.as_json() for r in chain.log]},
             retry_after_s=error.retry_after_s,

@@ -79,6 +79,36 @@ def test_upstream_failures_map_to_one_code_and_status(
         assert error["type"] == "rate_limit_error"
 
 
+def test_a_provider_refusing_its_own_credentials_is_not_the_callers_auth_failure(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    refused = Reply.json({"error": {"message": "Incorrect API key provided"}}, status=401)
+    upstream.reply("POST", chat_path("alpha"), refused)
+    upstream.reply("POST", chat_path("beta"), refused)
+    key = new_key()
+
+    native = execute(live_server_url, key, {"prompt": "credentials"})
+    compatible = chat(
+        live_server_url, key, {"model": "auto", "messages": [{"role": "user", "content": "c"}]}
+    )
+
+    assert (native.status_code, compatible.status_code) == (503, 503)
+    error = native_error(native)
+    assert error["code"] == "MODEL_UNAVAILABLE"
+    assert error["message"] == (
+        "the provider refused its configured credentials for beta:beta-model: "
+        "Incorrect API key provided"
+    )
+    assert [(a["outcome"], a["status"]) for a in error["details"]["attempts"]] == [
+        ("AUTHENTICATION_FAILED", 401),
+        ("AUTHENTICATION_FAILED", 401),
+    ]
+    assert openai_error(compatible)["code"] == "MODEL_UNAVAILABLE"
+    rows = wait_rows(2, error_code="MODEL_UNAVAILABLE")
+    assert [r.entry_point for r in rows] == ["native", "openai"]
+
+
 def test_authentication_failures(live_server_url: str, upstream: UpstreamServer) -> None:
     gateway_registry(upstream)
     revoked = new_key()
