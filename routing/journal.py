@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -37,6 +38,8 @@ from analytics.services import request_record
 from orchestrator_site.cache import async_redis
 from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
+
+logger = logging.getLogger(__name__)
 
 INDEX_KEY = "orch:journal"
 ENTRY_PREFIX = "orch:journal:"
@@ -143,7 +146,10 @@ async def journal_close(*, request_id: uuid.UUID) -> None:
         return
     _closing.append(rid)
     global _close_flusher
-    if _close_flusher is None or _close_flusher.done():
+    flusher = _close_flusher
+    # One flusher per process; a finished one, or one of an event loop that is gone (tests
+    # run one loop each), is replaced.
+    if flusher is None or flusher.done() or flusher.get_loop() is not asyncio.get_running_loop():
         _close_flusher = _spawn(_closes_flush(client))
 
 
@@ -152,10 +158,14 @@ async def _closes_flush(client: aioredis.Redis) -> None:
     while _closing:
         batch = _closing[:CLOSE_BATCH_MAX]
         del _closing[: len(batch)]
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.zrem(INDEX_KEY, *batch)
-            pipe.delete(*(ENTRY_PREFIX + rid for rid in batch))
-            await pipe.execute()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zrem(INDEX_KEY, *batch)
+                pipe.delete(*(ENTRY_PREFIX + rid for rid in batch))
+                await pipe.execute()
+        except redis.RedisError as exc:
+            # Their rows are committed: the sweep will find them and only drop the entries.
+            logger.warning("journal: %d closed entries left to the sweep: %s", len(batch), exc)
 
 
 def _int_or_none(value: str) -> int | None:
