@@ -343,12 +343,8 @@ class Pool:
         self, target: _Target, proxy: _Proxy | None, timeouts: Timeouts, *, fresh: bool
     ) -> _Connection:
         key = (target.tls, target.host, target.port, proxy)
-        stack = self._idle.get(key)
-        while stack and not fresh:
-            connection = stack.pop()
-            if connection.alive():
-                return connection
-            self._discard(connection)
+        if not fresh and (idle := self._idle_one(key)) is not None:
+            return idle
         if self._closed:
             raise ConnectFailed("the upstream client is closed")
         while self._open >= self.max_connections:
@@ -366,12 +362,8 @@ class Pool:
                     waiter.cancel()
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-            stack = self._idle.get(key)
-            while stack and not fresh:
-                connection = stack.pop()
-                if connection.alive():
-                    return connection
-                self._discard(connection)
+            if not fresh and (idle := self._idle_one(key)) is not None:
+                return idle
         self._open += 1
         try:
             return await self._connect(key, target, proxy, timeouts.connect)
@@ -379,6 +371,16 @@ class Pool:
             self._open -= 1
             self._wake()
             raise
+
+    def _idle_one(self, key: tuple[object, ...]) -> _Connection | None:
+        """The most recently used idle connection to `key` that is still open."""
+        stack = self._idle.get(key)
+        while stack:
+            connection = stack.pop()
+            if connection.alive():
+                return connection
+            self._discard(connection)
+        return None
 
     async def _connect(
         self, key: tuple[object, ...], target: _Target, proxy: _Proxy | None, timeout_s: float
