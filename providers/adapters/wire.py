@@ -21,6 +21,7 @@ import base64
 import contextlib
 import os
 import ssl
+import time
 import weakref
 import zlib
 from collections import deque
@@ -35,6 +36,9 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 _proxy_bypass = urllib_request.proxy_bypass_environment  # type: ignore[attr-defined]
 
 MAX_CONNECTIONS = 200
+# An idle connection older than this is closed, not reused: a NAT or firewall may have
+# dropped it without a word, and a request sent on it would only fail at its read timeout.
+KEEPALIVE_EXPIRY_S = 5.0
 MAX_HEAD_BYTES = 64 * 1024
 # Reading from the socket pauses while this much of an answer waits unread.
 BUFFER_HIGH_WATER = 1024 * 1024
@@ -178,6 +182,7 @@ class _Connection(asyncio.Protocol):
         self.eof = False
         self.error: BaseException | None = None
         self.used = False
+        self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -279,8 +284,13 @@ def _expire(waiter: asyncio.Future[None], error: WireTimeout) -> None:
 class Pool:
     """Keep-alive connections of one event loop, at most MAX_CONNECTIONS open at once."""
 
-    def __init__(self, max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        max_connections: int = MAX_CONNECTIONS,
+        keepalive_expiry_s: float = KEEPALIVE_EXPIRY_S,
+    ) -> None:
         self.max_connections = max_connections
+        self.keepalive_expiry_s = keepalive_expiry_s
         self._idle: dict[tuple[object, ...], list[_Connection]] = {}
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -373,8 +383,18 @@ class Pool:
             raise
 
     def _idle_one(self, key: tuple[object, ...]) -> _Connection | None:
-        """The most recently used idle connection to `key` that is still open."""
+        """The most recently used idle connection to `key` that is still open and fresh;
+        older ones are closed on the way."""
         stack = self._idle.get(key)
+        if not stack:
+            return None
+        fresh_after = time.monotonic() - self.keepalive_expiry_s
+        if stack[0].idle_since < fresh_after:
+            # The oldest are at the bottom of the stack: close every expired one.
+            expired = [c for c in stack if c.idle_since < fresh_after]
+            stack[:] = [c for c in stack if c.idle_since >= fresh_after]
+            for connection in expired:
+                self._discard(connection)
         while stack:
             connection = stack.pop()
             if connection.alive():
@@ -424,6 +444,7 @@ class Pool:
         if self._closed or not connection.alive():
             self._discard(connection)
             return
+        connection.idle_since = time.monotonic()
         self._idle.setdefault(connection.key, []).append(connection)
         self._wake()
 

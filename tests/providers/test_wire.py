@@ -530,3 +530,22 @@ async def test_reader_stopping_at_its_end_marker_leaves_the_connection_reusable(
 
     assert server.connections == 1
     assert pool.idle_connections() == 1
+
+
+async def test_idle_connections_past_their_expiry_are_closed_not_reused():
+    pool = Pool(keepalive_expiry_s=0.1)
+
+    async def handler(reader, writer, number):
+        while True:
+            await server.read_request(reader)
+            writer.write(answer(b"conn %d" % number))
+
+    async with RawServer(handler) as server:
+        assert await get(pool, server.url) == (200, b"conn 1")
+        assert await get(pool, server.url) == (200, b"conn 1")  # fresh: reused
+        await asyncio.sleep(0.15)
+        assert await get(pool, server.url) == (200, b"conn 2")  # expired: a new one
+
+    assert server.connections == 2
+    assert pool.idle_connections() == 1
+    await pool.aclose()
