@@ -475,38 +475,32 @@ def _claim(reservation_id: int, state: str, spent: Decimal, now: datetime) -> bo
 
 
 # Settling in one statement: claim the holds (only those still held, which makes settling
-# idempotent) and move their amounts from reserved to spent, the period rows locked in id order
-# as admission locks them.
-_CLOSE_SQL = """
+# idempotent) and move their amounts from reserved to spent. Several holds also lock their
+# period rows in id order first, as admission locks them, so two requests settling the same
+# budgets cannot deadlock; a single hold cannot deadlock with anything and skips that lock.
+_CLAIM_SQL = """
 WITH claimed AS (
     UPDATE routing_budgetreservation
     SET state = %(state)s, actual_usd = %(spent)s, settled_at = %(now)s
     WHERE id = ANY(%(reservation_ids)s) AND state = 'held'
     RETURNING period_id, amount_usd
-), locked AS MATERIALIZED (
+)"""
+_LOCK_SQL = """, locked AS MATERIALIZED (
     SELECT id FROM routing_budgetperiod
     WHERE id = ANY(%(period_ids)s) ORDER BY id FOR UPDATE
-)
+)"""
+_SPEND_SQL = """
 UPDATE routing_budgetperiod AS p
 SET spent_usd = p.spent_usd + %(spent)s, reserved_usd = p.reserved_usd - claimed.amount_usd
-FROM claimed JOIN locked ON locked.id = claimed.period_id
-WHERE p.id = claimed.period_id
+FROM claimed {join}WHERE p.id = claimed.period_id
 RETURNING p.id, p.spent_usd, p.soft_alerted_at IS NULL
 """
-
-
-_CLOSE_ONE_SQL = """
-WITH claimed AS (
-    UPDATE routing_budgetreservation
-    SET state = %(state)s, actual_usd = %(spent)s, settled_at = %(now)s
-    WHERE id = ANY(%(reservation_ids)s) AND state = 'held'
-    RETURNING period_id, amount_usd
+_CLOSE_ONE_SQL = _CLAIM_SQL + _SPEND_SQL.format(join="")
+_CLOSE_SQL = (
+    _CLAIM_SQL
+    + _LOCK_SQL
+    + _SPEND_SQL.format(join="JOIN locked ON locked.id = claimed.period_id\n")
 )
-UPDATE routing_budgetperiod AS p
-SET spent_usd = p.spent_usd + %(spent)s, reserved_usd = p.reserved_usd - claimed.amount_usd
-FROM claimed WHERE p.id = claimed.period_id
-RETURNING p.id, p.spent_usd, p.soft_alerted_at IS NULL
-"""
 
 
 def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetime | None) -> None:
