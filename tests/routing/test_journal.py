@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
@@ -85,3 +87,17 @@ async def test_the_entry_is_written_before_the_first_event_reaches_the_consumer(
     assert seen == [True]
     await journal_background_idle()
     assert await sync_to_async(journal_pending)() == 0
+
+
+async def test_a_close_batch_that_cannot_reach_redis_is_left_to_the_sweep(monkeypatch, caplog):
+    monkeypatch.setattr(journal, "_closing", ["a", "b"])
+    unreachable = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+
+    with caplog.at_level(logging.WARNING, logger="routing.journal"):
+        await journal._closes_flush(unreachable)
+
+    assert journal._closing == []
+    assert [r.getMessage().split(":")[:2] for r in caplog.records] == [
+        ["journal", " 2 closed entries left to the sweep"]
+    ]
+    await unreachable.aclose()
