@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 
-from providers.models import LLMModel, Provider
+from providers.models import LLMModel
 from routing import config_cache
-from routing.models import RoutingPolicy, RoutingRule, RuleFallback
-from routing.taxonomy import TASK_TYPES
 
 # The shared local upstream server, the bundled model and the per-test HTTP client reset.
 from tests.providers.conftest import (  # noqa: F401
@@ -19,6 +16,7 @@ from tests.providers.conftest import (  # noqa: F401
     upstream_server,
 )
 from tests.providers.upstream_server import UpstreamServer
+from tests.routing.gateway_support import every_task_to, upstream_models
 
 
 @pytest.fixture(autouse=True)
@@ -34,30 +32,8 @@ def _fresh_routing_state(settings: pytest.FixtureRequest) -> Iterator[None]:
 
 def chat_registry(server: UpstreamServer) -> dict[str, LLMModel]:
     """`alpha` answers every task type, `beta` is its fallback; both are upstream paths."""
-    models = {}
-    for name, price_in, price_out in (
-        ("alpha", Decimal("1.25"), Decimal("10")),
-        ("beta", Decimal("0.15"), Decimal("0.60")),
-    ):
-        provider = Provider.objects.create(
-            name=name,
-            kind="openai_compatible",
-            base_url=f"{server.url}/{name}/v1",
-            locality="cloud",
-        )
-        models[name] = LLMModel.objects.create(
-            provider=provider,
-            name=f"{name}-model",
-            tier="standard",
-            input_price_per_mtok_usd=price_in,
-            output_price_per_mtok_usd=price_out,
-        )
-    policy = RoutingPolicy.objects.create(name="chat-policy", is_default=True)
-    for task_type in TASK_TYPES:
-        rule = RoutingRule.objects.create(
-            policy=policy, task_type=task_type, primary=models["alpha"], tiers=[]
-        )
-        RuleFallback.objects.create(rule=rule, model=models["beta"], position=1)
+    models = upstream_models(server)
+    every_task_to("chat-policy", models["alpha"], models["beta"])
     return models
 
 

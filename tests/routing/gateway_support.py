@@ -17,9 +17,9 @@ from routing.taxonomy import TASK_TYPES
 from tests.providers.upstream_server import UpstreamServer
 
 
-def gateway_registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
-    """Two upstream models: `alpha` (primary) and `beta` (fallback), priced; and a baseline."""
-    cache.clear()
+def upstream_models(upstream: UpstreamServer) -> dict[str, LLMModel]:
+    """`alpha` and `beta`: standard tier, priced, each behind its own OpenAI-compatible
+    provider on the local upstream server (`/alpha/v1`, `/beta/v1`)."""
     models = {}
     for name, price_in, price_out in (
         ("alpha", Decimal("1.25"), Decimal("10")),
@@ -38,24 +38,43 @@ def gateway_registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
             input_price_per_mtok_usd=price_in,
             output_price_per_mtok_usd=price_out,
         )
+    return models
+
+
+def baseline_model(upstream: UpstreamServer, *, enabled: bool) -> LLMModel:
+    """The premium baseline `premium:big` that savings are measured against."""
     premium = Provider.objects.create(
         name="premium", kind="openai", base_url=f"{upstream.url}/premium/v1", locality="cloud"
     )
-    models["premium"] = LLMModel.objects.create(
+    return LLMModel.objects.create(
         provider=premium,
         name="big",
         tier="premium",
         input_price_per_mtok_usd=Decimal("10"),
         output_price_per_mtok_usd=Decimal("30"),
         is_baseline=True,
-        enabled=False,
+        enabled=enabled,
     )
-    policy = RoutingPolicy.objects.create(name="gateway-policy", is_default=True)
+
+
+def every_task_to(policy_name: str, primary: LLMModel, fallback: LLMModel) -> RoutingPolicy:
+    """The default policy: every task type to `primary`, then `fallback`."""
+    policy = RoutingPolicy.objects.create(name=policy_name, is_default=True)
     for task_type in TASK_TYPES:
         rule = RoutingRule.objects.create(
-            policy=policy, task_type=task_type, primary=models["alpha"], tiers=[]
+            policy=policy, task_type=task_type, primary=primary, tiers=[]
         )
-        RuleFallback.objects.create(rule=rule, model=models["beta"], position=1)
+        RuleFallback.objects.create(rule=rule, model=fallback, position=1)
+    return policy
+
+
+def gateway_registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
+    """Two upstream models: `alpha` (primary) and `beta` (fallback), priced; and a baseline
+    that is never routed to."""
+    cache.clear()
+    models = upstream_models(upstream)
+    models["premium"] = baseline_model(upstream, enabled=False)
+    every_task_to("gateway-policy", models["alpha"], models["beta"])
     settle_config()
     return models
 

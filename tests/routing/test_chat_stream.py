@@ -16,41 +16,15 @@ from routing.events import Caller, Delta, Failed, Fallback, Finished, GatewayReq
 from routing.models import Budget, BudgetReservation, RoutingPolicy, RoutingRule, RuleFallback
 from routing.services import chat_stream
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
+from tests.routing.gateway_support import baseline_model, upstream_models
 from tests.routing.streams import openai_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
-    models = {}
-    for name, price_in, price_out in (
-        ("alpha", Decimal("1.25"), Decimal("10")),
-        ("beta", Decimal("0.15"), Decimal("0.60")),
-    ):
-        provider = Provider.objects.create(
-            name=name,
-            kind="openai_compatible",
-            base_url=f"{upstream.url}/{name}/v1",
-            locality="cloud",
-        )
-        models[name] = LLMModel.objects.create(
-            provider=provider,
-            name=f"{name}-model",
-            tier="standard",
-            input_price_per_mtok_usd=price_in,
-            output_price_per_mtok_usd=price_out,
-        )
-    premium = Provider.objects.create(
-        name="premium", kind="openai", base_url=f"{upstream.url}/premium/v1", locality="cloud"
-    )
-    models["premium"] = LLMModel.objects.create(
-        provider=premium,
-        name="big",
-        tier="premium",
-        input_price_per_mtok_usd=Decimal("10"),
-        output_price_per_mtok_usd=Decimal("30"),
-        is_baseline=True,
-    )
+    models = upstream_models(upstream)
+    models["premium"] = baseline_model(upstream, enabled=True)
     policy = RoutingPolicy.objects.create(name="test-policy", is_default=True)
     rule = RoutingRule.objects.create(
         policy=policy, task_type="general", primary=models["alpha"], tiers=[]
