@@ -29,6 +29,7 @@ from providers.adapters.wire import (
     ProtocolViolation,
     Response,
     Timeouts,
+    WireError,
     WireTimeout,
     upstream_pool,
     with_query,
@@ -242,12 +243,12 @@ async def _send(
             body=body,
             timeouts=timeout_for(endpoint),
         )
-    except (WireTimeout, ConnectFailed, ConnectionCut, ProtocolViolation) as exc:
+    except WireError as exc:
         raise provider_error(exc=exc, secret=endpoint.api_key) from None
     if response.status_code >= 400:
         try:
             error_body = await response.aread()
-        except (WireTimeout, ConnectionCut, ProtocolViolation):
+        except WireError:
             error_body = b""
         finally:
             await response.aclose()
@@ -275,7 +276,7 @@ async def open_stream(
     response = await _send(endpoint, "POST", url, headers, json_body, params)
     try:
         yield response
-    except (WireTimeout, ConnectionCut, ProtocolViolation) as exc:
+    except WireError as exc:
         raise provider_error(exc=exc, secret=endpoint.api_key) from None
     finally:
         await response.aclose()
@@ -294,7 +295,7 @@ async def request_json(
     response = await _send(endpoint, method, url, headers, json_body, params)
     try:
         content = await response.aread()
-    except (WireTimeout, ConnectionCut, ProtocolViolation) as exc:
+    except WireError as exc:
         raise provider_error(exc=exc, secret=endpoint.api_key) from None
     finally:
         await response.aclose()

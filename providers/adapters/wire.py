@@ -431,7 +431,7 @@ class Pool:
         except TimeoutError:
             connection.close()
             raise WireTimeout("connect", timeout_s) from None
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # refused, unknown host, and TLS failures (ssl.SSLError) alike
             connection.close()
             where = f"proxy {host}:{port}" if proxy else f"{host}:{port}"
             raise ConnectFailed(f"cannot connect to {where}: {exc}") from None
@@ -499,6 +499,10 @@ def _request_head(
         lines.append(f"content-length: {len(body)}")
     if absolute and proxy is not None and proxy.authorization:
         lines.append(f"proxy-authorization: {proxy.authorization}")
+    return _head_bytes(lines)
+
+
+def _head_bytes(lines: list[str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -510,7 +514,7 @@ async def _tunnel(
     lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
     if proxy.authorization:
         lines.append(f"proxy-authorization: {proxy.authorization}")
-    await connection.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), timeout_s)
+    await connection.send(_head_bytes(lines), timeout_s)
     try:
         status, _ = await _read_head(connection, timeout_s)
     except WireError as exc:
@@ -584,7 +588,6 @@ class Response:
         self._after_chunk = False
         self._in_trailers = False
         self._consumed = False
-        self._complete = False
         self._keep_alive = "close" not in (headers.get("connection") or "").lower()
         encoding = (headers.get("content-encoding") or "identity").strip().lower()
         self._decoder = _decoder(encoding)
@@ -603,12 +606,6 @@ class Response:
             self._framing, self._length = "close", 0
             self._keep_alive = False
 
-    @property
-    def content(self) -> bytes:
-        if self._content is None:
-            raise RuntimeError("the body has not been read: await aread() first")
-        return self._content
-
     async def aread(self) -> bytes:
         if self._content is None:
             self._content = b"".join([part async for part in self.aiter_bytes()])
@@ -626,13 +623,12 @@ class Response:
         decoder = self._decoder
         try:
             while True:
-                raw, done = self._parse(connection)
-                self._body_done = done
+                raw, self._body_done = self._parse(connection)
                 if raw:
                     data = decoder.decompress(raw) if decoder else raw
                     if data:
                         yield data
-                if done:
+                if self._body_done:
                     break
                 if connection.eof:
                     raise ConnectionCut(self._cut_message(connection))
@@ -640,8 +636,8 @@ class Response:
             if decoder is not None and (tail := decoder.flush()):
                 yield tail
         except zlib.error as exc:
+            self._keep_alive = False  # framed, perhaps, but not what it said it was
             raise ProtocolViolation(f"undecodable compressed body: {exc}") from None
-        self._complete = not connection.buffer
         self._finish()
 
     def _cut_message(self, connection: _Connection) -> str:
@@ -709,35 +705,31 @@ class Response:
         return b"".join(pieces), done
 
     def _finish(self) -> None:
+        """Back to the pool if the whole body, and nothing after it, was read; else closed."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._complete and self._keep_alive:
+        if self._keep_alive and self._body_done and not connection.buffer:
             self._pool._release(connection)
         else:
             self._pool._discard(connection)
 
     async def aclose(self) -> None:
         connection = self._connection
-        if connection is not None and self._keep_alive and not self._complete:
-            self._complete = self._rest_arrived(connection)
+        if connection is not None and self._keep_alive and not self._body_done:
+            self._skip_arrived_rest(connection)
         self._finish()
 
-    def _rest_arrived(self, connection: _Connection) -> bool:
-        """Whether the unread rest of the body is in the buffer already, so the connection
-        can go back to the pool. A reader that stops at its protocol's own end marker (SSE's
-        `data: [DONE]`) leaves the body's last bytes (the chunked terminator) unread; they
-        usually come in the same packet. Never waits for more."""
-        try:
+    def _skip_arrived_rest(self, connection: _Connection) -> None:
+        """Read past what the buffer holds of the unread body, never waiting for more. A
+        reader that stops at its protocol's own end marker (SSE's `data: [DONE]`) leaves the
+        body's last bytes (the chunked terminator) unread; they usually come in the same
+        packet, and then the connection can go back to the pool."""
+        with contextlib.suppress(ProtocolViolation):
             while not self._body_done:
-                raw, done = self._parse(connection)
-                if done:
-                    self._body_done = True
-                elif not raw:
-                    return False
-            return not connection.buffer
-        except ProtocolViolation:
-            return False
+                raw, self._body_done = self._parse(connection)
+                if not raw and not self._body_done:
+                    return
 
 
 def _decoder(encoding: str) -> zlib._Decompress | None:
