@@ -515,7 +515,6 @@ def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetim
             "reservation_ids": [hold.reservation_id for hold in reservation.holds],
             "period_ids": [hold.period_id for hold in reservation.holds],
         }
-        # One hold cannot deadlock with anything: it skips the ordered lock.
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
         rows = {
             period_id: (total, unalerted)
