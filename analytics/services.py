@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import fields, replace
 from functools import cache
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from analytics.models import RequestFeedback, RequestLog, RequestPayload
 from analytics.outcome import RequestOutcome
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
-from orchestrator_site.db import prepared_available, prepared_rows
+from orchestrator_site.db import prepared_available, prepared_many, prepared_rows
 from providers.models import LLMModel
 
 __all__ = [
     "feedback_record",
     "request_record",
+    "requests_record",
     "retention_apply",
     "rollup_advance",
     "rollup_rebuild_day",
@@ -54,13 +57,33 @@ def _request_insert(outcome: RequestOutcome) -> RequestLog:
     return _log_insert(outcome)
 
 
+def requests_record(*, outcomes: Sequence[RequestOutcome]) -> None:
+    """Write the log rows of many finished requests inside the caller's transaction, sent in
+    one round trip. Any failing row (a model deleted meanwhile) fails them all with
+    `request_record`'s error, and the caller's transaction with them: a caller that groups
+    writes falls back to `request_record` one by one."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("requests_record runs inside the caller's transaction")
+    if not prepared_available() or getattr(settings, "ORCHESTRATOR_STORE_PAYLOADS", False):
+        for outcome in outcomes:
+            _request_insert(outcome)
+        return
+    prepared_many(_log_insert_sql(), [_log_params(outcome) for outcome in outcomes])
+
+
+def _log_params(outcome: RequestOutcome) -> list[Any]:
+    return [
+        Jsonb(getattr(outcome, name)) if name == "decision_trace" else getattr(outcome, name)
+        for name in _logged_fields()
+    ]
+
+
 def _log_insert(outcome: RequestOutcome) -> RequestLog:
     values = {name: getattr(outcome, name) for name in _logged_fields()}
     if not prepared_available():
         return RequestLog.objects.create(**values)
     # Every request writes this row: one prepared INSERT, not the ORM's compile and quote.
-    params = [Jsonb(value) if name == "decision_trace" else value for name, value in values.items()]
-    [(pk,)] = prepared_rows(_log_insert_sql(), params)
+    [(pk,)] = prepared_rows(_log_insert_sql(), _log_params(outcome))
     log = RequestLog(id=pk, **values)
     log._state.adding = False
     log._state.db = "default"

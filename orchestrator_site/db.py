@@ -51,14 +51,38 @@ def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
         yield cursor
 
 
-def prepared_rows(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+def prepared_rows(sql: str, params: Params) -> list[tuple[Any, ...]]:
     """Run `sql` (`%s` / `%(name)s` placeholders) as a prepared statement; its rows."""
     began = time.monotonic()
     with prepared_cursor() as cursor:
         cursor.execute(sql, params, prepare=True)
         rows = cursor.fetchall() if cursor.description is not None else []
+    _logged(sql, params, began)
+    return rows
+
+
+def prepared_many(sql: str, params_seq: Sequence[Params]) -> list[list[tuple[Any, ...]]]:
+    """Run `sql` once per parameter set, all sent together (psycopg's pipeline mode: one round
+    trip); the rows of each run, in order."""
+    if not params_seq:
+        return []
+    began = time.monotonic()
+    results: list[list[tuple[Any, ...]]] = []
+    with prepared_cursor() as cursor:
+        cursor.executemany(sql, params_seq, returning=True)
+        while True:
+            results.append(cursor.fetchall() if cursor.description is not None else [])
+            if not cursor.nextset():
+                break
+    _logged(sql, params_seq, began)
+    return results
+
+
+def _logged(sql: str, params: Any, began: float) -> None:
     if connection.queries_logged:
         connection.queries_log.append(
             {"sql": f"{sql} -- {params!r}", "time": f"{time.monotonic() - began:.3f}"}
         )
-    return rows

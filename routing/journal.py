@@ -284,9 +284,11 @@ async def journaled(
                 await opening
                 opening = None
             if isinstance(event, Finished | Failed):
-                await journal_stage(request_id=rid, event=event)
+                # Staged while the answer goes out; the close waits for it (a stage landing
+                # after the close would leave an entry behind).
+                staging = asyncio.ensure_future(journal_stage(request_id=rid, event=event))
                 handed_off = True
-                _spawn(_drain(stream, rid))
+                _spawn(_drain(stream, rid, staging))
                 yield event
                 return
             yield event
@@ -306,9 +308,19 @@ def _spawn(coroutine: Any) -> asyncio.Task[None]:
     return task
 
 
-async def _drain(stream: AsyncIterator[Event], request_id: uuid.UUID) -> None:
-    async for _ in stream:
-        pass
+async def _drain(
+    stream: AsyncIterator[Event], request_id: uuid.UUID, staging: asyncio.Future[None]
+) -> None:
+    try:
+        async for _ in stream:
+            pass
+    finally:
+        try:
+            await staging
+        except redis.RedisError as exc:
+            # The row is being written all the same; only a crash before it would miss the
+            # staged outcome (the sweep then records the request as ended by the process).
+            logger.warning("journal: outcome of %s not staged: %s", request_id, exc)
     await journal_close(request_id=request_id)
 
 

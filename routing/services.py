@@ -26,7 +26,6 @@ from analytics.pricing import (
     max_cost_for,
     prices_ceiling,
 )
-from analytics.services import request_record
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import (
     ChatRequest,
@@ -44,9 +43,9 @@ from routing.budgets import (
     Reservation,
     budget_release,
     budget_reserve,
-    budget_settle,
 )
 from routing.classify import estimate_tokens
+from routing.closing import RequestClose, RequestCloser
 from routing.config_cache import RoutingConfig, routing_config_get
 from routing.decision import ModelSpec, RouteDecision, RoutingError
 from routing.decisions import route_decide
@@ -63,7 +62,7 @@ from routing.execution import ChainOutcome, ModelRuntime, execute_chain
 from routing.guards.admission import Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
 from routing.guards.conf import response_cache_enabled
-from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult
+from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult, TokenDebit
 from routing.guards.response_cache import CachedAnswer, ResponseCache
 
 STATUS_SUCCESS = "success"
@@ -209,6 +208,7 @@ _limiter = RateLimiter()
 _breakers = CircuitBreakers()
 _response_cache = ResponseCache()
 _guards = Guards(_limiter, _breakers, _response_cache)
+_closer = RequestCloser(_limiter)
 
 
 def _rate_check(request: GatewayRequest, token_charge: int) -> RateCheck | None:
@@ -358,40 +358,25 @@ async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
 
 
 async def _finish(ledger: _Ledger) -> None:
-    """Settle the budget, correct the token bucket and write the log row, in one worker-thread
-    call; runs however the stream ended."""
+    """Settle the budget, correct the token bucket and write the log row (grouped with other
+    requests' by `routing.closing`); runs however the stream ended."""
     settle = ledger.status in (STATUS_SUCCESS, STATUS_PARTIAL) or bool(ledger.usage.output)
     caller = ledger.request.caller
     debit = None
     if ledger.token_charge and caller.api_key_id is not None and caller.tpm_limit:
         used = ledger.usage.input + ledger.usage.output
-        debit = (caller.api_key_id, caller.tpm_limit, used - ledger.token_charge)
-    await _close_async(ledger.reservation, settle, ledger.cost_usd, debit, ledger.outcome())
-
-
-def _close(
-    reservation: Reservation | None,
-    settle: bool,
-    cost_usd: Decimal | None,
-    debit: tuple[int, int, int] | None,
-    outcome: RequestOutcome,
-) -> None:
-    try:
-        if reservation is not None:
-            if settle:
-                budget_settle(reservation=reservation, actual_cost_usd=cost_usd)
-            else:
-                budget_release(reservation=reservation)
-        if debit is not None:
-            key_id, tpm_limit, amount = debit
-            _limiter.debit_tokens(key_id=key_id, tokens=Limit.of(tpm_limit), amount=amount)
-    finally:
-        # The row is written even when settling failed: the journal must not be the only
-        # record of a request whose process is still alive.
-        request_record(outcome=outcome)
-
-
-_close_async = in_thread(_close)
+        debit = TokenDebit(
+            caller.api_key_id, Limit.of(caller.tpm_limit), used - ledger.token_charge
+        )
+    await _closer.close(
+        RequestClose(
+            outcome=ledger.outcome(),
+            reservation=ledger.reservation,
+            settle=settle,
+            cost_usd=ledger.cost_usd,
+            debit=debit,
+        )
+    )
 
 
 async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,15 @@ from routing.guards import conf
 from routing.guards.store import redis_client, script
 
 US_PER_MINUTE = 60_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDebit:
+    """A correction of one key's token bucket once a request's real usage is known."""
+
+    key_id: int
+    tokens: Limit
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,20 @@ class RateLimiter:
     def debit_tokens(self, *, key_id: int, tokens: Limit, amount: int) -> None:
         """Correct the token bucket once the real usage is known (negative gives back)."""
         self._step(key_id, None, tokens, amount, take=False)
+
+    def debit_many(self, debits: Sequence[TokenDebit]) -> None:
+        """`debit_tokens` for many requests, in one Redis round trip."""
+        client = redis_client(self.store)
+        if client is None:
+            for debit in debits:
+                self.debit_tokens(key_id=debit.key_id, tokens=debit.tokens, amount=debit.amount)
+            return
+        run = script(client, RATE_LIMIT_LUA)
+        with client.pipeline(transaction=False) as pipe:
+            for debit in debits:
+                keys, args = self.script_call(debit.key_id, None, debit.tokens, debit.amount, False)
+                run(keys=keys, args=args, client=pipe)
+            pipe.execute()
 
     def script_call(
         self, key_id: int, requests: Limit | None, tokens: Limit | None, cost: int, take: bool

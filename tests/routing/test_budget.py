@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, connections, transaction
 
 from providers.models import LLMModel, Provider
 from routing.budgets import (
+    BudgetClose,
     BudgetExceeded,
     Reservation,
     budget_guard,
@@ -22,6 +23,7 @@ from routing.budgets import (
     budget_reservations_expire,
     budget_reserve,
     budget_settle,
+    budgets_close,
     period_bounds,
     request_max_cost_usd,
 )
@@ -476,6 +478,72 @@ def test_the_hot_path_costs_a_few_statements(django_assert_num_queries) -> None:
     empty = Reservation(request_id=uuid.uuid4(), amount_usd=Decimal(0), holds=())
     with django_assert_num_queries(0):
         budget_settle(reservation=empty, actual_cost_usd=Decimal(0))
+
+
+@pytest.mark.django_db
+def test_a_group_of_closes_settles_and_releases_each_in_one_round_trip(
+    django_assert_num_queries,
+) -> None:
+    shared = make_budget("shared", limit="8", soft_alert_share=Decimal("0.5"))
+    key = make_budget("key-3", limit="10", scope=Budget.Scope.API_KEY, api_key_id=3)
+    spent = budget_reserve(max_cost_usd=Decimal("3"), api_key_id=3, now=NOW)
+    unpriced = budget_reserve(max_cost_usd=Decimal("2.5"), now=NOW)
+    failed = budget_reserve(max_cost_usd=Decimal("1"), api_key_id=3, now=NOW)
+    closes = [
+        BudgetClose.settled(spent, Decimal("2.123456789")),
+        BudgetClose.settled(unpriced, None),
+        BudgetClose.released(failed),
+        BudgetClose.released(Reservation(uuid.uuid4(), Decimal(0), ())),
+    ]
+
+    # The period rows locked once, then every reservation's statement in one round trip;
+    # the soft alert the group crosses is recorded after it (its check and insert).
+    with transaction.atomic(), django_assert_num_queries(5):
+        budgets_close(closes, now=NOW)
+    with transaction.atomic():
+        budgets_close(closes, now=NOW)  # closing again changes nothing
+
+    shared_period, key_period = period_of(shared), period_of(key)
+    assert (shared_period.spent_usd, shared_period.reserved_usd) == (Decimal("4.62345679"), 0)
+    assert (key_period.spent_usd, key_period.reserved_usd) == (Decimal("2.12345679"), 0)
+    states = sorted(BudgetReservation.objects.values_list("period_id", "state", "actual_usd"))
+    assert states == sorted(
+        [
+            (shared_period.pk, "settled", Decimal("2.12345679")),
+            (key_period.pk, "settled", Decimal("2.12345679")),
+            (shared_period.pk, "settled", Decimal("2.5")),
+            (shared_period.pk, "released", Decimal(0)),
+            (key_period.pk, "released", Decimal(0)),
+        ]
+    )
+    assert list(BudgetAlert.objects.values_list("budget_id", "spent_usd")) == [
+        (shared.pk, Decimal("4.62345679"))
+    ]
+
+
+def test_a_group_of_closes_needs_the_callers_transaction() -> None:
+    with pytest.raises(RuntimeError, match="inside the caller's transaction"):
+        budgets_close([])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_relaxes_only_its_own_commit() -> None:
+    make_budget(limit="10")
+
+    def commit_mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return str(cursor.fetchone()[0])
+
+    # Alone, the hold is its own transaction: the setting ends with it.
+    budget_reserve(max_cost_usd=Decimal("1"), now=NOW)
+    assert commit_mode() == "on"
+    # Inside a caller's transaction it is left alone, or the caller's other writes would lose
+    # their synchronous commit too (the setting would last until the caller commits).
+    with transaction.atomic():
+        budget_reserve(max_cost_usd=Decimal("1"), now=NOW)
+        assert commit_mode() == "on"
+    assert period_of(Budget.objects.get()).reserved_usd == Decimal("2")
 
 
 @pytest.mark.django_db

@@ -9,7 +9,13 @@ from django.core.cache import BaseCache, cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
-from routing.guards.ratelimit import BucketState, Limit, RateLimiter, RateLimitResult
+from routing.guards.ratelimit import (
+    BucketState,
+    Limit,
+    RateLimiter,
+    RateLimitResult,
+    TokenDebit,
+)
 from routing.guards.store import redis_client
 
 T0 = 1_800_000_000_000_000  # µs
@@ -119,6 +125,23 @@ def test_real_usage_corrects_the_token_bucket(store) -> None:
     limiter.debit_tokens(key_id=5, tokens=tpm, amount=-2000)
     result = limiter.check(key_id=5, requests=None, tokens=tpm, token_cost=1000)
     assert result.allowed is True
+
+
+def test_corrections_of_many_keys_go_together_and_land_like_single_ones(store) -> None:
+    clock = Clock(T0)
+    limiter = RateLimiter(store, clock)
+    tpm = Limit(1000, 1000)
+    for key_id in (7, 8):
+        limiter.check(key_id=key_id, requests=None, tokens=tpm, token_cost=100)
+
+    limiter.debit_many([TokenDebit(7, tpm, 850), TokenDebit(8, tpm, -100)])
+
+    # Key 7 used 950 of its 1000; key 8 got its 100 back and is full again.
+    assert limiter.check(key_id=7, requests=None, tokens=tpm, token_cost=51).allowed is False
+    assert limiter.check(key_id=7, requests=None, tokens=tpm, token_cost=50).allowed is True
+    full = limiter.check(key_id=8, requests=None, tokens=tpm, token_cost=1000)
+    assert full.allowed is True
+    assert full.tokens is not None and full.tokens.remaining == 0
 
 
 def test_keys_are_limited_independently(store) -> None:
