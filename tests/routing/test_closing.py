@@ -42,11 +42,13 @@ class CountingCloser(RequestCloser):
     def __init__(self, limiter: RateLimiter) -> None:
         super().__init__(limiter)
         self.groups: list[int] = []
+        self.started = asyncio.Event()
         self.writing = asyncio.Event()
         write = self._write
 
         async def counted(closes: Sequence[RequestClose], limiter: RateLimiter) -> Any:
             self.groups.append(len(closes))
+            self.started.set()
             await self.writing.wait()
             return await write(closes, limiter)
 
@@ -75,8 +77,7 @@ async def test_requests_finishing_together_are_written_in_groups(limiter) -> Non
     ]
 
     first = asyncio.ensure_future(closer.close(closes[0]))
-    while not closer.groups:
-        await asyncio.sleep(0)
+    await closer.started.wait()
     # The first is being written at once, alone; the other 19 arrive meanwhile.
     rest = asyncio.gather(*(closer.close(close) for close in closes[1:]))
     await asyncio.sleep(0)
