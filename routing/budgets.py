@@ -287,15 +287,16 @@ def _hold_each(
     return [line.pk for line in lines]
 
 
-# A hold commits without waiting for its WAL flush (`synchronous_commit` off for its own
-# transaction only). Locking and visibility are unchanged, so concurrent holds still cannot
-# pass a limit together; what it gives up is the hold's durability through a Postgres crash in
-# the flush window (wal_writer_delay, 200 ms by default), a moment in which the request's
-# settlement could not be recorded either. In exchange the period row is no longer locked
-# through a disk flush per request, which on an ordinary disk (~2 ms a flush) capped every
-# budget at a few hundred holds a second. Settlements, which are the spend, stay synchronous.
-# Only a hold that is its own transaction is relaxed: inside a caller's transaction the setting
-# would reach the caller's other writes too.
+# Holds and settlements commit without waiting for their WAL flush (`synchronous_commit` off
+# for their own transaction only). Locking and visibility are unchanged, so concurrent holds
+# still cannot pass a limit together. In exchange a period row is never locked through a disk
+# flush (~2 ms on an ordinary disk), which capped every budget at a few hundred requests a
+# second and made each request wait for the one before. What a Postgres crash can take is the
+# flush window (wal_writer_delay, 200 ms by default): a lost settlement is redone from its
+# request's log row, which is written synchronously first (`budget_reservations_expire`); a
+# lost hold belongs to a request whose settlement could not be recorded at that moment either.
+# Only a statement that is its own transaction is relaxed: inside a caller's transaction the
+# setting would reach the caller's other writes too.
 _RELAXED_COMMIT = (
     "(SELECT CASE WHEN %(relaxed)s THEN set_config('synchronous_commit', 'off', true)"
     " ELSE 'off' END) = 'off'"
@@ -428,15 +429,17 @@ def budget_release(*, reservation: Reservation, now: datetime | None = None) -> 
 
 
 def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None) -> None:
-    """Settle or release many reservations inside the caller's transaction.
+    """Settle or release many reservations in one transaction.
 
     Their period rows are locked once, in id order (as admission locks them, so this cannot
     deadlock with holds or with another group), then every reservation's statement goes out in
-    one round trip. The caller's commit makes them durable together: one WAL flush for the
-    group instead of one per request. Idempotent per reservation, like `budget_settle`.
+    one round trip. Idempotent per reservation, like `budget_settle`.
+
+    Like a hold, the group commits without waiting for its WAL flush, so a budget's row is never
+    locked through a disk flush. Callers write the requests' log rows first (synchronously):
+    a settlement lost with a Postgres crash is redone from its row by
+    `budget_reservations_expire`.
     """
-    if not connection.in_atomic_block:
-        raise RuntimeError("budgets_close runs inside the caller's transaction")
     held = [close for close in closes if close.reservation.holds]
     if not held:
         return
@@ -446,11 +449,13 @@ def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None)
             _close(close.reservation, spent=close.spent, state=close.state, now=now)
         return
     period_ids = sorted({hold.period_id for close in held for hold in close.reservation.holds})
-    prepared_rows(_LOCK_PERIODS_SQL, {"period_ids": period_ids})
-    # With the rows locked, each reservation needs only the claim-and-spend statement.
-    results = prepared_many(_CLOSE_ONE_SQL, [_close_params(close, now) for close in held])
-    for close, rows in zip(held, results, strict=True):
-        _soft_alerts(close.reservation, close.spent, rows, now)
+    relaxed = not connection.in_atomic_block
+    with transaction.atomic(savepoint=False):
+        prepared_rows(_LOCK_PERIODS_SQL, {"period_ids": period_ids, "relaxed": relaxed})
+        # With the rows locked, each reservation needs only the claim-and-spend statement.
+        results = prepared_many(_CLOSE_ONE_SQL, [_close_params(close, now) for close in held])
+        for close, rows in zip(held, results, strict=True):
+            _soft_alerts(close.reservation, close.spent, rows, now)
 
 
 abudget_reserve = sync_to_async(budget_reserve)
@@ -459,20 +464,40 @@ abudget_release = sync_to_async(budget_release)
 
 
 def budget_reservations_expire(*, older_than: timedelta, now: datetime | None = None) -> int:
-    """Release holds older than `older_than` whose process never settled them; returns how many."""
+    """Close the holds older than `older_than` that were never settled; returns how many.
+
+    A hold whose request has its log row was settled, but the settlement did not last (it
+    commits without waiting for its flush, and Postgres crashed within that window): it is
+    settled again from the row, so the budget still counts what the request cost. A hold
+    without a row belonged to a process that died mid-request: it is released.
+    """
+    from analytics.models import RequestLog
+
     now = now or timezone.now()
-    stale = BudgetReservation.objects.filter(
-        state=BudgetReservation.State.HELD, created_at__lt=now - older_than
-    ).values_list("pk", "period_id", "amount_usd")
-    released = 0
-    for reservation_id, period_id, amount in stale:
+    stale = list(
+        BudgetReservation.objects.filter(
+            state=BudgetReservation.State.HELD, created_at__lt=now - older_than
+        ).values_list("pk", "period_id", "amount_usd", "request_id")
+    )
+    logged = {
+        request_id: (status, output_tokens, cost_usd)
+        for request_id, status, output_tokens, cost_usd in RequestLog.objects.filter(
+            request_id__in={request_id for *_, request_id in stale}
+        ).values_list("request_id", "status", "output_tokens", "cost_usd")
+    }
+    closed = 0
+    for reservation_id, period_id, amount, request_id in stale:
+        state, spent = BudgetReservation.State.RELEASED, Decimal(0)
+        row = logged.get(request_id)
+        if row is not None and (row[0] in ("success", "partial") or row[1] > 0):
+            state, spent = BudgetReservation.State.SETTLED, amount if row[2] is None else row[2]
         with transaction.atomic():
-            if _claim(reservation_id, BudgetReservation.State.RELEASED, Decimal(0), now):
+            if _claim(reservation_id, state, spent, now):
                 BudgetPeriod.objects.filter(pk=period_id).update(
-                    reserved_usd=F("reserved_usd") - amount
+                    spent_usd=F("spent_usd") + spent, reserved_usd=F("reserved_usd") - amount
                 )
-                released += 1
-    return released
+                closed += 1
+    return closed
 
 
 def budget_limit_apply(*, budget: Budget, now: datetime | None = None) -> int:
@@ -566,8 +591,9 @@ _CLOSE_SQL = (
 )
 
 
-_LOCK_PERIODS_SQL = """
-SELECT id FROM routing_budgetperiod WHERE id = ANY(%(period_ids)s) ORDER BY id FOR UPDATE
+_LOCK_PERIODS_SQL = f"""
+SELECT id FROM routing_budgetperiod WHERE id = ANY(%(period_ids)s) AND {_RELAXED_COMMIT}
+ORDER BY id FOR UPDATE
 """
 
 

@@ -7,8 +7,8 @@ ordinary disk) with the budget period's row locked, so every other request's hol
 budget queued behind it.
 
 Here the requests that finish while a group is being written go together in the next group:
-one thread hop, one transaction (every settlement, then every row, each kind sent in one round
-trip), one flush, and one Redis round trip for the token corrections. Nothing waits on a timer:
+one thread hop, one transaction for every row (sent in one round trip) and one flush, one for
+every settlement, and one Redis round trip for the token corrections. Nothing waits on a timer:
 a request that finishes while no group is being written is written at once, so at low
 concurrency a group is one request and costs what it did alone.
 
@@ -61,17 +61,39 @@ class RequestClose:
 
 def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list[Exception | None]:
     """Write `closes` as one group; for each request, None or the error that kept its writes
-    from completing (its row is written even then, when the database allows)."""
-    budget_closes = [c for c in (close.budget_close() for close in closes) if c is not None]
+    from completing. The rows go first and commit durably; the settlements follow (see
+    `budgets_close`: they can be redone from the rows)."""
+    errors: list[Exception | None] = [None] * len(closes)
     try:
         with transaction.atomic():
-            budgets_close(budget_closes)
             requests_record(outcomes=[close.outcome for close in closes])
-        errors: list[Exception | None] = [None] * len(closes)
     except DatabaseError as exc:
         if len(closes) > 1:
-            logger.warning("request close: a group of %d failed (%s); one by one", len(closes), exc)
-        errors = [_close_one(close) for close in closes]
+            logger.warning(
+                "request close: %d rows failed together (%s); one by one", len(closes), exc
+            )
+        for index, close in enumerate(closes):
+            try:
+                request_record(outcome=close.outcome)
+            except DatabaseError as error:
+                errors[index] = error
+    settling = [
+        (index, settlement)
+        for index, settlement in enumerate(close.budget_close() for close in closes)
+        if settlement is not None
+    ]
+    try:
+        budgets_close([settlement for _, settlement in settling])
+    except DatabaseError as exc:
+        if len(settling) > 1:
+            logger.warning(
+                "request close: %d settlements failed together (%s); one by one", len(settling), exc
+            )
+        for index, settlement in settling:
+            try:
+                budgets_close([settlement])
+            except DatabaseError as error:
+                errors[index] = errors[index] or error
     debits = [close.debit for close in closes if close.debit is not None]
     if debits:
         try:
@@ -80,24 +102,6 @@ def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list
             # A missed correction leaves the bucket at its up-front estimate; the rows stand.
             logger.warning("request close: %d token corrections lost: %s", len(debits), exc)
     return errors
-
-
-def _close_one(close: RequestClose) -> Exception | None:
-    error: Exception | None = None
-    budget_close = close.budget_close()
-    if budget_close is not None:
-        try:
-            with transaction.atomic():
-                budgets_close([budget_close])
-        except DatabaseError as exc:
-            error = exc
-    try:
-        # Written even when settling failed: the journal must not be the only record of a
-        # request whose process is still alive.
-        request_record(outcome=close.outcome)
-    except DatabaseError as exc:
-        error = exc
-    return error
 
 
 class RequestCloser:
