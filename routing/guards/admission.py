@@ -10,7 +10,6 @@ the number of round trips. Elsewhere (local memory in development) each guard an
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,18 +26,7 @@ from routing.guards.response_cache import (
     response_cache_key,
     slot_key,
 )
-from routing.guards.store import redis_client, redis_serializer, script
-
-# Building a redis-py pipeline copies the client's response callbacks (a fifth of a
-# millisecond); each thread keeps one and reuses it (execute() leaves it empty again).
-_pipelines = threading.local()
-
-
-def _pipeline_for(client: Any) -> Any:
-    pipe = getattr(_pipelines, "pipe", None)
-    if pipe is None or pipe.connection_pool is not client.connection_pool:
-        pipe = _pipelines.pipe = client.pipeline(transaction=False)
-    return pipe
+from routing.guards.store import pipeline_for, redis_client, redis_serializer, script
 
 
 @dataclass(frozen=True)
@@ -117,7 +105,7 @@ class Guards:
         digest: str | None,
     ) -> list[Any]:
         for first_try in (True, False):
-            pipe = _pipeline_for(client)
+            pipe = pipeline_for(client)
             if rate is not None:
                 keys, args = self.limiter.script_call(
                     rate.key_id, rate.requests, rate.tokens, rate.token_cost, take=True

@@ -22,7 +22,7 @@ from typing import Any
 from django.core.cache import BaseCache, cache
 
 from routing.guards import conf
-from routing.guards.store import redis_client, script
+from routing.guards.store import redis_client, script, scripts_run
 
 US_PER_MINUTE = 60_000_000
 
@@ -241,12 +241,13 @@ class RateLimiter:
             for debit in debits:
                 self.debit_tokens(key_id=debit.key_id, tokens=debit.tokens, amount=debit.amount)
             return
-        run = script(client, RATE_LIMIT_LUA)
-        with client.pipeline(transaction=False) as pipe:
-            for debit in debits:
-                keys, args = self.script_call(debit.key_id, None, debit.tokens, debit.amount, False)
-                run(keys=keys, args=args, client=pipe)
-            pipe.execute()
+        calls = [
+            self.script_call(debit.key_id, None, debit.tokens, debit.amount, take=False)
+            for debit in debits
+            if debit.amount
+        ]
+        if calls:
+            scripts_run(client, RATE_LIMIT_LUA, calls)
 
     def script_call(
         self, key_id: int, requests: Limit | None, tokens: Limit | None, cost: int, take: bool

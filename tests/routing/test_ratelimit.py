@@ -144,6 +144,21 @@ def test_corrections_of_many_keys_go_together_and_land_like_single_ones(store) -
     assert full.tokens is not None and full.tokens.remaining == 0
 
 
+def test_corrections_reach_a_redis_that_lost_its_scripts(redis_store) -> None:
+    clock = Clock(T0)
+    limiter = RateLimiter(redis_store, clock)
+    tpm = Limit(1000, 1000)
+    limiter.check(key_id=9, requests=None, tokens=tpm, token_cost=1000)
+    client = redis_client(redis_store)
+    assert client is not None
+    client.script_flush()  # as after a restart
+
+    limiter.debit_many([TokenDebit(9, tpm, -600), TokenDebit(9, tpm, 0)])
+
+    assert limiter.check(key_id=9, requests=None, tokens=tpm, token_cost=601).allowed is False
+    assert limiter.check(key_id=9, requests=None, tokens=tpm, token_cost=600).allowed is True
+
+
 def test_keys_are_limited_independently(store) -> None:
     limiter = RateLimiter(store, Clock(T0))
     one = Limit(1, 1)
