@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from providers.adapters.types import Message
 from routing.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
-from routing.journal import journal_close, journal_open
+from routing.journal import journal_close
 from routing.models import ApiKey, Batch, BatchItem, DeadLetter
 from routing.services import chat_stream
 
@@ -181,7 +181,6 @@ def batch_item_execute(*, item_id: int, final_attempt: bool) -> ItemRun:
 
 
 async def _run(request: GatewayRequest) -> Finished | Failed:
-    await journal_open(request=request)
     terminal: Finished | Failed | None = None
     async for event in chat_stream(request):
         if isinstance(event, Finished | Failed):

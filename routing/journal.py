@@ -2,9 +2,11 @@
 
 The request log row is written after the last byte of the answer has left, so the client never
 waits on Postgres. Between the answer and the row, a crash would lose the row; the journal
-closes that gap. Every request gets an entry in Redis before its first event (one pipelined
-round trip), the entry is updated with the terminal outcome when it is known, and it is removed
-once the row is committed. `journal_sweep` (Celery beat) turns entries older than the grace
+closes that gap. Every request that reaches routing gets an entry in Redis before its first
+event (sent with the guards' reads, in their round trip), the entry is updated with the
+terminal outcome when it is known, and it is removed once the row is committed. A request
+refused before routing (no text, an unknown model) has no entry: its one event and its row
+follow each other at once. `journal_sweep` (Celery beat) turns entries older than the grace
 period that still have no row into rows: the staged outcome if there was one, else an error
 row saying the process ended first. A row that exists already is never written twice
 (`request_id` is unique and is checked first).
@@ -113,17 +115,25 @@ def _terminal(event: Finished | Failed) -> dict[str, str]:
     }
 
 
-async def journal_open(*, request: GatewayRequest) -> None:
+def journal_open_commands(pipe: Any, request: GatewayRequest) -> None:
+    """Queue the opening of `request`'s entry on `pipe`, a sync redis-py pipeline to the
+    journal's Redis, so that it goes out with the request's other reads in one round trip
+    (`chat_stream` sends it with the guards'). Idempotent: sent twice, it writes the same."""
     rid = str(request.request_id)
-    fields = _opening(request)
-    client = _aclient()
+    pipe.hset(ENTRY_PREFIX + rid, mapping=_opening(request))
+    pipe.zadd(INDEX_KEY, {rid: time.time() + grace_s()})
+
+
+def journal_open(*, request: GatewayRequest) -> None:
+    """Open `request`'s entry on its own (blocking: call it from a worker thread)."""
+    client = _client()
     if client is None:
-        _memory[rid] = {**fields, "due": str(time.time() + grace_s())}
+        rid = str(request.request_id)
+        _memory[rid] = {**_opening(request), "due": str(time.time() + grace_s())}
         return
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.hset(ENTRY_PREFIX + rid, mapping=fields)  # type: ignore[arg-type]
-        pipe.zadd(INDEX_KEY, {rid: time.time() + grace_s()})
-        await pipe.execute()
+    with client, client.pipeline(transaction=False) as pipe:
+        journal_open_commands(pipe, request)
+        pipe.execute()
 
 
 async def journal_stage(*, request_id: uuid.UUID, event: Finished | Failed) -> None:
@@ -269,20 +279,15 @@ def journal_pending() -> int:
 async def journaled(
     stream: AsyncIterator[Event], *, request: GatewayRequest
 ) -> AsyncIterator[Event]:
-    """The events of `stream`, journaled. After the terminal event the rest of the stream (where
-    the request log row is written) runs in a background task, so neither the client nor a
-    client disconnect waits on or cancels the write. A consumer that stops early (client
-    disconnect) closes `stream` in the background and marks the entry cancelled."""
+    """The events of `stream` (a `chat_stream`, which opens the entry with the guards' reads,
+    before any event), journaled. After the terminal event the rest of the stream (where the
+    request log row is written) runs in a background task, so neither the client nor a client
+    disconnect waits on or cancels the write. A consumer that stops early (client disconnect)
+    closes `stream` in the background and marks the entry cancelled."""
     rid = request.request_id
-    # The entry is written while the request is prepared (a worker thread): its round trip
-    # overlaps that work, and it is in Redis before any event, so before any answer.
-    opening: asyncio.Task[None] | None = asyncio.ensure_future(journal_open(request=request))
     handed_off = False
     try:
         async for event in stream:
-            if opening is not None:
-                await opening
-                opening = None
             if isinstance(event, Finished | Failed):
                 # Staged while the answer goes out; the close waits for it (a stage landing
                 # after the close would leave an entry behind).
@@ -295,8 +300,6 @@ async def journaled(
         handed_off = True
         await journal_close(request_id=rid)
     finally:
-        if opening is not None:
-            await opening
         if not handed_off:
             _spawn(_abandoned(stream, rid))
 

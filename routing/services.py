@@ -13,8 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
@@ -64,6 +66,7 @@ from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
 from routing.guards.conf import response_cache_enabled
 from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult, TokenDebit
 from routing.guards.response_cache import CachedAnswer, ResponseCache
+from routing.journal import journal_open, journal_open_commands
 
 STATUS_SUCCESS = "success"
 STATUS_PARTIAL = "partial"
@@ -240,11 +243,16 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         max_output_tokens=request.max_tokens or 0,
     )
     first = decision.chain[0] if decision.chain else None
+    # The request journal's entry goes out with the guards' reads (one round trip for both),
+    # before the request's first event.
     reads = _guards.read(
         rate=_rate_check(request, token_charge),
         breaker=(first.ref, BreakerConfig.for_model()) if first else None,
         cache_request=_chat_request(request, first) if first and request.use_cache else None,
+        also=partial(journal_open_commands, request=request) if settings.REDIS_URL else None,
     )
+    if not reads.also_sent:
+        journal_open(request=request)
     if reads.rate_limit is not None and not reads.rate_limit.allowed:
         return _Prepared(rate_limit=reads.rate_limit, token_charge=0)
     admission = None

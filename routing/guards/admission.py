@@ -10,6 +10,7 @@ the number of round trips. Elsewhere (local memory in development) each guard an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ class GuardReads:
     rate_limit: RateLimitResult | None
     permit: Permit | None
     cached: CachedAnswer | None
+    also_sent: bool = False
+    """Whether the caller's `also` commands went out with the reads."""
 
 
 class Guards:
@@ -60,11 +63,14 @@ class Guards:
         rate: RateCheck | None,
         breaker: tuple[str, BreakerConfig] | None,
         cache_request: ChatRequest | None,
+        also: Callable[[Any], None] | None = None,
     ) -> GuardReads:
         """Take from the rate limit, and read the breaker and the cache, in one round trip.
 
         The breaker and the cache are read even when the rate limit refuses (they are only
-        reads); callers look at `rate_limit` first."""
+        reads); callers look at `rate_limit` first. `also` queues more commands of the caller's
+        on the same pipeline (they may be sent twice, so they must be idempotent); without a
+        shared Redis it is not called, and `also_sent` says so."""
         if cache_request is not None and not conf.response_cache_enabled():
             cache_request = None
         store = self.limiter.store
@@ -73,7 +79,7 @@ class Guards:
         if client is None or not shared:
             return self._one_by_one(rate, breaker, cache_request)
         digest = response_cache_key(cache_request) if cache_request is not None else None
-        replies = self._pipeline(client, store, rate, breaker, digest)
+        replies = self._pipeline(client, store, rate, breaker, digest, also)
         loads = redis_serializer(store).loads
         index = 0
         limited = None
@@ -94,7 +100,9 @@ class Guards:
         if digest is not None:
             entry = replies[index]
             cached = answer_of(None if entry is None else loads(entry), digest)
-        return GuardReads(rate_limit=limited, permit=permit, cached=cached)
+        return GuardReads(
+            rate_limit=limited, permit=permit, cached=cached, also_sent=also is not None
+        )
 
     def _pipeline(
         self,
@@ -103,6 +111,7 @@ class Guards:
         rate: RateCheck | None,
         breaker: tuple[str, BreakerConfig] | None,
         digest: str | None,
+        also: Callable[[Any], None] | None,
     ) -> list[Any]:
         for first_try in (True, False):
             pipe = pipeline_for(client)
@@ -115,6 +124,8 @@ class Guards:
                 pipe.mget([store.make_key(k) for k in breaker_keys(breaker[0])])
             if digest is not None:
                 pipe.get(store.make_key(slot_key(digest)))
+            if also is not None:
+                also(pipe)
             replies: list[Any] = pipe.execute(raise_on_error=False)
             if rate is not None and isinstance(replies[0], NoScriptError) and first_try:
                 # A Redis restarted since the script was registered: load it, ask again (the

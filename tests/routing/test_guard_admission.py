@@ -66,11 +66,15 @@ def test_one_round_trip_answers_all_three_guards(store) -> None:
             rate=RateCheck(KEY_ID, Limit.of(10, burst=10), Limit.of(1000, burst=1000), 30),
             breaker=("openai:mini", CONFIG),
             cache_request=REQUEST,
+            # The caller's own commands ride along (the request journal's entry).
+            also=lambda pipe: pipe.set(store.make_key("also-sent"), "yes"),
         )
     finally:
         del redis_client(store).connection_pool.get_connection  # type: ignore[union-attr]
 
     assert sent == ["connection"]
+    assert reads.also_sent is True
+    assert redis_client(store).get(store.make_key("also-sent")) == b"yes"  # type: ignore[union-attr]
     assert reads.rate_limit is not None and reads.rate_limit.allowed
     assert reads.rate_limit.requests is not None and reads.rate_limit.requests.remaining == 9
     assert reads.rate_limit.tokens is not None and reads.rate_limit.tokens.remaining == 970
@@ -157,10 +161,15 @@ def test_without_redis_each_guard_answers_alone_with_the_same_outcome(settings) 
     ResponseCache(local).save(REQUEST, text="Paris", usage=Usage(5, 1, 0))
     rate = RateCheck(KEY_ID, Limit.of(2, burst=2), None, 0)
 
+    called: list[object] = []
     answers = [
-        guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_request=REQUEST)
+        guards.read(
+            rate=rate, breaker=("openai:mini", CONFIG), cache_request=REQUEST, also=called.append
+        )
         for _ in range(3)
     ]
+
+    assert called == [] and not any(a.also_sent for a in answers)  # the caller does it alone
 
     assert [a.rate_limit.allowed for a in answers if a.rate_limit] == [True, True, False]
     assert all(a.permit is not None and a.permit.allowed for a in answers)

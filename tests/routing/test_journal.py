@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,9 +11,10 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from analytics.models import RequestLog
 from orchestrator_site.cache import async_redis
 from routing import journal
-from routing.events import Event, GatewayRequest, Message
+from routing.events import GatewayRequest, Message
 from routing.journal import (
     ENTRY_PREFIX,
     INDEX_KEY,
@@ -24,6 +24,7 @@ from routing.journal import (
     journal_pending,
     journaled,
 )
+from routing.services import chat_stream
 
 
 def redis() -> Any:
@@ -51,7 +52,7 @@ async def test_closes_within_the_batch_window_go_out_together(redis_journal, mon
     monkeypatch.setattr(journal, "_closing", [])  # closes left by earlier tests' loops
     requests = [gateway_request() for _ in range(3)]
     for request in requests:
-        await journal_open(request=request)
+        await sync_to_async(journal_open)(request=request)
     assert await sync_to_async(journal_pending)() == 3
     sent: list[int] = []
     real_flush = journal._closes_flush
@@ -73,20 +74,34 @@ async def test_closes_within_the_batch_window_go_out_together(redis_journal, mon
     assert [await entry_exists(str(r.request_id)) for r in requests] == [False, False, False]
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_the_entry_is_written_before_the_first_event_reaches_the_consumer(redis_journal):
-    request = gateway_request()
-    seen: list[bool] = []
+    request = gateway_request()  # no model is configured: routing finds none
+    seen: list[tuple[str, bool]] = []
 
-    async def stream() -> AsyncIterator[Event]:
-        await asyncio.sleep(0)  # the request is being prepared
-        yield "started"  # type: ignore[misc]
+    async for event in journaled(chat_stream(request), request=request):
+        seen.append((type(event).__name__, await entry_exists(str(request.request_id))))
 
-    async for _ in journaled(stream(), request=request):
-        seen.append(await entry_exists(str(request.request_id)))
-
-    assert seen == [True]
+    assert seen == [("Failed", True)]
     await journal_background_idle()
     assert await sync_to_async(journal_pending)() == 0
+    row = await sync_to_async(RequestLog.objects.get)(request_id=request.request_id)
+    assert (row.status, row.error_code) == ("error", "MODEL_UNAVAILABLE")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_refused_before_routing_has_a_row_and_no_entry(redis_journal):
+    request = GatewayRequest(messages=(Message(role="user", content="  "),), entry_point="openai")
+    seen: list[tuple[str, bool]] = []
+
+    async for event in journaled(chat_stream(request), request=request):
+        seen.append((type(event).__name__, await entry_exists(str(request.request_id))))
+
+    assert seen == [("Failed", False)]
+    await journal_background_idle()
+    row = await sync_to_async(RequestLog.objects.get)(request_id=request.request_id)
+    assert (row.status, row.error_code) == ("invalid", "INVALID_REQUEST")
+    assert await entry_exists(str(request.request_id)) is False
 
 
 async def test_a_close_batch_that_cannot_reach_redis_is_left_to_the_sweep(monkeypatch, caplog):
