@@ -69,6 +69,9 @@ def prepared_many(sql: str, params_seq: Sequence[Params]) -> list[list[tuple[Any
     trip); the rows of each run, in order."""
     if not params_seq:
         return []
+    if len(params_seq) == 1:
+        # Pipeline mode costs more than it saves for a single statement.
+        return [prepared_rows(sql, params_seq[0])]
     began = time.monotonic()
     results: list[list[tuple[Any, ...]]] = []
     with prepared_cursor() as cursor:

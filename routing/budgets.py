@@ -448,12 +448,17 @@ def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None)
         for close in held:
             _close(close.reservation, spent=close.spent, state=close.state, now=now)
         return
+    if len(held) == 1:
+        # One statement is a transaction of its own.
+        _close(held[0].reservation, spent=held[0].spent, state=held[0].state, now=now)
+        return
     period_ids = sorted({hold.period_id for close in held for hold in close.reservation.holds})
     relaxed = not connection.in_atomic_block
     with transaction.atomic(savepoint=False):
         prepared_rows(_LOCK_PERIODS_SQL, {"period_ids": period_ids, "relaxed": relaxed})
         # With the rows locked, each reservation needs only the claim-and-spend statement.
-        results = prepared_many(_CLOSE_ONE_SQL, [_close_params(close, now) for close in held])
+        params = [_close_params(close, now, relaxed=False) for close in held]
+        results = prepared_many(_CLOSE_ONE_SQL, params)
         for close, rows in zip(held, results, strict=True):
             _soft_alerts(close.reservation, close.spent, rows, now)
 
@@ -466,10 +471,13 @@ abudget_release = sync_to_async(budget_release)
 def budget_reservations_expire(*, older_than: timedelta, now: datetime | None = None) -> int:
     """Close the holds older than `older_than` that were never settled; returns how many.
 
-    A hold whose request has its log row was settled, but the settlement did not last (it
-    commits without waiting for its flush, and Postgres crashed within that window): it is
-    settled again from the row, so the budget still counts what the request cost. A hold
-    without a row belonged to a process that died mid-request: it is released.
+    A request's settlement commits without waiting for its flush (see `_RELAXED_COMMIT`), so a
+    Postgres crash can take it back; its log row, written durably before it, cannot. A stale
+    hold of a request whose row says it produced something is therefore settled again from the
+    row: at the row's cost, or the whole hold when the price is unknown. Only the request's
+    last reservation is settled so (a request that fell back to another model released the
+    earlier model's hold first); every other stale hold, and every hold without a row (its
+    process died mid-request), is released.
     """
     from analytics.models import RequestLog
 
@@ -477,20 +485,27 @@ def budget_reservations_expire(*, older_than: timedelta, now: datetime | None = 
     stale = list(
         BudgetReservation.objects.filter(
             state=BudgetReservation.State.HELD, created_at__lt=now - older_than
-        ).values_list("pk", "period_id", "amount_usd", "request_id")
+        ).values_list("pk", "period_id", "amount_usd", "request_id", "created_at")
     )
-    logged = {
-        request_id: (status, output_tokens, cost_usd)
+    request_ids = {line[3] for line in stale}
+    spent_by_request = {
+        request_id: cost_usd
         for request_id, status, output_tokens, cost_usd in RequestLog.objects.filter(
-            request_id__in={request_id for *_, request_id in stale}
+            request_id__in=request_ids
         ).values_list("request_id", "status", "output_tokens", "cost_usd")
+        if status in ("success", "partial") or output_tokens > 0
     }
+    last_taken: dict[uuid.UUID, datetime] = {}
+    for request_id, created_at in BudgetReservation.objects.filter(
+        request_id__in=list(spent_by_request)
+    ).values_list("request_id", "created_at"):
+        last_taken[request_id] = max(created_at, last_taken.get(request_id, created_at))
     closed = 0
-    for reservation_id, period_id, amount, request_id in stale:
+    for reservation_id, period_id, amount, request_id, created_at in stale:
         state, spent = BudgetReservation.State.RELEASED, Decimal(0)
-        row = logged.get(request_id)
-        if row is not None and (row[0] in ("success", "partial") or row[1] > 0):
-            state, spent = BudgetReservation.State.SETTLED, amount if row[2] is None else row[2]
+        if request_id in spent_by_request and created_at == last_taken[request_id]:
+            cost = spent_by_request[request_id]
+            state, spent = BudgetReservation.State.SETTLED, amount if cost is None else cost
         with transaction.atomic():
             if _claim(reservation_id, state, spent, now):
                 BudgetPeriod.objects.filter(pk=period_id).update(
@@ -566,11 +581,11 @@ def _claim(reservation_id: int, state: str, spent: Decimal, now: datetime) -> bo
 # idempotent) and move their amounts from reserved to spent. Several holds also lock their
 # period rows in id order first, as admission locks them, so two requests settling the same
 # budgets cannot deadlock; a single hold cannot deadlock with anything and skips that lock.
-_CLAIM_SQL = """
+_CLAIM_SQL = f"""
 WITH claimed AS (
     UPDATE routing_budgetreservation
     SET state = %(state)s, actual_usd = %(spent)s, settled_at = %(now)s
-    WHERE id = ANY(%(reservation_ids)s) AND state = 'held'
+    WHERE id = ANY(%(reservation_ids)s) AND state = 'held' AND {_RELAXED_COMMIT}
     RETURNING period_id, amount_usd
 )"""
 _LOCK_SQL = """, locked AS MATERIALIZED (
@@ -597,7 +612,7 @@ ORDER BY id FOR UPDATE
 """
 
 
-def _close_params(close: BudgetClose, now: datetime) -> dict[str, Any]:
+def _close_params(close: BudgetClose, now: datetime, *, relaxed: bool) -> dict[str, Any]:
     holds = close.reservation.holds
     return {
         "state": close.state,
@@ -605,6 +620,7 @@ def _close_params(close: BudgetClose, now: datetime) -> dict[str, Any]:
         "now": now,
         "reservation_ids": [hold.reservation_id for hold in holds],
         "period_ids": [hold.period_id for hold in holds],
+        "relaxed": relaxed,
     }
 
 
@@ -624,7 +640,9 @@ def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetim
         return
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        params = _close_params(BudgetClose(reservation, spent, state), now)
+        params = _close_params(
+            BudgetClose(reservation, spent, state), now, relaxed=not connection.in_atomic_block
+        )
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
         _soft_alerts(reservation, spent, prepared_rows(sql, params), now)
         return

@@ -64,17 +64,20 @@ def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list
     from completing. The rows go first and commit durably; the settlements follow (see
     `budgets_close`: they can be redone from the rows)."""
     errors: list[Exception | None] = [None] * len(closes)
-    try:
-        with transaction.atomic():
-            requests_record(outcomes=[close.outcome for close in closes])
-    except DatabaseError as exc:
-        if len(closes) > 1:
+    together = False
+    if len(closes) > 1:
+        try:
+            with transaction.atomic():
+                requests_record(outcomes=[close.outcome for close in closes])
+            together = True
+        except DatabaseError as exc:
             logger.warning(
                 "request close: %d rows failed together (%s); one by one", len(closes), exc
             )
+    if not together:
         for index, close in enumerate(closes):
             try:
-                request_record(outcome=close.outcome)
+                request_record(outcome=close.outcome)  # one statement: its own transaction
             except DatabaseError as error:
                 errors[index] = error
     settling = [

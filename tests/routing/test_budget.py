@@ -288,14 +288,22 @@ def test_stale_holds_of_dead_processes_are_released() -> None:
 @pytest.mark.django_db
 def test_a_stale_hold_whose_request_was_logged_is_settled_from_its_row() -> None:
     # Its settlement was lost (a Postgres crash in the flush window); the row was not.
-    make_budget(limit="10")
+    make_budget(limit="20")
     priced, unpriced, failed, running = (
         budget_reserve(max_cost_usd=Decimal(cost), now=NOW) for cost in ("1", "2", "3", "4")
+    )
+    # A request that fell back: its first model's hold was released, its second's settled;
+    # both statements were lost. Only the last hold is settled from the row.
+    fell_back = uuid.uuid4()
+    first_model = budget_reserve(max_cost_usd=Decimal("5"), request_id=fell_back, now=NOW)
+    second_model = budget_reserve(
+        max_cost_usd=Decimal("1"), request_id=fell_back, now=NOW + timedelta(seconds=1)
     )
     for reservation, status, output, cost in (
         (priced, "success", 10, Decimal("0.4")),
         (unpriced, "partial", 3, None),
         (failed, "error", 0, None),
+        (second_model, "success", 7, Decimal("0.3")),
     ):
         request_record(
             outcome=RequestOutcome(
@@ -309,17 +317,20 @@ def test_a_stale_hold_whose_request_was_logged_is_settled_from_its_row() -> None
             )
         )
 
-    assert budget_reservations_expire(older_than=timedelta(minutes=10), now=NOW + HOUR) == 4
+    assert budget_reservations_expire(older_than=timedelta(minutes=10), now=NOW + HOUR) == 6
 
     period = BudgetPeriod.objects.get()
-    # 0.4 as logged, plus the whole 2 of a partial answer whose price is unknown.
-    assert (period.spent_usd, period.reserved_usd) == (Decimal("2.4"), Decimal(0))
-    states = dict(BudgetReservation.objects.values_list("request_id", "state"))
-    assert [states[r.request_id] for r in (priced, unpriced, failed, running)] == [
-        "settled",
-        "settled",
-        "released",
-        "released",
+    # 0.4 and 0.3 as logged, plus the whole 2 of a partial answer whose price is unknown.
+    assert (period.spent_usd, period.reserved_usd) == (Decimal("2.7"), Decimal(0))
+    states = {line.pk: (line.state, line.actual_usd) for line in BudgetReservation.objects.all()}
+    closes = (priced, unpriced, failed, running, first_model, second_model)
+    assert [states[r.holds[0].reservation_id] for r in closes] == [
+        ("settled", Decimal("0.4")),
+        ("settled", Decimal("2")),
+        ("released", Decimal(0)),
+        ("released", Decimal(0)),
+        ("released", Decimal(0)),
+        ("settled", Decimal("0.3")),
     ]
 
 

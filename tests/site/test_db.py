@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from orchestrator_site.db import prepared_available, prepared_rows
+from orchestrator_site.db import prepared_available, prepared_many, prepared_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +60,19 @@ def test_statements_are_in_djangos_query_log(probe_table):
 
     assert len(queries.captured_queries) == 1
     assert queries.captured_queries[0]["sql"] == f"{INSERT} -- {{'id': 5, 'note': 'seen'}}"
+
+
+def test_many_runs_go_together_and_each_keeps_its_rows(probe_table):
+    with CaptureQueriesContext(connection) as queries:
+        results = prepared_many(INSERT, [{"id": n, "note": f"n{n}"} for n in (7, 8, 9)])
+        single = prepared_many(INSERT, [{"id": 10, "note": "alone"}])
+
+    assert results == [[(7, "n7")], [(8, "n8")], [(9, "n9")]]
+    assert single == [[(10, "alone")]]
+    assert prepared_many(INSERT, []) == []
+    assert len(queries.captured_queries) == 2  # one entry per call, as it is one round trip
+    with pytest.raises(IntegrityError), transaction.atomic():
+        prepared_many(INSERT, [{"id": 11, "note": "new"}, {"id": 7, "note": "duplicate"}])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM prepared_probe")
+        assert cursor.fetchone()[0] == 4
