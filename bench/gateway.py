@@ -14,6 +14,9 @@ of the gateway (`providers.adapters.wire`) is measured alone too, beside httpx.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrator \
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/gateway.py [--servers daphne,uvicorn]
 
+`--points 0:1:json,0:1:stream` measures only those points (to profile one, or to compare two
+commits in alternating short runs).
+
 Keys that the run creates in the Redis database are deleted at the end.
 """
 
