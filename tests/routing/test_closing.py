@@ -97,6 +97,20 @@ async def test_requests_finishing_together_are_written_in_groups(limiter) -> Non
     assert states == ["released"] * 10 + ["settled"] * 10
 
 
+async def test_requests_finishing_a_moment_apart_are_gathered_into_one_group(limiter) -> None:
+    closer = CountingCloser(limiter)
+    closer.writing.set()
+    first = asyncio.ensure_future(closer.close(RequestClose(outcome=outcome())))
+    await asyncio.sleep(closing.GATHER_S / 4)
+    assert closer.groups == []  # still gathering
+    second = asyncio.ensure_future(closer.close(RequestClose(outcome=outcome())))
+
+    await asyncio.gather(first, second)
+
+    assert closer.groups == [2]
+    assert await sync_to_async(RequestLog.objects.count)() == 2
+
+
 async def test_a_group_with_a_bad_row_is_written_again_one_by_one(limiter) -> None:
     provider = await sync_to_async(Provider.objects.create)(
         name="gone", kind="openai", base_url="http://127.0.0.1:9"
