@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from providers.adapters.types import ChatRequest
 from routing.guards import conf
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit, breaker_keys
@@ -27,7 +25,7 @@ from routing.guards.response_cache import (
     response_cache_key,
     slot_key,
 )
-from routing.guards.store import pipeline_for, redis_client, redis_serializer, script
+from routing.guards.store import pipelined, redis_client, redis_serializer, script
 
 
 @dataclass(frozen=True)
@@ -113,8 +111,7 @@ class Guards:
         digest: str | None,
         also: Callable[[Any], None] | None,
     ) -> list[Any]:
-        for first_try in (True, False):
-            pipe = pipeline_for(client)
+        def fill(pipe: Any) -> None:
             if rate is not None:
                 keys, args = self.limiter.script_call(
                     rate.key_id, rate.requests, rate.tokens, rate.token_cost, take=True
@@ -126,17 +123,10 @@ class Guards:
                 pipe.get(store.make_key(slot_key(digest)))
             if also is not None:
                 also(pipe)
-            replies: list[Any] = pipe.execute(raise_on_error=False)
-            if rate is not None and isinstance(replies[0], NoScriptError) and first_try:
-                # A Redis restarted since the script was registered: load it, ask again (the
-                # script did not run, so nothing was taken).
-                client.script_load(RATE_LIMIT_LUA)
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-        raise AssertionError("unreachable")
+
+        # A Redis restarted since the script was registered: the script did not run (nothing
+        # was taken), the reads and `also` are safe to repeat.
+        return pipelined(client, fill, [RATE_LIMIT_LUA])
 
     def _one_by_one(
         self,

@@ -8,6 +8,7 @@ atomic step that creates them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.cache import BaseCache, caches
@@ -59,24 +60,37 @@ def pipeline_for(client: Redis) -> Any:
     return pipe
 
 
-def scripts_run(client: Redis, source: str, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
-    """Run the Lua script `source` once per `(keys, args)` in one pipelined round trip, by SHA;
-    a Redis that lost its scripts (restarted) gets it loaded and the calls sent again (none
-    ran). The replies, in order; the first error reply is raised."""
-    sha = script(client, source).sha
+def pipelined(client: Redis, fill: Callable[[Any], None], scripts: Sequence[str] = ()) -> list[Any]:
+    """Send the commands `fill` queues on this thread's pipeline, in one round trip; the
+    replies, in order (the first error reply is raised).
+
+    A script sent by SHA to a Redis that lost it (restarted) fails without running: the
+    `scripts` are then loaded and every command is sent again, once, so `fill`'s other commands
+    must be safe to repeat."""
     for first_try in (True, False):
         pipe = pipeline_for(client)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
+        fill(pipe)
         replies: list[Any] = pipe.execute(raise_on_error=False)
-        if first_try and any(isinstance(reply, NoScriptError) for reply in replies):
-            client.script_load(source)
+        if first_try and scripts and any(isinstance(r, NoScriptError) for r in replies):
+            for source in scripts:
+                client.script_load(source)
             continue
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return replies
     raise AssertionError("unreachable")
+
+
+def scripts_run(client: Redis, source: str, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+    """Run the Lua script `source` once per `(keys, args)`, by SHA, in one round trip."""
+    sha = script(client, source).sha
+
+    def fill(pipe: Any) -> None:
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+
+    return pipelined(client, fill, [source])
 
 
 def script(client: Redis, source: str) -> Script:
