@@ -103,6 +103,8 @@ class ChainOutcome:
     error: ProviderError | None = None
     partial: bool = False
     log: list[AttemptRecord] = field(default_factory=list)
+    streaming: list[str] = field(default_factory=list)
+    """The text of the attempt in progress so far (what a client that leaves now received)."""
 
     @property
     def succeeded(self) -> bool:
@@ -192,6 +194,7 @@ async def execute_chain(
         for attempt in range(1, retry.attempts_per_model + 1):
             outcome.attempts += 1
             pieces: list[str] = []
+            outcome.streaming = pieces
             try:
                 async for chunk in runtime.adapter.stream(runtime.endpoint, chat_request):
                     if chunk.text:

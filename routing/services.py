@@ -96,6 +96,7 @@ class _Ledger:
     cache_hit: bool = False
     rate_limit: RateLimitResult | None = None
     token_charge: int = 0
+    config: RoutingConfig | None = None
 
     def outcome(self) -> RequestOutcome:
         model = self.chain.model
@@ -360,9 +361,22 @@ async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
         if terminal is None:
             ledger.status = STATUS_CANCELLED
             ledger.error_code = "CANCELLED"
+            _cost_received(ledger, request)
         raise
     finally:
         await asyncio.shield(_finish(ledger))
+
+
+def _cost_received(ledger: _Ledger, request: GatewayRequest) -> None:
+    """A request cancelled mid-answer is charged for what it received: that text was generated,
+    and billed by the provider, all the same. Costed from the usage if it had arrived, else
+    estimated from the prompt and the text received."""
+    chain = ledger.chain
+    received = "".join(chain.streaming)
+    if chain.model is None or ledger.config is None or not received:
+        return
+    chain.text = received
+    _cost(ledger, chain.model, ledger.config, request)
 
 
 async def _finish(ledger: _Ledger) -> None:
@@ -413,7 +427,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         )
         return
     decision, config, endpoints = prepared.decision, prepared.config, prepared.endpoints
-    ledger.decision = decision
+    ledger.decision, ledger.config = decision, config
     if not decision.chain:
         code = "MODEL_UNAVAILABLE"
         message = decision.blocked_reason or "no enabled model fits this request"

@@ -21,6 +21,7 @@ from analytics.models import RequestLog
 from providers.local_model import free_port
 from providers.models import LLMModel, Provider
 from routing.journal import grace_s, journal_pending, journal_sweep
+from routing.models import Budget, BudgetReservation
 from tests.conftest import ROOT, subprocess_env, wait_http
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import new_key, settle_config, wait_rows
@@ -88,6 +89,7 @@ async def test_500_requests_at_concurrency_32_make_500_rows_with_the_right_statu
     live_server_url: str, upstream: UpstreamServer
 ) -> None:
     await sync_to_async(three_upstreams)(upstream)
+    budget = await Budget.objects.acreate(name="all", scope="global", limit_usd=Decimal("1000"))
     key = await sync_to_async(new_key)()
     rng = random.Random(7)
     kinds = [
@@ -126,6 +128,13 @@ async def test_500_requests_at_concurrency_32_make_500_rows_with_the_right_statu
     )
     await asyncio.sleep(0.5)
     assert await sync_to_async(journal_pending)() == 0
+    # Every hold was settled or released, and the budget spent exactly what the log says the
+    # requests cost (the cancelled ones included: they are charged for what they received).
+    assert await BudgetReservation.objects.filter(state="held").acount() == 0
+    period = await budget.periods.aget()
+    logged = sum((row.cost_usd for row in rows if row.cost_usd is not None), Decimal(0))
+    assert logged > 0
+    assert (period.spent_usd, period.reserved_usd) == (logged, Decimal(0))
 
 
 def test_a_request_whose_process_dies_mid_answer_is_recovered(upstream: UpstreamServer) -> None:

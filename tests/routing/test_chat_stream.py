@@ -10,6 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from analytics.models import RequestLog
+from analytics.pricing import Prices, cost_usd, usage_estimate
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
 from routing.events import Caller, Delta, Failed, Fallback, Finished, GatewayRequest, Started
@@ -205,10 +206,10 @@ async def test_budget_is_settled_to_the_actual_cost(upstream: UpstreamServer) ->
     assert period.reserved_usd == Decimal(0)
 
 
-async def test_client_cancelling_mid_stream_is_logged_and_releases_the_budget(
+async def test_client_cancelling_mid_stream_is_logged_and_charged_for_what_it_received(
     upstream: UpstreamServer,
 ) -> None:
-    await database_sync_to_async(registry)(upstream)
+    models = await database_sync_to_async(registry)(upstream)
     budget = await Budget.objects.acreate(name="team", scope="global", limit_usd=Decimal("5"))
     upstream.reply(
         "POST", path("alpha"), Reply.sse(openai_sse(["a", "b", "c", "d"]), chunk_delay_s=0.5)
@@ -229,8 +230,17 @@ async def test_client_cancelling_mid_stream_is_logged_and_releases_the_budget(
 
     row = await log_row(request)
     assert (row.status, row.error_code) == ("cancelled", "CANCELLED")
+    # "a" was generated and billed before the client left; no usage had arrived yet, so the
+    # tokens of the prompt and of "a" are counted locally.
+    alpha = models["alpha"]
+    counted = usage_estimate(prompt="user: Say hello", completion="a")
+    prices = Prices(alpha.input_price_per_mtok_usd, alpha.output_price_per_mtok_usd)
+    cost = cost_usd(counted, prices)
+    assert cost is not None and cost > 0
+    assert (row.input_tokens, row.output_tokens) == (counted.input, counted.output)
+    assert (row.cost_usd, row.cost_state) == (cost, "estimated")
     period = await budget.periods.aget()
-    assert period.reserved_usd == Decimal(0)
+    assert (period.spent_usd, period.reserved_usd) == (cost, Decimal(0))
     assert await BudgetReservation.objects.filter(state="held").acount() == 0
 
 
