@@ -2,11 +2,10 @@
 
 The request log row is written after the last byte of the answer has left, so the client never
 waits on Postgres. Between the answer and the row, a crash would lose the row; the journal
-closes that gap. Every request that reaches routing gets an entry in Redis before its first
-event (sent with the guards' reads, in their round trip), the entry is updated with the
-terminal outcome when it is known, and it is removed once the row is committed. A request
-refused before routing (no text, an unknown model) has no entry: its one event and its row
-follow each other at once. `journal_sweep` (Celery beat) turns entries older than the grace
+closes that gap. Every request gets an entry in Redis before its first event (sent with the
+guards' reads, in their round trip; a request refused before them sends it on its own), the
+entry is updated with the terminal outcome when it is known, and it is removed once the row is
+committed. `journal_sweep` (Celery beat) turns entries older than the grace
 period that still have no row into rows: the staged outcome if there was one, else an error
 row saying the process ended first. A row that exists already is never written twice
 (`request_id` is unique and is checked first).

@@ -234,15 +234,19 @@ def _prepare(request: GatewayRequest) -> _Prepared:
     # Tokens are charged up front at their likely size and corrected once usage is known.
     token_charge = estimate_tokens(prompt) + (request.max_tokens or 0)
     config = routing_config_get()
-    policy_name, override = resolve_target(config, request.model)
-    decision = route_decide(
-        prompt=prompt,
-        task_type=request.task_type,
-        override=override,
-        conversation_model_id=request.sticky_model_id,
-        policy_name=policy_name,
-        max_output_tokens=request.max_tokens or 0,
-    )
+    try:
+        policy_name, override = resolve_target(config, request.model)
+        decision = route_decide(
+            prompt=prompt,
+            task_type=request.task_type,
+            override=override,
+            conversation_model_id=request.sticky_model_id,
+            policy_name=policy_name,
+            max_output_tokens=request.max_tokens or 0,
+        )
+    except RoutingError:
+        journal_open(request=request)  # refused before the guards' round trip: on its own
+        raise
     first = decision.chain[0] if decision.chain else None
     # The request journal's entry goes out with the guards' reads (one round trip for both),
     # before the request's first event.
@@ -404,6 +408,7 @@ async def _finish(ledger: _Ledger) -> None:
 async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]:
     if not request.messages or not any(m.content.strip() for m in request.messages):
         ledger.status, ledger.error_code = STATUS_INVALID, "INVALID_REQUEST"
+        await in_thread(journal_open)(request=request)
         yield Failed(request.request_id, "INVALID_REQUEST", "messages must contain some text")
         return
     try:

@@ -90,18 +90,26 @@ async def test_the_entry_is_written_before_the_first_event_reaches_the_consumer(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_request_refused_before_routing_has_a_row_and_no_entry(redis_journal):
-    request = GatewayRequest(messages=(Message(role="user", content="  "),), entry_point="openai")
+@pytest.mark.parametrize(
+    ("text", "model"), [("  ", None), ("hi", "no-such-model")], ids=["no text", "unknown model"]
+)
+async def test_a_request_refused_before_routing_is_journaled_before_its_event_too(
+    redis_journal, text: str, model: str | None
+):
+    request = GatewayRequest(
+        messages=(Message(role="user", content=text),), entry_point="openai", model=model
+    )
     seen: list[tuple[str, bool]] = []
 
     async for event in journaled(chat_stream(request), request=request):
         seen.append((type(event).__name__, await entry_exists(str(request.request_id))))
 
-    assert seen == [("Failed", False)]
+    assert seen == [("Failed", True)]
     await journal_background_idle()
     row = await sync_to_async(RequestLog.objects.get)(request_id=request.request_id)
     assert (row.status, row.error_code) == ("invalid", "INVALID_REQUEST")
-    assert await entry_exists(str(request.request_id)) is False
+    assert await entry_exists(str(request.request_id)) is False  # closed with its row
+    assert await sync_to_async(journal_pending)() == 0
 
 
 async def test_a_close_batch_that_cannot_reach_redis_is_left_to_the_sweep(monkeypatch, caplog):
