@@ -68,7 +68,8 @@ def requests_record(*, outcomes: Sequence[RequestOutcome]) -> None:
         for outcome in outcomes:
             _request_insert(outcome)
         return
-    prepared_many(_log_insert_sql(), [_log_params(outcome) for outcome in outcomes])
+    rows = [_log_params(outcome) for outcome in outcomes]
+    prepared_many(_log_insert_sql(returning=False), rows, returning=False)
 
 
 def _log_params(outcome: RequestOutcome) -> list[Any]:
@@ -98,14 +99,14 @@ def _logged_fields() -> tuple[str, ...]:
 
 
 @cache
-def _log_insert_sql() -> str:
+def _log_insert_sql(*, returning: bool = True) -> str:
     meta = RequestLog._meta
     column_of = {f.attname: str(f.column) for f in meta.concrete_fields}
     columns = [column_of[name] for name in _logged_fields()]
     placeholders = ", ".join(["%s"] * len(columns))
     return (
         f"INSERT INTO {meta.db_table} ({', '.join(columns)}, is_demo) "
-        f"VALUES ({placeholders}, FALSE) RETURNING id"
+        f"VALUES ({placeholders}, FALSE){' RETURNING id' if returning else ''}"
     )
 
 

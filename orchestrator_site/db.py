@@ -64,19 +64,23 @@ def prepared_rows(sql: str, params: Params) -> list[tuple[Any, ...]]:
     return rows
 
 
-def prepared_many(sql: str, params_seq: Sequence[Params]) -> list[list[tuple[Any, ...]]]:
+def prepared_many(
+    sql: str, params_seq: Sequence[Params], *, returning: bool = True
+) -> list[list[tuple[Any, ...]]]:
     """Run `sql` once per parameter set, all sent together (psycopg's pipeline mode: one round
-    trip); the rows of each run, in order."""
+    trip); the rows of each run, in order, or nothing when `returning` is false (the rows are
+    then not even read)."""
     if not params_seq:
         return []
     if len(params_seq) == 1:
         # Pipeline mode costs more than it saves for a single statement.
-        return [prepared_rows(sql, params_seq[0])]
+        rows = prepared_rows(sql, params_seq[0])
+        return [rows] if returning else []
     began = time.monotonic()
     results: list[list[tuple[Any, ...]]] = []
     with prepared_cursor() as cursor:
-        cursor.executemany(sql, params_seq, returning=True)
-        while True:
+        cursor.executemany(sql, params_seq, returning=returning)
+        while returning:
             results.append(cursor.fetchall() if cursor.description is not None else [])
             if not cursor.nextset():
                 break

@@ -76,3 +76,11 @@ def test_many_runs_go_together_and_each_keeps_its_rows(probe_table):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM prepared_probe")
         assert cursor.fetchone()[0] == 4
+
+
+def test_many_runs_without_returning_read_no_rows(probe_table):
+    assert prepared_many(INSERT, [{"id": n, "note": "x"} for n in (1, 2)], returning=False) == []
+    assert prepared_many(INSERT, [{"id": 3, "note": "x"}], returning=False) == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM prepared_probe")
+        assert cursor.fetchone()[0] == 3
