@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -111,33 +112,43 @@ def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list
     return errors
 
 
+class _LoopGroups:
+    """The closes waiting in one event loop, and the task writing them."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[RequestClose, asyncio.Future[None]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+
 class RequestCloser:
-    """Groups the closes of one event loop's requests (see the module's docstring)."""
+    """Groups the closes of each event loop's requests (see the module's docstring). Each loop
+    has its own: a process may run several at once (a worker running async code from several
+    threads), and a future belongs to one loop."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
-        self.pending: list[tuple[RequestClose, asyncio.Future[None]]] = []
-        self.writer: asyncio.Task[None] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopGroups] = (
+            weakref.WeakKeyDictionary()
+        )
         self._write = in_thread(requests_close)
 
     async def close(self, request: RequestClose) -> None:
         """Returns once the request's writes are committed; raises what kept them from it."""
         loop = asyncio.get_running_loop()
-        if self.loop is not loop:
-            # Tests run one event loop each; a new loop starts with nothing pending.
-            self.loop, self.pending, self.writer = loop, [], None
+        groups = self._loops.get(loop)
+        if groups is None:
+            groups = self._loops[loop] = _LoopGroups()
         done = loop.create_future()
-        self.pending.append((request, done))
-        if self.writer is None or self.writer.done():
-            self.writer = loop.create_task(self._write_pending())
+        groups.pending.append((request, done))
+        if groups.writer is None or groups.writer.done():
+            groups.writer = loop.create_task(self._write_pending(groups))
         await done
 
-    async def _write_pending(self) -> None:
+    async def _write_pending(self, groups: _LoopGroups) -> None:
         await asyncio.sleep(GATHER_S)
-        while self.pending:
-            group = self.pending[:GROUP_MAX]
-            del self.pending[: len(group)]
+        while groups.pending:
+            group = groups.pending[:GROUP_MAX]
+            del groups.pending[: len(group)]
             try:
                 errors = await self._write([close for close, _ in group], self.limiter)
             except asyncio.CancelledError:

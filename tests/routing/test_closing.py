@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
@@ -155,3 +156,26 @@ async def test_token_corrections_of_a_group_land_and_a_failed_write_reaches_its_
     broken_closer = RequestCloser(limiter)
     with pytest.raises(RuntimeError, match="the writer broke"):
         await broken_closer.close(RequestClose(outcome=outcome(request_id=uuid.uuid4())))
+
+
+def test_event_loops_running_at_once_each_get_their_closes_written(limiter) -> None:
+    """A worker may run async code in several threads, each with its own event loop."""
+    closer = RequestCloser(limiter)
+    outcomes = [outcome(), outcome()]
+    start = threading.Barrier(2)
+    finished: list[uuid.UUID] = []
+
+    def run(one: RequestOutcome) -> None:
+        start.wait(timeout=5)
+        asyncio.run(closer.close(RequestClose(outcome=one)))
+        finished.append(one.request_id)
+
+    threads = [threading.Thread(target=run, args=(one,), daemon=True) for one in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert sorted(finished) == sorted(o.request_id for o in outcomes)
+    logged = set(RequestLog.objects.values_list("request_id", flat=True))
+    assert logged == {o.request_id for o in outcomes}
