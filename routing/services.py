@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
@@ -208,9 +209,13 @@ class _Prepared:
     """The first model's budget hold, or the budget's refusal; None when it needs none."""
 
 
-_limiter = RateLimiter()
-_breakers = CircuitBreakers()
-_response_cache = ResponseCache()
+# The guards' one cache backend, built once. Django's `cache` proxy builds a backend object for
+# every async context it is used in, which under ASGI is every request (the connection pool is
+# shared, the object and its setup are not). The backends are safe to share across threads.
+_store = caches.create_connection("default")
+_limiter = RateLimiter(_store)
+_breakers = CircuitBreakers(_store)
+_response_cache = ResponseCache(_store)
 _guards = Guards(_limiter, _breakers, _response_cache)
 _closer = RequestCloser(_limiter)
 

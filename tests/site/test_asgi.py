@@ -155,6 +155,31 @@ async def test_the_v1_api_skips_the_middleware_stack_and_the_site_keeps_it() -> 
     assert site.headers[b"x-frame-options"] == b"DENY"
 
 
+async def test_v1_views_are_found_without_resolving_and_unknown_paths_get_openais_404(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from orchestrator_site.asgi import _api_views
+    from routing import openai_api
+
+    # The table holds the URLconf's /v1 routes.
+    assert set(_api_views()) == {"/v1/chat/completions", "/v1/models"}
+    assert _api_views()["/v1/models"] is openai_api.models_list
+
+    with caplog.at_level("WARNING", logger="django.request"):
+        missing = await asgi_request(application, "POST", "/v1/completions")
+
+    assert missing.status == 404
+    assert json.loads(missing.body) == {
+        "error": {
+            "message": "Unknown endpoint /v1/completions.",
+            "type": "not_found_error",
+            "param": None,
+            "code": "INVALID_REQUEST",
+        }
+    }
+    assert [r.getMessage() for r in caplog.records] == ["Not Found: /v1/completions"]
+
+
 async def test_a_v1_request_starts_no_thread_and_still_sends_the_request_signals(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
