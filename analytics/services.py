@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import fields, replace
@@ -110,9 +111,24 @@ def _log_insert_sql(*, returning: bool = True) -> str:
     )
 
 
-def feedback_record(*, request_id: uuid.UUID, positive: bool) -> RequestFeedback:
-    """Record (or change) the thumbs on one answer; one vote per request."""
-    log = RequestLog.objects.only("request_id").get(request_id=request_id)
+# The gateway writes a request's row just after the answer, grouped with other requests'
+# (within ~20 ms, see routing/closing.py); feedback given in that moment waits for it.
+FEEDBACK_ROW_WAIT_S = 2.0
+
+
+def feedback_record(
+    *, request_id: uuid.UUID, positive: bool, wait_s: float | None = None
+) -> RequestFeedback:
+    """Record (or change) the thumbs on one answer; one vote per request. Raises
+    `RequestLog.DoesNotExist` if the request's row has not appeared within `wait_s`
+    (FEEDBACK_ROW_WAIT_S by default)."""
+    deadline = time.monotonic() + (FEEDBACK_ROW_WAIT_S if wait_s is None else wait_s)
+    while (
+        log := RequestLog.objects.only("request_id").filter(request_id=request_id).first()
+    ) is None:
+        if time.monotonic() >= deadline:
+            raise RequestLog.DoesNotExist(f"no request log row for {request_id}")
+        time.sleep(0.05)
     feedback, _ = RequestFeedback.objects.update_or_create(
         request=log, defaults={"positive": positive}
     )

@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from analytics.models import RequestLog
 from chat.models import Conversation, Message
 from chat.selectors import conversation_list, conversation_thread, model_options
 from chat.services import (
@@ -102,4 +103,9 @@ def message_feedback(request: HttpRequest, message_id: int) -> JsonResponse:
         feedback_give(owner_id=_user_id(request), message_id=message_id, positive=positive)
     except Message.DoesNotExist as missing:
         raise Http404("no such answer") from missing
+    except RequestLog.DoesNotExist:
+        return JsonResponse(
+            {"error": "this answer's request is not recorded yet; try again in a moment"},
+            status=409,
+        )
     return JsonResponse({"message_id": message_id, "positive": positive})

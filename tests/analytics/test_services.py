@@ -76,3 +76,30 @@ def test_feedback_one_vote_per_request_last_wins(log: Log) -> None:
     assert list(RequestFeedback.objects.values_list("request_id", "positive")) == [
         (request_id, False)
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_feedback_given_just_before_the_row_is_written_waits_for_it() -> None:
+    import threading
+    import time
+
+    early = outcome(created_at=at(DAY1, 8))
+    writer = threading.Timer(0.2, lambda: request_record(outcome=early))
+    writer.start()
+    began = time.monotonic()
+
+    feedback_record(request_id=early.request_id, positive=True)
+
+    writer.join()
+    assert time.monotonic() - began >= 0.2
+    assert list(RequestFeedback.objects.values_list("request_id", "positive")) == [
+        (early.request_id, True)
+    ]
+
+
+def test_feedback_for_a_request_that_never_got_a_row_is_refused() -> None:
+    missing = outcome(created_at=at(DAY1, 8))
+
+    with pytest.raises(RequestLog.DoesNotExist, match=str(missing.request_id)):
+        feedback_record(request_id=missing.request_id, positive=True, wait_s=0.1)
+    assert RequestFeedback.objects.count() == 0

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from analytics import services as analytics_services
 from analytics.models import RequestFeedback
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
@@ -119,6 +120,29 @@ def test_feedback_is_stored_against_the_request_and_can_change(ana: Client) -> N
     ]
     page = ana.get(f"/chat/{answer.conversation_id}/")
     assert [m.feedback for m in page.context["thread"].messages] == [False]
+
+
+def test_feedback_on_an_answer_whose_request_is_not_recorded_yet_asks_to_retry(
+    ana: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(analytics_services, "FEEDBACK_ROW_WAIT_S", 0.1)
+    owner_id = get_user_model().objects.get(username="ana").id
+    conversation = conversation_create(owner_id=owner_id)
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="hi", request_id=uuid.uuid4()
+    )
+
+    response = ana.post(
+        f"/chat/messages/{answer.id}/feedback/",
+        data=json.dumps({"positive": True}),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "this answer's request is not recorded yet; try again in a moment"
+    }
+    assert not RequestFeedback.objects.exists()
 
 
 def test_page_embeds_the_thread_with_sanitised_html(ana: Client) -> None:
