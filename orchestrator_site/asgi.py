@@ -183,7 +183,7 @@ def _api_views() -> dict[str, Any]:
     """`/v1` path -> view, from the URLconf's plain `v1/...` routes."""
     views = {}
     for pattern in get_resolver().url_patterns:
-        route = str(getattr(pattern, "pattern", ""))
+        route = str(pattern.pattern)
         if isinstance(pattern, URLPattern) and route.startswith(API_PREFIX[1:]):
             if pattern.pattern.converters:
                 raise ImproperlyConfigured(f"/v1 routes are plain paths, not {route!r}")

@@ -419,13 +419,12 @@ def budget_settle(
     """Turn the hold into spend of `actual_cost_usd` and release the rest. `None` means the
     model's price is unknown: the whole reservation (priced at the dearest known model) counts
     as spent. Settling twice changes nothing."""
-    close = BudgetClose.settled(reservation, actual_cost_usd)
-    _close(reservation, spent=close.spent, state=close.state, now=now)
+    _close(BudgetClose.settled(reservation, actual_cost_usd), now=now)
 
 
 def budget_release(*, reservation: Reservation, now: datetime | None = None) -> None:
     """Give the whole hold back: the request failed or was cancelled before costing anything."""
-    _close(reservation, spent=Decimal(0), state=BudgetReservation.State.RELEASED, now=now)
+    _close(BudgetClose.released(reservation), now=now)
 
 
 def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None) -> None:
@@ -444,13 +443,10 @@ def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None)
     if not held:
         return
     now = now or timezone.now()
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or len(held) == 1:
+        # One reservation is one statement, a transaction of its own.
         for close in held:
-            _close(close.reservation, spent=close.spent, state=close.state, now=now)
-        return
-    if len(held) == 1:
-        # One statement is a transaction of its own.
-        _close(held[0].reservation, spent=held[0].spent, state=held[0].state, now=now)
+            _close(close, now=now)
         return
     period_ids = sorted({hold.period_id for close in held for hold in close.reservation.holds})
     relaxed = not connection.in_atomic_block
@@ -460,7 +456,7 @@ def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None)
         params = [_close_params(close, now, relaxed=False) for close in held]
         results = prepared_many(_CLOSE_ONE_SQL, params)
         for close, rows in zip(held, results, strict=True):
-            _soft_alerts(close.reservation, close.spent, rows, now)
+            _soft_alerts(close, rows, now)
 
 
 abudget_reserve = sync_to_async(budget_reserve)
@@ -624,27 +620,24 @@ def _close_params(close: BudgetClose, now: datetime, *, relaxed: bool) -> dict[s
     }
 
 
-def _soft_alerts(
-    reservation: Reservation, spent: Decimal, rows: list[tuple[Any, ...]], now: datetime
-) -> None:
+def _soft_alerts(close: BudgetClose, rows: list[tuple[Any, ...]], now: datetime) -> None:
     """Record the soft alerts a settlement's returned `(period, spent, unalerted)` rows cross."""
     totals = {period_id: (total, unalerted) for period_id, total, unalerted in rows}
-    for hold in reservation.holds:
+    for hold in close.reservation.holds:
         total, unalerted = totals.get(hold.period_id, (None, False))
-        if total is not None and spent > 0 and unalerted and total >= hold.soft_alert_usd:
+        if total is not None and close.spent > 0 and unalerted and total >= hold.soft_alert_usd:
             _soft_alert_record(hold, now)
 
 
-def _close(reservation: Reservation, *, spent: Decimal, state: str, now: datetime | None) -> None:
+def _close(close: BudgetClose, *, now: datetime | None) -> None:
+    reservation, spent, state = close.reservation, close.spent, close.state
     if not reservation.holds:
         return
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        params = _close_params(
-            BudgetClose(reservation, spent, state), now, relaxed=not connection.in_atomic_block
-        )
+        params = _close_params(close, now, relaxed=not connection.in_atomic_block)
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
-        _soft_alerts(reservation, spent, prepared_rows(sql, params), now)
+        _soft_alerts(close, prepared_rows(sql, params), now)
         return
     with transaction.atomic():
         for hold in sorted(reservation.holds, key=lambda h: h.period_id):

@@ -28,7 +28,6 @@ import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 import redis
 from django.db import DatabaseError, transaction
@@ -36,7 +35,7 @@ from django.db import DatabaseError, transaction
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record, requests_record
 from routing.aio import in_thread
-from routing.budgets import BudgetClose, Reservation, budgets_close
+from routing.budgets import BudgetClose, budgets_close
 from routing.guards.ratelimit import RateLimiter, TokenDebit
 
 logger = logging.getLogger(__name__)
@@ -50,18 +49,9 @@ class RequestClose:
     """One finished request's remaining writes."""
 
     outcome: RequestOutcome
-    reservation: Reservation | None = None
-    settle: bool = False
-    """Settle the reservation at `cost_usd` (something was produced); else release it."""
-    cost_usd: Decimal | None = None
+    settlement: BudgetClose | None = None
+    """The budget hold's settlement or release; None when nothing was held."""
     debit: TokenDebit | None = None
-
-    def budget_close(self) -> BudgetClose | None:
-        if self.reservation is None:
-            return None
-        if self.settle:
-            return BudgetClose.settled(self.reservation, self.cost_usd)
-        return BudgetClose.released(self.reservation)
 
 
 def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list[Exception | None]:
@@ -86,9 +76,9 @@ def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list
             except DatabaseError as error:
                 errors[index] = error
     settling = [
-        (index, settlement)
-        for index, settlement in enumerate(close.budget_close() for close in closes)
-        if settlement is not None
+        (index, close.settlement)
+        for index, close in enumerate(closes)
+        if close.settlement is not None
     ]
     try:
         budgets_close([settlement for _, settlement in settling])

@@ -42,6 +42,7 @@ from providers.models import Provider
 from providers.selectors import provider_endpoint
 from routing.aio import in_thread
 from routing.budgets import (
+    BudgetClose,
     BudgetExceeded,
     Reservation,
     budget_release,
@@ -399,15 +400,14 @@ async def _finish(ledger: _Ledger) -> None:
         debit = TokenDebit(
             caller.api_key_id, Limit.of(caller.tpm_limit), used - ledger.token_charge
         )
-    await _closer.close(
-        RequestClose(
-            outcome=ledger.outcome(),
-            reservation=ledger.reservation,
-            settle=settle,
-            cost_usd=ledger.cost_usd,
-            debit=debit,
+    settlement = None
+    if ledger.reservation is not None:
+        settlement = (
+            BudgetClose.settled(ledger.reservation, ledger.cost_usd)
+            if settle
+            else BudgetClose.released(ledger.reservation)
         )
-    )
+    await _closer.close(RequestClose(outcome=ledger.outcome(), settlement=settlement, debit=debit))
 
 
 async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]:

@@ -18,7 +18,7 @@ from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from providers.models import LLMModel, Provider
 from routing import closing
-from routing.budgets import budget_reserve
+from routing.budgets import BudgetClose, budget_reserve
 from routing.closing import RequestClose, RequestCloser
 from routing.guards.ratelimit import Limit, RateLimiter, TokenDebit
 from routing.models import Budget, BudgetPeriod, BudgetReservation
@@ -70,9 +70,11 @@ async def test_requests_finishing_together_are_written_in_groups(limiter) -> Non
     closes = [
         RequestClose(
             outcome=outcome(request_id=r.request_id, cost_usd=Decimal("0.25")),
-            reservation=r,
-            settle=index % 2 == 0,
-            cost_usd=Decimal("0.25"),
+            settlement=(
+                BudgetClose.settled(r, Decimal("0.25"))
+                if index % 2 == 0
+                else BudgetClose.released(r)
+            ),
         )
         for index, r in enumerate(reservations)
     ]
