@@ -28,7 +28,6 @@ from decimal import Decimal
 from typing import Any, cast
 
 import redis
-import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, connection
@@ -36,7 +35,7 @@ from django.db import IntegrityError, connection
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
-from orchestrator_site.cache import async_redis
+from orchestrator_site.cache import RedisOutbox
 from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
 
@@ -54,15 +53,22 @@ _memory: dict[str, dict[str, str]] = {}
 _background: set[asyncio.Task[None]] = set()
 _closing: list[str] = []
 _close_flusher: asyncio.Task[None] | None = None
+_outboxes: dict[str, RedisOutbox] = {}
 
 
 def grace_s() -> int:
     return int(getattr(settings, "ORCHESTRATOR_JOURNAL_GRACE_S", DEFAULT_GRACE_S))
 
 
-def _aclient() -> aioredis.Redis | None:
+def _outbox() -> RedisOutbox | None:
+    """The journal's writes that nobody waits for (stages, closes), in order, per Redis."""
     url = settings.REDIS_URL
-    return async_redis(url) if url else None
+    if not url:
+        return None
+    outbox = _outboxes.get(url)
+    if outbox is None:
+        outbox = _outboxes[url] = RedisOutbox(url, name="journal", spawn=_spawn)
+    return outbox
 
 
 def _client() -> redis.Redis | None:
@@ -135,22 +141,29 @@ def journal_open(*, request: GatewayRequest) -> None:
         pipe.execute()
 
 
-async def journal_stage(*, request_id: uuid.UUID, event: Finished | Failed) -> None:
-    fields = _terminal(event)
-    client = _aclient()
-    if client is None:
-        _memory.get(str(request_id), {}).update(fields)
+def journal_stage(*, request_id: uuid.UUID, event: Finished | Failed) -> None:
+    """Stage the terminal outcome on the entry. Never waits: on Redis the write is queued on
+    the journal's outbox, which sends it ahead of the entry's close (one connection, in order:
+    a stage can never land after its close and leave an entry behind)."""
+    _journal_write(request_id, _terminal(event))
+
+
+def _journal_write(request_id: uuid.UUID, fields: dict[str, str]) -> None:
+    rid = str(request_id)
+    outbox = _outbox()
+    if outbox is None:
+        _memory.get(rid, {}).update(fields)
         return
-    await client.hset(ENTRY_PREFIX + str(request_id), mapping=fields)  # type: ignore[arg-type]
+    outbox.send(("HSET", ENTRY_PREFIX + rid, *(v for pair in fields.items() for v in pair)))
 
 
 async def journal_close(*, request_id: uuid.UUID) -> None:
     """Drop the entry of a request whose row is committed. On Redis the entries closed within
-    CLOSE_BATCH_S go in one round trip; an entry whose close is lost with its process is
-    only swept later, and the sweep finds its row and writes nothing."""
+    CLOSE_BATCH_S go in one write; an entry whose close is lost with its process is only swept
+    later, and the sweep finds its row and writes nothing."""
     rid = str(request_id)
-    client = _aclient()
-    if client is None:
+    outbox = _outbox()
+    if outbox is None:
         _memory.pop(rid, None)
         return
     _closing.append(rid)
@@ -159,22 +172,17 @@ async def journal_close(*, request_id: uuid.UUID) -> None:
     # One flusher per process; a finished one, or one of an event loop that is gone (tests
     # run one loop each), is replaced.
     if flusher is None or flusher.done() or flusher.get_loop() is not asyncio.get_running_loop():
-        _close_flusher = _spawn(_closes_flush(client))
+        _close_flusher = _spawn(_closes_flush(outbox))
 
 
-async def _closes_flush(client: aioredis.Redis) -> None:
+async def _closes_flush(outbox: RedisOutbox) -> None:
     await asyncio.sleep(CLOSE_BATCH_S)
     while _closing:
         batch = _closing[:CLOSE_BATCH_MAX]
         del _closing[: len(batch)]
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.zrem(INDEX_KEY, *batch)
-                pipe.delete(*(ENTRY_PREFIX + rid for rid in batch))
-                await pipe.execute()
-        except redis.RedisError as exc:
-            # Their rows are committed: the sweep will find them and only drop the entries.
-            logger.warning("journal: %d closed entries left to the sweep: %s", len(batch), exc)
+        # Their rows are committed: if these are lost, the sweep finds the rows and only
+        # drops the entries.
+        outbox.send(("ZREM", INDEX_KEY, *batch), ("DEL", *(ENTRY_PREFIX + rid for rid in batch)))
 
 
 def _int_or_none(value: str) -> int | None:
@@ -288,11 +296,10 @@ async def journaled(
     try:
         async for event in stream:
             if isinstance(event, Finished | Failed):
-                # Staged while the answer goes out; the close waits for it (a stage landing
-                # after the close would leave an entry behind).
-                staging = asyncio.ensure_future(journal_stage(request_id=rid, event=event))
+                # Staged while the answer goes out (queued: nothing waits for it).
+                journal_stage(request_id=rid, event=event)
                 handed_off = True
-                _spawn(_drain(stream, rid, staging))
+                _spawn(_drain(stream, rid))
                 yield event
                 return
             yield event
@@ -310,19 +317,9 @@ def _spawn(coroutine: Any) -> asyncio.Task[None]:
     return task
 
 
-async def _drain(
-    stream: AsyncIterator[Event], request_id: uuid.UUID, staging: asyncio.Future[None]
-) -> None:
-    try:
-        async for _ in stream:
-            pass
-    finally:
-        try:
-            await staging
-        except redis.RedisError as exc:
-            # The row is being written all the same; only a crash before it would miss the
-            # staged outcome (the sweep then records the request as ended by the process).
-            logger.warning("journal: outcome of %s not staged: %s", request_id, exc)
+async def _drain(stream: AsyncIterator[Event], request_id: uuid.UUID) -> None:
+    async for _ in stream:
+        pass
     await journal_close(request_id=request_id)
 
 
@@ -330,13 +327,7 @@ async def _abandoned(stream: AsyncIterator[Event], request_id: uuid.UUID) -> Non
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-    rid = str(request_id)
-    cancelled = {"outcome": json.dumps({"failed": "CANCELLED", "cancelled": True})}
-    client = _aclient()
-    if client is None:
-        _memory.get(rid, {}).update(cancelled)
-    else:
-        await client.hset(ENTRY_PREFIX + rid, mapping=cancelled)  # type: ignore[arg-type]
+    _journal_write(request_id, {"outcome": json.dumps({"failed": "CANCELLED", "cancelled": True})})
     if await sync_to_async(_row_exists, thread_sensitive=False)(request_id):
         await journal_close(request_id=request_id)
 

@@ -328,41 +328,47 @@ async def _streamed(
         return payload
 
     async def body() -> AsyncIterator[bytes]:
+        # What is ready at once goes out as one piece: the role chunk with the first text, the
+        # last chunk with the usage and `[DONE]`.
+        out = [_sse(chunk({"role": "assistant", "content": ""}))]
         try:
-            yield _sse(chunk({"role": "assistant", "content": ""}))
             pending: Event | None = first
             while pending is not None:
                 if isinstance(pending, Delta) and pending.text:
-                    yield _sse(chunk({"content": pending.text}))
+                    out.append(_sse(chunk({"content": pending.text})))
                 elif isinstance(pending, Finished):
                     last = chunk({}, pending.finish_reason or "stop")
                     last["orchestrator"] = _extension(pending)
-                    yield _sse(last)
+                    out.append(_sse(last))
                     if include_usage:
-                        yield _sse(
-                            {
-                                "id": chunk_id,
-                                "object": "chat.completion.chunk",
-                                "created": created,
-                                "model": model,
-                                "choices": [],
-                                "usage": _usage(pending),
-                            }
+                        out.append(
+                            _sse(
+                                {
+                                    "id": chunk_id,
+                                    "object": "chat.completion.chunk",
+                                    "created": created,
+                                    "model": model,
+                                    "choices": [],
+                                    "usage": _usage(pending),
+                                }
+                            )
                         )
-                    yield b"data: [DONE]\n\n"
+                    out.append(b"data: [DONE]\n\n")
+                    yield b"".join(out)
                     return
                 elif isinstance(pending, Failed):
-                    yield _sse(
-                        {
-                            "error": {
-                                "message": pending.message,
-                                "type": ERROR_TYPES.get(pending.http_status, "api_error"),
-                                "param": None,
-                                "code": pending.code,
-                            }
-                        }
-                    )
+                    error = {
+                        "message": pending.message,
+                        "type": ERROR_TYPES.get(pending.http_status, "api_error"),
+                        "param": None,
+                        "code": pending.code,
+                    }
+                    out.append(_sse({"error": error}))
+                    yield b"".join(out)
                     return
+                if out:
+                    yield b"".join(out)
+                    out = []
                 pending = await anext(events, None)
         finally:
             await events.aclose()  # type: ignore[attr-defined]

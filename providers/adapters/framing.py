@@ -19,8 +19,9 @@ class SseEvent:
     data: str
 
 
-async def body_lines(response: ByteStream) -> AsyncIterator[str]:
-    """The body's lines, split on `\n`, `\r\n` and `\r` alike, without their endings.
+async def body_line_batches(response: ByteStream) -> AsyncIterator[list[str]]:
+    """The body's lines, split on `\n`, `\r\n` and `\r` alike, without their endings: the
+    lines each piece of the body completed, as one list per piece (never an empty one).
 
     Works on the raw bytes and decodes each whole line as UTF-8 (what SSE and NDJSON are):
     a multi-byte character never contains a line-ending byte, so no line is cut inside one.
@@ -35,34 +36,57 @@ async def body_lines(response: ByteStream) -> AsyncIterator[str]:
         last = lines[-1]
         # Unfinished, or ending in `\r` whose `\n` may come with the next chunk.
         pending = b"" if last.endswith(b"\n") else lines.pop()
-        for line in lines:
-            yield line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+        if lines:
+            yield [line.rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines]
     if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+        yield [pending.rstrip(b"\r").decode("utf-8", errors="replace")]
 
 
-async def sse_events(response: ByteStream) -> AsyncIterator[SseEvent]:
+async def body_lines(response: ByteStream) -> AsyncIterator[str]:
+    """`body_line_batches`, one line at a time."""
+    async for batch in body_line_batches(response):
+        for line in batch:
+            yield line
+
+
+async def sse_event_batches(response: ByteStream) -> AsyncIterator[list[SseEvent]]:
     """Events as the SSE specification frames them: `event:` and `data:` fields up to a
     blank line, multi-line data joined with newlines, comments (`:`) skipped. An event cut
     off by the end of the body is dropped, as the specification says, so the adapter's
-    terminator check sees the stream as incomplete."""
+    terminator check sees the stream as incomplete.
+
+    One list per piece of the body, of the events that piece completed (never an empty one):
+    events that arrived together can be handled together."""
     event_type = ""
     data_lines: list[str] = []
     # Lines end in \n, \r\n or \r; some providers end them with \r\n.
-    async for line in body_lines(response):
-        if line == "":
-            if data_lines:
-                yield SseEvent(event=event_type or "message", data="\n".join(data_lines))
-            event_type, data_lines = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            event_type = value
-        elif field == "data":
-            data_lines.append(value)
+    async for lines in body_line_batches(response):
+        events: list[SseEvent] = []
+        for line in lines:
+            if line == "":
+                if data_lines:
+                    events.append(
+                        SseEvent(event=event_type or "message", data="\n".join(data_lines))
+                    )
+                event_type, data_lines = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event_type = value
+            elif field == "data":
+                data_lines.append(value)
+        if events:
+            yield events
+
+
+async def sse_events(response: ByteStream) -> AsyncIterator[SseEvent]:
+    """`sse_event_batches`, one event at a time."""
+    async for batch in sse_event_batches(response):
+        for event in batch:
+            yield event
 
 
 async def ndjson_lines(response: ByteStream) -> AsyncIterator[str]:

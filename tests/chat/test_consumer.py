@@ -78,7 +78,9 @@ async def test_answer_streams_in_order_and_is_saved_with_its_badge(
 ) -> None:
     models = await database_sync_to_async(chat_registry)(upstream)
     upstream.reply(
-        "POST", chat_path("alpha"), Reply.sse(openai_sse(["Hel", "lo", "!"], usage=(1000, 200)))
+        "POST",
+        chat_path("alpha"),
+        Reply.sse(openai_sse(["Hel", "lo", "!"], usage=(1000, 200)), chunk_delay_s=0.02),
     )
     user_id, socket = await connect("ana")
 
@@ -383,8 +385,16 @@ def _config_changed() -> None:
 
 async def test_compare_streams_each_model_side_by_side(upstream: UpstreamServer) -> None:
     await database_sync_to_async(chat_registry)(upstream)
-    upstream.reply("POST", chat_path("alpha"), Reply.sse(openai_sse(["A", "1"], usage=(10, 2))))
-    upstream.reply("POST", chat_path("beta"), Reply.sse(openai_sse(["B", "2"], usage=(10, 2))))
+    upstream.reply(
+        "POST",
+        chat_path("alpha"),
+        Reply.sse(openai_sse(["A", "1"], usage=(10, 2)), chunk_delay_s=0.02),
+    )
+    upstream.reply(
+        "POST",
+        chat_path("beta"),
+        Reply.sse(openai_sse(["B", "2"], usage=(10, 2)), chunk_delay_s=0.02),
+    )
     _, socket = await connect("ana")
 
     await socket.send_json_to(ask("Compare me", compare=["alpha:alpha-model", "beta:beta-model"]))

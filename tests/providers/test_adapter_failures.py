@@ -50,7 +50,8 @@ def assert_no_key(exc: ProviderError) -> None:
 
 @by_kind
 async def test_stream_yields_text_in_order_then_one_final_chunk(case, upstream):
-    upstream.reply("POST", case.stream_path, case.stream_reply())
+    # Pieces apart in time come apart (arriving together, an adapter may join them).
+    upstream.reply("POST", case.stream_path, case.stream_reply().but(chunk_delay_s=0.02))
 
     chunks = await collect(case.adapter, case.endpoint(upstream), case.request())
 

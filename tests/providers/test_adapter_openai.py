@@ -67,7 +67,8 @@ async def test_stream_sends_the_documented_request(upstream):
 
 
 async def test_stream_chunks_and_usage_with_cached_tokens(upstream):
-    upstream.reply("POST", PATH, Reply.sse(fixture("openai/chat_stream.sse")))
+    # Events that arrive apart come as chunks of their own.
+    upstream.reply("POST", PATH, Reply.sse(fixture("openai/chat_stream.sse"), chunk_delay_s=0.05))
 
     chunks = await collect(ADAPTER, endpoint(upstream), REQUEST)
 
@@ -83,6 +84,17 @@ async def test_stream_chunks_and_usage_with_cached_tokens(upstream):
     ]
 
 
+async def test_events_that_arrive_together_come_as_one_chunk(upstream):
+    raw = fixture("openai/chat_stream.sse")
+    upstream.reply("POST", PATH, Reply.chunked(raw, len(raw), content_type="text/event-stream"))
+
+    chunks = await collect(ADAPTER, endpoint(upstream), REQUEST)
+
+    assert chunks == [
+        ChatChunk(text="The capital of France is Paris.", usage=FIXTURE_USAGE, finish_reason="stop")
+    ]
+
+
 async def test_stream_with_crlf_line_endings(upstream):
     crlf = fixture("openai/chat_stream.sse").replace(b"\n", b"\r\n")
     upstream.reply("POST", PATH, Reply.sse(crlf))
@@ -90,7 +102,8 @@ async def test_stream_with_crlf_line_endings(upstream):
     chunks = await collect(ADAPTER, endpoint(upstream), REQUEST)
 
     assert "".join(c.text for c in chunks) == "The capital of France is Paris."
-    assert chunks[-1] == ChatChunk(usage=FIXTURE_USAGE, finish_reason="stop")
+    # The end comes with whatever text arrived in the same read as `[DONE]`.
+    assert (chunks[-1].usage, chunks[-1].finish_reason) == (FIXTURE_USAGE, "stop")
 
 
 async def test_stream_without_usage_chunk_reports_usage_none(upstream):
@@ -101,7 +114,7 @@ async def test_stream_without_usage_chunk_reports_usage_none(upstream):
 
     chunks = await collect(COMPATIBLE, endpoint(upstream, api_key=None), REQUEST)
 
-    assert chunks[-1] == ChatChunk(usage=None, finish_reason="stop")
+    assert (chunks[-1].usage, chunks[-1].finish_reason) == (None, "stop")
     assert "".join(c.text for c in chunks) == "The capital of France is Paris."
 
 

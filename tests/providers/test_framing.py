@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from providers.adapters.framing import SseEvent, body_lines, ndjson_lines, sse_events
+from providers.adapters.framing import (
+    SseEvent,
+    body_line_batches,
+    body_lines,
+    ndjson_lines,
+    sse_event_batches,
+    sse_events,
+)
 
 
 def streamed(*chunks: bytes) -> httpx.Response:
@@ -52,6 +59,27 @@ async def test_sse_events_survive_any_chunking() -> None:
             SseEvent(event="message", data="second"),
         ]
     )
+
+
+async def test_batches_hold_what_each_piece_of_the_body_completed() -> None:
+    pieces = (b"data: 1\n\ndata: 2\n\nda", b"ta: 3\n", b"\n", b": only a comment\n", b"data: 4\n\n")
+
+    lines = [batch async for batch in body_line_batches(streamed(*pieces))]
+    events = [batch async for batch in sse_event_batches(streamed(*pieces))]
+
+    assert lines == [
+        ["data: 1", "", "data: 2", ""],
+        ["data: 3"],
+        [""],
+        [": only a comment"],
+        ["data: 4", ""],
+    ]
+    # A piece that completes no event yields no batch.
+    assert events == [
+        [SseEvent("message", "1"), SseEvent("message", "2")],
+        [SseEvent("message", "3")],
+        [SseEvent("message", "4")],
+    ]
 
 
 @pytest.mark.parametrize("size", [1, 3, 64])

@@ -121,7 +121,11 @@ def kinds(events: list[Started | Delta | Fallback]) -> list[str]:
 
 
 async def test_first_model_answers_without_fallback(upstream: UpstreamServer) -> None:
-    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["Hel", "lo"], usage=(9, 2))))
+    upstream.reply(
+        "POST",
+        path("alpha"),
+        Reply.sse(openai_sse(["Hel", "lo"], usage=(9, 2)), chunk_delay_s=0.02),
+    )
 
     events, outcome = await run(upstream, (A, B))
 
@@ -187,7 +191,7 @@ async def test_failure_after_first_token_is_partial_and_never_falls_back(
     upstream.reply(
         "POST",
         path("alpha"),
-        Reply.sse(openai_sse(["one ", "two ", "three"]), reset_after_chunks=3),
+        Reply.sse(openai_sse(["one ", "two ", "three"]), reset_after_chunks=3, chunk_delay_s=0.02),
     )
     upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["never"])))
 
