@@ -198,34 +198,36 @@ class RedisOutbox:
         while outbox.queue:
             commands, outbox.queue = outbox.queue, []
             try:
-                connection = outbox.connection
-                if connection is None:
-                    pool = aioredis.ConnectionPool.from_url(
-                        self.url,
-                        socket_timeout=OUTBOX_TIMEOUT_S,
-                        socket_connect_timeout=OUTBOX_TIMEOUT_S,
-                    )
-                    connection = pool.make_connection()
-                    await connection.connect()
-                    outbox.connection = connection
-                await connection.send_packed_command(
-                    connection.pack_commands(commands), check_health=False
-                )
-                errors = []
-                for _ in commands:
-                    try:
-                        await connection.read_response(disable_decoding=True)
-                    except aioredis.ResponseError as exc:
-                        errors.append(str(exc))
-                if errors:
-                    _logger.warning(
-                        "%s: %d commands refused by Redis: %s", self.name, len(errors), errors[0]
-                    )
-            except (aioredis.RedisError, OSError) as exc:
+                # One deadline for the whole write and its replies: redis-py's own socket
+                # timeout would arm a timer (and a task) per reply.
+                async with asyncio.timeout(OUTBOX_TIMEOUT_S):
+                    await self._write(outbox, commands)
+            except (aioredis.RedisError, OSError, TimeoutError) as exc:
                 _logger.warning(
-                    "%s: %d commands lost, Redis unreachable: %s", self.name, len(commands), exc
+                    "%s: %d commands lost, Redis unreachable: %s",
+                    self.name,
+                    len(commands),
+                    exc or type(exc).__name__,
                 )
                 if outbox.connection is not None:
                     with contextlib.suppress(Exception):
-                        await outbox.connection.disconnect()
+                        await outbox.connection.disconnect(nowait=True)
                 outbox.connection = None
+
+    async def _write(self, outbox: _Outbox, commands: list[Command]) -> None:
+        connection = outbox.connection
+        if connection is None:
+            connection = aioredis.ConnectionPool.from_url(self.url).make_connection()
+            await connection.connect()
+            outbox.connection = connection
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        errors = []
+        for _ in commands:
+            try:
+                await connection.read_response(disable_decoding=True)
+            except aioredis.ResponseError as exc:
+                errors.append(str(exc))
+        if errors:
+            _logger.warning(
+                "%s: %d commands refused by Redis: %s", self.name, len(errors), errors[0]
+            )

@@ -9,8 +9,10 @@ written after it, so the client never waits on the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -18,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
@@ -254,21 +257,45 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         journal_open(request=request)  # refused before the guards' round trip: on its own
         raise
     first = decision.chain[0] if decision.chain else None
-    # The request journal's entry goes out with the guards' reads (one round trip for both),
-    # before the request's first event.
-    reads = _guards.read(
-        rate=_rate_check(request, token_charge),
-        breaker=(first.ref, BreakerConfig.for_model()) if first else None,
-        cache_request=_chat_request(request, first) if first and request.use_cache else None,
-        also=partial(journal_open_commands, request=request) if settings.REDIS_URL else None,
+    cache_request = _chat_request(request, first) if first and request.use_cache else None
+    if cache_request is not None and not response_cache_enabled():
+        cache_request = None
+    # The first model's hold is taken while the guards' round trip is out, when a cached
+    # answer cannot make it unneeded; a rate limit or an open breaker hands it back.
+    early = (
+        _holds.submit(_admit_apart, request, decision, config, first)
+        if first is not None and cache_request is None and _holds_apart()
+        else None
     )
+    try:
+        # The request journal's entry goes out with the guards' reads (one round trip for
+        # both), before the request's first event.
+        reads = _guards.read(
+            rate=_rate_check(request, token_charge),
+            breaker=(first.ref, BreakerConfig.for_model()) if first else None,
+            cache_request=cache_request,
+            also=partial(journal_open_commands, request=request) if settings.REDIS_URL else None,
+        )
+    except BaseException:
+        if early is not None:
+            with contextlib.suppress(Exception):  # a hold that failed holds nothing
+                _give_back(early.result())
+        raise
     if not reads.also_sent:
         journal_open(request=request)
-    if reads.rate_limit is not None and not reads.rate_limit.allowed:
-        return _Prepared(rate_limit=reads.rate_limit, token_charge=0)
+    admitted = first is not None and reads.cached is None and reads.permit and reads.permit.allowed
+    limited = reads.rate_limit is not None and not reads.rate_limit.allowed
     admission = None
-    if first is not None and reads.cached is None and reads.permit and reads.permit.allowed:
+    if early is not None:
+        admission = early.result()
+        if limited or not admitted:
+            _give_back(admission)
+            admission = None
+    elif admitted and not limited:
+        assert first is not None
         admission = _admit(request, decision, config, first)
+    if limited:
+        return _Prepared(rate_limit=reads.rate_limit, token_charge=0)
     return _Prepared(
         rate_limit=reads.rate_limit,
         token_charge=token_charge,
@@ -279,6 +306,33 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         permit=reads.permit,
         admission=admission,
     )
+
+
+# Budget holds taken beside the guards' round trip (`_prepare`), each on a pooled connection
+# of its own thread.
+_holds = ThreadPoolExecutor(max_workers=8, thread_name_prefix="budget-hold")
+
+
+def _holds_apart() -> bool:
+    """Only where the guards' reads are a network round trip to overlap (Redis) and the
+    budgets' database takes writes from several connections at once (Postgres)."""
+    return bool(settings.REDIS_URL) and connection.vendor == "postgresql"
+
+
+def _admit_apart(
+    request: GatewayRequest, decision: RouteDecision, config: RoutingConfig, model: ModelSpec
+) -> Reservation | ProviderError | None:
+    # As `in_thread` does: a pooled connection is taken for the call and handed back after.
+    close_old_connections()
+    try:
+        return _admit(request, decision, config, model)
+    finally:
+        close_old_connections()
+
+
+def _give_back(admission: Reservation | ProviderError | None) -> None:
+    if isinstance(admission, Reservation) and admission.holds:
+        budget_release(reservation=admission)
 
 
 def _admit(

@@ -54,7 +54,11 @@ async def log_row(request: GatewayRequest) -> RequestLog:
 
 async def test_routed_answer_is_streamed_costed_and_logged(upstream: UpstreamServer) -> None:
     models = await database_sync_to_async(registry)(upstream)
-    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["Hel", "lo!"], usage=(1000, 200))))
+    upstream.reply(
+        "POST",
+        path("alpha"),
+        Reply.sse(openai_sse(["Hel", "lo!"], usage=(1000, 200)), chunk_delay_s=0.02),
+    )
     request = ask(caller=Caller(user_id=None, api_key_id=77))
 
     events = await collect(request)
@@ -328,6 +332,51 @@ async def test_open_breaker_is_skipped_and_shown_in_the_trace(upstream: Upstream
         "status": None,
         "message": "",
     }
+
+
+async def test_a_rate_limited_request_gives_back_the_hold_taken_beside_the_guards(
+    upstream: UpstreamServer,
+) -> None:
+    await database_sync_to_async(registry)(upstream)
+    budget = await Budget.objects.acreate(name="team", scope="global", limit_usd=Decimal("5"))
+    upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["ok"], usage=(1000, 200))))
+    caller = Caller(api_key_id=434343, rpm_limit=1)
+    await collect(ask("q1", caller=caller, use_cache=False, max_tokens=100))
+    refused = ask("q2", caller=caller, use_cache=False, max_tokens=100)
+
+    events = await collect(refused)
+
+    assert [type(e) for e in events] == [Failed]
+    assert events[0].code == "RATE_LIMIT_EXCEEDED"
+    # The hold went out with the guards' reads; the refusal released it.
+    lines = BudgetReservation.objects.filter(request_id=refused.request_id)
+    assert [(r.state, r.actual_usd) async for r in lines] == [("released", Decimal(0))]
+    period = await budget.periods.aget()
+    assert (period.spent_usd, period.reserved_usd) == (Decimal("0.00325"), Decimal(0))
+
+
+async def test_an_open_breaker_gives_back_the_first_models_hold(upstream: UpstreamServer) -> None:
+    await database_sync_to_async(registry)(upstream)
+    upstream.reply("POST", path("alpha"), Reply.json(fixture("openai/error_500.json"), status=500))
+    from routing.guards.breaker import BreakerConfig
+
+    for i in range((BreakerConfig.for_model().failure_threshold + 1) // 2):
+        upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"])))
+        await collect(ask(f"warm {i}", use_cache=False))
+    budget = await Budget.objects.acreate(name="team", scope="global", limit_usd=Decimal("5"))
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"], usage=(1000, 200))))
+    request = ask("after", use_cache=False, max_tokens=100)
+
+    events = await collect(request)
+
+    assert events[0].model_ref == "beta:beta-model"
+    assert isinstance(events[-1], Finished)
+    lines = BudgetReservation.objects.filter(request_id=request.request_id).order_by("id")
+    states = [(r.state, r.actual_usd) async for r in lines]
+    # alpha's hold, taken beside the guards, released; beta's held by the fallback, settled.
+    assert states == [("released", Decimal(0)), ("settled", events[-1].cost_usd)]
+    period = await budget.periods.aget()
+    assert (period.spent_usd, period.reserved_usd) == (events[-1].cost_usd, Decimal(0))
 
 
 async def test_model_deleted_while_its_request_ran_keeps_the_row(upstream: UpstreamServer) -> None:
