@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -20,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
@@ -260,13 +259,15 @@ def _prepare(request: GatewayRequest) -> _Prepared:
     cache_request = _chat_request(request, first) if first and request.use_cache else None
     if cache_request is not None and not response_cache_enabled():
         cache_request = None
-    # The first model's hold is taken while the guards' round trip is out, when a cached
-    # answer cannot make it unneeded; a rate limit or an open breaker hands it back.
-    early = (
-        _holds.submit(_admit_apart, request, decision, config, first)
-        if first is not None and cache_request is None and _holds_apart()
-        else None
-    )
+    # The first model's hold is taken while the guards' replies travel, when a cached answer
+    # cannot make it unneeded; a rate limit or an open breaker hands it back.
+    early = first is not None and cache_request is None and connection.vendor == "postgresql"
+    held: list[Reservation | ProviderError | None] = []
+
+    def hold_first() -> None:
+        assert first is not None
+        held.append(_admit(request, decision, config, first))
+
     try:
         # The request journal's entry goes out with the guards' reads (one round trip for
         # both), before the request's first event.
@@ -275,19 +276,20 @@ def _prepare(request: GatewayRequest) -> _Prepared:
             breaker=(first.ref, BreakerConfig.for_model()) if first else None,
             cache_request=cache_request,
             also=partial(journal_open_commands, request=request) if settings.REDIS_URL else None,
+            meanwhile=hold_first if early else None,
         )
     except BaseException:
-        if early is not None:
-            with contextlib.suppress(Exception):  # a hold that failed holds nothing
-                _give_back(early.result())
+        for admission in held:
+            with contextlib.suppress(Exception):
+                _give_back(admission)
         raise
     if not reads.also_sent:
         journal_open(request=request)
     admitted = first is not None and reads.cached is None and reads.permit and reads.permit.allowed
     limited = reads.rate_limit is not None and not reads.rate_limit.allowed
     admission = None
-    if early is not None:
-        admission = early.result()
+    if early:
+        admission = held[0]
         if limited or not admitted:
             _give_back(admission)
             admission = None
@@ -306,28 +308,6 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         permit=reads.permit,
         admission=admission,
     )
-
-
-# Budget holds taken beside the guards' round trip (`_prepare`), each on a pooled connection
-# of its own thread.
-_holds = ThreadPoolExecutor(max_workers=8, thread_name_prefix="budget-hold")
-
-
-def _holds_apart() -> bool:
-    """Only where the guards' reads are a network round trip to overlap (Redis) and the
-    budgets' database takes writes from several connections at once (Postgres)."""
-    return bool(settings.REDIS_URL) and connection.vendor == "postgresql"
-
-
-def _admit_apart(
-    request: GatewayRequest, decision: RouteDecision, config: RoutingConfig, model: ModelSpec
-) -> Reservation | ProviderError | None:
-    # As `in_thread` does: a pooled connection is taken for the call and handed back after.
-    close_old_connections()
-    try:
-        return _admit(request, decision, config, model)
-    finally:
-        close_old_connections()
 
 
 def _give_back(admission: Reservation | ProviderError | None) -> None:

@@ -8,15 +8,18 @@ atomic step that creates them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import hiredis
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils.connection import ConnectionProxy
 from redis import Redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _COUNTER_LUA = """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -47,30 +50,102 @@ def _backend(cache: BaseCache) -> object:
     return cache
 
 
-# Building a redis-py pipeline copies the client's response callbacks (a fifth of a
-# millisecond); each thread keeps one and reuses it (execute() leaves it empty again).
-_pipelines = threading.local()
+class Commands:
+    """Commands queued to go out in one write: the part of redis-py's pipeline interface the
+    guards and the journal use, recorded as plain argument tuples."""
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Any, ...]] = []
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        self.queued.append(("EVALSHA", sha, numkeys, *keys_and_args))
+
+    def mget(self, keys: Sequence[Any]) -> None:
+        self.queued.append(("MGET", *keys))
+
+    def get(self, key: Any) -> None:
+        self.queued.append(("GET", key))
+
+    def hset(self, name: Any, *, mapping: Mapping[Any, Any]) -> None:
+        self.queued.append(("HSET", name, *(x for pair in mapping.items() for x in pair)))
+
+    def zadd(self, name: Any, mapping: Mapping[Any, float]) -> None:
+        self.queued.append(("ZADD", name, *(x for item in mapping.items() for x in item[::-1])))
+
+    def set(self, name: Any, value: Any) -> None:
+        self.queued.append(("SET", name, value))
 
 
-def pipeline_for(client: Redis) -> Any:
-    """This thread's reusable non-transactional pipeline on `client`'s connection pool."""
-    pipe = getattr(_pipelines, "pipe", None)
-    if pipe is None or pipe.connection_pool is not client.connection_pool:
-        pipe = _pipelines.pipe = client.pipeline(transaction=False)
-    return pipe
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def pipelined(client: Redis, fill: Callable[[Any], None], scripts: Sequence[str] = ()) -> list[Any]:
-    """Send the commands `fill` queues on this thread's pipeline, in one round trip; the
-    replies, in order (the first error reply is raised).
+def _exchange(client: Redis, commands: list[tuple[Any, ...]], meanwhile: Callable[[], Any]) -> Any:
+    """Write `commands` on one of `client`'s pooled connections, run `meanwhile()` while their
+    replies travel, then read the replies: `(replies, meanwhile's result)`, an error reply as
+    its exception object in its place.
+
+    redis-py's pipeline object spends more of the process's time than the round trip itself
+    (its command stack, callbacks, retries and instrumentation), so the commands go out packed
+    by hiredis on a connection taken from the pool directly. A connection that fails before the
+    commands are written is replaced once; one that fails after is dropped and the error raised
+    (a command that may have run is not sent twice)."""
+    pool = client.connection_pool
+    packed = b"".join(hiredis.pack_command(command) for command in commands)
+    for attempt in (1, 2):
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([packed], check_health=False)
+        except _CONNECTION_ERRORS:
+            connection.disconnect()
+            pool.release(connection)
+            if attempt == 2:
+                raise
+            continue
+        break
+    replies: list[Any] = []
+    try:
+        result = meanwhile()
+    finally:
+        try:
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+    return replies, result
+
+
+def _nothing() -> None:
+    return None
+
+
+def pipelined(
+    client: Redis,
+    fill: Callable[[Any], None],
+    scripts: Sequence[str] = (),
+    *,
+    meanwhile: Callable[[], Any] = _nothing,
+) -> tuple[list[Any], Any]:
+    """Send the commands `fill` queues (on a `Commands`), in one round trip, running
+    `meanwhile()` (once) while their replies travel: `(replies, meanwhile's result)`, the
+    replies in order (the first error reply is raised).
 
     A script sent by SHA to a Redis that lost it (restarted) fails without running: the
     `scripts` are then loaded and every command is sent again, once, so `fill`'s other commands
     must be safe to repeat."""
     for first_try in (True, False):
-        pipe = pipeline_for(client)
-        fill(pipe)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
+        commands = Commands()
+        fill(commands)
+        replies, result = _exchange(client, commands.queued, meanwhile)
+        if first_try:
+            done, meanwhile = result, _nothing
         if first_try and scripts and any(isinstance(r, NoScriptError) for r in replies):
             for source in scripts:
                 client.script_load(source)
@@ -78,7 +153,7 @@ def pipelined(client: Redis, fill: Callable[[Any], None], scripts: Sequence[str]
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies
+        return replies, done
     raise AssertionError("unreachable")
 
 
@@ -90,7 +165,7 @@ def scripts_run(client: Redis, source: str, calls: list[tuple[list[Any], list[An
         for keys, args in calls:
             pipe.evalsha(sha, len(keys), *keys, *args)
 
-    return pipelined(client, fill, [source])
+    return pipelined(client, fill, [source])[0]
 
 
 def script(client: Redis, source: str) -> Script:

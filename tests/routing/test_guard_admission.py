@@ -154,6 +154,54 @@ def test_a_redis_that_forgot_the_script_is_taught_again_and_nothing_is_taken_twi
     assert reads.permit is not None and reads.permit.allowed
 
 
+def test_meanwhile_runs_once_while_the_replies_travel(store) -> None:
+    guards = guards_on(store, Clock(1_000.0))
+    rate = RateCheck(KEY_ID, Limit.of(5, burst=5), None, 0)
+    client = redis_client(store)
+    assert client is not None
+    key = store.make_key("meanwhile")
+    client.delete(key)
+    seen: list[object] = []
+
+    def meanwhile() -> str:
+        # The commands are out (written) but their replies not read yet: Redis has run them.
+        seen.append(client.get(key))
+        return "held"
+
+    client.script_flush()  # the first try fails on the script and is sent again
+    reads = guards.read(
+        rate=rate,
+        breaker=None,
+        cache_request=None,
+        also=lambda pipe: pipe.set(key, "out"),
+        meanwhile=meanwhile,
+    )
+
+    assert reads.meanwhile == "held"
+    assert seen == [b"out"]  # once, though the commands went out twice
+    assert reads.rate_limit is not None and reads.rate_limit.requests is not None
+    assert reads.rate_limit.requests.remaining == 4  # taken once
+
+
+def test_an_error_in_meanwhile_still_reads_the_replies_off_the_connection(store) -> None:
+    guards = guards_on(store, Clock(1_000.0))
+    rate = RateCheck(KEY_ID, Limit.of(5, burst=5), None, 0)
+
+    def failing() -> None:
+        raise RuntimeError("hold failed")
+
+    with pytest.raises(RuntimeError, match="hold failed"):
+        guards.read(
+            rate=rate, breaker=("openai:mini", CONFIG), cache_request=None, meanwhile=failing
+        )
+    # The connection went back to the pool with nothing left unread: the next read is whole.
+    reads = guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_request=None)
+
+    assert reads.rate_limit is not None and reads.rate_limit.requests is not None
+    assert reads.rate_limit.requests.remaining == 3
+    assert reads.permit is not None and reads.permit.allowed
+
+
 def test_without_redis_each_guard_answers_alone_with_the_same_outcome(settings) -> None:
     settings.ORCHESTRATOR_RESPONSE_CACHE_ENABLED = True
     local = LocMemCache("guards-admission", {})
