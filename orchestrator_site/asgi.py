@@ -7,6 +7,7 @@ asynchronously, with no extra dependency. WhiteNoise speaks WSGI only; see docs/
 import asyncio
 import contextlib
 import functools
+import io
 import os
 import sys
 import tempfile
@@ -72,7 +73,7 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
             await self.send_response(_too_large(limit, declared), send)
             return
         try:
-            body_file = await self._read_limited(receive, limit)
+            body_file = await self._read_limited(receive, limit, declared)
         except RequestAborted:
             return
         except _BodyTooLarge:
@@ -87,30 +88,38 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
             _close(error_response)
             return
 
-        async def process_request() -> Any:
-            response = await self.respond(request)
-            with contextlib.suppress(asyncio.CancelledError):
-                # The client went away while the answer was being sent.
-                await self.send_response(response, send)
-            return response
+        # The view runs in this task; a task of its own listens for the client going away and
+        # cancels it then (Django runs the view in a second task and waits for either).
+        handler = asyncio.current_task()
+        assert handler is not None
+        aborted: list[BaseException] = []
+        answered = False
 
-        # The disconnect listener goes first: a disconnect cancels the view.
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request()),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                with contextlib.suppress(RequestAborted):
-                    task.result()
-            else:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if not tasks[1].cancelled():
-            _close(tasks[1].result())
+        async def listen() -> None:
+            try:
+                await self.listen_for_disconnect(receive)
+            except Exception as exc:  # RequestAborted: the client went away
+                if not answered:
+                    aborted.append(exc)
+                    handler.cancel()
+
+        listener = asyncio.create_task(listen())
+        response = None
+        try:
+            response = await self.respond(request)
+            await self.send_response(response, send)
+        except asyncio.CancelledError:
+            if not aborted:
+                raise
+            handler.uncancel()  # the client's disconnect, not this task's own cancellation
+        finally:
+            answered = True
+            listener.cancel()
+        if response is not None:
+            _close(response)
         body_file.close()
+        if aborted and not isinstance(aborted[0], RequestAborted):
+            raise aborted[0]
 
     async def respond(self, request: HttpRequest) -> HttpResponseBase:
         """The response of the `/v1` view for the request's path, called directly.
@@ -150,10 +159,15 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         get_response = handler._get_response_async if is_async else handler._get_response
         handler._middleware_chain = convert_exception_to_response(get_response)
 
-    async def _read_limited(self, receive: Any, limit: int | None) -> Any:
-        body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (the caller closes it)
-            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
-        )
+    async def _read_limited(self, receive: Any, limit: int | None, declared: int | None) -> Any:
+        in_memory = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        if declared is not None and declared <= in_memory:
+            # Small enough to stay in memory whatever: no spooling file to set up.
+            body_file: Any = io.BytesIO()
+        else:
+            body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (the caller closes it)
+                max_size=in_memory, mode="w+b"
+            )
         received = 0
         while True:
             message = await receive()

@@ -42,7 +42,7 @@ KEEPALIVE_EXPIRY_S = 5.0
 MAX_HEAD_BYTES = 64 * 1024
 # Reading from the socket pauses while this much of an answer waits unread.
 BUFFER_HIGH_WATER = 1024 * 1024
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 USER_AGENT = "llm-orchestrator"
 
 
@@ -694,7 +694,7 @@ class Response:
                     break
                 continue  # a trailer field, ignored
             size_text = line.split(b";", 1)[0].strip()
-            if not size_text or any(c not in _HEX_DIGITS for c in size_text):
+            if not size_text or size_text.lstrip(_HEX_DIGITS):
                 raise ProtocolViolation(f"invalid chunk size line {line[:40]!r}")
             size = int(size_text, 16)
             if size == 0:
