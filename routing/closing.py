@@ -124,6 +124,11 @@ class RequestCloser:
 
     async def close(self, request: RequestClose) -> None:
         """Returns once the request's writes are committed; raises what kept them from it."""
+        await self.enqueue(request)
+
+    def enqueue(self, request: RequestClose) -> asyncio.Future[None]:
+        """Queue the request's writes; the future is done once they are committed (or holds
+        what kept them from it). Called on the event loop, without waiting."""
         loop = asyncio.get_running_loop()
         groups = self._loops.get(loop)
         if groups is None:
@@ -132,7 +137,7 @@ class RequestCloser:
         groups.pending.append((request, done))
         if groups.writer is None or groups.writer.done():
             groups.writer = loop.create_task(self._write_pending(groups))
-        await done
+        return done
 
     async def _write_pending(self, groups: _LoopGroups) -> None:
         await asyncio.sleep(GATHER_S)

@@ -17,7 +17,6 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBase,
-    JsonResponse,
     StreamingHttpResponse,
 )
 from django.views.decorators.csrf import csrf_exempt
@@ -52,6 +51,19 @@ ERROR_TYPES = {
 }
 
 
+def json_response(
+    body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """`body` as compact JSON (what `JsonResponse` sends, without its spaces and its encoder
+    class: every value here is already plain JSON)."""
+    return HttpResponse(
+        json.dumps(body, separators=(",", ":")).encode(),
+        content_type="application/json",
+        status=status,
+        headers=headers,
+    )
+
+
 def openai_error(
     code: str,
     message: str,
@@ -59,7 +71,7 @@ def openai_error(
     *,
     param: str | None = None,
     headers: dict[str, str] | None = None,
-) -> JsonResponse:
+) -> HttpResponse:
     body = {
         "error": {
             "message": message,
@@ -68,10 +80,10 @@ def openai_error(
             "code": code,
         }
     }
-    return JsonResponse(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
-def _error_of(exc: GatewayError) -> JsonResponse:
+def _error_of(exc: GatewayError) -> HttpResponse:
     return openai_error(
         exc.code,
         exc.message,
@@ -211,7 +223,7 @@ def _headers(request_id: str, started: Started | Finished | None) -> dict[str, s
     return headers
 
 
-def _failure(event: Failed, request_id: str) -> JsonResponse:
+def _failure(event: Failed, request_id: str) -> HttpResponse:
     headers = _headers(request_id, None) | rate_limit_headers(event.rate_limit, event.retry_after_s)
     return openai_error(event.code, event.message, event.http_status, headers=headers)
 
@@ -285,7 +297,7 @@ async def _completed(events: AsyncIterator[Event], request: GatewayRequest) -> H
             }
             headers = _headers(request_id, event) | rate_limit_headers(event.rate_limit)
             headers["x-orchestrator-fallbacks"] = str(event.fallbacks)
-            return JsonResponse(body, headers=headers)
+            return json_response(body, headers=headers)
     raise RuntimeError("chat_stream ended without a terminal event")
 
 
@@ -402,4 +414,4 @@ async def models_list(request: HttpRequest) -> HttpResponse:
         }
         for model in await in_thread(list)(rows)
     ]
-    return JsonResponse({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})

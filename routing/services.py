@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -354,17 +355,22 @@ class _SharedBreakers:
     The first model's permit was read with the other guards before execution began."""
 
     def __init__(self, chain: tuple[ModelSpec, ...], first: Permit | None) -> None:
-        self.refs = {m.id: m.ref for m in chain}
+        self.chain = chain
         self.permits: dict[int, Permit] = {}
-        self.config = BreakerConfig.for_model()
         self.first = (chain[0].id, first) if chain and first is not None else None
+
+    @functools.cached_property
+    def config(self) -> BreakerConfig:
+        # Read when a breaker is asked or told of a failure: most requests need neither.
+        return BreakerConfig.for_model()
 
     def allow(self, model_id: int) -> bool:
         if self.first is not None and self.first[0] == model_id:
             permit = self.first[1]
             self.first = None
         else:
-            permit = _breakers.allow(self.refs[model_id], self.config)
+            ref = next(m.ref for m in self.chain if m.id == model_id)
+            permit = _breakers.allow(ref, self.config)
         self.permits[model_id] = permit
         return permit.allowed
 
@@ -408,6 +414,7 @@ async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
             _cost_received(ledger, request)
         raise
     finally:
+        # Queued at once, waited for shielded: a consumer that stops waiting cannot undo it.
         await asyncio.shield(_finish(ledger))
 
 
@@ -423,7 +430,7 @@ def _cost_received(ledger: _Ledger, request: GatewayRequest) -> None:
     _cost(ledger, chain.model, ledger.config, request)
 
 
-async def _finish(ledger: _Ledger) -> None:
+def _finish(ledger: _Ledger) -> asyncio.Future[None]:
     """Settle the budget, correct the token bucket and write the log row (grouped with other
     requests' by `routing.closing`); runs however the stream ended."""
     settle = ledger.status in (STATUS_SUCCESS, STATUS_PARTIAL) or bool(ledger.usage.output)
@@ -441,7 +448,9 @@ async def _finish(ledger: _Ledger) -> None:
             if settle
             else BudgetClose.released(ledger.reservation)
         )
-    await _closer.close(RequestClose(outcome=ledger.outcome(), settlement=settlement, debit=debit))
+    return _closer.enqueue(
+        RequestClose(outcome=ledger.outcome(), settlement=settlement, debit=debit)
+    )
 
 
 async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]:
@@ -647,12 +656,10 @@ async def _answer_from_cache(
 def _cost(
     ledger: _Ledger, model: ModelSpec, config: RoutingConfig, request: GatewayRequest
 ) -> None:
-    result = cost_for(
-        ledger.chain.usage,
-        prices_of(model),
-        prompt=_prompt_text(request.messages),
-        completion=ledger.chain.text,
-    )
+    usage = ledger.chain.usage
+    # The texts are only counted when the provider reported no usage.
+    prompt = _prompt_text(request.messages) if usage is None else ""
+    result = cost_for(usage, prices_of(model), prompt=prompt, completion=ledger.chain.text)
     ledger.usage = result.usage
     ledger.cost_usd = result.cost_usd
     ledger.cost_state = str(result.state.value)
