@@ -609,6 +609,7 @@ def main() -> None:
     keys_before = set(redis_client.scan_iter(count=1000))
     os.sched_setaffinity(0, {CLIENT_CORE})
     load_before = os.getloadavg()
+    cpu_before = cpu_times()
     scratch = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     workdir = Path(tempfile.mkdtemp(prefix="gwbench-"))
     results: dict[str, Any] = {"load_average_before": load_before, "servers": {}}
@@ -678,6 +679,7 @@ def main() -> None:
                         "log_rows": rows_total,
                     }
         results["load_average_after"] = os.getloadavg()
+        results["steal_share"] = steal_share(cpu_before, cpu_times())
     finally:
         for conn in connections.all():
             if hasattr(conn, "close_pool"):
@@ -690,9 +692,30 @@ def main() -> None:
             path.unlink()
         workdir.rmdir()
     print(f"load average before {load_before}, after {results['load_average_after']}")
+    if results.get("steal_share") is not None:
+        # Time the hypervisor gave this VM's cores to others: a slower run, not slower code.
+        print(f"CPU time stolen by the host during the run: {100 * results['steal_share']:.1f} %")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     targets_report(results)
+
+
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (`/proc/stat`'s first line), where there is one."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of CPU time the host took (steal, the 8th counter) between two readings."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(spent[:8])
+    return spent[7] / total if total else None
 
 
 def log_rows_count() -> int:
