@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ByteStream(Protocol):
@@ -13,8 +12,10 @@ class ByteStream(Protocol):
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
 
-@dataclass(frozen=True)
-class SseEvent:
+class SseEvent(NamedTuple):
+    """One event (a named tuple: dozens are made per answer, and a frozen dataclass costs
+    several times as much to build)."""
+
     event: str
     data: str
 
