@@ -355,14 +355,18 @@ async def test_a_rate_limited_request_gives_back_the_hold_taken_beside_the_guard
     assert (period.spent_usd, period.reserved_usd) == (Decimal("0.00325"), Decimal(0))
 
 
+def open_breaker(ref: str) -> None:
+    from routing.guards.breaker import BreakerConfig
+    from routing.services import _breakers
+
+    config = BreakerConfig.for_model()
+    for _ in range(config.failure_threshold):
+        _breakers.record_failure(_breakers.allow(ref, config), config)
+
+
 async def test_an_open_breaker_gives_back_the_first_models_hold(upstream: UpstreamServer) -> None:
     await database_sync_to_async(registry)(upstream)
-    upstream.reply("POST", path("alpha"), Reply.json(fixture("openai/error_500.json"), status=500))
-    from routing.guards.breaker import BreakerConfig
-
-    for i in range((BreakerConfig.for_model().failure_threshold + 1) // 2):
-        upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"])))
-        await collect(ask(f"warm {i}", use_cache=False))
+    await database_sync_to_async(open_breaker)("alpha:alpha-model")
     budget = await Budget.objects.acreate(name="team", scope="global", limit_usd=Decimal("5"))
     upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["b"], usage=(1000, 200))))
     request = ask("after", use_cache=False, max_tokens=100)
