@@ -64,7 +64,7 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Django's ASGIHandler.handle, with the signals sent inline and the body's size limit
+        # Django's ASGIHandler.handle, without the request signals, with the body's size limit
         # enforced while it arrives: a body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused as soon
         # as its declared length or its bytes so far pass the limit, never read to the end.
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
