@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -194,20 +196,26 @@ async def test_a_v1_request_starts_no_thread_and_sends_no_request_signals(
     # A first request may start the event loop's executor threads, once per process.
     await asgi_request(application, "GET", "/v1/models")
 
-    def on_started(**_: object) -> None:
-        sent.append("started")
+    @contextlib.contextmanager
+    def signals_recorded() -> Iterator[None]:
+        def on_started(**_: object) -> None:
+            sent.append("started")
 
-    def on_finished(**_: object) -> None:
-        sent.append("finished")
+        def on_finished(**_: object) -> None:
+            sent.append("finished")
 
-    signals.request_started.connect(on_started, dispatch_uid="test-v1-started")
-    signals.request_finished.connect(on_finished, dispatch_uid="test-v1-finished")
+        signals.request_started.connect(on_started, dispatch_uid="test-v1-started")
+        signals.request_finished.connect(on_finished, dispatch_uid="test-v1-finished")
+        try:
+            yield
+        finally:
+            signals.request_started.disconnect(dispatch_uid="test-v1-started")
+            signals.request_finished.disconnect(dispatch_uid="test-v1-finished")
+
     monkeypatch.setattr(threading.Thread, "start", counting_start)
-    try:
+    with signals_recorded():
         api = await asgi_request(application, "GET", "/v1/models")
-    finally:
-        signals.request_started.disconnect(dispatch_uid="test-v1-started")
-        signals.request_finished.disconnect(dispatch_uid="test-v1-finished")
+    monkeypatch.undo()
 
     assert api.status == 401
     assert started == []
@@ -215,13 +223,8 @@ async def test_a_v1_request_starts_no_thread_and_sends_no_request_signals(
     assert sent == []
 
     # The site's pages still send both.
-    signals.request_started.connect(on_started, dispatch_uid="test-v1-started")
-    signals.request_finished.connect(on_finished, dispatch_uid="test-v1-finished")
-    try:
+    with signals_recorded():
         page = await asgi_request(application, "GET", "/accounts/login/")
-    finally:
-        signals.request_started.disconnect(dispatch_uid="test-v1-started")
-        signals.request_finished.disconnect(dispatch_uid="test-v1-finished")
     assert page.status == 200
     assert sent == ["started", "finished"]
 
