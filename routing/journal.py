@@ -38,6 +38,7 @@ from analytics.services import request_record
 from orchestrator_site.cache import RedisOutbox
 from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
+from routing.guards.store import Commands
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,9 @@ def _journal_write(request_id: uuid.UUID, fields: dict[str, str]) -> None:
     if outbox is None:
         _memory.get(rid, {}).update(fields)
         return
-    outbox.send(("HSET", ENTRY_PREFIX + rid, *(v for pair in fields.items() for v in pair)))
+    commands = Commands()
+    commands.hset(ENTRY_PREFIX + rid, mapping=fields)
+    outbox.send(*commands.queued)
 
 
 async def journal_close(*, request_id: uuid.UUID) -> None:

@@ -11,7 +11,7 @@ the number of round trips. Elsewhere (local memory in development) each guard an
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from providers.adapters.types import ChatRequest
@@ -43,8 +43,6 @@ class GuardReads:
     cached: CachedAnswer | None
     also_sent: bool = False
     """Whether the caller's `also` commands went out with the reads."""
-    meanwhile: Any = None
-    """What the caller's `meanwhile` returned."""
 
 
 class Guards:
@@ -64,7 +62,7 @@ class Guards:
         breaker: tuple[str, BreakerConfig] | None,
         cache_request: ChatRequest | None,
         also: Callable[[Any], None] | None = None,
-        meanwhile: Callable[[], Any] | None = None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> GuardReads:
         """Take from the rate limit, and read the breaker and the cache, in one round trip.
 
@@ -72,8 +70,7 @@ class Guards:
         reads); callers look at `rate_limit` first. `also` queues more commands of the caller's
         on the same pipeline (they may be sent twice, so they must be idempotent); without a
         shared Redis it is not called, and `also_sent` says so. `meanwhile()` is run once while
-        the replies travel (after the reads without Redis); its result is `meanwhile` on the
-        answer."""
+        the replies travel (after the reads without Redis)."""
         if cache_request is not None and not conf.response_cache_enabled():
             cache_request = None
         store = self.limiter.store
@@ -82,10 +79,10 @@ class Guards:
         if client is None or not shared:
             reads = self._one_by_one(rate, breaker, cache_request)
             if meanwhile is not None:
-                reads = replace(reads, meanwhile=meanwhile())
+                meanwhile()
             return reads
         digest = response_cache_key(cache_request) if cache_request is not None else None
-        replies, during = self._pipeline(client, store, rate, breaker, digest, also, meanwhile)
+        replies = self._pipeline(client, store, rate, breaker, digest, also, meanwhile)
         loads = redis_serializer(store).loads
         index = 0
         limited = None
@@ -111,7 +108,6 @@ class Guards:
             permit=permit,
             cached=cached,
             also_sent=also is not None,
-            meanwhile=during,
         )
 
     def _pipeline(
@@ -122,8 +118,8 @@ class Guards:
         breaker: tuple[str, BreakerConfig] | None,
         digest: str | None,
         also: Callable[[Any], None] | None,
-        meanwhile: Callable[[], Any] | None,
-    ) -> tuple[list[Any], Any]:
+        meanwhile: Callable[[], None] | None,
+    ) -> list[Any]:
         def fill(pipe: Any) -> None:
             if rate is not None:
                 keys, args = self.limiter.script_call(
@@ -139,8 +135,6 @@ class Guards:
 
         # A Redis restarted since the script was registered: the script did not run (nothing
         # was taken), the reads and `also` are safe to repeat.
-        if meanwhile is None:
-            return pipelined(client, fill, [RATE_LIMIT_LUA])
         return pipelined(client, fill, [RATE_LIMIT_LUA], meanwhile=meanwhile)
 
     def _one_by_one(

@@ -81,10 +81,11 @@ class Commands:
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def _exchange(client: Redis, commands: list[tuple[Any, ...]], meanwhile: Callable[[], Any]) -> Any:
+def _exchange(
+    client: Redis, commands: list[tuple[Any, ...]], meanwhile: Callable[[], None] | None
+) -> list[Any]:
     """Write `commands` on one of `client`'s pooled connections, run `meanwhile()` while their
-    replies travel, then read the replies: `(replies, meanwhile's result)`, an error reply as
-    its exception object in its place.
+    replies travel, then read the replies, an error reply as its exception object in its place.
 
     redis-py's pipeline object spends more of the process's time than the round trip itself
     (its command stack, callbacks, retries and instrumentation), so the commands go out packed
@@ -106,7 +107,8 @@ def _exchange(client: Redis, commands: list[tuple[Any, ...]], meanwhile: Callabl
         break
     replies: list[Any] = []
     try:
-        result = meanwhile()
+        if meanwhile is not None:
+            meanwhile()
     finally:
         try:
             for _ in commands:
@@ -119,11 +121,7 @@ def _exchange(client: Redis, commands: list[tuple[Any, ...]], meanwhile: Callabl
             raise
         finally:
             pool.release(connection)
-    return replies, result
-
-
-def _nothing() -> None:
-    return None
+    return replies
 
 
 def pipelined(
@@ -131,11 +129,11 @@ def pipelined(
     fill: Callable[[Any], None],
     scripts: Sequence[str] = (),
     *,
-    meanwhile: Callable[[], Any] = _nothing,
-) -> tuple[list[Any], Any]:
+    meanwhile: Callable[[], None] | None = None,
+) -> list[Any]:
     """Send the commands `fill` queues (on a `Commands`), in one round trip, running
-    `meanwhile()` (once) while their replies travel: `(replies, meanwhile's result)`, the
-    replies in order (the first error reply is raised).
+    `meanwhile()` (once) while their replies travel; the replies, in order (the first error
+    reply is raised).
 
     A script sent by SHA to a Redis that lost it (restarted) fails without running: the
     `scripts` are then loaded and every command is sent again, once, so `fill`'s other commands
@@ -143,9 +141,8 @@ def pipelined(
     for first_try in (True, False):
         commands = Commands()
         fill(commands)
-        replies, result = _exchange(client, commands.queued, meanwhile)
-        if first_try:
-            done, meanwhile = result, _nothing
+        replies = _exchange(client, commands.queued, meanwhile)
+        meanwhile = None  # once, even when the commands go out again
         if first_try and scripts and any(isinstance(r, NoScriptError) for r in replies):
             for source in scripts:
                 client.script_load(source)
@@ -153,7 +150,7 @@ def pipelined(
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies, done
+        return replies
     raise AssertionError("unreachable")
 
 
@@ -165,7 +162,7 @@ def scripts_run(client: Redis, source: str, calls: list[tuple[list[Any], list[An
         for keys, args in calls:
             pipe.evalsha(sha, len(keys), *keys, *args)
 
-    return pipelined(client, fill, [source])[0]
+    return pipelined(client, fill, [source])
 
 
 def script(client: Redis, source: str) -> Script:
