@@ -7,6 +7,7 @@ one envelope, `{"error": {"code", "message", "details"}}`, with the status from
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import Any, Literal
@@ -156,21 +157,23 @@ def _task(payload: ExecuteIn) -> dict[str, Any]:
 async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
     caller: Caller = request.auth  # type: ignore[attr-defined]
     gateway_request = task_request(_task(payload), caller=caller, entry_point="native")
-    async for event in journaled(chat_stream(gateway_request), request=gateway_request):
-        if isinstance(event, Failed):
-            return envelope(
-                event.code,
-                event.message,
-                event.http_status,
-                details={"request_id": str(event.request_id), **event.details},
-                headers=rate_limit_headers(event.rate_limit, event.retry_after_s),
-            )
-        if isinstance(event, Finished):
-            headers = rate_limit_headers(event.rate_limit) | {
-                "x-orchestrator-request-id": str(event.request_id),
-                "x-orchestrator-model": event.model_ref,
-            }
-            return JsonResponse(execute_result(event), headers=headers)
+    events = journaled(chat_stream(gateway_request), request=gateway_request)
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Failed):
+                return envelope(
+                    event.code,
+                    event.message,
+                    event.http_status,
+                    details={"request_id": str(event.request_id), **event.details},
+                    headers=rate_limit_headers(event.rate_limit, event.retry_after_s),
+                )
+            if isinstance(event, Finished):
+                headers = rate_limit_headers(event.rate_limit) | {
+                    "x-orchestrator-request-id": str(event.request_id),
+                    "x-orchestrator-model": event.model_ref,
+                }
+                return JsonResponse(execute_result(event), headers=headers)
     raise RuntimeError("chat_stream ended without a terminal event")
 
 

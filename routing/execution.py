@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -143,7 +144,7 @@ async def execute_chain(
     admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
-) -> AsyncIterator[Started | Delta | Fallback]:
+) -> AsyncGenerator[Started | Delta | Fallback, None]:
     """Stream the answer from the first model of `chain` that gives one; fill `outcome`.
 
     `admit` is asked before a model is tried (budgets): an error it returns skips the model.
@@ -196,16 +197,19 @@ async def execute_chain(
             pieces: list[str] = []
             outcome.streaming = pieces
             try:
-                async for chunk in runtime.adapter.stream(runtime.endpoint, chat_request):
-                    if chunk.text:
-                        if outcome.time_to_first_token_ms is None:
-                            outcome.time_to_first_token_ms = _ms_since(began)
-                        pieces.append(chunk.text)
-                        yield Delta(chunk.text)
-                    if chunk.usage is not None:
-                        outcome.usage = chunk.usage
-                    if chunk.finish_reason is not None:
-                        outcome.finish_reason = chunk.finish_reason
+                async with aclosing(
+                    runtime.adapter.stream(runtime.endpoint, chat_request)
+                ) as chunks:
+                    async for chunk in chunks:
+                        if chunk.text:
+                            if outcome.time_to_first_token_ms is None:
+                                outcome.time_to_first_token_ms = _ms_since(began)
+                            pieces.append(chunk.text)
+                            yield Delta(chunk.text)
+                        if chunk.usage is not None:
+                            outcome.usage = chunk.usage
+                        if chunk.finish_reason is not None:
+                            outcome.finish_reason = chunk.finish_reason
             except ProviderError as error:
                 breaker.record_failure(model.id)
                 outcome.log.append(

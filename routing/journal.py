@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -288,7 +288,7 @@ def journal_pending() -> int:
 
 async def journaled(
     stream: AsyncIterator[Event], *, request: GatewayRequest
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """The events of `stream` (a `chat_stream`, which opens the entry with the guards' reads,
     before any event), journaled. After the terminal event the rest of the stream (where the
     request log row is written) runs in a background task, so neither the client nor a client

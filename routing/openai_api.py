@@ -8,9 +8,10 @@ answer and an `orchestrator` object on completion bodies and on the last stream 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from django.http import (
@@ -272,7 +273,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     return await _completed(events, gateway_request)
 
 
-async def _completed(events: AsyncIterator[Event], request: GatewayRequest) -> HttpResponse:
+async def _completed(events: AsyncGenerator[Event, None], request: GatewayRequest) -> HttpResponse:
+    async with contextlib.aclosing(events):
+        return await _completed_answer(events, request)
+
+
+async def _completed_answer(
+    events: AsyncGenerator[Event, None], request: GatewayRequest
+) -> HttpResponse:
     request_id = str(request.request_id)
     async for event in events:
         if isinstance(event, Failed):
@@ -306,21 +314,26 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 async def _streamed(
-    events: AsyncIterator[Event], request: GatewayRequest, include_usage: bool
+    events: AsyncGenerator[Event, None], request: GatewayRequest, include_usage: bool
 ) -> HttpResponseBase:
     """Headers wait for the first token (or the terminal event), so they name the model that
     actually answers and a failure before any token is an ordinary HTTP error."""
     request_id = str(request.request_id)
     started: Started | None = None
     first: Delta | Finished | None = None
-    async for event in events:
-        if isinstance(event, Started):
-            started = event
-        elif isinstance(event, Failed):
-            return _failure(event, request_id)
-        elif isinstance(event, Delta | Finished):
-            first = event
-            break
+    try:
+        async for event in events:
+            if isinstance(event, Started):
+                started = event
+            elif isinstance(event, Failed):
+                await events.aclose()
+                return _failure(event, request_id)
+            elif isinstance(event, Delta | Finished):
+                first = event
+                break
+    except BaseException:
+        await events.aclose()
+        raise
     if first is None:
         raise RuntimeError("chat_stream ended without a terminal event")
     model = started.model_ref if started else getattr(first, "model_ref", "")
@@ -383,7 +396,7 @@ async def _streamed(
                     out = []
                 pending = await anext(events, None)
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

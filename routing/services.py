@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -399,14 +399,16 @@ def _rate_limit_info(result: RateLimitResult | None) -> RateLimitInfo | None:
 _prepare_async = in_thread(_prepare)
 
 
-async def chat_stream(request: GatewayRequest) -> AsyncIterator[Event]:
+async def chat_stream(request: GatewayRequest) -> AsyncGenerator[Event, None]:
     ledger = _Ledger(request=request, created_at=timezone.now(), began=time.perf_counter())
     terminal: Event | None = None
+    run = _run(request, ledger)
     try:
-        async for event in _run(request, ledger):
-            if isinstance(event, Finished | Failed):
-                terminal = event
-            yield event
+        async with contextlib.aclosing(run):
+            async for event in run:
+                if isinstance(event, Finished | Failed):
+                    terminal = event
+                yield event
     except (asyncio.CancelledError, GeneratorExit):
         if terminal is None:
             ledger.status = STATUS_CANCELLED
@@ -453,7 +455,7 @@ def _finish(ledger: _Ledger) -> asyncio.Future[None]:
     )
 
 
-async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]:
+async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event, None]:
     if not request.messages or not any(m.content.strip() for m in request.messages):
         ledger.status, ledger.error_code = STATUS_INVALID, "INVALID_REQUEST"
         await in_thread(journal_open)(request=request)
@@ -510,8 +512,10 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         )
 
     if prepared.cached is not None:
-        async for event in _answer_from_cache(ledger, prepared.cached, started, config, limit_info):
-            yield event
+        cached_answer = _answer_from_cache(ledger, prepared.cached, started, config, limit_info)
+        async with contextlib.aclosing(cached_answer):
+            async for event in cached_answer:
+                yield event
         return
 
     # The first model's hold was taken with the route; it is on the ledger from here on, so
@@ -535,7 +539,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
             return None
         return refusal
 
-    async for event in execute_chain(
+    answer = execute_chain(
         request_id=request.request_id,
         chain=decision.chain,
         chat_request_for=chat_request_for,
@@ -544,8 +548,10 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncIterator[Event]
         outcome=ledger.chain,
         breaker=_SharedBreakers(decision.chain, prepared.permit),
         admit=admit,
-    ):
-        yield event
+    )
+    async with contextlib.aclosing(answer):
+        async for event in answer:
+            yield event
 
     chain = ledger.chain
     model = chain.model
@@ -614,7 +620,7 @@ async def _answer_from_cache(
     started: Any,
     config: RoutingConfig,
     limit_info: RateLimitInfo | None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """A cache hit costs nothing; its baseline cost is kept so cache savings can be shown
     apart from routing savings."""
     decision = ledger.decision

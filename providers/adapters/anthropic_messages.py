@@ -8,7 +8,8 @@ A stream is SSE with named events: `message_start` (input usage), `content_block
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from providers.adapters.framing import sse_events
@@ -78,15 +79,20 @@ class AnthropicMessagesAdapter:
             body["stop_sequences"] = list(request.stop)
         return body
 
-    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(
+        self, endpoint: Endpoint, request: ChatRequest
+    ) -> AsyncGenerator[ChatChunk, None]:
         url = join_url(endpoint.base_url, "v1/messages")
         headers = self.headers(endpoint) | {"accept": "text/event-stream"}
         usage: dict[str, Any] = {}
         finish_reason: str | None = None
-        async with open_stream(
-            endpoint, url, json_body=self.payload(request, stream=True), headers=headers
-        ) as response:
-            async for event in sse_events(response):
+        async with (
+            open_stream(
+                endpoint, url, json_body=self.payload(request, stream=True), headers=headers
+            ) as response,
+            aclosing(sse_events(response)) as events,
+        ):
+            async for event in events:
                 data = loads(event.data)
                 if not isinstance(data, dict):
                     raise InvalidResponse(f"{event.event} event is not a JSON object")

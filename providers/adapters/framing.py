@@ -1,8 +1,16 @@
-"""Splitting a streamed body into protocol frames: server-sent events and NDJSON lines."""
+"""Splitting a streamed body into protocol frames: server-sent events and NDJSON lines.
+
+Each layer closes the generator it reads from (`aclosing`), so a consumer that stops early (an
+adapter that has seen `[DONE]`, a client gone) closes the whole chain at once. Left to the
+garbage collector, every generator still open at that point would be closed by asyncio's
+finalizer hook instead: a wake-up of the event loop through its self-pipe and a task of its own
+each, several per request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import NamedTuple, Protocol
 
 
@@ -20,7 +28,7 @@ class SseEvent(NamedTuple):
     data: str
 
 
-async def body_line_batches(response: ByteStream) -> AsyncIterator[list[str]]:
+async def body_line_batches(response: ByteStream) -> AsyncGenerator[list[str], None]:
     """The body's lines, split on `\n`, `\r\n` and `\r` alike, without their endings: the
     lines each piece of the body completed, as one list per piece (never an empty one).
 
@@ -29,28 +37,35 @@ async def body_line_batches(response: ByteStream) -> AsyncIterator[list[str]]:
     Cheaper than decoding each chunk as text first. A last line without an ending is still
     returned."""
     pending = b""
-    async for chunk in response.aiter_bytes():
-        if not chunk:
-            continue
-        data = pending + chunk if pending else chunk
-        lines = data.splitlines(keepends=True)
-        last = lines[-1]
-        # Unfinished, or ending in `\r` whose `\n` may come with the next chunk.
-        pending = b"" if last.endswith(b"\n") else lines.pop()
-        if lines:
-            yield [line.rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines]
+    chunks = response.aiter_bytes()
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            data = pending + chunk if pending else chunk
+            lines = data.splitlines(keepends=True)
+            last = lines[-1]
+            # Unfinished, or ending in `\r` whose `\n` may come with the next chunk.
+            pending = b"" if last.endswith(b"\n") else lines.pop()
+            if lines:
+                yield [line.rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines]
+    finally:
+        aclose = getattr(chunks, "aclose", None)  # a generator (the wire client's is one)
+        if aclose is not None:
+            await aclose()
     if pending:
         yield [pending.rstrip(b"\r").decode("utf-8", errors="replace")]
 
 
-async def body_lines(response: ByteStream) -> AsyncIterator[str]:
+async def body_lines(response: ByteStream) -> AsyncGenerator[str, None]:
     """`body_line_batches`, one line at a time."""
-    async for batch in body_line_batches(response):
-        for line in batch:
-            yield line
+    async with aclosing(body_line_batches(response)) as batches:
+        async for batch in batches:
+            for line in batch:
+                yield line
 
 
-async def sse_event_batches(response: ByteStream) -> AsyncIterator[list[SseEvent]]:
+async def sse_event_batches(response: ByteStream) -> AsyncGenerator[list[SseEvent], None]:
     """Events as the SSE specification frames them: `event:` and `data:` fields up to a
     blank line, multi-line data joined with newlines, comments (`:`) skipped. An event cut
     off by the end of the body is dropped, as the specification says, so the adapter's
@@ -61,38 +76,41 @@ async def sse_event_batches(response: ByteStream) -> AsyncIterator[list[SseEvent
     event_type = ""
     data_lines: list[str] = []
     # Lines end in \n, \r\n or \r; some providers end them with \r\n.
-    async for lines in body_line_batches(response):
-        events: list[SseEvent] = []
-        for line in lines:
-            if line == "":
-                if data_lines:
-                    events.append(
-                        SseEvent(event=event_type or "message", data="\n".join(data_lines))
-                    )
-                event_type, data_lines = "", []
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                event_type = value
-            elif field == "data":
-                data_lines.append(value)
-        if events:
-            yield events
+    async with aclosing(body_line_batches(response)) as batches:
+        async for lines in batches:
+            events: list[SseEvent] = []
+            for line in lines:
+                if line == "":
+                    if data_lines:
+                        events.append(
+                            SseEvent(event=event_type or "message", data="\n".join(data_lines))
+                        )
+                    event_type, data_lines = "", []
+                    continue
+                if line.startswith(":"):
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "event":
+                    event_type = value
+                elif field == "data":
+                    data_lines.append(value)
+            if events:
+                yield events
 
 
-async def sse_events(response: ByteStream) -> AsyncIterator[SseEvent]:
+async def sse_events(response: ByteStream) -> AsyncGenerator[SseEvent, None]:
     """`sse_event_batches`, one event at a time."""
-    async for batch in sse_event_batches(response):
-        for event in batch:
-            yield event
+    async with aclosing(sse_event_batches(response)) as batches:
+        async for batch in batches:
+            for event in batch:
+                yield event
 
 
-async def ndjson_lines(response: ByteStream) -> AsyncIterator[str]:
+async def ndjson_lines(response: ByteStream) -> AsyncGenerator[str, None]:
     """Non-empty lines of a newline-delimited JSON body. A last line without its newline is
     still returned: whether it is complete is for the JSON parser to say."""
-    async for line in body_lines(response):
-        if line.strip():
-            yield line
+    async with aclosing(body_lines(response)) as lines:
+        async for line in lines:
+            if line.strip():
+                yield line

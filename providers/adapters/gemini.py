@@ -10,7 +10,8 @@ one seen is the request's usage.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -74,7 +75,9 @@ class GeminiAdapter:
         name = model.removeprefix("models/")
         return join_url(endpoint.base_url, f"v1beta/models/{quote(name, safe='')}:{method}")
 
-    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(
+        self, endpoint: Endpoint, request: ChatRequest
+    ) -> AsyncGenerator[ChatChunk, None]:
         url = self.model_url(endpoint, request.model, "streamGenerateContent")
         headers = self.headers(endpoint) | {"accept": "text/event-stream"}
         usage: Usage | None = None
@@ -86,18 +89,19 @@ class GeminiAdapter:
             headers=headers,
             params={"alt": "sse"},
         ) as response:
-            async for event in sse_events(response):
-                data = loads(event.data)
-                if not isinstance(data, dict):
-                    raise InvalidResponse("stream event is not a JSON object")
-                if "error" in data:
-                    raise _error(data, endpoint)
-                if data.get("usageMetadata"):
-                    usage = _usage(data["usageMetadata"])
-                text, reason = _candidate(data)
-                if text:
-                    yield ChatChunk(text=text)
-                finish_reason = reason or finish_reason
+            async with aclosing(sse_events(response)) as events:
+                async for event in events:
+                    data = loads(event.data)
+                    if not isinstance(data, dict):
+                        raise InvalidResponse("stream event is not a JSON object")
+                    if "error" in data:
+                        raise _error(data, endpoint)
+                    if data.get("usageMetadata"):
+                        usage = _usage(data["usageMetadata"])
+                    text, reason = _candidate(data)
+                    if text:
+                        yield ChatChunk(text=text)
+                    finish_reason = reason or finish_reason
             if finish_reason is not None:
                 yield ChatChunk(usage=usage, finish_reason=finish_reason)
                 return

@@ -8,7 +8,8 @@ Failures after the 200 status arrive as a line `{"error": "..."}`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from providers.adapters.framing import ndjson_lines
@@ -50,13 +51,18 @@ class OllamaAdapter:
             body["options"] = options
         return body
 
-    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(
+        self, endpoint: Endpoint, request: ChatRequest
+    ) -> AsyncGenerator[ChatChunk, None]:
         url = join_url(endpoint.base_url, "api/chat")
         headers = self.headers(endpoint) | {"accept": "application/x-ndjson"}
-        async with open_stream(
-            endpoint, url, json_body=self.payload(request, stream=True), headers=headers
-        ) as response:
-            async for line in ndjson_lines(response):
+        async with (
+            open_stream(
+                endpoint, url, json_body=self.payload(request, stream=True), headers=headers
+            ) as response,
+            aclosing(ndjson_lines(response)) as lines,
+        ):
+            async for line in lines:
                 data = loads(line)
                 if not isinstance(data, dict):
                     raise InvalidResponse("stream line is not a JSON object")

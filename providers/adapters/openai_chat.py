@@ -10,7 +10,8 @@ servers (vLLM, llama.cpp's server, LM Studio, Azure and GitHub models by base UR
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from providers.adapters.framing import sse_event_batches
@@ -58,7 +59,9 @@ class OpenAIChatAdapter:
             body["stop"] = list(request.stop)
         return body
 
-    async def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def stream(
+        self, endpoint: Endpoint, request: ChatRequest
+    ) -> AsyncGenerator[ChatChunk, None]:
         """The answer's chunks. The deltas that arrived together (one read of the body) come
         as one chunk, with the end of the stream too when `[DONE]` was among them: a fast
         upstream's whole answer is then one chunk instead of one per token, and every layer
@@ -68,10 +71,13 @@ class OpenAIChatAdapter:
         headers = self.headers(endpoint) | {"accept": "text/event-stream"}
         usage: Usage | None = None
         finish_reason: str | None = None
-        async with open_stream(
-            endpoint, url, json_body=self.payload(request, stream=True), headers=headers
-        ) as response:
-            async for events in sse_event_batches(response):
+        async with (
+            open_stream(
+                endpoint, url, json_body=self.payload(request, stream=True), headers=headers
+            ) as response,
+            aclosing(sse_event_batches(response)) as batches,
+        ):
+            async for events in batches:
                 texts: list[str] = []
                 try:
                     for event in events:

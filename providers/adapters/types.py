@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -123,7 +123,7 @@ class InvalidResponse(ProviderUnavailable):
 class Adapter(Protocol):
     # A plain `def`: implementations are async generators, which a caller iterates with
     # `async for` directly; an `async def` here would type them as coroutines.
-    def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    def stream(self, endpoint: Endpoint, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         """Yield chunks as they arrive; raise a `ProviderError` on any failure, including a
         stream that ends without the protocol's terminator. The last chunk carries
         `finish_reason` (normalised: stop, length, content_filter, tool_calls, or the
