@@ -17,6 +17,9 @@ of the gateway (`providers.adapters.wire`) is measured alone too, beside httpx.
 `--points 0:1:json,0:1:stream` measures only those points (to profile one, or to compare two
 commits in alternating short runs).
 
+Each run also times a fixed Python loop on the server's core before and after, a yardstick of
+the VM's speed at the time (it changes by up to 2x here, with or without steal time showing).
+
 Keys that the run creates in the Redis database are deleted at the end.
 """
 
@@ -609,6 +612,7 @@ def main() -> None:
     keys_before = set(redis_client.scan_iter(count=1000))
     os.sched_setaffinity(0, {CLIENT_CORE})
     load_before = os.getloadavg()
+    speed_before = core_speed_ms()
     cpu_before = cpu_times()
     scratch = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     workdir = Path(tempfile.mkdtemp(prefix="gwbench-"))
@@ -680,6 +684,7 @@ def main() -> None:
                     }
         results["load_average_after"] = os.getloadavg()
         results["steal_share"] = steal_share(cpu_before, cpu_times())
+        results["core_speed_ms"] = {"before": speed_before, "after": core_speed_ms()}
     finally:
         for conn in connections.all():
             if hasattr(conn, "close_pool"):
@@ -695,9 +700,38 @@ def main() -> None:
     if results.get("steal_share") is not None:
         # Time the hypervisor gave this VM's cores to others: a slower run, not slower code.
         print(f"CPU time stolen by the host during the run: {100 * results['steal_share']:.1f} %")
+    speed = results.get("core_speed_ms") or {}
+    print(
+        f"a fixed Python loop on core {SERVER_CORE} took {speed.get('before', 0):.0f} ms before "
+        f"the run and {speed.get('after', 0):.0f} ms after (median of {SPEED_ROUNDS}; the same "
+        "code runs slower or faster as the VM's speed changes)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     targets_report(results)
+
+
+SPEED_ROUNDS = 5
+SPEED_LOOP = (
+    "import time\n"
+    "times = []\n"
+    "for _ in range({rounds}):\n"
+    "    began = time.perf_counter()\n"
+    "    total = 0\n"
+    "    for i in range(3_000_000):\n"
+    "        total += i\n"
+    "    times.append(time.perf_counter() - began)\n"
+    "print(sorted(times)[len(times) // 2] * 1000)\n"
+)
+
+
+def core_speed_ms() -> float:
+    """How long 3 M additions in Python take on the server's core (the median of a few
+    rounds): a yardstick for the VM's speed at the time of a run, since the hypervisor can
+    make the same code 1.5-2x slower for a while without any steal time showing."""
+    code = SPEED_LOOP.format(rounds=SPEED_ROUNDS)
+    command = ["taskset", "-c", str(SERVER_CORE), sys.executable, "-c", code]
+    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
 def cpu_times() -> list[int] | None:
