@@ -11,7 +11,6 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -139,7 +138,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             # Journaled like every other door: a process that dies between the answer and its
             # log row still gets the row written by the sweep.
             stream = journaled(chat_stream(request), request=request)
-            async with stream_tracked(), _closing(stream) as events:
+            async with stream_tracked(), contextlib.aclosing(stream) as events:
                 async for event in events:
                     envelope = await answer.translate(event)
                     if isinstance(event, Finished | Failed):
@@ -158,18 +157,6 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             if slot.request_id in self.unanswered:
                 self.unanswered.discard(slot.request_id)
                 await self.send_json(answer.error("SERVICE_UNAVAILABLE", "the answer failed", None))
-
-
-@contextlib.asynccontextmanager
-async def _closing(events: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[Event]]:
-    """Close the gateway's stream however the loop ends, so a cancel reaches the upstream
-    call at once instead of whenever the generator is collected."""
-    try:
-        yield events
-    finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            await close()
 
 
 class _Answer:

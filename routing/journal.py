@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -287,7 +287,7 @@ def journal_pending() -> int:
 
 
 async def journaled(
-    stream: AsyncIterator[Event], *, request: GatewayRequest
+    stream: AsyncGenerator[Event, None], *, request: GatewayRequest
 ) -> AsyncGenerator[Event, None]:
     """The events of `stream` (a `chat_stream`, which opens the entry with the guards' reads,
     before any event), journaled. After the terminal event the rest of the stream (where the
@@ -320,16 +320,14 @@ def _spawn(coroutine: Any) -> asyncio.Task[None]:
     return task
 
 
-async def _drain(stream: AsyncIterator[Event], request_id: uuid.UUID) -> None:
+async def _drain(stream: AsyncGenerator[Event, None], request_id: uuid.UUID) -> None:
     async for _ in stream:
         pass
     await journal_close(request_id=request_id)
 
 
-async def _abandoned(stream: AsyncIterator[Event], request_id: uuid.UUID) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+async def _abandoned(stream: AsyncGenerator[Event, None], request_id: uuid.UUID) -> None:
+    await stream.aclose()
     _journal_write(request_id, {"outcome": json.dumps({"failed": "CANCELLED", "cancelled": True})})
     if await sync_to_async(_row_exists, thread_sensitive=False)(request_id):
         await journal_close(request_id=request_id)

@@ -274,39 +274,33 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
 
 
 async def _completed(events: AsyncGenerator[Event, None], request: GatewayRequest) -> HttpResponse:
-    async with contextlib.aclosing(events):
-        return await _completed_answer(events, request)
-
-
-async def _completed_answer(
-    events: AsyncGenerator[Event, None], request: GatewayRequest
-) -> HttpResponse:
     request_id = str(request.request_id)
-    async for event in events:
-        if isinstance(event, Failed):
-            return _failure(event, request_id)
-        if isinstance(event, Finished):
-            body = {
-                "id": f"chatcmpl-{request.request_id.hex}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": event.model_ref,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": event.text},
-                        "finish_reason": event.finish_reason or "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": _usage(event),
-                "system_fingerprint": None,
-                "orchestrator": _extension(event),
-            }
-            headers = _headers(request_id, event) | rate_limit_headers(event.rate_limit)
-            headers["x-orchestrator-fallbacks"] = str(event.fallbacks)
-            return json_response(body, headers=headers)
-    raise RuntimeError("chat_stream ended without a terminal event")
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Failed):
+                return _failure(event, request_id)
+            if isinstance(event, Finished):
+                body = {
+                    "id": f"chatcmpl-{request.request_id.hex}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": event.model_ref,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": event.text},
+                            "finish_reason": event.finish_reason or "stop",
+                            "logprobs": None,
+                        }
+                    ],
+                    "usage": _usage(event),
+                    "system_fingerprint": None,
+                    "orchestrator": _extension(event),
+                }
+                headers = _headers(request_id, event) | rate_limit_headers(event.rate_limit)
+                headers["x-orchestrator-fallbacks"] = str(event.fallbacks)
+                return json_response(body, headers=headers)
+        raise RuntimeError("chat_stream ended without a terminal event")
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
