@@ -15,4 +15,4 @@ COPY . .
 RUN bash scripts/install_local_model.sh python \
     && SECRET_KEY=build python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "orchestrator_site.asgi:application"]
+CMD ["python", "-m", "orchestrator_site.serve", "--host", "0.0.0.0", "--port", "8000"]

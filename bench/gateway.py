@@ -2,17 +2,19 @@
 
 A fake OpenAI upstream of the bench's own (its own process, raw asyncio, 0 ms or 50 ms before
 the answer, streaming with N chunks or one JSON body) answers both the gateway and direct
-calls. One web process (daphne, and uvicorn with `--servers daphne,uvicorn`) is pinned to
-core 1, on a scratch database created next to DATABASE_URL's (migrated, dropped afterwards),
-with Redis, the request log on Postgres, routing (`model` names a policy), rate limits (high
-enough never to refuse), a global budget and the request journal on; the response cache is
-switched off so every request reaches the upstream. The load generator and the upstream are
-pinned to core 0. The load generator is a minimal keep-alive HTTP/1.1 client (one connection
-per concurrent worker) so that its own cost stays far below the server's; the upstream client
-of the gateway (`providers.adapters.wire`) is measured alone too, beside httpx.
+calls. One web process (`web`: the product's, `orchestrator_site.serve`, uvicorn on uvloop and
+httptools; `daphne` and `uvicorn-h11` (uvicorn on asyncio's loop and h11) to compare, with
+`--servers web,daphne,uvicorn-h11`) is pinned to core 1, on a scratch database created next
+to DATABASE_URL's (migrated, dropped afterwards), with Redis, the request log on Postgres,
+routing (`model` names a policy), rate limits (high enough never to refuse), a global budget
+and the request journal on; the response cache is switched off so every request reaches the
+upstream. The load generator and the upstream are pinned to core 0. The load generator is a
+minimal keep-alive HTTP/1.1 client (one connection per concurrent worker) so that its own cost
+stays far below the server's; the upstream client of the gateway (`providers.adapters.wire`)
+is measured alone too, beside httpx.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrator \
-    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/gateway.py [--servers daphne,uvicorn]
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/gateway.py [--servers web,daphne]
 
 `--points 0:1:json,0:1:stream` measures only those points (to profile one, or to compare two
 commits in alternating short runs).
@@ -334,8 +336,12 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60
 
 def server_command(server: str, port: int) -> list[str]:
     app = "orchestrator_site.asgi:application"
+    if server == "web":
+        return [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port)]
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    if server != "uvicorn-h11":
+        raise SystemExit(f"unknown server {server!r}: web, daphne or uvicorn-h11")
     return [
         sys.executable,
         "-m",
@@ -344,6 +350,10 @@ def server_command(server: str, port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        "--loop",
+        "asyncio",
+        "--http",
+        "h11",
         "--lifespan",
         "off",
         "--no-access-log",
@@ -580,7 +590,9 @@ async def measure_clients(upstream_port: int, requests: int) -> list[dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", default="daphne", help="comma-separated: daphne,uvicorn")
+    parser.add_argument(
+        "--servers", default="web", help="comma-separated: web (the product's), daphne, uvicorn-h11"
+    )
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per answer")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies request counts")
     parser.add_argument("--json", type=Path, help="write the results here too")

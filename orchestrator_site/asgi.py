@@ -9,7 +9,6 @@ import contextlib
 import functools
 import io
 import os
-import sys
 import tempfile
 from typing import Any, cast
 
@@ -235,42 +234,6 @@ def _too_large(limit: int | None, declared: int | None) -> HttpResponseBase:
     # The rest of the body is never read: the connection cannot serve another request.
     return openai_error("INVALID_REQUEST", message, 413, headers={"Connection": "close"})
 
-
-def twisted_content_type_memo() -> None:
-    """Under daphne, remember Twisted's parse of each POST's Content-Type.
-
-    Twisted parses the Content-Type of every POST with the `email` package (to decode HTML form
-    submissions into `request.args`, which daphne never reads): about 5 % of the web process's
-    CPU per gateway request. The parse depends only on the header's bytes, and a few values
-    (`application/json`) cover nearly every request, so a small memo returns the same answers.
-    Elsewhere (uvicorn, tests) Twisted's HTTP module is not loaded and nothing changes.
-    """
-    http_module = sys.modules.get("twisted.web.http")
-    parse = getattr(http_module, "_parseContentType", None)
-    if parse is not None and not hasattr(parse, "cache_info"):
-        http_module._parseContentType = functools.lru_cache(maxsize=64)(parse)  # type: ignore[union-attr]
-
-
-def twisted_access_log_off() -> None:
-    """Under daphne, skip Twisted's own access-log line for each request.
-
-    Twisted's HTTP factory formats a combined-log line per request and writes it to Twisted's
-    global log, which daphne never starts, so each line only lands in the in-memory buffer
-    Twisted keeps until logging begins: about 3 % of a gateway request's CPU. daphne's access
-    log (`--access-log`) is written by daphne itself, not through this method, and is kept.
-    """
-    protocol = sys.modules.get("daphne.http_protocol")
-    factory = getattr(protocol, "HTTPFactory", None)
-    if factory is not None:
-        factory.log = _no_access_log
-
-
-def _no_access_log(self: Any, request: Any) -> None:
-    return None
-
-
-twisted_content_type_memo()
-twisted_access_log_off()
 
 api_http = MiddlewareFreeASGIHandler()
 site_http = ASGIStaticFilesHandler(django_http)

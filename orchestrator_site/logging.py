@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 SERVICE = "llm-orchestrator"
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+# Not details: the record's own attributes, and the ANSI-coloured copy of the message that
+# uvicorn attaches to its lines for terminals.
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

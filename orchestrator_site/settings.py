@@ -146,6 +146,7 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "uvicorn": {"level": "WARNING"},
     },
 }
 

@@ -60,16 +60,7 @@ def main() -> int:
         call_command("seed_demo", requests=2000, days=30)
     say(f"==> serving http://{host}:{port}/  (Ctrl-C stops everything)")
     web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            host,
-            "-p",
-            port,
-            "orchestrator_site.asgi:application",
-        ],
+        [sys.executable, "-m", "orchestrator_site.serve", "--host", host, "--port", port],
         cwd=ROOT,
     )
     children.append(web)

@@ -66,7 +66,8 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30)
 
 @pytest.fixture(scope="session")
 def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
-    """The real ASGI application served by daphne on a free port, on the test database.
+    """The real ASGI application served by the web process (`orchestrator_site.serve`, as
+    deployed) on a free port, on the test database.
 
     Tests that use it must be `django_db(transaction=True)` so their rows are visible to it.
     """
@@ -77,16 +78,7 @@ def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterato
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / "live-server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "orchestrator_site.asgi:application",
-        ],
+        [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port)],
         cwd=ROOT,
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,

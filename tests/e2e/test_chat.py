@@ -1,4 +1,5 @@
-"""The chat page in real Chromium against daphne, the bundled local model and a fake upstream."""
+"""The chat page in real Chromium against the web process (uvicorn), the bundled local model
+and a fake upstream."""
 
 from __future__ import annotations
 

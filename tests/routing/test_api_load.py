@@ -142,16 +142,7 @@ def test_a_request_whose_process_dies_mid_answer_is_recovered(upstream: Upstream
     key = new_key()
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "orchestrator_site.asgi:application",
-        ],
+        [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port)],
         cwd=ROOT,
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""The official openai SDK against the live ASGI server (daphne on the test database)."""
+"""The official openai SDK against the live ASGI server (the web process on the test database)."""
 
 from __future__ import annotations
 

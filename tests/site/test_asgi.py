@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core import signals
 from django.test import Client
 
-from orchestrator_site.asgi import application, twisted_content_type_memo
+from orchestrator_site.asgi import application
 from orchestrator_site.consumers import CLOSE_UNAUTHENTICATED
 from tests.asgi_client import asgi_request
 
@@ -305,24 +305,3 @@ async def test_a_v1_body_just_at_the_limit_is_read_whole() -> None:
     # Read whole, then refused for want of an API key: the size limit let it through.
     assert status == 401
     assert body["error"]["code"] == "AUTHENTICATION_FAILED"
-
-
-def test_under_daphne_twisteds_content_type_parse_is_remembered() -> None:
-    from twisted.web import http as twisted_http
-
-    original = twisted_http._parseContentType
-    # Loading the app under test imported Twisted already (channels does): start unwrapped.
-    raw = getattr(original, "__wrapped__", original)
-    twisted_http._parseContentType = raw
-    try:
-        twisted_content_type_memo()
-        twisted_content_type_memo()  # once is enough: not wrapped twice
-        memo: Any = twisted_http._parseContentType
-
-        assert memo.__wrapped__ is raw
-        assert memo(b"application/json") == b"application/json"
-        assert memo(b"Multipart/Form-Data; boundary=x") == b"multipart/form-data"
-        assert memo(b"application/json") == b"application/json"
-        assert memo.cache_info().hits == 1
-    finally:
-        twisted_http._parseContentType = original
