@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -95,9 +96,9 @@ def _opening(request: GatewayRequest) -> dict[str, str]:
 
 def _terminal(event: Finished | Failed) -> dict[str, str]:
     if isinstance(event, Failed):
-        return {"outcome": json.dumps({"failed": event.code, "partial": event.partial})}
+        return {"outcome": orjson.dumps({"failed": event.code, "partial": event.partial}).decode()}
     return {
-        "outcome": json.dumps(
+        "outcome": orjson.dumps(
             {
                 "model_id": event.model_id,
                 "model_name": event.model_ref.partition(":")[2],
@@ -117,7 +118,7 @@ def _terminal(event: Finished | Failed) -> dict[str, str]:
                 "fallbacks": event.fallbacks,
                 "cache_hit": event.cached,
             }
-        )
+        ).decode()
     }
 
 

@@ -9,11 +9,11 @@ answer and an `orchestrator` object on completion bodies and on the last stream 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import orjson
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -55,10 +55,10 @@ ERROR_TYPES = {
 def json_response(
     body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
 ) -> HttpResponse:
-    """`body` as compact JSON (what `JsonResponse` sends, without its spaces and its encoder
-    class: every value here is already plain JSON)."""
+    """`body` as compact UTF-8 JSON, by orjson (a gateway answer's body and decision trace
+    took a few per cent of its CPU through `json`): every value here is already plain JSON."""
     return HttpResponse(
-        json.dumps(body, separators=(",", ":")).encode(),
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
         content_type="application/json",
         status=status,
         headers=headers,
@@ -235,7 +235,9 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, 
     if caller is None:
         raise GatewayError("AUTHENTICATION_FAILED", "Missing, invalid or revoked API key.")
     try:
-        body = json.loads(request.body)
+        # orjson: several times faster than `json`, and stricter (no NaN or Infinity, no lone
+        # surrogates, nesting bounded), as OpenAI's own parser is.
+        body = orjson.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         refused = GatewayRequest(messages=(), entry_point="openai", caller=caller)
         message = f"body: not valid JSON ({exc})"
@@ -304,7 +306,7 @@ async def _completed(events: AsyncGenerator[Event, None], request: GatewayReques
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS) + b"\n\n"
 
 
 async def _streamed(

@@ -11,6 +11,8 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
+import orjson
+
 from providers.adapters.types import (
     ContextTooLong,
     Endpoint,
@@ -209,9 +211,13 @@ def _redact(text: str, secret: str | None) -> str:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse one JSON document from upstream; malformed JSON is an `InvalidResponse`."""
+    """Parse one JSON document from upstream; malformed JSON is an `InvalidResponse`.
+
+    orjson, not `json`: a streamed answer is parsed one JSON document per token, and `json`
+    took about 5 % of the gateway's CPU for it. Stricter than `json` (no NaN or Infinity
+    literals), as the providers' own JSON is."""
     try:
-        return json.loads(data)
+        return orjson.loads(data)
     except ValueError as exc:
         raise InvalidResponse(f"upstream sent malformed JSON: {exc}") from None
 
