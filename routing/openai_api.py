@@ -149,9 +149,10 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
 
 
 def parse_chat_request(
-    body: Any, *, caller: Caller, headers: dict[str, str]
+    body: Any, *, caller: Caller, session_header: str | None = None
 ) -> tuple[GatewayRequest, bool, bool]:
-    """`(request, stream, include_usage)` from a chat completions body."""
+    """`(request, stream, include_usage)` from a chat completions body; `session_header` is
+    the request's `x-session-id`, which names the session instead of `user`."""
     if not isinstance(body, dict):
         raise _invalid("body", "must be a JSON object")
     model = body.get("model")
@@ -183,7 +184,7 @@ def parse_chat_request(
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
-        session_id=(headers.get("x-session-id") or (user if isinstance(user, str) else ""))[:128],
+        session_id=(session_header or (user if isinstance(user, str) else ""))[:128],
     )
     return request, stream, bool(options.get("include_usage"))
 
@@ -246,7 +247,9 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, 
         )
         raise GatewayError("INVALID_REQUEST", message, details={"field": "body"}) from exc
     try:
-        return parse_chat_request(body, caller=caller, headers=dict(request.headers))
+        return parse_chat_request(
+            body, caller=caller, session_header=request.headers.get("x-session-id")
+        )
     except GatewayError as exc:
         model = body.get("model") if isinstance(body, dict) else None
         refused = GatewayRequest(

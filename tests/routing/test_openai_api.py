@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import openai
@@ -160,3 +161,25 @@ def test_rate_limit_headers_ride_on_streamed_and_non_streamed_answers(
         assert response.headers["x-ratelimit-remaining-requests"] == remaining
         assert response.headers["x-ratelimit-limit-tokens"] == "100000"
     assert streamed.headers["content-type"].startswith("text/event-stream")
+
+
+def test_the_session_is_the_x_session_id_header_else_the_user_field(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(openai_sse(["ok"], usage=(3, 1))))
+    key = new_key()
+    chat = client(live_server_url, key).chat.completions
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+
+    named = chat.with_raw_response.create(
+        model="auto", messages=messages, user="u-7", extra_headers={"X-Session-Id": "s-42"}
+    )
+    by_user = chat.with_raw_response.create(model="auto", messages=messages, user="u-7")
+    anonymous = chat.with_raw_response.create(model="auto", messages=messages)
+
+    sessions = [
+        wait_rows(1, request_id=raw.headers["x-orchestrator-request-id"])[0].session_id
+        for raw in (named, by_user, anonymous)
+    ]
+    assert sessions == ["s-42", "u-7", ""]
