@@ -14,6 +14,7 @@ in `connection.queries` when Django logs queries (DEBUG, `CaptureQueriesContext`
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,12 +22,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import pq
 from psycopg.types.numeric import Int8Dumper
 
 
+@functools.cache
 def prepared_available() -> bool:
-    return connection.vendor == "postgresql"
+    """Whether the database is Postgres (what the process was configured with: remembered,
+    as every request path asks)."""
+    return bool(connections[DEFAULT_DB_ALIAS].vendor == "postgresql")
 
 
 # One cursor per pooled connection, kept with it: a cursor remembers how it dumped each
@@ -37,8 +43,13 @@ _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]
 
 
 @contextmanager
-def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
-    """A server-side binding cursor on the current Django connection (Postgres only)."""
+def prepared_cursor(
+    connection: BaseDatabaseWrapper | None = None,
+) -> Iterator[psycopg.Cursor[Any]]:
+    """A server-side binding cursor on `connection`, the current thread's Django connection by
+    default (Postgres only)."""
+    if connection is None:
+        connection = connections[DEFAULT_DB_ALIAS]
     connection.ensure_connection()
     raw = connection.connection
     cursor = _cursors.get(raw)
@@ -57,10 +68,13 @@ Params = Sequence[Any] | Mapping[str, Any]
 def prepared_rows(sql: str, params: Params) -> list[tuple[Any, ...]]:
     """Run `sql` (`%s` / `%(name)s` placeholders) as a prepared statement; its rows."""
     began = time.monotonic()
-    with prepared_cursor() as cursor:
+    # The thread's connection is looked up once (each `django.db.connection` attribute is a
+    # lookup through asgiref's Local).
+    connection = connections[DEFAULT_DB_ALIAS]
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        rows = cursor.fetchall() if cursor.description is not None else []
-    _logged(sql, params, began)
+        rows = cursor.fetchall() if _has_rows(cursor) else []
+    _logged(connection, sql, params, began)
     return rows
 
 
@@ -78,17 +92,25 @@ def prepared_many(
         return [rows] if returning else []
     began = time.monotonic()
     results: list[list[tuple[Any, ...]]] = []
-    with prepared_cursor() as cursor:
+    connection = connections[DEFAULT_DB_ALIAS]
+    with prepared_cursor(connection) as cursor:
         cursor.executemany(sql, params_seq, returning=returning)
         while returning:
-            results.append(cursor.fetchall() if cursor.description is not None else [])
+            results.append(cursor.fetchall() if _has_rows(cursor) else [])
             if not cursor.nextset():
                 break
-    _logged(sql, params_seq, began)
+    _logged(connection, sql, params_seq, began)
     return results
 
 
-def _logged(sql: str, params: Any, began: float) -> None:
+def _has_rows(cursor: psycopg.Cursor[Any]) -> bool:
+    """Whether the statement returned rows (what `cursor.description is not None` says,
+    without building the columns' descriptions)."""
+    result = cursor.pgresult
+    return result is not None and result.status == pq.ExecStatus.TUPLES_OK
+
+
+def _logged(connection: BaseDatabaseWrapper, sql: str, params: Any, began: float) -> None:
     if connection.queries_logged:
         connection.queries_log.append(
             {"sql": f"{sql} -- {params!r}", "time": f"{time.monotonic() - began:.3f}"}

@@ -34,7 +34,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.pricing import Prices, max_cost_for, prices_ceiling
-from orchestrator_site.db import prepared_rows
+from orchestrator_site.db import prepared_available, prepared_rows
 from providers.models import LLMModel
 from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
 
@@ -236,7 +236,7 @@ def _reserve(
     if not budgets:
         return Reservation(request_id=request_id, amount_usd=amount, holds=())
 
-    if connection.vendor != "postgresql":
+    if not prepared_available():
         lines = _hold_each(budgets, amount, request_id, now)
     elif len(budgets) == 1:
         lines = _hold_one(budgets[0], amount, request_id, now)
@@ -446,7 +446,7 @@ def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None)
     if not held:
         return
     now = now or timezone.now()
-    if connection.vendor != "postgresql" or len(held) == 1:
+    if not prepared_available() or len(held) == 1:
         # One reservation is one statement, a transaction of its own.
         for close in held:
             _close(close, now=now)
@@ -667,7 +667,7 @@ def _close(close: BudgetClose, *, now: datetime | None) -> None:
     if not reservation.holds:
         return
     now = now or timezone.now()
-    if connection.vendor == "postgresql":
+    if prepared_available():
         params = _close_params(close, now, relaxed=not connection.in_atomic_block)
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
         _soft_alerts(close, prepared_rows(sql, params), now)

@@ -20,7 +20,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
-from django.db import connection
 from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
@@ -32,6 +31,7 @@ from analytics.pricing import (
     max_cost_for,
     prices_ceiling,
 )
+from orchestrator_site.db import prepared_available
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import (
     ChatRequest,
@@ -262,7 +262,7 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         cache_request = None
     # The first model's hold is taken while the guards' replies travel, when a cached answer
     # cannot make it unneeded; a rate limit or an open breaker hands it back.
-    early = first is not None and cache_request is None and connection.vendor == "postgresql"
+    early = first is not None and cache_request is None and prepared_available()
     held: list[Reservation | ProviderError | None] = []
 
     def hold_first() -> None:
