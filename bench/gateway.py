@@ -686,13 +686,15 @@ def main() -> None:
                     print(f"  peak RSS of the web process: {peak_mb:.0f} MiB")
                     sent = sum(r["point"]["requests"] for r in rows) + warmup_requests(args.scale)
                     rows_total = log_rows_count()
-                    print(f"  request log rows: {rows_total - rows_before} for {sent} requests")
+                    # This server's rows: the log is shared by the servers of one run.
+                    logged = rows_total - rows_before
+                    print(f"  request log rows: {logged} for {sent} requests")
                     rows_before = rows_total
                     results["servers"][server] = {
                         "points": rows,
                         "peak_rss_mib": peak_mb,
                         "requests": sent,
-                        "log_rows": rows_total,
+                        "log_rows": logged,
                     }
         results["load_average_after"] = os.getloadavg()
         results["steal_share"] = steal_share(cpu_before, cpu_times())
