@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
@@ -12,6 +13,20 @@ from channels.db import DatabaseSyncToAsync
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+_worker = threading.local()
+
+
+def in_long_lived_worker() -> bool:
+    """Whether the calling thread is one of `executor`'s, which live as long as the process
+    (so what such a thread keeps for itself, a connection say, is reused rather than leaked)."""
+    return bool(getattr(_worker, "long_lived", False))
+
+
+def _worker_started() -> None:
+    _worker.long_lived = True
+    _yield_to_the_event_loop()
 
 
 def _yield_to_the_event_loop() -> None:
@@ -35,7 +50,7 @@ def _yield_to_the_event_loop() -> None:
 executor = ThreadPoolExecutor(
     max_workers=min(32, (os.cpu_count() or 1) + 4),
     thread_name_prefix="orchestrator-io",
-    initializer=_yield_to_the_event_loop,
+    initializer=_worker_started,
 )
 
 

@@ -7,6 +7,8 @@ atomic step that creates them.
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,6 +22,8 @@ from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from routing.aio import in_long_lived_worker
 
 _COUNTER_LUA = """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -95,7 +99,7 @@ def _exchange(
     pool = client.connection_pool
     packed = b"".join(hiredis.pack_command(command) for command in commands)
     for attempt in (1, 2):
-        connection = pool.get_connection()
+        connection = _connection_from(pool)
         try:
             connection.send_packed_command([packed], check_health=False)
         except _CONNECTION_ERRORS:
@@ -118,10 +122,52 @@ def _exchange(
                     replies.append(error)
         except BaseException:
             connection.disconnect()
-            raise
-        finally:
             pool.release(connection)
+            raise
+        _keep(pool, connection)
     return replies
+
+
+# A long-lived worker thread (`routing.aio`) keeps the connection of its last exchange instead
+# of taking one from the pool and giving it back each time: redis-py's checkout (its argument
+# checks, a fork check, a lock, a poll of the socket) cost about as much of a gateway request's
+# CPU as the commands themselves. The kept connection is clean (every reply was read), belongs
+# to this process (checked), is dropped on any error, and is polled before each use as the
+# pool would: one that Redis closed meanwhile (a restart, an idle timeout) is replaced before
+# anything is sent on it. Other threads, which may be short-lived, always give theirs back.
+_kept = threading.local()
+
+
+def _connection_from(pool: Any) -> Any:
+    kept = getattr(_kept, "connection", None)
+    if kept is not None:
+        kept_pool, pid, connection = kept
+        _kept.connection = None
+        if pid == os.getpid():
+            if kept_pool is pool and _sound(connection):
+                return connection
+            connection.disconnect()
+            kept_pool.release(connection)
+    return pool.get_connection()
+
+
+def _sound(connection: Any) -> bool:
+    """Connected, with nothing to read: no end of stream, no stray reply."""
+    sock = connection._sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _keep(pool: Any, connection: Any) -> None:
+    if in_long_lived_worker():
+        _kept.connection = (pool, os.getpid(), connection)
+    else:
+        pool.release(connection)
 
 
 def pipelined(
