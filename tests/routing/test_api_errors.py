@@ -163,6 +163,17 @@ def test_malformed_and_oversized_bodies(live_server_url: str, upstream: Upstream
 
     native = httpx.post(f"{live_server_url}/api/execute", content=b"{nope", headers=auth)
     compatible = httpx.post(f"{live_server_url}/v1/chat/completions", content=b"{", headers=auth)
+    # Not JSON either, though Python's json module reads them: a NaN literal, a lone surrogate.
+    not_a_number = httpx.post(
+        f"{live_server_url}/v1/chat/completions",
+        content=b'{"model": "auto", "temperature": NaN, "messages": []}',
+        headers=auth,
+    )
+    lone_surrogate = httpx.post(
+        f"{live_server_url}/v1/chat/completions",
+        content=b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        headers=auth,
+    )
     big = b'{"prompt": "' + b"x" * (2 * 1024 * 1024 + 1) + b'"}'
     native_big = httpx.post(f"{live_server_url}/api/execute", content=big, headers=auth)
     v1_big = httpx.post(f"{live_server_url}/v1/chat/completions", content=big, headers=auth)
@@ -171,6 +182,10 @@ def test_malformed_and_oversized_bodies(live_server_url: str, upstream: Upstream
     assert native_error(native)["code"] == "INVALID_REQUEST"
     assert compatible.status_code == 400
     assert openai_error(compatible)["param"] == "body"
+    for refused in (not_a_number, lone_surrogate):
+        assert refused.status_code == 400
+        assert openai_error(refused)["param"] == "body"
+        assert openai_error(refused)["message"].startswith("body: not valid JSON")
     assert native_big.status_code == 413
     assert native_error(native_big)["details"]["limit_bytes"] == 2 * 1024 * 1024
     assert v1_big.status_code == 413
