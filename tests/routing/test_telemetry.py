@@ -191,6 +191,11 @@ async def test_breaker_state_and_stream_count_follow_the_world() -> None:
 
     config = BreakerConfig.for_model()
     breakers = CircuitBreakers()
+    # Failures are counted per clock-aligned window (60 s): the failures and the sample that
+    # shows them must fall in one window, so a run a moment before a boundary waits for it.
+    to_boundary = config.window_s - time.time() % config.window_s
+    if to_boundary < 5:
+        await asyncio.sleep(to_boundary + 0.1)
     for _ in range(config.failure_threshold):
         permit = await database_sync_to_async(breakers.allow)("openai:mini", config)
         await database_sync_to_async(breakers.record_failure)(permit, config)
