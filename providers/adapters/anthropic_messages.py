@@ -9,7 +9,6 @@ A stream is SSE with named events: `message_start` (input usage), `content_block
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from typing import Any
 
 from providers.adapters.framing import sse_events
@@ -86,12 +85,13 @@ class AnthropicMessagesAdapter:
         headers = self.headers(endpoint) | {"accept": "text/event-stream"}
         usage: dict[str, Any] = {}
         finish_reason: str | None = None
-        async with (
-            open_stream(
-                endpoint, url, json_body=self.payload(request, stream=True), headers=headers
-            ) as response,
-            aclosing(sse_events(response)) as events,
-        ):
+        async with open_stream(
+            endpoint,
+            url,
+            json_body=self.payload(request, stream=True),
+            headers=headers,
+            frames=sse_events,
+        ) as events:
             async for event in events:
                 data = loads(event.data)
                 if not isinstance(data, dict):

@@ -11,7 +11,6 @@ one seen is the request's usage.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -87,21 +86,21 @@ class GeminiAdapter:
             url,
             json_body=self.payload(request),
             headers=headers,
+            frames=sse_events,
             params={"alt": "sse"},
-        ) as response:
-            async with aclosing(sse_events(response)) as events:
-                async for event in events:
-                    data = loads(event.data)
-                    if not isinstance(data, dict):
-                        raise InvalidResponse("stream event is not a JSON object")
-                    if "error" in data:
-                        raise _error(data, endpoint)
-                    if data.get("usageMetadata"):
-                        usage = _usage(data["usageMetadata"])
-                    text, reason = _candidate(data)
-                    if text:
-                        yield ChatChunk(text=text)
-                    finish_reason = reason or finish_reason
+        ) as events:
+            async for event in events:
+                data = loads(event.data)
+                if not isinstance(data, dict):
+                    raise InvalidResponse("stream event is not a JSON object")
+                if "error" in data:
+                    raise _error(data, endpoint)
+                if data.get("usageMetadata"):
+                    usage = _usage(data["usageMetadata"])
+                text, reason = _candidate(data)
+                if text:
+                    yield ChatChunk(text=text)
+                finish_reason = reason or finish_reason
             if finish_reason is not None:
                 yield ChatChunk(usage=usage, finish_reason=finish_reason)
                 return

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -267,6 +267,9 @@ async def _send(
     return response
 
 
+Frame = TypeVar("Frame")
+
+
 @asynccontextmanager
 async def open_stream(
     endpoint: Endpoint,
@@ -274,14 +277,18 @@ async def open_stream(
     *,
     json_body: Mapping[str, Any],
     headers: Mapping[str, str],
+    frames: Callable[[Response], AsyncGenerator[Frame, None]],
     params: Mapping[str, str] | None = None,
-) -> AsyncIterator[Response]:
-    """POST and hold the response open for streaming. An error status raises its typed
-    error before the body is read; a transport failure while the caller reads the body
-    (reset, cut, timeout) is raised as its typed error too."""
+) -> AsyncIterator[AsyncGenerator[Frame, None]]:
+    """POST and hold the response open for streaming; the body as `frames(response)` splits
+    it (`framing.sse_events`, ...). An error status raises its typed error before the body is
+    read; a transport failure while the caller reads the body (reset, cut, timeout) is raised
+    as its typed error too. The frames and the response are closed however the caller stops
+    reading (see `framing`)."""
     response = await _send(endpoint, "POST", url, headers, json_body, params)
     try:
-        yield response
+        async with aclosing(frames(response)) as framed:
+            yield framed
     except WireError as exc:
         raise provider_error(exc=exc, secret=endpoint.api_key) from None
     finally:

@@ -9,7 +9,6 @@ Failures after the 200 status arrive as a line `{"error": "..."}`.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from typing import Any
 
 from providers.adapters.framing import ndjson_lines
@@ -56,12 +55,13 @@ class OllamaAdapter:
     ) -> AsyncGenerator[ChatChunk, None]:
         url = join_url(endpoint.base_url, "api/chat")
         headers = self.headers(endpoint) | {"accept": "application/x-ndjson"}
-        async with (
-            open_stream(
-                endpoint, url, json_body=self.payload(request, stream=True), headers=headers
-            ) as response,
-            aclosing(ndjson_lines(response)) as lines,
-        ):
+        async with open_stream(
+            endpoint,
+            url,
+            json_body=self.payload(request, stream=True),
+            headers=headers,
+            frames=ndjson_lines,
+        ) as lines:
             async for line in lines:
                 data = loads(line)
                 if not isinstance(data, dict):

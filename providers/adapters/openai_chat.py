@@ -11,7 +11,6 @@ servers (vLLM, llama.cpp's server, LM Studio, Azure and GitHub models by base UR
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from typing import Any
 
 from providers.adapters.framing import sse_event_batches
@@ -71,12 +70,13 @@ class OpenAIChatAdapter:
         headers = self.headers(endpoint) | {"accept": "text/event-stream"}
         usage: Usage | None = None
         finish_reason: str | None = None
-        async with (
-            open_stream(
-                endpoint, url, json_body=self.payload(request, stream=True), headers=headers
-            ) as response,
-            aclosing(sse_event_batches(response)) as batches,
-        ):
+        async with open_stream(
+            endpoint,
+            url,
+            json_body=self.payload(request, stream=True),
+            headers=headers,
+            frames=sse_event_batches,
+        ) as batches:
             async for events in batches:
                 texts: list[str] = []
                 try:
