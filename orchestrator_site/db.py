@@ -43,13 +43,8 @@ _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]
 
 
 @contextmanager
-def prepared_cursor(
-    connection: BaseDatabaseWrapper | None = None,
-) -> Iterator[psycopg.Cursor[Any]]:
-    """A server-side binding cursor on `connection`, the current thread's Django connection by
-    default (Postgres only)."""
-    if connection is None:
-        connection = connections[DEFAULT_DB_ALIAS]
+def prepared_cursor(connection: BaseDatabaseWrapper) -> Iterator[psycopg.Cursor[Any]]:
+    """A server-side binding cursor on `connection`, a Django connection (Postgres only)."""
     connection.ensure_connection()
     raw = connection.connection
     cursor = _cursors.get(raw)

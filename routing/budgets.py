@@ -463,15 +463,7 @@ def budgets_close(closes: Sequence[BudgetClose], *, now: datetime | None = None)
             "relaxed": not connection.in_atomic_block,
         },
     )
-    # One alert per period the group's spending crossed (recording one is idempotent).
-    totals = {period_id: (total, unalerted) for period_id, total, unalerted in rows}
-    crossed: dict[int, BudgetHold] = {}
-    for hold, close in holds:
-        total, unalerted = totals.get(hold.period_id, (None, False))
-        if total is not None and close.spent > 0 and unalerted and total >= hold.soft_alert_usd:
-            crossed.setdefault(hold.period_id, hold)
-    for hold in crossed.values():
-        _soft_alert_record(hold, now)
+    _soft_alerts(holds, rows, now)
 
 
 abudget_reserve = sync_to_async(budget_reserve)
@@ -653,13 +645,19 @@ def _close_params(close: BudgetClose, now: datetime, *, relaxed: bool) -> dict[s
     }
 
 
-def _soft_alerts(close: BudgetClose, rows: list[tuple[Any, ...]], now: datetime) -> None:
-    """Record the soft alerts a settlement's returned `(period, spent, unalerted)` rows cross."""
+def _soft_alerts(
+    holds: Sequence[tuple[BudgetHold, BudgetClose]], rows: list[tuple[Any, ...]], now: datetime
+) -> None:
+    """Record the soft alerts that settlements' returned `(period, spent, unalerted)` rows
+    cross: one per period, though several closes that spent on it crossed it."""
     totals = {period_id: (total, unalerted) for period_id, total, unalerted in rows}
-    for hold in close.reservation.holds:
+    crossed: dict[int, BudgetHold] = {}
+    for hold, close in holds:
         total, unalerted = totals.get(hold.period_id, (None, False))
         if total is not None and close.spent > 0 and unalerted and total >= hold.soft_alert_usd:
-            _soft_alert_record(hold, now)
+            crossed.setdefault(hold.period_id, hold)
+    for hold in crossed.values():
+        _soft_alert_record(hold, now)
 
 
 def _close(close: BudgetClose, *, now: datetime | None) -> None:
@@ -670,7 +668,8 @@ def _close(close: BudgetClose, *, now: datetime | None) -> None:
     if prepared_available():
         params = _close_params(close, now, relaxed=not connection.in_atomic_block)
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
-        _soft_alerts(close, prepared_rows(sql, params), now)
+        holds = [(hold, close) for hold in reservation.holds]
+        _soft_alerts(holds, prepared_rows(sql, params), now)
         return
     with transaction.atomic():
         for hold in sorted(reservation.holds, key=lambda h: h.period_id):
