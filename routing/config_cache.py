@@ -26,6 +26,7 @@ from routing.decision import (
 )
 from routing.engine import DEFAULT_TIER_LADDER
 from routing.models import RoutingPolicy
+from routing.router.ladder import knob_from
 
 VERSION_KEY = "routing:config-version"
 SNAPSHOT_KEY = "routing:agent-snapshot"
@@ -173,6 +174,7 @@ def policy_spec(policy: RoutingPolicy) -> PolicySpec:
     ladder = {k: tuple(v) for k, v in (policy.tier_ladder or {}).items()}
     return PolicySpec(
         name=policy.name,
+        router=knob_from(policy.router),
         tier_ladder={**DEFAULT_TIER_LADDER, **ladder},
         rules=tuple(
             RuleSpec(

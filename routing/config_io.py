@@ -289,6 +289,7 @@ def _policy(r: _Reader, node: yaml.Node) -> _Located | None:
             "tier_ladder",
             "thresholds",
             "agents",
+            "router",
             "rules",
             "state_rules",
         ),
@@ -312,6 +313,9 @@ def _policy(r: _Reader, node: yaml.Node) -> _Located | None:
         ),
         "agents": r.json_field(
             items.get("agents"), f"{where} agents", policy_rules.agents_errors, []
+        ),
+        "router": r.json_field(
+            items.get("router"), f"{where} router", policy_rules.router_errors, {}
         ),
         "rules": [],
         "state_rules": [],
@@ -530,6 +534,7 @@ def _apply_policies(
                 "tier_ladder",
                 "thresholds",
                 "agents",
+                "router",
             )
         }
         if policy is None:
@@ -569,7 +574,7 @@ def _policy_as_data(data: dict[str, Any]) -> dict[str, Any]:
         out["description"] = data["description"]
     out["default"] = data["is_default"]
     out["sticky_sessions"] = data["sticky_sessions"]
-    for key in ("tier_ladder", "thresholds", "agents"):
+    for key in ("tier_ladder", "thresholds", "agents", "router"):
         if data[key]:
             out[key] = data[key]
     rules = []
@@ -605,7 +610,7 @@ def policy_export(policy: RoutingPolicy) -> dict[str, Any]:
         out["description"] = policy.description
     out["default"] = policy.is_default
     out["sticky_sessions"] = policy.sticky_sessions
-    for key in ("tier_ladder", "thresholds", "agents"):
+    for key in ("tier_ladder", "thresholds", "agents", "router"):
         if getattr(policy, key):
             out[key] = getattr(policy, key)
     rules = []

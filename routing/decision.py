@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from routing.router.ladder import DEFAULT_KNOB, Knob
+
 UNKNOWN = "unknown"
 JsonDict = dict[str, Any]
 
@@ -123,6 +125,17 @@ class PolicySpec:
     state_rules: tuple[StateRuleSpec, ...] = ()
     sticky_sessions: bool = True
     chain_limit: int = 5
+    router: Knob | None = DEFAULT_KNOB  # None: the complexity heuristic picks the tiers
+
+
+@dataclass(frozen=True, slots=True)
+class RouterVerdict:
+    """What the learned router said of a prompt, and the threshold the policy's knob set."""
+
+    version: str
+    probability: float
+    threshold: float
+    quality_target_pct: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +187,7 @@ class RouteRequest:
     override: str | None = None  # "provider:model"
     sticky_model_id: int | None = None  # the model the conversation used last
     classification: Mapping[str, Any] = field(default_factory=dict)
+    router: RouterVerdict | None = None  # None: complexity picks the tiers
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,10 @@ from django.utils import timezone
 from routing import conf
 from routing.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
 from routing.config_cache import routing_config_get, shared_read
-from routing.decision import RouteDecision, RouteRequest, RoutingError
+from routing.decision import PolicySpec, RouteDecision, RouteRequest, RouterVerdict, RoutingError
 from routing.engine import decide
+from routing.router.model import ArtifactError
+from routing.router.store import active_router
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
 from routing.taxonomy import COMPLEXITIES, TASK_TYPES
 
@@ -69,6 +71,9 @@ def route_decide(
         complexity = complexity or found.complexity
     else:
         classification = {"task_type_from": "caller", "complexity_from": "caller"}
+    verdict = None
+    if override is None and classification["complexity_from"] == "classifier":
+        verdict = _router_verdict(prompt, policy, classification)
     request = RouteRequest(
         task_type=task_type,
         complexity=complexity,
@@ -77,9 +82,38 @@ def route_decide(
         override=override or None,
         sticky_model_id=conversation_model_id,
         classification=classification,
+        router=verdict,
     )
     snapshot = agents_snapshot_current(now=timezone.now(), published=shared.snapshot)
     decision = decide(request, policy, snapshot, config.registry)
     if conf.debug_routing():
         logger.info(json.dumps({"routing_decision": decision.trace}, sort_keys=True))
     return decision
+
+
+def _router_verdict(
+    prompt: str, policy: PolicySpec, classification: dict[str, object]
+) -> RouterVerdict | None:
+    """The learned router's probability and the policy's threshold; None when the policy routes
+    by the heuristic, or when no artifact can be loaded (then the heuristic routes, and the
+    trace's classification says why)."""
+    knob = policy.router
+    if knob is None:
+        return None
+    try:
+        router = active_router()
+    except ArtifactError as exc:
+        logger.warning("learned router unavailable, the heuristic routes: %s", exc)
+        classification["router_error"] = str(exc)
+        return None
+    if knob.threshold is not None:
+        threshold = knob.threshold
+    else:
+        threshold = router.threshold_for_quality(knob.quality_target_pct or 100.0)
+    classification["complexity_from"] = "router"
+    return RouterVerdict(
+        version=router.version,
+        probability=router.score(prompt),
+        threshold=threshold,
+        quality_target_pct=knob.quality_target_pct if knob.threshold is None else None,
+    )

@@ -6,6 +6,7 @@ same decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from routing.decision import (
     AgentSnapshot,
@@ -19,6 +20,7 @@ from routing.decision import (
     RuleSpec,
     StickyInfo,
 )
+from routing.router.ladder import complexity_for, rung_for, rung_thresholds, tier_order
 
 TRACE_VERSION = 1
 DEFAULT_TIER_LADDER: dict[str, tuple[str, ...]] = {
@@ -35,6 +37,9 @@ def decide(
     snapshot: AgentSnapshot,
     registry: RegistrySnapshot,
 ) -> RouteDecision:
+    router_trace, ladder_tiers = _router_rung(request, policy)
+    if router_trace is not None:
+        request = replace(request, complexity=router_trace["complexity"])
     trace: JsonDict = {
         "version": TRACE_VERSION,
         "policy": policy.name,
@@ -50,6 +55,8 @@ def decide(
         "snapshot_taken_at": snapshot.taken_at,
         "agents": [state.as_json() for state in snapshot.states],
     }
+    if router_trace is not None:
+        trace["router"] = router_trace
     if request.override:
         return _overridden(request, policy, registry, trace)
 
@@ -84,7 +91,7 @@ def decide(
     chain: list[ModelSpec] = []
     seen: set[int] = set()
     candidates: list[JsonDict] = []
-    tiers = _tiers(request, policy, rule)
+    tiers = _tiers(request, policy, rule, ladder_tiers)
     for model, source in _candidates(request, registry, rule, tiers):
         if model.id in seen:
             continue
@@ -196,9 +203,49 @@ def _match_rule(rules: tuple[RuleSpec, ...], task_type: str, complexity: str) ->
     return generic
 
 
-def _tiers(request: RouteRequest, policy: PolicySpec, rule: RuleSpec | None) -> tuple[str, ...]:
-    return (rule.tiers if rule else ()) or tuple(
-        policy.tier_ladder.get(request.complexity, DEFAULT_TIER_LADDER.get(request.complexity, ()))
+def _router_rung(
+    request: RouteRequest, policy: PolicySpec
+) -> tuple[JsonDict | None, tuple[str, ...]]:
+    """The rung of the policy's ladder that the router's probability reaches, and the tiers to
+    try from it (that rung, better rungs, then cheaper ones)."""
+    verdict = request.router
+    knob = policy.router
+    if verdict is None or knob is None or request.override:
+        return None, ()
+    thresholds = rung_thresholds(verdict.threshold, len(knob.ladder))
+    rung = rung_for(verdict.probability, thresholds)
+    return (
+        {
+            "mode": "learned",
+            "version": verdict.version,
+            "probability": verdict.probability,
+            "threshold": verdict.threshold,
+            "quality_target_pct": verdict.quality_target_pct,
+            "ladder": list(knob.ladder),
+            "rung_thresholds": list(thresholds),
+            "rung": rung,
+            "tier": knob.ladder[rung],
+            "complexity": complexity_for(rung, len(knob.ladder)),
+        },
+        tier_order(knob.ladder, rung),
+    )
+
+
+def _tiers(
+    request: RouteRequest,
+    policy: PolicySpec,
+    rule: RuleSpec | None,
+    ladder_tiers: tuple[str, ...] = (),
+) -> tuple[str, ...]:
+    """A rule's own tiers win; then the router's ladder; then the complexity's tier ladder."""
+    return (
+        (rule.tiers if rule else ())
+        or ladder_tiers
+        or tuple(
+            policy.tier_ladder.get(
+                request.complexity, DEFAULT_TIER_LADDER.get(request.complexity, ())
+            )
+        )
     )
 
 

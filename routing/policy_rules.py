@@ -49,6 +49,42 @@ def tiers_errors(value: Any) -> list[str]:
     return errors
 
 
+ROUTER_MODES = ("learned", "heuristic")
+
+
+def router_errors(value: Any) -> list[str]:
+    """The cost-quality knob: {"mode", "quality_target_pct", "threshold", "ladder"}, all
+    optional (see routing/router/ladder.py)."""
+    if not isinstance(value, dict):
+        return ["must be a mapping with mode, quality_target_pct, threshold and ladder"]
+    errors = [
+        f"unknown key {key!r}; expected mode, quality_target_pct, threshold or ladder"
+        for key in value
+        if key not in ("mode", "quality_target_pct", "threshold", "ladder")
+    ]
+    mode = value.get("mode", "learned")
+    if mode not in ROUTER_MODES:
+        errors.append(f"mode {mode!r} is not one of {', '.join(ROUTER_MODES)}")
+    target = value.get("quality_target_pct")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 100
+    ):
+        errors.append("quality_target_pct must be a number above 0 and at most 100")
+    threshold = value.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0 <= threshold <= 1
+    ):
+        errors.append("threshold must be a probability between 0 and 1")
+    if "ladder" in value:
+        ladder = value["ladder"]
+        errors += [f"ladder: {e}" for e in tiers_errors(ladder)]
+        if isinstance(ladder, list) and not ladder:
+            errors.append("ladder: must name at least one tier")
+    return errors
+
+
 def thresholds_errors(value: Any) -> list[str]:
     if not isinstance(value, dict):
         return ["must be a mapping of agent to thresholds"]

@@ -29,6 +29,16 @@ class RoutingPolicy(models.Model):
     agents = models.JSONField(
         default=list, blank=True, help_text="Dotted paths of extra agents this policy consults."
     )
+    router = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "The learned router's cost-quality knob, e.g. "
+            '{"quality_target_pct": 95, "ladder": ["small_local", "standard", "premium"]} or '
+            '{"threshold": 0.3}; {"mode": "heuristic"} routes by the complexity heuristic. '
+            "Empty: learned, 95 % quality kept, the full tier ladder."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -52,6 +62,7 @@ class RoutingPolicy(models.Model):
             "tier_ladder": policy_rules.tier_ladder_errors(self.tier_ladder),
             "thresholds": policy_rules.thresholds_errors(self.thresholds),
             "agents": policy_rules.agents_errors(self.agents),
+            "router": policy_rules.router_errors(self.router),
         }
         if any(errors.values()):
             raise ValidationError({k: v for k, v in errors.items() if v})

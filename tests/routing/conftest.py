@@ -9,6 +9,8 @@ from django.core.cache import cache
 from providers.models import LLMModel, Provider
 from routing import config_cache, sampling
 from routing.models import RoutingPolicy, RoutingRule, StateRule
+from routing.router import store
+from tests.routing.router_artifacts import write_artifact
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +23,15 @@ def _fresh_routing_cache(settings) -> Iterator[None]:
     cache.delete_many([config_cache.VERSION_KEY, sampling.SNAPSHOT_KEY])
     config_cache._memo = None
     config_cache.shared_forget()
+
+
+@pytest.fixture
+def tiny_router(settings, tmp_path) -> Iterator[str]:
+    """The active router is the hand-made one of tests/routing/router_artifacts.py."""
+    settings.ORCHESTRATOR_ROUTER_ARTIFACT = str(write_artifact(tmp_path / "tiny.json"))
+    store.router_forget()
+    yield settings.ORCHESTRATOR_ROUTER_ARTIFACT
+    store.router_forget()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from routing import sampling
 from routing.decision import RoutingError
 from routing.decisions import route_decide
 from routing.models import RoutingPolicy
+from routing.router import store
 
 
 def publish(states: list[tuple[str, str, str]], *, age_s: float = 0, ok: bool = True) -> None:
@@ -37,18 +38,93 @@ def publish(states: list[tuple[str, str, str]], *, age_s: float = 0, ok: bool = 
 
 
 @pytest.mark.django_db
-def test_decision_uses_db_policy_and_classifier(registry_rows):
+def test_decision_uses_db_policy_classifier_and_router(registry_rows, tiny_router):
     publish([("connectivity", "", "OPTIMAL")])
 
     decision = route_decide(prompt="Fix this bug in my python function please")
 
     assert decision.policy_name == "balanced"
     assert decision.task_type == "code"
-    assert decision.complexity == "simple"
-    assert [m.ref for m in decision.chain] == ["openai:big", "local:tiny", "openai:mini"]
+    # "bug" scores 0.880797 >= 0.5, the threshold for 95 % quality: the top rung.
+    assert decision.complexity == "complex"
+    assert [m.ref for m in decision.chain] == ["openai:big", "openai:mini", "local:tiny"]
     assert decision.trace["classification"]["task_type_from"] == "classifier"
+    assert decision.trace["classification"]["complexity_from"] == "router"
+    assert decision.trace["router"] == {
+        "mode": "learned",
+        "version": "r1-test00000001",
+        "probability": 0.880797,
+        "threshold": 0.5,
+        "quality_target_pct": 95.0,
+        "ladder": ["small_local", "large_local", "standard", "premium"],
+        "rung_thresholds": [0.166667, 0.333333, 0.5],
+        "rung": 3,
+        "tier": "premium",
+        "complexity": "complex",
+    }
     assert decision.chain[0].input_price_per_mtok_usd is not None
     assert str(decision.chain[0].input_price_per_mtok_usd) == "2.500000"
+
+
+@pytest.mark.django_db
+def test_heuristic_mode_keeps_the_complexity_heuristic(registry_rows, tiny_router):
+    RoutingPolicy.objects.filter(name="balanced").update(router={"mode": "heuristic"})
+    publish([("connectivity", "", "OPTIMAL")])
+
+    decision = route_decide(prompt="Fix this bug in my python function please")
+
+    assert decision.complexity == "simple"
+    assert [m.ref for m in decision.chain] == ["openai:big", "local:tiny", "openai:mini"]
+    assert decision.trace["classification"]["complexity_from"] == "classifier"
+    assert "router" not in decision.trace
+
+
+@pytest.mark.django_db
+def test_a_lower_probability_takes_a_cheaper_rung(registry_rows, tiny_router):
+    RoutingPolicy.objects.filter(name="balanced").update(
+        router={"threshold": 0.9, "ladder": ["small_local", "standard", "premium"]}
+    )
+    publish([("connectivity", "", "OPTIMAL")])
+
+    decision = route_decide(prompt="Summarise the minutes of our meeting")
+
+    # No known term: p = 0.5; rungs start at 0.45 and 0.9, so the middle rung (standard) wins,
+    # then better rungs, then cheaper ones.
+    assert decision.trace["router"]["probability"] == 0.5
+    assert decision.trace["router"]["rung_thresholds"] == [0.45, 0.9]
+    assert decision.trace["router"]["quality_target_pct"] is None
+    assert decision.complexity == "moderate"
+    assert [m.ref for m in decision.chain] == ["openai:mini", "openai:big", "local:tiny"]
+
+
+@pytest.mark.django_db
+def test_caller_complexity_and_override_skip_the_router(registry_rows, tiny_router):
+    publish([("connectivity", "", "OPTIMAL")])
+
+    given = route_decide(prompt="Fix this bug", complexity="simple")
+    named = route_decide(prompt="Fix this bug", override="openai:mini")
+
+    assert "router" not in given.trace
+    assert given.complexity == "simple"
+    assert "router" not in named.trace
+
+
+@pytest.mark.django_db
+def test_an_unreadable_artifact_falls_back_to_the_heuristic(registry_rows, settings, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    settings.ORCHESTRATOR_ROUTER_ARTIFACT = str(bad)
+    store.router_forget()
+    publish([("connectivity", "", "OPTIMAL")])
+
+    decision = route_decide(prompt="Fix this bug in my python function please")
+
+    store.router_forget()
+    assert decision.complexity == "simple"
+    assert "router" not in decision.trace
+    assert decision.trace["classification"]["router_error"].startswith(
+        f"cannot read router artifact {bad}"
+    )
 
 
 @pytest.mark.django_db
