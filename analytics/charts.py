@@ -6,7 +6,7 @@ passes through a float here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -123,4 +123,41 @@ def task_type_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
             }
         ],
         "layout": _layout("Requests by task type"),
+    }
+
+
+def router_curve_chart(curve: Mapping[str, Any]) -> dict[str, Any]:
+    """The router's out-of-fold cost-quality curve, with the default policy's operating point."""
+    points = curve.get("points", [])
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": f"router {curve.get('version', '')}",
+            "x": [p["premium_share_pct"] for p in points],
+            "y": [p["quality_kept_pct"] for p in points],
+            "customdata": [p["threshold"] for p in points],
+            "hovertemplate": "%{x} % to premium, %{y} % kept (threshold %{customdata})"
+            "<extra></extra>",
+        }
+    ]
+    point = curve.get("operating_point")
+    if point:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"default policy{' ' + point['policy'] if point.get('policy') else ''}",
+                "x": [point["premium_share_pct"]],
+                "y": [point["quality_kept_pct"]],
+                "marker": {"size": 12, "symbol": "diamond"},
+            }
+        )
+    return {
+        "data": data,
+        "layout": _layout(
+            "Cost-quality curve",
+            xaxis={"title": {"text": "prompts sent to premium (%)"}, "range": [-2, 102]},
+            yaxis={"title": {"text": "quality kept (%)"}},
+        ),
     }

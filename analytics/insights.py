@@ -72,6 +72,8 @@ def report_score(f: ReportFilter, totals: Totals | None = None) -> Score:
         budgets_within_limit=sum(1 for b in budgets if not b.exceeded),
         feedback_positive=votes.positive,
         feedback_negative=votes.negative,
+        quality_loss_sum=totals.quality_loss_sum,
+        quality_scored=totals.quality_scored,
     )
     return score_compute(inputs, latency_target_ms=target)
 

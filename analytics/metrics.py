@@ -23,6 +23,7 @@ DECIMAL_METRICS = (
     "cache_comparable_cost_usd",
     "cache_comparable_baseline_usd",
 )
+FLOAT_METRICS = ("quality_loss_sum",)
 
 
 def _latency_buckets() -> dict[str, Aggregate]:
@@ -62,6 +63,9 @@ def raw_metrics() -> dict[str, Aggregate]:
         "ttft_ms_sum": Sum("time_to_first_token_ms", filter=SUCCESS),
         "ttft_count": Count("time_to_first_token_ms", filter=SUCCESS),
         **_latency_buckets(),
+        # The quality estimate (analytics/quality.py): rows the router scored that got an answer.
+        "quality_loss_sum": Sum("quality_loss"),
+        "quality_scored": Count("quality_loss"),
     }
 
 
@@ -87,7 +91,9 @@ def metrics_clean(row: dict[str, Any]) -> dict[str, Any]:
     for name in METRIC_NAMES:
         value = clean.get(name)
         if value is None:
-            clean[name] = Decimal(0) if name in DECIMAL_METRICS else 0
+            clean[name] = (
+                Decimal(0) if name in DECIMAL_METRICS else 0.0 if name in FLOAT_METRICS else 0
+            )
     return clean
 
 

@@ -66,6 +66,10 @@ class RequestLog(models.Model):
     fallbacks = models.PositiveSmallIntegerField(default=0)
     cache_hit = models.BooleanField(default=False)
     decision_trace = models.JSONField(default=dict, blank=True)
+    # The learned router's probability that premium was needed, and what the answer took off the
+    # premium quality (analytics/quality.py); NULL when the router did not score the prompt.
+    premium_probability = models.FloatField(null=True, blank=True)
+    quality_loss = models.FloatField(null=True, blank=True)
     is_demo = models.BooleanField(default=False)
 
     class Meta:
@@ -137,6 +141,8 @@ class RollupMetrics(models.Model):
     latency_le_10000 = models.PositiveIntegerField(default=0)
     latency_le_30000 = models.PositiveIntegerField(default=0)
     latency_gt_30000 = models.PositiveIntegerField(default=0)
+    quality_loss_sum = models.FloatField(default=0)
+    quality_scored = models.PositiveIntegerField(default=0)
 
     class Meta:
         abstract = True

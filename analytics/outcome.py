@@ -15,6 +15,8 @@ class RequestOutcome:
 
     `cost_usd` is None when the price is unknown or no model was called; `cost_state` says which.
     `baseline_cost_usd` is the same tokens at the baseline model's prices, fixed at write time.
+    `model_tier` is the tier of the model that answered (or failed last); with the learned
+    router's probability in `decision_trace["router"]` it gives the request's quality loss.
     """
 
     created_at: datetime
@@ -33,6 +35,7 @@ class RequestOutcome:
     model_name: str = ""
     provider_name: str = ""
     locality: str = ""
+    model_tier: str = ""
     error_code: str = ""
     input_tokens: int = 0
     output_tokens: int = 0

@@ -6,9 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from analytics.quality import quality_kept_pct
+
 PLACES = Decimal("0.0001")
 CACHE_HIT_TARGET = Decimal("0.20")
 MIN_FEEDBACK_VOTES = 20
+# Estimated quality kept at or below this scores 0 on the quality-kept part, 100 % scores 1.
+QUALITY_FLOOR_PCT = Decimal(80)
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class ScoreInputs:
     budgets_within_limit: int
     feedback_positive: int
     feedback_negative: int
+    quality_loss_sum: float = 0.0
+    quality_scored: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ WEIGHTS = {
     "cache": 10,
     "budget": 10,
     "quality": 10,
+    "quality_kept": 20,
 }
 
 
@@ -81,6 +88,12 @@ def score_compute(inputs: ScoreInputs, *, latency_target_ms: int) -> Score:
     budget = _q(Decimal(i.budgets_within_limit) / i.budgets) if i.budgets else None
     votes = i.feedback_positive + i.feedback_negative
     quality = _q(Decimal(i.feedback_positive) / votes) if votes >= MIN_FEEDBACK_VOTES else None
+    kept_pct = quality_kept_pct(i.quality_loss_sum, i.quality_scored)
+    kept = (
+        None
+        if kept_pct is None
+        else _q(_clip((Decimal(str(kept_pct)) - QUALITY_FLOOR_PCT) / (100 - QUALITY_FLOOR_PCT)))
+    )
     parts = (
         ScorePart(
             "cost",
@@ -125,6 +138,16 @@ def score_compute(inputs: ScoreInputs, *, latency_target_ms: int) -> Score:
             f"{votes} votes"
             if votes >= MIN_FEEDBACK_VOTES
             else f"not enough feedback ({votes} of {MIN_FEEDBACK_VOTES} votes)",
+        ),
+        ScorePart(
+            "quality_kept",
+            "Quality kept (router estimate)",
+            WEIGHTS["quality_kept"],
+            kept,
+            f"estimated {kept_pct:.2f} % of the premium quality kept over {i.quality_scored} "
+            f"scored requests, measured from a {QUALITY_FLOOR_PCT} % floor"
+            if kept_pct is not None
+            else "no request scored by the router",
         ),
     )
     if not i.requests:

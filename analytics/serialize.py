@@ -58,6 +58,11 @@ def savings_json(t: Totals, baseline_label: str | None) -> dict[str, Any]:
     }
 
 
+def quality_json(t: Totals) -> dict[str, Any]:
+    """The estimated quality kept (None when the router scored no answered request)."""
+    return {"quality_kept_pct": t.quality_kept_pct, "scored_requests": t.quality_scored}
+
+
 def breakdown_json(rows: list[BreakdownRow]) -> list[dict[str, Any]]:
     return [
         {

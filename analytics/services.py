@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from analytics.models import RequestFeedback, RequestLog, RequestPayload
 from analytics.outcome import RequestOutcome
+from analytics.quality import quality_loss
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
 from orchestrator_site.db import prepared_available, prepared_many, prepared_rows
@@ -75,13 +76,37 @@ def requests_record(*, outcomes: Sequence[RequestOutcome]) -> None:
 
 def _log_params(outcome: RequestOutcome) -> list[Any]:
     return [
-        Jsonb(getattr(outcome, name)) if name == "decision_trace" else getattr(outcome, name)
-        for name in _logged_fields()
+        *(
+            Jsonb(getattr(outcome, name)) if name == "decision_trace" else getattr(outcome, name)
+            for name in _logged_fields()
+        ),
+        *_derived_values(outcome).values(),
     ]
 
 
+# Columns the log derives from the outcome rather than copies (in this order in the INSERT).
+DERIVED_COLUMNS = ("premium_probability", "quality_loss")
+
+
+def _derived_values(outcome: RequestOutcome) -> dict[str, float | None]:
+    """The learned router's probability (when it scored the prompt) and the quality the answer
+    took off the premium one's. A request that served no answer is left out of the quality
+    estimate (its failure counts in the reliability figures)."""
+    router = outcome.decision_trace.get("router")
+    found = router.get("probability") if isinstance(router, dict) else None
+    probability = (
+        float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+    )
+    answered = outcome.status == RequestLog.Status.SUCCESS
+    return {
+        "premium_probability": probability,
+        "quality_loss": quality_loss(probability, outcome.model_tier) if answered else None,
+    }
+
+
 def _log_insert(outcome: RequestOutcome) -> RequestLog:
-    values = {name: getattr(outcome, name) for name in _logged_fields()}
+    values: dict[str, Any] = {name: getattr(outcome, name) for name in _logged_fields()}
+    values.update(_derived_values(outcome))
     if not prepared_available():
         return RequestLog.objects.create(**values)
     # Every request writes this row: one prepared INSERT, not the ORM's compile and quote.
@@ -103,7 +128,7 @@ def _logged_fields() -> tuple[str, ...]:
 def _log_insert_sql(*, returning: bool = True) -> str:
     meta = RequestLog._meta
     column_of = {f.attname: str(f.column) for f in meta.concrete_fields}
-    columns = [column_of[name] for name in _logged_fields()]
+    columns = [column_of[name] for name in (*_logged_fields(), *DERIVED_COLUMNS)]
     placeholders = ", ".join(["%s"] * len(columns))
     return (
         f"INSERT INTO {meta.db_table} ({', '.join(columns)}, is_demo) "

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from analytics.buckets import LATENCY_BUCKET_EDGES_MS
+from analytics.quality import quality_kept_pct
 
 RATIO_PLACES = Decimal("0.0001")
 
@@ -63,6 +64,14 @@ class Totals:
     ttft_ms_sum: int
     ttft_count: int
     latency_buckets: tuple[int, ...]
+    quality_loss_sum: float = 0.0
+    quality_scored: int = 0
+
+    @property
+    def quality_kept_pct(self) -> float | None:
+        """Estimated quality kept against all-premium (analytics/quality.py); None when the
+        learned router scored no answered request."""
+        return quality_kept_pct(self.quality_loss_sum, self.quality_scored)
 
     @property
     def failed(self) -> int:

@@ -32,6 +32,7 @@ from analytics.exports import export_job_create, export_path
 from analytics.filters import PRESETS, FilterError, ReportFilter, report_filter_parse
 from analytics.insights import report_recommendations, report_score
 from analytics.models import ExportJob
+from analytics.router_report import router_curve
 from analytics.scoping import Scope, scope_for
 from analytics.selectors import (
     GROUPABLE,
@@ -48,6 +49,7 @@ from analytics.serialize import (
     breakdown_json,
     budgets_json,
     days_json,
+    quality_json,
     recommendations_json,
     savings_json,
     score_json,
@@ -135,6 +137,10 @@ def reports(request: HttpRequest) -> HttpResponse:
         "task-types": charts.task_type_chart(breakdowns["task_type"]),
         "savings": charts.savings_chart(report_by_day(f)),
     }
+    curve = router_curve()
+    context["router_curve"] = curve
+    if curve is not None:
+        context["charts"]["router-curve"] = charts.router_curve_chart(curve)
     return render(request, "analytics/reports.html", context)
 
 
@@ -169,6 +175,7 @@ def api_summary(request: HttpRequest) -> JsonResponse:
             "filter": f.as_query(),
             "totals": totals_json(totals),
             "savings": savings_json(totals, baseline.label if baseline else None),
+            "quality": quality_json(totals),
             "score": score_json(report_score(f, totals)),
             "recommendations": recommendations_json(report_recommendations(f, cube)),
         }

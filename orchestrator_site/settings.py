@@ -202,6 +202,11 @@ ORCHESTRATOR_RATE_LIMIT_BURST_SHARE = config.env_float(
 )
 # A dotted path to a class with `classify(text) -> Classification` replacing the heuristic.
 ORCHESTRATOR_CLASSIFIER = ENV.get("ORCHESTRATOR_CLASSIFIER", "")
+# The learned router's cost-quality curve as the reports show it (a dotted path to a callable
+# returning a dict; empty hides the curve).
+ORCHESTRATOR_ROUTER_CURVE = ENV.get(
+    "ORCHESTRATOR_ROUTER_CURVE", "routing.router.report.router_curve_read"
+)
 # Where finished background CSV exports are kept until downloaded.
 ORCHESTRATOR_EXPORT_DIR = Path(ENV.get("ORCHESTRATOR_EXPORT_DIR", str(VAR_DIR / "exports")))
 # How often the telemetry page is pushed a sample.

@@ -127,6 +127,7 @@ class _Ledger:
             model_name=model.name if model else "",
             provider_name=model.provider_name if model else "",
             locality=model.locality if model else "",
+            model_tier=model.tier if model else "",
             input_tokens=self.usage.input,
             output_tokens=self.usage.output,
             cached_tokens=self.usage.cached,

@@ -391,7 +391,9 @@ def train_artifact(
     trained_on: dict[str, Any],
     params: Params | None = None,
 ) -> dict[str, Any]:
-    """Train on every example and describe the result as an artifact (a JSON-ready dict)."""
+    """Train on every example and describe the result as an artifact (a JSON-ready dict).
+    Examples are taken in id order, so the order they come in changes nothing."""
+    examples = sorted(examples, key=lambda ex: ex.id)
     chosen = params or select_params(examples)
     raw_oof = out_of_fold(examples, chosen)
     label = np.array([1.0 if ex.premium_better else 0.0 for ex in examples])

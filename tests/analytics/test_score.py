@@ -83,3 +83,35 @@ def test_quality_needs_twenty_votes_and_budgets_count_when_present() -> None:
     assert parts(enough)["budget"] == Decimal("0.7500")
     # (0*30 + 25 + 15 + 0*10 + 0.75*10 + 0.75*10) / 100
     assert enough.value == Decimal("55.0")
+
+
+def test_quality_kept_part_is_left_out_when_nothing_was_scored() -> None:
+    score = score_compute(inputs(quality_loss_sum=0.0, quality_scored=0), latency_target_ms=2500)
+
+    assert parts(score)["quality_kept"] is None
+    assert [p.detail for p in score.parts if p.key == "quality_kept"] == [
+        "no request scored by the router"
+    ]
+    # The same 50.0 as without the part: it is not counted as 100 % kept.
+    assert score.value == Decimal("50.0")
+
+
+def test_quality_kept_part_measured_from_the_floor() -> None:
+    # 6 scored requests losing 0.3 in all: 100 * (1 - 0.3 / 6) = 95.00 % kept,
+    # (95 - 80) / (100 - 80) = 0.75
+    ninety_five = score_compute(
+        inputs(quality_loss_sum=0.3, quality_scored=6), latency_target_ms=2500
+    )
+    all_kept = score_compute(inputs(quality_loss_sum=0.0, quality_scored=5), latency_target_ms=2500)
+    below_floor = score_compute(
+        inputs(quality_loss_sum=1.5, quality_scored=5), latency_target_ms=2500
+    )
+
+    assert parts(ninety_five)["quality_kept"] == Decimal("0.7500")
+    # (0*30 + 25 + 15 + 0*10 + 0.75*20) / 100
+    assert ninety_five.value == Decimal("55.0")
+    assert parts(all_kept)["quality_kept"] == Decimal("1.0000")
+    assert all_kept.value == Decimal("60.0")
+    # 70.00 % kept is under the 80 % floor: clipped to 0, and it weighs the score down.
+    assert parts(below_floor)["quality_kept"] == Decimal("0.0000")
+    assert below_floor.value == Decimal("40.0")
