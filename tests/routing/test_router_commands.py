@@ -4,8 +4,8 @@ files and the admin's validation of it."""
 from __future__ import annotations
 
 import io
-import re
 import json
+import re
 from pathlib import Path
 
 import pytest
