@@ -208,3 +208,50 @@ def feedback_give(*, owner_id: int, message_id: int, positive: bool) -> None:
     if message.role != Message.Role.ASSISTANT or message.request_id is None:
         raise Message.DoesNotExist("only answers with a request take feedback")
     feedback_record(request_id=message.request_id, positive=positive)
+
+
+class NotACompareAnswer(ValueError):
+    """The message is not an answer of a comparison, so there is nothing to prefer it over."""
+
+
+class AnswerNotRecorded(LookupError):
+    """The answer has no request yet, so no vote can be stored against it."""
+
+
+@dataclass(frozen=True)
+class CompareVote:
+    message_id: int
+    request_id: uuid.UUID
+    positive: bool
+
+
+def compare_choose(*, owner_id: int, message_id: int) -> tuple[CompareVote, ...]:
+    """Prefer one answer of a comparison: thumbs up on its request, thumbs down on every other
+    answer of the group that has a request. Choosing again moves the votes. Raises
+    `Message.DoesNotExist` (not the owner's), `NotACompareAnswer`, `AnswerNotRecorded`, and
+    `RequestLog.DoesNotExist` when a request's log row has not appeared yet (nothing is then
+    written)."""
+    with transaction.atomic():
+        chosen = message_owned(owner_id=owner_id, message_id=message_id)
+        if chosen.role != Message.Role.ASSISTANT or chosen.compare_group is None:
+            raise NotACompareAnswer("only an answer of a comparison can be preferred")
+        if chosen.request_id is None:
+            raise AnswerNotRecorded("this answer has no request yet; try again when it is done")
+        # Locked in id order, so two choices in one group land one after the other, never mixed.
+        group = list(
+            Message.objects.select_for_update()
+            .filter(
+                conversation_id=chosen.conversation_id,
+                compare_group=chosen.compare_group,
+                role=Message.Role.ASSISTANT,
+                request_id__isnull=False,
+            )
+            .order_by("id")
+        )
+        votes = []
+        for answer in group:
+            assert answer.request_id is not None  # filtered above; narrows the type
+            positive = answer.id == chosen.id
+            feedback_record(request_id=answer.request_id, positive=positive)
+            votes.append(CompareVote(answer.id, answer.request_id, positive))
+    return tuple(votes)

@@ -14,6 +14,9 @@ from analytics.models import RequestLog
 from chat.models import Conversation, Message
 from chat.selectors import conversation_list, conversation_thread, model_options
 from chat.services import (
+    AnswerNotRecorded,
+    NotACompareAnswer,
+    compare_choose,
     conversation_create,
     conversation_delete,
     conversation_rename,
@@ -109,3 +112,28 @@ def message_feedback(request: HttpRequest, message_id: int) -> JsonResponse:
             status=409,
         )
     return JsonResponse({"message_id": message_id, "positive": positive})
+
+
+@login_required
+@require_POST
+def message_prefer(request: HttpRequest, message_id: int) -> JsonResponse:
+    """The compare view's choice: this answer is better than the others of its comparison."""
+    try:
+        votes = compare_choose(owner_id=_user_id(request), message_id=message_id)
+    except Message.DoesNotExist as missing:
+        raise Http404("no such answer") from missing
+    except NotACompareAnswer as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    except AnswerNotRecorded as error:
+        return JsonResponse({"error": str(error)}, status=409)
+    except RequestLog.DoesNotExist:
+        return JsonResponse(
+            {"error": "this comparison's requests are not recorded yet; try again in a moment"},
+            status=409,
+        )
+    return JsonResponse(
+        {
+            "message_id": message_id,
+            "votes": [{"message_id": v.message_id, "positive": v.positive} for v in votes],
+        }
+    )

@@ -207,6 +207,10 @@ ORCHESTRATOR_CLASSIFIER = ENV.get("ORCHESTRATOR_CLASSIFIER", "")
 ORCHESTRATOR_ROUTER_CURVE = ENV.get(
     "ORCHESTRATOR_ROUTER_CURVE", "routing.router.report.router_curve_read"
 )
+# One router artifact file to use instead of the shipped one and the kept versions (a path).
+ORCHESTRATOR_ROUTER_ARTIFACT = ENV.get("ORCHESTRATOR_ROUTER_ARTIFACT", "")
+# Routing-dev JSONL files `manage.py router train` reads by default (comma-separated paths).
+ORCHESTRATOR_ROUTER_DATA = [p for p in ENV.get("ORCHESTRATOR_ROUTER_DATA", "").split(",") if p]
 # Where finished background CSV exports are kept until downloaded.
 ORCHESTRATOR_EXPORT_DIR = Path(ENV.get("ORCHESTRATOR_EXPORT_DIR", str(VAR_DIR / "exports")))
 # How often the telemetry page is pushed a sample.

@@ -4,8 +4,8 @@ Two kinds of features:
 - terms: lowercased word unigrams, and bigrams of the first `BIGRAM_WORDS` words; every digit
   reads as "#", so "127" and "845" are the same word;
 - shape: a few dense measures (length, numbers, arithmetic signs, question marks, answer options),
-  kept apart for multiple-choice prompts, open prompts and conversations, since what length
-  means differs between them.
+  once for every prompt and once more in a block of their own for multiple-choice prompts, open
+  prompts and conversations, since what length means differs between them.
 
 The cost is bounded: a text longer than `WINDOW_CHARS` is read as its first `HEAD_CHARS` and last
 `WINDOW_CHARS - HEAD_CHARS` characters (counts found there are scaled up to the whole length).
@@ -20,17 +20,20 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-WINDOW_CHARS = 6_000
-HEAD_CHARS = 4_000
+WINDOW_CHARS = 4_000
+HEAD_CHARS = 3_000
 BIGRAM_WORDS = 512
 DIGIT = re.compile(r"\d")
-WORD = re.compile(r"[a-z]+|#+|[^\sa-z#]")
+WORD = re.compile(r"[a-z]+|#+|\S")
 ARITHMETIC = "=+*/^%$"
 OPTIONS = re.compile(r"(?m)^[ \t]*[A-D][.)][ \t]+(.*)$")
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least)\b", re.IGNORECASE)
 Prompt = str | Sequence[str]
 
 FORMATS = ("choice", "open", "turns")
+# The shape values go twice: into a block all prompts share (what transfers between kinds of
+# prompt, such as length) and into their format's own block.
+BLOCKS = ("all", *FORMATS)
 SHAPE_NAMES = (
     "log_chars",
     "log_words",
@@ -114,9 +117,11 @@ def shape(reading: Reading, counts: Counter[str]) -> list[float]:
 
 
 def shape_vector(reading: Reading, counts: Counter[str]) -> list[float]:
-    """The shape values placed in their format's block; the other blocks are zero."""
+    """The shape values in the shared block and in their format's block; other blocks zero."""
     width = len(SHAPE_NAMES)
-    vector = [0.0] * (width * len(FORMATS))
-    start = FORMATS.index(reading.fmt) * width
-    vector[start : start + width] = shape(reading, counts)
+    values = shape(reading, counts)
+    vector = [0.0] * (width * len(BLOCKS))
+    vector[:width] = values
+    start = BLOCKS.index(reading.fmt) * width
+    vector[start : start + width] = values
     return vector

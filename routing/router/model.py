@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from routing.router.features import (
-    FORMATS,
+    BLOCKS,
     SHAPE_NAMES,
     Prompt,
     read,
@@ -73,11 +73,13 @@ class Router:
                 norm += value * value
         total = self.intercept + (dot / math.sqrt(norm) if norm else 0.0)
         values = shape(reading, counts)
-        start = FORMATS.index(reading.fmt) * len(SHAPE_NAMES)
+        start = BLOCKS.index(reading.fmt) * len(SHAPE_NAMES)
         total += self.shape_offset
+        scale = self.shape_scale
+        weights = self.shape_weights
         for k, value in enumerate(values):
             j = start + k
-            total += value / self.shape_scale[j] * self.shape_weights[j]
+            total += value / scale[k] * weights[k] + value / scale[j] * weights[j]
         return total
 
     def score(self, prompt: Prompt) -> float:
@@ -118,7 +120,7 @@ def router_from_json(data: Mapping[str, Any]) -> Router:
         )
     try:
         shape_block = data["shape"]
-        width = len(SHAPE_NAMES) * len(FORMATS)
+        width = len(SHAPE_NAMES) * len(BLOCKS)
         mean = tuple(float(v) for v in shape_block["mean"])
         scale = tuple(float(v) for v in shape_block["scale"])
         weights = tuple(float(v) for v in shape_block["weights"])

@@ -1,4 +1,5 @@
-// The chat page: renders the thread, streams answers over /ws/chat/, sends feedback.
+// The chat page: renders the thread, streams answers over /ws/chat/, sends feedback and the
+// compare view's choice (the preferred answer of a finished comparison).
 // Model text is only ever set with textContent while streaming; the finished answer's HTML
 // comes from the server, rendered with raw HTML disabled and sanitised.
 (function () {
@@ -39,10 +40,15 @@
     const meta = el("div", "meta");
     box.append(head, body, meta);
     (parent || thread).append(box);
-    const shell = {box, head, body, meta, text: ""};
+    const shell = {box, head, body, meta, text: "", group: null, messageId: null, requestId: null, feedback: null, thumbs: null, choice: null, ended: false};
     if (requestId) shells.set(requestId, shell);
     return shell;
   }
+
+  // The answers of one comparison; the choice is offered once every answer has ended.
+  function compareGroup(expected) { return {expected, shells: [], ended: 0, choosable: null}; }
+
+  function joinGroup(shell, group) { shell.group = group; group.shells.push(shell); }
 
   function costClass(state) {
     if (state === "unknown_price") return "unknown-price";
@@ -108,28 +114,73 @@
     return why;
   }
 
-  function renderThumbs(messageId, current) {
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": csrfToken},
+      body: JSON.stringify(body),
+    });
+  }
+
+  function setVote(shell, positive) {
+    shell.feedback = positive;
+    if (shell.thumbs) shell.thumbs.show(positive);
+    if (shell.group) markPreferred(shell.group);
+  }
+
+  function renderThumbs(shell) {
     const box = el("div", "thumbs");
     const buttons = [[true, "👍", "Good answer"], [false, "👎", "Bad answer"]].map(([positive, label, title]) => {
       const b = el("button", "thumb", label);
       b.type = "button";
       b.title = title;
       b.setAttribute("aria-label", title);
-      b.setAttribute("aria-pressed", current === positive ? "true" : "false");
       b.addEventListener("click", async () => {
-        const response = await fetch("/chat/messages/" + messageId + "/feedback/", {
-          method: "POST",
-          headers: {"Content-Type": "application/json", "X-CSRFToken": csrfToken},
-          body: JSON.stringify({positive}),
-        });
-        if (!response.ok) return;
-        buttons.forEach((other) => other.setAttribute("aria-pressed", "false"));
-        b.setAttribute("aria-pressed", "true");
+        const response = await post("/chat/messages/" + shell.messageId + "/feedback/", {positive});
+        if (response.ok) setVote(shell, positive);
       });
       box.append(b);
-      return b;
+      return [positive, b];
     });
+    box.show = (current) => buttons.forEach(([positive, b]) => b.setAttribute("aria-pressed", current === positive ? "true" : "false"));
+    box.show(shell.feedback);
     return box;
+  }
+
+  // Preferred: this answer's thumb is up and every other choosable answer's is down (what a
+  // choice writes), so a reloaded page shows the choice from the stored votes alone.
+  function markPreferred(group) {
+    if (!group.choosable) return;
+    group.choosable.forEach((shell) => {
+      const preferred = shell.feedback === true && group.choosable.every((other) => other === shell || other.feedback === false);
+      shell.box.classList.toggle("preferred", preferred);
+      shell.choice.button.setAttribute("aria-pressed", preferred ? "true" : "false");
+      shell.choice.mark.hidden = !preferred;
+    });
+  }
+
+  function offerChoice(group) {
+    const choosable = group.shells.filter((shell) => shell.messageId && shell.requestId);
+    if (choosable.length < 2) return;
+    choosable.forEach((shell) => {
+      const box = el("div", "prefer");
+      const button = el("button", "prefer-button", "Prefer this answer");
+      button.type = "button";
+      const mark = el("span", "preferred-mark", "★ Preferred answer");
+      mark.hidden = true;
+      button.addEventListener("click", async () => {
+        const response = await post("/chat/messages/" + shell.messageId + "/prefer/", {});
+        const answer = await response.json().catch(() => ({}));
+        if (!response.ok) { addNotice("Choice not recorded: " + (answer.error || "error " + response.status), shell.meta); return; }
+        const votes = new Map(answer.votes.map((v) => [v.message_id, v.positive]));
+        group.shells.forEach((other) => { if (votes.has(other.messageId)) setVote(other, votes.get(other.messageId)); });
+      });
+      box.append(button, mark);
+      shell.meta.append(box);
+      shell.choice = {button, mark};
+    });
+    group.choosable = choosable;
+    markPreferred(group);
   }
 
   function finishShell(shell, message) {
@@ -143,18 +194,27 @@
       shell.head.textContent = "";
       shell.meta.append(renderBadge(badge), renderWhy(badge.decision_trace));
     }
-    if (message.message_id && message.request_id) shell.meta.append(renderThumbs(message.message_id, message.feedback));
+    shell.messageId = message.message_id || null;
+    shell.requestId = message.request_id || null;
+    shell.feedback = message.feedback;
+    if (shell.messageId && shell.requestId) { shell.thumbs = renderThumbs(shell); shell.meta.append(shell.thumbs); }
+    const first = !shell.ended;
+    shell.ended = true;
+    if (first && shell.group && ++shell.group.ended === shell.group.expected) offerChoice(shell.group);
   }
 
   function renderStored(messages) {
-    let row = null, group = null;
+    const sizes = new Map();
+    messages.forEach((m) => { if (m.compare_group) sizes.set(m.compare_group, (sizes.get(m.compare_group) || 0) + 1); });
+    let row = null, group = null, compared = null;
     messages.forEach((m) => {
       if (m.compare_group !== group) { row = null; group = m.compare_group; }
       if (m.role === "user") addUser(m.content);
       else if (m.role === "notice") addNotice(m.content);
       else {
-        if (m.compare_group && !row) { row = el("div", "compare-row"); thread.append(row); }
+        if (m.compare_group && !row) { row = el("div", "compare-row"); thread.append(row); compared = compareGroup(sizes.get(m.compare_group)); }
         const shell = answerShell(null, m.model_ref, row);
+        if (row) joinGroup(shell, compared);
         shell.text = m.content;
         finishShell(shell, {html: m.html, badge: m.badge, message_id: m.id, request_id: m.request_id, feedback: m.feedback});
       }
@@ -171,8 +231,13 @@
           document.getElementById("chat-title").textContent = msg.title;
         }
         const row = msg.requests.length > 1 ? el("div", "compare-row") : null;
+        const compared = row ? compareGroup(msg.requests.length) : null;
         if (row) thread.append(row);
-        msg.requests.forEach((r) => { answerShell(r.request_id, r.model, row); setRunning(r.request_id, true); });
+        msg.requests.forEach((r) => {
+          const shell = answerShell(r.request_id, r.model, row);
+          if (compared) joinGroup(shell, compared);
+          setRunning(r.request_id, true);
+        });
         break;
       }
       case "chat.trimmed":

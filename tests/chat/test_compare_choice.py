@@ -69,7 +69,7 @@ def _comparison(owner_id: int, size: int = 3) -> list[Message]:
 
 
 def _votes() -> dict[uuid.UUID, bool]:
-    return dict(RequestFeedback.objects.values_list("request_id", "positive"))
+    return dict(RequestFeedback.objects.values_list("request__request_id", "positive"))
 
 
 def test_choosing_votes_up_the_chosen_answer_and_down_the_others() -> None:

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from routing.router.features import FORMATS, SHAPE_NAMES
+from routing.router.features import BLOCKS, SHAPE_NAMES
 from routing.router.model import ARTIFACT_FORMAT
 
-WIDTH = len(SHAPE_NAMES) * len(FORMATS)
+WIDTH = len(SHAPE_NAMES) * len(BLOCKS)
 
 
 def tiny_artifact(**overrides: Any) -> dict[str, Any]:

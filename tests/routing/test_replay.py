@@ -39,7 +39,7 @@ from routing.models import RoutingPolicy
 from routing.replay import ReplayError, ReplayResult, TierCount, payload_prompt
 from routing.replay_selector import ReplayQuery, replay_query_parse, replay_report
 from routing.router import store
-from routing.router.features import FORMATS, SHAPE_NAMES
+from routing.router.features import BLOCKS, SHAPE_NAMES
 from routing.router.model import ARTIFACT_FORMAT
 
 D = Decimal
@@ -58,7 +58,7 @@ def artifact(
 ) -> Path:
     """A router that gives every prompt `probability`: no terms, no shape weights, and a
     calibration intercept of logit(p)."""
-    width = len(SHAPE_NAMES) * len(FORMATS)
+    width = len(SHAPE_NAMES) * len(BLOCKS)
     data = {
         "format": ARTIFACT_FORMAT,
         "version": version,

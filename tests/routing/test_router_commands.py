@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.routing.router_artifacts import tiny_artifact, write_artifact
 
 
 @pytest.fixture
-def var_router(settings, tmp_path) -> Path:
+def var_router(settings, tmp_path) -> Iterator[Path]:
     """An empty router store under tmp_path; the shipped artifact is the active one."""
     settings.VAR_DIR = tmp_path
     settings.ORCHESTRATOR_ROUTER_ARTIFACT = ""

@@ -60,7 +60,7 @@ def test_a_long_prompt_is_read_through_a_window_and_its_counts_scaled():
     assert len(reading.text) == features.WINDOW_CHARS + 1
     assert reading.text.endswith(" tail")
     assert reading.full_chars == 20_005
-    assert reading.scale == pytest.approx(20_005 / 6_001)
+    assert reading.scale == pytest.approx(20_005 / 4_001)
 
 
 def test_the_tiny_router_scores_on_paper():
@@ -90,7 +90,7 @@ def test_quality_target_and_operating_points_come_from_the_curve():
 def test_a_bad_artifact_is_refused_with_its_reason(tmp_path):
     with pytest.raises(ArtifactError, match="not a router artifact of format"):
         router_from_json({**tiny_artifact(), "format": "other/9"})
-    with pytest.raises(ArtifactError, match="shape block must have 36 values"):
+    with pytest.raises(ArtifactError, match="shape block must have 48 values"):
         router_from_json({**tiny_artifact(), "shape": {"mean": [0], "scale": [1], "weights": [0]}})
     with pytest.raises(ArtifactError, match="missing or has a bad field: 'terms'"):
         body = tiny_artifact()
