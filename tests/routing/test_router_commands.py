@@ -238,3 +238,26 @@ def test_the_admin_form_refuses_a_bad_router_setting(admin_client):
     assert response.status_code == 200
     assert "threshold must be a probability between 0 and 1" in response.content.decode()
     assert not RoutingPolicy.objects.exists()
+
+
+DEV_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing-dev"
+
+
+@pytest.mark.skipif(
+    not (DEV_DATA / "routellm-gpt4-mixtral.jsonl").is_file(),
+    reason="the routing-dev data is not beside this checkout",
+)
+def test_train_rebuilds_the_shipped_artifact_byte_for_byte(var_router, tmp_path):
+    rebuilt = tmp_path / "rebuilt.json"
+
+    call_command(
+        "router",
+        "train",
+        "--data",
+        str(DEV_DATA / "routellm-gpt4-mixtral.jsonl"),
+        "--output",
+        str(rebuilt),
+        stdout=io.StringIO(),
+    )
+
+    assert rebuilt.read_bytes() == store.SHIPPED.read_bytes()
