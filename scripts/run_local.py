@@ -21,6 +21,14 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def gateway_hint(host: str, port: str) -> str:
+    """How to point an OpenAI client at this instance (printed at start-up, as in the README)."""
+    return (
+        f'==> gateway: OpenAI clients use base URL http://{host}:{port}/v1 and model "auto"\n'
+        "    with a key from: .venv/bin/python manage.py apikey create --name me"
+    )
+
+
 def main() -> int:
     import django
     from django.core.management import call_command
@@ -58,6 +66,7 @@ def main() -> int:
     if not RequestLog.objects.exists():
         say("==> loading demo request history (is_demo; `manage.py seed_demo --wipe` removes it)")
         call_command("seed_demo", requests=2000, days=30)
+    say(gateway_hint(host, port))
     say(f"==> serving http://{host}:{port}/  (Ctrl-C stops everything)")
     web = subprocess.Popen(
         [sys.executable, "-m", "orchestrator_site.serve", "--host", host, "--port", port],
