@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -43,8 +44,13 @@ from routing.guards.store import Commands
 
 logger = logging.getLogger(__name__)
 
-INDEX_KEY = "orch:journal"
-ENTRY_PREFIX = "orch:journal:"
+# Under the cache's key prefix (CACHE_KEY_PREFIX, read from the environment as the cache's own
+# settings are), so installs sharing one Redis never sweep each other's entries.
+KEY_PREFIX = os.environ.get("CACHE_KEY_PREFIX", "orch")
+INDEX_KEY = f"{KEY_PREFIX}:journal"
+ENTRY_PREFIX = f"{KEY_PREFIX}:journal:"
+# Entries the sweep could not write, with the reason, kept for an operator (never retried).
+QUARANTINE_KEY = f"{KEY_PREFIX}:journal-quarantine"
 DEFAULT_GRACE_S = 900
 
 # Closed entries wait this long to be dropped together (one round trip for many requests).
@@ -52,6 +58,7 @@ CLOSE_BATCH_S = 0.05
 CLOSE_BATCH_MAX = 500
 
 _memory: dict[str, dict[str, str]] = {}
+_memory_quarantine: dict[str, dict[str, Any]] = {}
 _background: set[asyncio.Task[None]] = set()
 _closing: list[str] = []
 _close_flusher: asyncio.Task[None] | None = None
@@ -265,7 +272,12 @@ def journal_sweep(*, now: float | None = None) -> int:
     if client is None:
         for rid, entry in list(_memory.items()):
             if float(entry["due"]) <= cutoff:
-                written += _record_if_missing(rid, entry)
+                try:
+                    written += _record_if_missing(rid, entry)
+                except Exception as exc:  # one bad entry must not stop the others' rows
+                    reason = f"{type(exc).__name__}: {exc}"
+                    logger.error("journal entry %s quarantined: %s", rid, reason)
+                    _memory_quarantine[rid] = {"reason": reason, "entry": entry}
                 _memory.pop(rid, None)
         return written
     with client:
@@ -273,10 +285,31 @@ def journal_sweep(*, now: float | None = None) -> int:
         for rid in due:
             stored = cast(dict[str, str], client.hgetall(ENTRY_PREFIX + rid))
             if stored:
-                written += _record_if_missing(rid, stored)
+                try:
+                    written += _record_if_missing(rid, stored)
+                except Exception as exc:  # one bad entry must not stop the others' rows
+                    _quarantine(client, rid, stored, exc)
             client.zrem(INDEX_KEY, rid)
             client.delete(ENTRY_PREFIX + rid)
     return written
+
+
+def _quarantine(client: redis.Redis, rid: str, entry: dict[str, str], exc: Exception) -> None:
+    """Keep an entry whose row cannot be written aside, with the reason, and go on."""
+    connection.close_if_unusable_or_obsolete()
+    reason = f"{type(exc).__name__}: {exc}"
+    logger.error("journal entry %s quarantined, its row cannot be written: %s", rid, reason)
+    client.hset(QUARANTINE_KEY, rid, orjson.dumps({"reason": reason, "entry": entry}).decode())
+
+
+def journal_quarantined() -> dict[str, dict[str, Any]]:
+    """The entries the sweep could not write: request id -> {"reason", "entry"}."""
+    client = _client()
+    if client is None:
+        return dict(_memory_quarantine)
+    with client:
+        stored = cast(dict[str, str], client.hgetall(QUARANTINE_KEY))
+    return {rid: orjson.loads(value) for rid, value in stored.items()}
 
 
 def journal_pending() -> int:

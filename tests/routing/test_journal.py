@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,3 +134,51 @@ async def _outbox_idle(outbox: RedisOutbox) -> None:
     for box in outbox._outboxes.values():
         if box.sender is not None:
             await box.sender
+
+
+@pytest.fixture
+async def clean_quarantine() -> AsyncIterator[None]:
+    await redis().delete(journal.QUARANTINE_KEY)
+    yield
+    await redis().delete(journal.QUARANTINE_KEY)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_poisoned_entry_is_quarantined_and_every_other_row_written(
+    redis_journal, clean_quarantine
+):
+    requests = [gateway_request() for _ in range(3)]
+    for request in requests:
+        await sync_to_async(journal_open)(request=request)
+    poisoned = str(requests[1].request_id)
+    # A NUL byte: Postgres refuses it in a text column, so this entry's row cannot be written.
+    await redis().hset(ENTRY_PREFIX + poisoned, "session_id", "bad\x00id")
+    later = time.time() + journal.grace_s() + 1
+
+    written = await sync_to_async(journal.journal_sweep)(now=later)
+
+    assert written == 2
+    logged = await sync_to_async(
+        lambda: set(RequestLog.objects.values_list("request_id", flat=True))
+    )()
+    assert logged == {requests[0].request_id, requests[2].request_id}
+    quarantined = await sync_to_async(journal.journal_quarantined)()
+    assert list(quarantined) == [poisoned]
+    assert quarantined[poisoned]["entry"]["session_id"] == "bad\x00id"
+    assert "NUL" in quarantined[poisoned]["reason"]
+    assert await sync_to_async(journal_pending)() == 0
+    assert await sync_to_async(journal.journal_sweep)(now=later) == 0
+
+
+def test_journal_keys_live_under_the_cache_key_prefix():
+    code = (
+        "import django; django.setup(); from routing import journal; "
+        "print(journal.INDEX_KEY, journal.ENTRY_PREFIX, journal.QUARANTINE_KEY)"
+    )
+    env = {**os.environ, "CACHE_KEY_PREFIX": "install-b"}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+
+    assert shown == ["install-b:journal", "install-b:journal:", "install-b:journal-quarantine"]
+    assert f"{settings.CACHES['default']['KEY_PREFIX']}:journal" == INDEX_KEY
