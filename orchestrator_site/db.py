@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,11 +34,12 @@ def prepared_available() -> bool:
     return bool(connections[DEFAULT_DB_ALIAS].vendor == "postgresql")
 
 
-# One cursor per pooled connection, kept with it: a cursor remembers how it dumped each
-# parameter type, which a fresh cursor per statement would work out again every time.
-_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = (
-    weakref.WeakKeyDictionary()
-)
+# One cursor per pooled connection, kept on it: a cursor remembers how it dumped each
+# parameter type, which a fresh cursor per statement would work out again every time. Not in a
+# WeakKeyDictionary: the cursor refers to its connection, so the entry would keep every
+# connection ever used alive, and one that was dropped without being closed would stay open at
+# the server, in whatever transaction it was in, for the life of the process.
+_CURSOR_ATTRIBUTE = "_orchestrator_prepared_cursor"
 
 
 @contextmanager
@@ -47,9 +47,10 @@ def prepared_cursor(connection: BaseDatabaseWrapper) -> Iterator[psycopg.Cursor[
     """A server-side binding cursor on `connection`, a Django connection (Postgres only)."""
     connection.ensure_connection()
     raw = connection.connection
-    cursor = _cursors.get(raw)
+    cursor: psycopg.Cursor[Any] | None = getattr(raw, _CURSOR_ATTRIBUTE, None)
     if cursor is None or cursor.closed:
-        cursor = _cursors[raw] = psycopg.Cursor(raw)
+        cursor = psycopg.Cursor(raw)
+        setattr(raw, _CURSOR_ATTRIBUTE, cursor)
         # psycopg types an int as int2, int4, int8 or numeric by its size, and a prepared
         # statement is kept per parameter types: one type keeps it one statement.
         cursor.adapters.register_dumper(int, Int8Dumper)

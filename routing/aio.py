@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from channels.db import DatabaseSyncToAsync
+import psycopg
+from asgiref.sync import SyncToAsync
+from django.db import close_old_connections, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import pq
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
 
 
 _worker = threading.local()
@@ -55,12 +62,63 @@ executor = ThreadPoolExecutor(
 
 
 def in_thread(func: Callable[P, R]) -> Callable[P, Any]:
-    """`func` run in a worker thread, with that thread's database connection given back to the
-    pool afterwards.
+    """`func` run in a worker thread, with that thread's database connection out of any
+    transaction and given back to the pool afterwards.
 
     Plain `sync_to_async(thread_sensitive=False)` leaves every worker thread holding its own
-    checked-out connection, which exhausts the pool under concurrency; channels' wrapper closes
-    stale connections around each call. Not thread-sensitive, so concurrent requests do not
-    queue behind one thread.
+    checked-out connection, which exhausts the pool under concurrency. Not thread-sensitive,
+    so concurrent requests do not queue behind one thread.
     """
-    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=executor)
+    return _WorkerCall(func, thread_sensitive=False, executor=executor)
+
+
+class _WorkerCall(SyncToAsync[P, R]):
+    """channels' `DatabaseSyncToAsync` (Django's connection housekeeping before and after each
+    call), which also ends whatever transaction the call left open on its connection first.
+
+    Django's housekeeping alone does not guarantee that: it checks the connection through
+    `ensure_connection`, which can fail (pytest-django's database blocker patches it for every
+    thread; a background write that outlives its test then keeps its connection, locks and
+    all), and statements sent on the raw psycopg connection (`orchestrator_site.db`) are ones
+    Django never saw. A worker thread lives as long as the process, so a transaction it left
+    open would stay open, its rows invisible and its locks held, until the thread's next call.
+    """
+
+    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            for connection in connections.all(initialized_only=True):
+                _transaction_end(connection)
+                try:
+                    connection.close_if_unusable_or_obsolete()
+                except BaseException:
+                    # Never keep a connection the housekeeping could not look at.
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                    raise
+
+
+def _transaction_end(connection: BaseDatabaseWrapper) -> None:
+    """Roll back what the call left open on `connection`'s raw connection; a connection that
+    cannot be brought back to idle is broken and goes back to the pool, which discards it, so
+    the next call connects afresh. When nothing was left open this costs one attribute read
+    (no round trip)."""
+    raw = connection.connection
+    if not isinstance(raw, psycopg.Connection) or (
+        raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
+    ):
+        return
+    status = pq.TransactionStatus(raw.pgconn.transaction_status).name
+    logger.warning("a worker call left its connection %s: rolled back", status)
+    with contextlib.suppress(psycopg.Error):
+        raw.rollback()
+    if raw.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    logger.warning("a worker call left its connection broken (%s): discarded", status)
+    try:
+        connection.close()
+    except Exception:
+        if not raw.closed:
+            raw.close()
