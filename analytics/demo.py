@@ -137,9 +137,14 @@ def demo_users() -> list[int]:
     return users
 
 
-def demo_rows(*, count: int, days: int, today: date, seed: int) -> Iterator[tuple[str, int]]:
+def demo_rows(
+    *, count: int, days: int, today: date, seed: int, now: datetime | None = None
+) -> Iterator[tuple[str, int]]:
     """Reads models and users now; the rows themselves are generated lazily, as chunks of
     Postgres COPY text (one line per row, columns as in `COLUMNS`) with their row counts.
+
+    With `now`, no row is later than it: the day that holds `now` is filled only up to it
+    (history that reaches into the future would show on the dashboard as requests to come).
 
     The reads must happen before COPY starts: the connection can run nothing else during it.
     """
@@ -147,7 +152,9 @@ def demo_rows(*, count: int, days: int, today: date, seed: int) -> Iterator[tupl
     if not models:
         raise ValueError("no models registered; run `manage.py bootstrap_local` first")
     users = demo_users()
-    return _generate(models, baseline, users, count=count, days=days, today=today, seed=seed)
+    return _generate(
+        models, baseline, users, count=count, days=days, today=today, seed=seed, now=now
+    )
 
 
 def _cumulative(weights: Iterable[int]) -> list[float]:
@@ -195,6 +202,7 @@ def _generate(
     days: int,
     today: date,
     seed: int,
+    now: datetime | None,
 ) -> Iterator[tuple[str, int]]:
     """Draws go through `rng.random()` and cumulative tables, and values are written straight as
     COPY text: at ten million rows, per-row objects (UUID, datetime, Decimal) and
@@ -215,6 +223,7 @@ def _generate(
         for user, key in zip(users, DEMO_KEY_IDS, strict=False)
     ]
     clock = _Clock()
+    until_us = None if now is None else int(now.timestamp() * 1_000_000)
     first = today - timedelta(days=days - 1)
     lines: list[str] = []
     for index in range(days):
@@ -222,6 +231,10 @@ def _generate(
         # live system writes them.
         rows_today = (index + 1) * count // days - index * count // days
         day_from_us, day_to_us = _day_bounds_us(first + timedelta(days=index))
+        if until_us is not None:
+            # Never after `now`: a moment is at most `day_from_us + span_us`.
+            day_from_us = min(day_from_us, until_us)
+            day_to_us = min(day_to_us, until_us + 1)
         span_us = day_to_us - day_from_us
         for moment in sorted(day_from_us + int(draw() * span_us) for _ in range(rows_today)):
             m = bisect(model_shares, draw())

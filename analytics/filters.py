@@ -15,6 +15,8 @@ DEFAULT_PRESET = "30d"
 MAX_RANGE_DAYS = 3660
 TEXT_FIELDS = ("model_name", "provider_name", "locality", "task_type", "status")
 ID_FIELDS = ("user_id", "api_key_id")
+# `demo=hide` leaves out the synthetic (`is_demo`) rows; `demo=only` keeps nothing else.
+DEMO_CHOICES = ("", "hide", "only")
 
 
 class FilterError(ValueError):
@@ -33,6 +35,7 @@ class ReportFilter:
     status: str = ""
     user_id: int | None = None
     api_key_id: int | None = None
+    demo: str = ""
     scope: Scope = EVERYTHING
 
     @property
@@ -50,6 +53,8 @@ class ReportFilter:
             value = getattr(self, name)
             if value is not None:
                 q &= Q(**{name: value})
+        if self.demo:
+            q &= Q(is_demo=self.demo == "only")
         return q
 
     def as_query(self) -> dict[str, str]:
@@ -62,6 +67,8 @@ class ReportFilter:
                 query[name] = value
             if name in ID_FIELDS and value is not None:
                 query[name] = str(value)
+        if self.demo:
+            query["demo"] = self.demo
         return query
 
     def with_scope(self, scope: Scope) -> ReportFilter:
@@ -105,6 +112,9 @@ def report_filter_parse(
     values: dict[str, object] = {name: params.get(name, "").strip()[:200] for name in TEXT_FIELDS}
     for name in ID_FIELDS:
         values[name] = _parse_id(params.get(name, "").strip(), name)
+    values["demo"] = params.get("demo", "").strip()
+    if values["demo"] not in DEMO_CHOICES:
+        raise FilterError("demo must be hide or only (or absent)")
     if not scope.unrestricted:
         # Someone who sees only their own rows cannot widen that by naming another user.
         values["user_id"] = None if values["user_id"] in (None, scope.user_id) else -1

@@ -3,7 +3,7 @@ log, and the two are added together, so a report is exact whatever the beat task
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -164,6 +164,12 @@ def report_totals(f: ReportFilter, cube: Grouped | None = None) -> Totals:
     if cube is None:
         return totals_from(grouped(f, ())[()])
     return totals_from(fold(cube, ())[()])
+
+
+def report_demo_requests(f: ReportFilter) -> int:
+    """How many synthetic (`is_demo`) requests the filter's range holds, hidden or not: what
+    the demo data banner counts."""
+    return int(grouped(replace(f, demo="only"), ())[()]["requests"])
 
 
 def report_breakdown(f: ReportFilter, dim: str) -> list[BreakdownRow]:

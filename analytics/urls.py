@@ -6,6 +6,7 @@ app_name = "analytics"
 urlpatterns = [
     path("", views.reports, name="reports"),
     path("budgets/", views.budgets, name="budgets"),
+    path("demo/delete", views.demo_delete, name="demo_delete"),
     path("export.csv", views.export_csv, name="export_csv"),
     path("exports/", views.export_start, name="export_start"),
     path("exports/<int:job_id>/", views.export_status, name="export_status"),

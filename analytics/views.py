@@ -6,6 +6,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
@@ -22,12 +23,13 @@ from django.http import (
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
 
 from analytics import charts
 from analytics.budgets import budget_statuses, budgets_available
 from analytics.csvexport import EXPORT_KINDS, breakdown_csv, raw_chunks_async
+from analytics.demo import demo_wipe
 from analytics.exports import export_job_create, export_path
 from analytics.filters import PRESETS, FilterError, ReportFilter, report_filter_parse
 from analytics.insights import report_recommendations, report_score
@@ -43,6 +45,7 @@ from analytics.selectors import (
     report_by_hour,
     report_cost_by_model_day,
     report_cube,
+    report_demo_requests,
     report_totals,
 )
 from analytics.serialize import (
@@ -98,6 +101,9 @@ def _page_context(request: HttpRequest, f: ReportFilter) -> dict[str, Any]:
         "recommendations": report_recommendations(f, cube),
         "inline_export_max": settings.ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS,
         "is_staff": request.user.is_staff,
+        "demo_requests": report_demo_requests(f),
+        "demo_hide_query": urlencode({**query, "demo": "hide"}),
+        "demo_show_query": urlencode({k: v for k, v in query.items() if k != "demo"}),
     }
 
 
@@ -152,6 +158,23 @@ def budgets(request: HttpRequest) -> HttpResponse:
         "analytics/budgets.html",
         {"budgets": budget_statuses(scope), "budgets_available": budgets_available()},
     )
+
+
+@login_required
+@require_POST
+def demo_delete(request: HttpRequest) -> HttpResponse:
+    """Delete every demo request and its rollups (staff only); the real rows' rollups are
+    separate rows (`is_demo` is a rollup dimension), so they stay exact without a rebuild."""
+    if not request.user.is_staff:
+        raise PermissionDenied("only staff can delete demo data")
+    deleted = demo_wipe()
+    messages.success(request, f"Deleted {deleted} demo requests; reports now show real ones only.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("dashboard")
+    return HttpResponseRedirect(target)
 
 
 def _api_login(request: HttpRequest) -> JsonResponse | None:

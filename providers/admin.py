@@ -82,6 +82,7 @@ class ProviderAdmin(ConstraintErrorsAsMessages):
         "locality",
         "base_url",
         "enabled",
+        "follows_credential_env",
         "credential",
         "health_status",
         "health_latency_ms",
@@ -97,7 +98,19 @@ class ProviderAdmin(ConstraintErrorsAsMessages):
         "health_checked_at",
     )
     fieldsets = (
-        (None, {"fields": ("name", "kind", "base_url", "locality", "enabled")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "kind",
+                    "base_url",
+                    "locality",
+                    "enabled",
+                    "follows_credential_env",
+                )
+            },
+        ),
         (
             "Credential",
             {"fields": ("credential", "credential_env", "credential_secret", "credential_clear")},
@@ -125,6 +138,13 @@ class ProviderAdmin(ConstraintErrorsAsMessages):
     def save_model(
         self, request: HttpRequest, obj: Provider, form: ProviderForm, change: bool
     ) -> None:
+        if (
+            change
+            and "enabled" in form.changed_data
+            and "follows_credential_env" not in (form.changed_data)
+        ):
+            # Turning it on or off by hand is the admin's choice: start-up stops following the key.
+            obj.follows_credential_env = False
         super().save_model(request, obj, form, change)
         secret = form.cleaned_data.get("credential_secret", "")
         try:

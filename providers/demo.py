@@ -143,6 +143,9 @@ def demo_registry_load(*, local_model_url: str | None) -> list[Provider]:
 
     Prices and flags an admin changed on an existing model are left alone; only missing rows
     are created. The local provider's URL is refreshed because its port changes per run.
+    A cloud provider this creates follows its key (`follows_credential_env`): on every load it
+    is enabled when its environment variable is set and disabled when it is not, until an
+    admin turns it on or off by hand. Providers an admin created are never touched.
     """
     specs = list(CLOUD_PROVIDERS)
     if local_model_url:
@@ -158,11 +161,17 @@ def demo_registry_load(*, local_model_url: str | None) -> list[Provider]:
                 "locality": spec.locality,
                 "credential_env": spec.credential_env,
                 "enabled": has_key,
+                "follows_credential_env": bool(spec.credential_env),
             },
         )
         if not created and spec.locality == "local" and provider.base_url != spec.base_url:
             provider.base_url = spec.base_url
             provider.save(update_fields=["base_url", "updated_at"])
+        if not created and provider.follows_credential_env and provider.credential_env:
+            key_set = bool(os.environ.get(provider.credential_env))
+            if provider.enabled != key_set:
+                provider.enabled = key_set
+                provider.save(update_fields=["enabled", "updated_at"])
         has_baseline = LLMModel.objects.filter(is_baseline=True).exists()
         for model in spec.models:
             LLMModel.objects.get_or_create(

@@ -49,6 +49,7 @@ class ProviderForm(forms.ModelForm):
             "base_url",
             "locality",
             "enabled",
+            "follows_credential_env",
             "credential_env",
             "connect_timeout_s",
             "read_timeout_s",

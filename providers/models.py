@@ -41,6 +41,13 @@ class Provider(models.Model):
         blank=True, editable=False, help_text="API key encrypted at rest; never shown back."
     )
     enabled = models.BooleanField(default=True)
+    follows_credential_env = models.BooleanField(
+        "follows its key",
+        default=False,
+        help_text="On every start, enabled when its environment variable is set and disabled "
+        "when it is not (the demo configuration's cloud providers start this way). Turning the "
+        "provider on or off by hand clears it.",
+    )
     connect_timeout_s = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
     read_timeout_s = models.FloatField(default=120.0, validators=[MinValueValidator(0.1)])
     health_status = models.CharField(

@@ -469,6 +469,9 @@ def _apply_providers(providers: list[_Located], report: ApplyReport) -> dict[str
         fields = {k: data[k] for k in ("kind", "base_url", "locality", "credential_env", "enabled")}
         provider = Provider.objects.filter(name=data["name"]).first()
         label = f"provider {data['name']}"
+        if provider is not None and provider.enabled != fields["enabled"]:
+            # A configuration that turns it on or off is an explicit choice, as in the admin.
+            fields["follows_credential_env"] = False
         if provider is None:
             provider = Provider(name=data["name"], **fields)
             _save(provider, located.node, label)

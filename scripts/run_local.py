@@ -64,7 +64,10 @@ def main() -> int:
     from analytics.models import RequestLog
 
     if not RequestLog.objects.exists():
-        say("==> loading demo request history (is_demo; `manage.py seed_demo --wipe` removes it)")
+        say(
+            "==> loading demo request history (labelled on the dashboard, which hides or deletes"
+            " it; `manage.py seed_demo --wipe` removes it too)"
+        )
         call_command("seed_demo", requests=2000, days=30)
     say(gateway_hint(host, port))
     say(f"==> serving http://{host}:{port}/  (Ctrl-C stops everything)")

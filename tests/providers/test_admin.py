@@ -68,8 +68,10 @@ def provider_form_data(provider: Provider, **changes: Any) -> dict[str, Any]:
     }
     if provider.enabled:
         data["enabled"] = "on"
+    if provider.follows_credential_env:
+        data["follows_credential_env"] = "on"
     data.update(changes)
-    return data
+    return {key: value for key, value in data.items() if value is not False}
 
 
 def model_form_data(model: LLMModel, **changes: Any) -> dict[str, Any]:
@@ -466,3 +468,76 @@ def test_changelist_search_and_filters(admin: Client) -> None:
     assert listed(locality__exact="local") == ["ollama-box"]
     assert listed(health_status__exact="down") == ["cloud"]
     assert listed() == ["cloud", "ollama-box"]
+
+
+def test_turning_a_provider_off_by_hand_stops_it_following_its_key(
+    admin: Client, env_secret: str
+) -> None:
+    provider = Provider.objects.create(
+        name="openai",
+        kind="openai",
+        base_url="https://api.openai.com/v1",
+        locality="cloud",
+        credential_env=KEY_VAR,
+        follows_credential_env=True,
+    )
+
+    admin.post(change_url(provider), provider_form_data(provider, enabled=False))
+
+    provider.refresh_from_db()
+    assert (provider.enabled, provider.follows_credential_env) == (False, False)
+
+
+def test_editing_another_field_keeps_a_provider_following_its_key(admin: Client) -> None:
+    provider = Provider.objects.create(
+        name="openai",
+        kind="openai",
+        base_url="https://api.openai.com/v1",
+        locality="cloud",
+        credential_env=KEY_VAR,
+        follows_credential_env=True,
+        enabled=False,
+    )
+
+    admin.post(change_url(provider), provider_form_data(provider, read_timeout_s="30"))
+
+    provider.refresh_from_db()
+    assert (provider.enabled, provider.follows_credential_env, provider.read_timeout_s) == (
+        False,
+        True,
+        30.0,
+    )
+
+
+def test_the_provider_pages_say_which_variable_enables_a_provider(
+    admin: Client, env_secret: str
+) -> None:
+    Provider.objects.create(
+        name="openai",
+        kind="openai",
+        base_url="https://api.openai.com/v1",
+        locality="cloud",
+        credential_env=KEY_VAR,
+        follows_credential_env=True,
+    )
+    Provider.objects.create(
+        name="gemini",
+        kind="gemini",
+        base_url="https://generativelanguage.googleapis.com",
+        locality="cloud",
+        credential_env="ORCH_TEST_UNSET_KEY",
+        follows_credential_env=True,
+        enabled=False,
+    )
+
+    changelist = admin.get(reverse("admin:providers_provider_changelist")).content.decode()
+    models_page = admin.get(reverse("providers:models")).content.decode()
+
+    for html in (changelist, models_page):
+        assert f"set (environment variable {KEY_VAR})" in html
+        assert "not set (environment variable ORCH_TEST_UNSET_KEY)" in html
+        assert ENV_SECRET not in html
+    assert (
+        f"enabled on every start when <code>{KEY_VAR}</code> is set, disabled when it is not"
+        in models_page
+    )

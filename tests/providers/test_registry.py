@@ -78,6 +78,78 @@ def test_demo_registry_is_idempotent_and_keeps_admin_changes(no_cloud_keys: None
     assert mini.input_price_per_mtok_usd == Decimal("0.2")
 
 
+def test_a_demo_cloud_provider_is_enabled_when_its_key_appears_after_the_first_start(
+    no_cloud_keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo_registry_load(local_model_url=None)
+    assert Provider.objects.get(name="openai").enabled is False
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-later")
+    demo_registry_load(local_model_url=None)
+
+    assert dict(Provider.objects.values_list("name", "enabled")) == {
+        "openai": True,
+        "anthropic": False,
+        "gemini": False,
+    }
+
+
+def test_a_demo_cloud_provider_is_disabled_when_its_key_is_gone(
+    no_cloud_keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "gm-test")
+    demo_registry_load(local_model_url=None)
+    assert Provider.objects.get(name="gemini").enabled is True
+
+    monkeypatch.delenv("GEMINI_API_KEY")
+    demo_registry_load(local_model_url=None)
+
+    assert Provider.objects.get(name="gemini").enabled is False
+
+
+def test_providers_the_admin_chose_are_left_alone(
+    no_cloud_keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = Provider.objects.create(
+        name="my-openai",
+        kind="openai",
+        base_url="https://api.openai.com/v1",
+        locality="cloud",
+        credential_env="OPENAI_API_KEY",
+        enabled=True,
+    )
+    demo_registry_load(local_model_url=None)
+    Provider.objects.filter(name="anthropic").update(enabled=True, follows_credential_env=False)
+
+    monkeypatch.setenv("GEMINI_API_KEY", "gm-test")
+    demo_registry_load(local_model_url=None)
+
+    assert dict(Provider.objects.values_list("name", "enabled")) == {
+        "my-openai": True,
+        "openai": False,
+        "anthropic": True,
+        "gemini": True,
+    }
+    mine.refresh_from_db()
+    assert (mine.enabled, mine.follows_credential_env) == (True, False)
+
+
+def test_bootstrap_local_says_which_providers_wait_for_a_key(
+    no_cloud_keys: None, settings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setenv("ORCHESTRATOR_ADMIN_PASSWORD", "a-long-admin-password-42")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    out = StringIO()
+
+    call_command("bootstrap_local", local_model_url="http://127.0.0.1:40001/v1", stdout=out)
+
+    assert f"enabled providers: {LOCAL_PROVIDER}, anthropic" in out.getvalue()
+    assert "off until their key is set: openai (OPENAI_API_KEY), gemini (GEMINI_API_KEY)" in (
+        out.getvalue()
+    )
+
+
 def test_bootstrap_local_command_loads_the_demo(
     no_cloud_keys: None, settings, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -291,3 +291,20 @@ def test_the_documented_example_imports():
         "budget team",
         "budget premium-cap",
     ]
+
+
+@pytest.mark.django_db
+def test_an_imported_on_or_off_stops_a_provider_following_its_key():
+    config_apply(text=GOOD)
+    Provider.objects.filter(name__in=["openai", "local"]).update(follows_credential_env=True)
+
+    config_apply(
+        text=GOOD.replace(
+            "credential_env: OPENAI_API_KEY", "credential_env: OPENAI_API_KEY\n    enabled: false"
+        )
+    )
+
+    assert dict(Provider.objects.values_list("name", "follows_credential_env")) == {
+        "local": True,
+        "openai": False,
+    }

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from analytics.demo import demo_insert, demo_rows, demo_wipe
-from analytics.rollups import rollup_backfill
+from analytics.rollups import local_day, rollup_backfill
 
 
 class Command(BaseCommand):
@@ -44,8 +44,9 @@ class Command(BaseCommand):
             raise CommandError("--requests and --days must be at least 1")
         started = time.monotonic()
         try:
+            now = timezone.now()
             rows = demo_rows(
-                count=count, days=days, today=timezone.localdate(), seed=options["seed"]
+                count=count, days=days, today=local_day(now), seed=options["seed"], now=now
             )
             written = demo_insert(rows, progress=self._bar(count, started, "rows"))
         except ValueError as exc:

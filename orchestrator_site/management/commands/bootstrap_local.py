@@ -25,6 +25,13 @@ class Command(BaseCommand):
         providers = demo_registry_load(local_model_url=options["local_model_url"] or None)
         enabled = [p.name for p in providers if p.enabled]
         self.stdout.write(f"==> demo configuration loaded; enabled providers: {', '.join(enabled)}")
+        waiting = [
+            f"{p.name} ({p.credential_env})"
+            for p in providers
+            if p.follows_credential_env and not p.enabled
+        ]
+        if waiting:
+            self.stdout.write(f"    off until their key is set: {', '.join(waiting)}")
         if default_policy_ensure():
             self.stdout.write("==> routing policy 'balanced' loaded as the default")
 
