@@ -6,8 +6,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from routing.validation import MODEL_MAX_CHARS, FieldInvalid, nul_check
+
 MAX_PROMPT_CHARS = 32_000
-MAX_MODEL_CHARS = 200
+MAX_MODEL_CHARS = MODEL_MAX_CHARS
 COMPARE_MIN, COMPARE_MAX = 2, 3
 
 
@@ -24,6 +26,11 @@ class ChatRequestFrame:
 
     @classmethod
     def parse(cls, frame: dict[str, Any]) -> ChatRequestFrame:
+        try:
+            # What cannot be stored (a NUL character) is refused before it is answered.
+            nul_check({k: frame.get(k) for k in ("content", "model", "compare")})
+        except FieldInvalid as error:
+            raise FrameError(str(error)) from error
         conversation_id = frame.get("conversation_id")
         if conversation_id is not None and (
             not isinstance(conversation_id, int) or isinstance(conversation_id, bool)

@@ -26,6 +26,14 @@ from routing.prometheus import prometheus_text
 from routing.services import chat_stream
 from routing.status import gateway_metrics, model_statuses
 from routing.tasks import batch_item_enqueue
+from routing.validation import (
+    MAX_OUTPUT_TOKENS,
+    MODEL_MAX_CHARS,
+    SESSION_MAX_CHARS,
+    TASK_TYPE_MAX_CHARS,
+    FieldInvalid,
+    nul_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +66,13 @@ def _gateway_error(request: HttpRequest, exc: GatewayError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    # A field is named by its path in the JSON body: ninja's location also names where the
+    # value came from and the operation's parameter ("body", "payload").
     errors = [
         {
-            "field": ".".join(str(part) for part in error.get("loc", ()) if part != "body"),
+            "field": ".".join(
+                str(part) for part in error.get("loc", ()) if part not in ("body", "payload")
+            ),
             "message": error.get("msg", ""),
         }
         for error in exc.errors
@@ -105,16 +117,18 @@ class MessageIn(Schema):
 class ExecuteIn(Schema):
     prompt: str | None = Field(None, description="The prompt; or give `messages`.")
     messages: list[MessageIn] | None = None
-    task_type: str | None = None
+    task_type: str | None = Field(None, max_length=TASK_TYPE_MAX_CHARS)
     model_id: str | None = Field(
-        None, description="Override routing: 'provider:model', a model name or a policy name."
+        None,
+        max_length=MODEL_MAX_CHARS,
+        description="Override routing: 'provider:model', a model name or a policy name.",
     )
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS, strict=True)
     temperature: float | None = Field(None, ge=0, le=2)
     system_prompt: str | None = None
     context: dict[str, Any] | None = Field(None, description="Injected into the prompt.")
     metadata: dict[str, Any] | None = Field(None, description='e.g. {"cache": false}')
-    session_id: str = Field("", max_length=128)
+    session_id: str = Field("", max_length=SESSION_MAX_CHARS)
 
 
 class MetricsOut(Schema):
@@ -145,12 +159,20 @@ class ErrorOut(Schema):
 ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 413, 429, 502, 503, 504)}
 
 
-def _task(payload: ExecuteIn) -> dict[str, Any]:
+def _task(payload: ExecuteIn, path: str = "") -> dict[str, Any]:
+    """The task of one request (`path` names a batch item: `tasks[3].`), refused here when
+    its log row could not be written (routing/validation.py)."""
     if not payload.prompt and not payload.messages:
+        field = f"{path}prompt"
         raise GatewayError(
-            "INVALID_REQUEST", "prompt: give a prompt or messages", details={"field": "prompt"}
+            "INVALID_REQUEST", f"{field}: give a prompt or messages", details={"field": field}
         )
-    return payload.model_dump(exclude_none=True)
+    task = payload.model_dump(exclude_none=True)
+    try:
+        nul_check(task, path.rstrip("."))
+    except FieldInvalid as exc:
+        raise GatewayError("INVALID_REQUEST", str(exc), details={"field": exc.field}) from exc
+    return task
 
 
 @api.post("/execute", response={200: ExecuteOut, **ERRORS}, summary="Run one prompt")
@@ -190,7 +212,7 @@ class BatchCreatedOut(Schema):
 @api.post("/batch", response={202: BatchCreatedOut, **ERRORS}, summary="Submit a batch")
 async def batch_submit(request: HttpRequest, payload: BatchIn) -> HttpResponse:
     caller: Caller = request.auth  # type: ignore[attr-defined]
-    tasks = [_task(task) for task in payload.tasks]
+    tasks = [_task(task, f"tasks[{index}].") for index, task in enumerate(payload.tasks)]
     batch = await sync_to_async(batch_create)(
         caller=caller, tasks=tasks, priority=payload.priority, enqueue=batch_item_enqueue
     )
@@ -279,6 +301,9 @@ async def models_view(request: HttpRequest) -> HttpResponse:
 
 
 async def model_status_view(request: HttpRequest, name: str) -> HttpResponse:
+    # No model's name holds a NUL (Postgres could not even compare one) or is that long.
+    if "\x00" in name or len(name) > 2 * MODEL_MAX_CHARS:
+        return envelope("MODEL_UNAVAILABLE", "No model by that name.", 404)
     statuses = await sync_to_async(model_statuses)(name=name)
     if not statuses:
         return envelope("MODEL_UNAVAILABLE", f"No model called {name!r}.", 404)

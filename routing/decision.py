@@ -215,3 +215,21 @@ class RouteDecision:
 
 class RoutingError(ValueError):
     """The request cannot be routed as asked (an override naming an unknown model)."""
+
+
+class TokenLimitExceeded(RoutingError):
+    """The prompt plus the requested output fits no model the request may use: every candidate
+    was refused for its context window, or the named model's window is too small. The caller's
+    mistake (a 400), not an outage: a retry cannot fix it."""
+
+    def __init__(
+        self, decision: RouteDecision, *, needed_tokens: int, largest_window: int, target: str
+    ) -> None:
+        super().__init__(
+            f"this request needs {needed_tokens} tokens (the prompt plus max_tokens), more than "
+            f"the context window of {target} ({largest_window} tokens); shorten the prompt or "
+            "lower max_tokens"
+        )
+        self.decision = decision
+        self.needed_tokens = needed_tokens
+        self.largest_window = largest_window

@@ -19,6 +19,7 @@ from routing.decision import (
     RoutingError,
     RuleSpec,
     StickyInfo,
+    TokenLimitExceeded,
 )
 from routing.router.ladder import complexity_for, rung_for, rung_thresholds, tier_order
 
@@ -289,7 +290,7 @@ def _ineligible(
         return "disabled"
     needed = request.prompt_tokens + request.max_output_tokens
     if needed > model.context_window:
-        return f"context window {model.context_window} < {needed} tokens needed"
+        return f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"
     if not model.is_local:
         reach = snapshot.target_state("connectivity", model.provider_name)
         if reach == "DISCONNECTED":
@@ -304,6 +305,43 @@ def _ineligible(
         if action == "free_only" and not model.is_free:
             return f"{why}: free or local models only"
     return None
+
+
+CONTEXT_REFUSAL = "context window"
+
+
+def token_limit_exceeded(
+    decision: RouteDecision, registry: RegistrySnapshot
+) -> TokenLimitExceeded | None:
+    """The refusal of a request that no window can hold, or None. A named model: its window is
+    too small. Routed: the chain is empty only because every candidate was refused for its
+    context window, and no enabled model's window is large enough either. Any other empty
+    chain keeps its own reason."""
+    asked = decision.trace.get("request", {})
+    needed = int(asked.get("prompt_tokens", 0)) + int(asked.get("max_output_tokens", 0))
+    if decision.override and decision.chain:
+        model = decision.chain[0]
+        if needed <= model.context_window:
+            return None
+        return TokenLimitExceeded(
+            decision, needed_tokens=needed, largest_window=model.context_window, target=model.ref
+        )
+    # A disabled model was never on offer; what counts is why the others were refused.
+    reasons = [
+        str(c.get("reason", ""))
+        for c in decision.trace.get("candidates") or []
+        if c.get("reason") != "disabled"
+    ]
+    if decision.chain or not reasons:
+        return None
+    if not all(reason.startswith(CONTEXT_REFUSAL) for reason in reasons):
+        return None
+    largest = max((m.context_window for m in registry.models if m.enabled), default=0)
+    if needed <= largest:
+        return None
+    return TokenLimitExceeded(
+        decision, needed_tokens=needed, largest_window=largest, target="any enabled model"
+    )
 
 
 def _apply_sticky(

@@ -32,7 +32,7 @@ import orjson
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, InterfaceError, OperationalError, connection
 
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
@@ -264,6 +264,11 @@ def _record_if_missing(rid: str, entry: dict[str, str]) -> bool:
     return True
 
 
+# A database that cannot be reached fails every entry alike; quarantining them would lose rows
+# the next sweep can write.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
 def journal_sweep(*, now: float | None = None) -> int:
     """Write the rows of journal entries past their grace period; returns how many."""
     cutoff = time.time() if now is None else now
@@ -274,6 +279,8 @@ def journal_sweep(*, now: float | None = None) -> int:
             if float(entry["due"]) <= cutoff:
                 try:
                     written += _record_if_missing(rid, entry)
+                except DATABASE_AWAY:
+                    raise  # not the entry's fault: every entry left waits for the next sweep
                 except Exception as exc:  # one bad entry must not stop the others' rows
                     reason = f"{type(exc).__name__}: {exc}"
                     logger.error("journal entry %s quarantined: %s", rid, reason)
@@ -287,6 +294,8 @@ def journal_sweep(*, now: float | None = None) -> int:
             if stored:
                 try:
                     written += _record_if_missing(rid, stored)
+                except DATABASE_AWAY:
+                    raise  # not the entry's fault: every entry left waits for the next sweep
                 except Exception as exc:  # one bad entry must not stop the others' rows
                     _quarantine(client, rid, stored, exc)
             client.zrem(INDEX_KEY, rid)

@@ -38,6 +38,14 @@ from routing.events import (
 )
 from routing.journal import journaled, request_refusal_record
 from routing.services import chat_stream
+from routing.validation import (
+    MODEL_MAX_CHARS,
+    FieldInvalid,
+    log_safe,
+    max_tokens_check,
+    nul_check,
+    text_check,
+)
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 ERROR_TYPES = {
@@ -50,6 +58,9 @@ ERROR_TYPES = {
     429: "rate_limit_error",
     504: "timeout",
 }
+# Where OpenAI has its own code for a refusal, /v1 answers with it: clients look for it.
+OPENAI_CODES = {"TOKEN_LIMIT_EXCEEDED": "context_length_exceeded"}
+OPENAI_PARAMS = {"TOKEN_LIMIT_EXCEEDED": "messages"}
 
 
 def json_response(
@@ -107,15 +118,6 @@ def _number(body: dict[str, Any], field: str, low: float, high: float) -> float 
     return float(value)
 
 
-def _positive_int(body: dict[str, Any], field: str) -> int | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _invalid(field, "must be a positive integer")
-    return value
-
-
 def _content_text(content: Any, field: str) -> str:
     if isinstance(content, str):
         return content
@@ -153,11 +155,24 @@ def parse_chat_request(
 ) -> tuple[GatewayRequest, bool, bool]:
     """`(request, stream, include_usage)` from a chat completions body; `session_header` is
     the request's `x-session-id`, which names the session instead of `user`."""
+    try:
+        return _chat_request(body, caller=caller, session_header=session_header)
+    except FieldInvalid as exc:
+        raise _invalid(exc.field, exc.message) from exc
+
+
+def _chat_request(
+    body: Any, *, caller: Caller, session_header: str | None
+) -> tuple[GatewayRequest, bool, bool]:
     if not isinstance(body, dict):
         raise _invalid("body", "must be a JSON object")
+    # What cannot be logged is refused before it is answered (routing/validation.py).
+    nul_check(body)
+    nul_check(session_header, "x-session-id")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid("model", "is required (a model, a policy name or 'auto')")
+    text_check(model, "model", MODEL_MAX_CHARS)
     if body.get("n") not in (None, 1):
         raise _invalid("n", "only n=1 is supported")
     stop = body.get("stop")
@@ -179,8 +194,8 @@ def parse_chat_request(
         entry_point=RequestLog.EntryPoint.OPENAI,
         caller=caller,
         model=model,
-        max_tokens=_positive_int(body, "max_completion_tokens")
-        or _positive_int(body, "max_tokens"),
+        max_tokens=max_tokens_check(body.get("max_completion_tokens"), "max_completion_tokens")
+        or max_tokens_check(body.get("max_tokens"), "max_tokens"),
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
@@ -227,7 +242,13 @@ def _headers(request_id: str, started: Started | Finished | None) -> dict[str, s
 
 def _failure(event: Failed, request_id: str) -> HttpResponse:
     headers = _headers(request_id, None) | rate_limit_headers(event.rate_limit, event.retry_after_s)
-    return openai_error(event.code, event.message, event.http_status, headers=headers)
+    return openai_error(
+        OPENAI_CODES.get(event.code, event.code),
+        event.message,
+        event.http_status,
+        param=OPENAI_PARAMS.get(event.code),
+        headers=headers,
+    )
 
 
 async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, bool]:
@@ -256,7 +277,8 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, 
             messages=(),
             entry_point="openai",
             caller=caller,
-            model=model if isinstance(model, str) else None,
+            # Named on the refusal's row only when the row can hold it.
+            model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
         )
         await request_refusal_record(
             request=refused, status="invalid", error_code=exc.code, message=exc.message
@@ -384,8 +406,8 @@ async def _streamed(
                     error = {
                         "message": pending.message,
                         "type": ERROR_TYPES.get(pending.http_status, "api_error"),
-                        "param": None,
-                        "code": pending.code,
+                        "param": OPENAI_PARAMS.get(pending.code),
+                        "code": OPENAI_CODES.get(pending.code, pending.code),
                     }
                     out.append(_sse({"error": error}))
                     yield b"".join(out)

@@ -54,8 +54,9 @@ from routing.budgets import (
 from routing.classify import estimate_tokens
 from routing.closing import RequestClose, RequestCloser
 from routing.config_cache import RoutingConfig, routing_config_get
-from routing.decision import ModelSpec, RouteDecision, RoutingError
+from routing.decision import ModelSpec, RouteDecision, RoutingError, TokenLimitExceeded
 from routing.decisions import route_decide
+from routing.engine import token_limit_exceeded
 from routing.events import (
     Delta,
     Event,
@@ -254,6 +255,10 @@ def _prepare(request: GatewayRequest) -> _Prepared:
             policy_name=policy_name,
             max_output_tokens=request.max_tokens or 0,
         )
+        # Refused before any guard or hold: the caller's mistake, which no retry can fix.
+        too_long = token_limit_exceeded(decision, config.registry)
+        if too_long is not None:
+            raise too_long
     except RoutingError:
         journal_open(request=request)  # refused before the guards' round trip: on its own
         raise
@@ -464,6 +469,12 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         return
     try:
         prepared = await _prepare_async(request)
+    except TokenLimitExceeded as exc:
+        ledger.decision = exc.decision
+        ledger.status, ledger.error_code = STATUS_INVALID, "TOKEN_LIMIT_EXCEEDED"
+        details = {"needed_tokens": exc.needed_tokens, "largest_window": exc.largest_window}
+        yield Failed(request.request_id, "TOKEN_LIMIT_EXCEEDED", str(exc), details=details)
+        return
     except RoutingError as exc:
         ledger.status, ledger.error_code = STATUS_INVALID, "INVALID_REQUEST"
         yield Failed(request.request_id, "INVALID_REQUEST", str(exc))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import OperationalError
 
 from analytics.models import RequestLog
 from orchestrator_site.cache import RedisOutbox, async_redis
@@ -182,3 +183,27 @@ def test_journal_keys_live_under_the_cache_key_prefix():
 
     assert shown == ["install-b:journal", "install-b:journal:", "install-b:journal-quarantine"]
     assert f"{settings.CACHES['default']['KEY_PREFIX']}:journal" == INDEX_KEY
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_database_outage_quarantines_nothing_and_the_next_sweep_writes_the_rows(
+    redis_journal, clean_quarantine, monkeypatch
+):
+    requests = [gateway_request() for _ in range(2)]
+    for request in requests:
+        await sync_to_async(journal_open)(request=request)
+    later = time.time() + journal.grace_s() + 1
+    real_record = journal.request_record
+
+    def database_away(**kwargs: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(journal, "request_record", database_away)
+    with pytest.raises(OperationalError):
+        await sync_to_async(journal.journal_sweep)(now=later)
+    monkeypatch.setattr(journal, "request_record", real_record)
+
+    assert await sync_to_async(journal.journal_quarantined)() == {}
+    assert await sync_to_async(journal_pending)() == 2
+    assert await sync_to_async(journal.journal_sweep)(now=later) == 2
+    assert await sync_to_async(journal_pending)() == 0
