@@ -106,14 +106,10 @@ def _router_verdict(
         logger.warning("learned router unavailable, the heuristic routes: %s", exc)
         classification["router_error"] = str(exc)
         return None
-    if knob.threshold is not None:
-        threshold = knob.threshold
-    else:
-        threshold = router.threshold_for_quality(knob.quality_target_pct or 100.0)
     classification["complexity_from"] = "router"
     return RouterVerdict(
         version=router.version,
         probability=router.score(prompt),
-        threshold=threshold,
+        threshold=router.threshold_of(knob),
         quality_target_pct=knob.quality_target_pct if knob.threshold is None else None,
     )

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analytics.models import RequestFeedback, RequestPayload
+from analytics.quality import PREMIUM_TIER
 from routing.router.train import Example
-
-PREMIUM_TIER = "premium"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from routing.router.features import (
     shape,
     term_counts,
 )
+from routing.router.ladder import Knob
 
 ARTIFACT_FORMAT = "orchestrator-router/1"
 
@@ -104,13 +105,12 @@ class Router:
             return max(self.curve, key=lambda p: p.threshold) if self.curve else None
         return max(below, key=lambda p: p.threshold)
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "data_sha256": self.data_sha256,
-            "trained_on": dict(self.trained_on),
-            "terms": len(self.terms),
-        }
+    def threshold_of(self, knob: Knob) -> float:
+        """The probability threshold a policy's knob sets: its threshold when it names one,
+        else the one keeping its quality target on this router's curve."""
+        if knob.threshold is not None:
+            return knob.threshold
+        return self.threshold_for_quality(knob.quality_target_pct or 100.0)
 
 
 def router_from_json(data: Mapping[str, Any]) -> Router:
@@ -158,7 +158,3 @@ def router_load(path: Path) -> Router:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: a router artifact is a JSON object")
     return router_from_json(data)
-
-
-def scores(router: Router, prompts: Sequence[Prompt]) -> list[float]:
-    return [router.score(p) for p in prompts]

@@ -39,9 +39,7 @@ def operating_point_of(router: Router, knob: Knob | None) -> OperatingPoint | No
     engine (routing/decisions.py)."""
     if knob is None:
         return None
-    if knob.threshold is not None:
-        return router.operating_point(knob.threshold)
-    return router.operating_point(router.threshold_for_quality(knob.quality_target_pct or 100.0))
+    return router.operating_point(router.threshold_of(knob))
 
 
 def router_curve_read() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 
 from routing.router.features import BLOCKS, SHAPE_NAMES, Prompt, read, shape_vector, term_counts
 from routing.router.metrics import Outcome, apgr, cpt, curve, share_for_quality
-from routing.router.model import ARTIFACT_FORMAT, Router, router_from_json
+from routing.router.model import ARTIFACT_FORMAT
 
 FOLDS = 5
 FEEDBACK = "feedback"
@@ -74,8 +74,6 @@ class Fitted:
     scale: np.ndarray
     weights: np.ndarray  # terms, then shape (already multiplied by shape_weight), then bias
     params: Params
-    calibration: tuple[float, float] = (1.0, 0.0)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def dev_examples(path: Path, *, include_contaminated: bool = False) -> list[Example]:
@@ -450,10 +448,6 @@ def artifact_bytes(body: dict[str, Any]) -> bytes:
     return (
         json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
     ).encode()
-
-
-def as_router(body: dict[str, Any]) -> Router:
-    return router_from_json(body)
 
 
 def data_digest(parts: Iterable[bytes]) -> str:
