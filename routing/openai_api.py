@@ -140,7 +140,9 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
             raise _invalid(f"messages[{index}]", "must be an object")
-        role = ROLES.get(item.get("role", ""))
+        raw_role = item.get("role")
+        # A role of any other type (a list, an object) is refused, not looked up.
+        role = ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
             raise _invalid(
                 f"messages[{index}].role", "must be one of system, developer, user, assistant"
@@ -173,7 +175,8 @@ def _chat_request(
     if not isinstance(model, str) or not model:
         raise _invalid("model", "is required (a model, a policy name or 'auto')")
     text_check(model, "model", MODEL_MAX_CHARS)
-    if body.get("n") not in (None, 1):
+    n = body.get("n")
+    if n is not None and (type(n) is not int or n != 1):
         raise _invalid("n", "only n=1 is supported")
     stop = body.get("stop")
     if isinstance(stop, str):

@@ -41,7 +41,9 @@ def nul_field(value: Any, path: str = "") -> str | None:
         return path if "\x00" in value else None
     if isinstance(value, dict):
         for key, item in value.items():
-            where = _joined(path, str(key))
+            # The path names the key with its NUL escaped: the path goes into messages and
+            # the refusal's log row, which could not hold the character itself.
+            where = _joined(path, str(key).replace("\x00", "\\u0000"))
             if isinstance(key, str) and "\x00" in key:
                 return where
             found = nul_field(item, where)

@@ -27,7 +27,8 @@ def test_the_shared_checks_name_the_path_of_the_field():
     body = {"messages": [{"role": "user", "content": "ok"}, {"content": "a\x00b"}]}
 
     assert nul_field(body) == "messages[1].content"
-    assert nul_field({"metadata": {"k\x00": 1}}, "tasks[2]") == "tasks[2].metadata.k\x00"
+    # The key is named with its NUL escaped: the name goes into the refusal and its log row.
+    assert nul_field({"metadata": {"k\x00": 1}}, "tasks[2]") == "tasks[2].metadata.k\\u0000"
     assert nul_field({"prompt": "fine", "n": 1, "x": None}) is None
     with pytest.raises(FieldInvalid) as long:
         text_check(LONG_MODEL, "model", 200)
@@ -53,6 +54,8 @@ def test_v1_refuses_what_its_log_row_could_not_hold(
         ),
         ({"model": "auto", "messages": USER, "user": "u\x00"}, "user"),
         ({"model": "alpha\x00", "messages": USER}, "model"),
+        # A NUL in a key is named escaped (the refusal's message and row could not hold it).
+        ({"model": {"\x00": None}, "messages": USER}, "model.\\u0000"),
         ({"model": LONG_MODEL, "messages": USER}, "model"),
         ({"model": "auto", "messages": USER, "max_tokens": 1_000_001}, "max_tokens"),
         ({"model": "auto", "messages": USER, "max_tokens": 2.5}, "max_tokens"),
@@ -76,7 +79,16 @@ def test_v1_refuses_what_its_log_row_could_not_hold(
     # Each refusal still has its row, naming the model only where the row can hold it.
     rows = wait_rows(len(cases), entry_point="openai")
     assert [(r.status, r.error_code) for r in rows] == [("invalid", "INVALID_REQUEST")] * len(cases)
-    assert [r.requested_model for r in rows] == ["auto", "auto", "", "", "auto", "auto", "auto"]
+    assert [r.requested_model for r in rows] == [
+        "auto",
+        "auto",
+        "",
+        "",
+        "",
+        "auto",
+        "auto",
+        "auto",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,7 +104,7 @@ def test_native_execute_and_batch_refuse_what_cannot_be_logged(
         ({"messages": [{"role": "user", "content": "\x00"}]}, "messages[0].content"),
         ({"prompt": "hi", "session_id": "s\x00"}, "session_id"),
         ({"prompt": "hi", "metadata": {"note": "n\x00"}}, "metadata.note"),
-        ({"prompt": "hi", "context": {"k\x00": "v"}}, "context.k\x00"),
+        ({"prompt": "hi", "context": {"k\x00": "v"}}, "context.k\\u0000"),
         ({"prompt": "hi", "system_prompt": "\x00"}, "system_prompt"),
     ]
     schema_cases: list[tuple[dict[str, Any], str]] = [
