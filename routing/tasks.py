@@ -4,6 +4,7 @@ import random
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 from routing.sampling import agents_sample as agents_sample_service
 
@@ -45,8 +46,20 @@ def batch_item_run(self: Any, item_id: int) -> str:
     return run.state
 
 
+def broker_priority(priority: int) -> int:
+    """The broker's priority for an API priority. The API's 9 is the highest (AMQP's sense);
+    the Redis broker consumes its level 0 first, so the scale is turned over."""
+    if not 0 <= priority <= 9:
+        raise ValueError(f"priority must be 0-9, not {priority}")
+    return 9 - priority
+
+
 def batch_item_enqueue(item_id: int, priority: int) -> None:
-    batch_item_run.apply_async(args=[item_id], priority=priority)
+    """Queue one batch item; items of a higher-priority batch are consumed first."""
+    # ORCHESTRATOR_BATCH_QUEUE sends batch items to a queue of their own (default: Celery's).
+    queue = getattr(settings, "ORCHESTRATOR_BATCH_QUEUE", None)
+    options: dict[str, Any] = {"queue": queue} if queue else {}
+    batch_item_run.apply_async(args=[item_id], priority=broker_priority(priority), **options)
 
 
 @shared_task(name="routing.tasks.journal_sweep", time_limit=300, soft_time_limit=240)
