@@ -39,6 +39,7 @@ from routing.validation import (
 
 logger = logging.getLogger(__name__)
 
+
 class StrictJSONParser(Parser):
     """Request bodies parsed by orjson, as on /v1: no NaN or Infinity, no lone surrogates (no
     log row could hold one), nesting bounded. A body it refuses is a 400 INVALID_REQUEST."""
