@@ -6,65 +6,151 @@ passes through a float here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from analytics.values import BreakdownRow, DayPoint, ModelDayCost
 
 CENT = Decimal("0.0001")
-LAYOUT = {"margin": {"l": 50, "r": 10, "t": 36, "b": 40}, "height": 300}
+# Axis titles and tick labels push the margins out as far as they need (automargin): fixed
+# margins clipped long model names and money ticks.
+LAYOUT = {"margin": {"l": 10, "r": 10, "t": 36, "b": 10}, "height": 300}
+NO_MODEL = "(none)"
+# Plotly's own qualitative colours (D3 category10), then a second, lighter set.
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+)
+
+
+def model_colours(names: Iterable[str]) -> dict[str, str]:
+    """One colour per model name, the same in every chart.
+
+    A name starts at the palette slot its CRC-32 picks and takes the next free one; names are
+    placed in sorted order, so the same set of names always gets the same colours, and a model
+    keeps its colour on every page that knows the same models. Beyond the palette's size,
+    colours repeat.
+    """
+    colours: dict[str, str] = {}
+    used: set[int] = set()
+    for name in sorted(set(names)):
+        slot = zlib.crc32(name.encode()) % len(PALETTE)
+        if len(used) < len(PALETTE):
+            while slot in used:
+                slot = (slot + 1) % len(PALETTE)
+        used.add(slot)
+        colours[name] = PALETTE[slot]
+    return colours
+
+
+def _colour(colours: Mapping[str, str], name: str) -> str:
+    return colours.get(name) or model_colours([name])[name]
 
 
 def _money(value: Decimal) -> str:
     return format(value.quantize(CENT), "f")
 
 
+def _axis(title: str, **extra: Any) -> dict[str, Any]:
+    return {"title": {"text": title}, "automargin": True, **extra}
+
+
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
     return {**LAYOUT, "title": {"text": title}, **extra}
 
 
-def cost_by_model_chart(points: Sequence[ModelDayCost]) -> dict[str, Any]:
-    days = sorted({p.day for p in points})
+def _x(moment: date) -> str:
+    """A date, or an hour's start as plotly reads it (local wall time, no offset)."""
+    if isinstance(moment, datetime):
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.isoformat()
+
+
+def _time_axis(points: Sequence[date]) -> dict[str, Any]:
+    hourly = any(isinstance(p, datetime) for p in points)
+    return _axis("hour" if hourly else "day", type="date")
+
+
+def cost_by_model_chart(
+    points: Sequence[ModelDayCost], colours: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Cost per bucket (day, or hour for short ranges), one stacked bar series per model."""
+    colours = colours or {}
+    buckets = sorted({p.day for p in points})
     models = sorted({p.model_name for p in points})
     cost = {(p.day, p.model_name): p.cost_usd for p in points}
     data = [
         {
             "type": "bar",
             "name": model,
-            "x": [d.isoformat() for d in days],
-            "y": [_money(cost.get((d, model), Decimal(0))) for d in days],
+            "marker": {"color": _colour(colours, model)},
+            "x": [_x(b) for b in buckets],
+            "y": [_money(cost.get((b, model), Decimal(0))) for b in buckets],
         }
         for model in models
     ]
-    return {"data": data, "layout": _layout("Cost per day by model (USD)", barmode="stack")}
+    hourly = any(isinstance(b, datetime) for b in buckets)
+    return {
+        "data": data,
+        "layout": _layout(
+            f"Cost per {'hour' if hourly else 'day'} by model (USD)",
+            barmode="stack",
+            xaxis=_time_axis(buckets),
+            yaxis=_axis("USD"),
+        ),
+    }
 
 
 def savings_chart(points: Sequence[DayPoint]) -> dict[str, Any]:
-    days = [p.day.isoformat() for p in points]
+    x = [_x(p.day) for p in points]
     return {
         "data": [
             {
                 "type": "scatter",
-                "mode": "lines",
+                "mode": "lines+markers",
                 "name": "actual",
-                "x": days,
+                "x": x,
                 "y": [_money(p.totals.comparable_cost_usd) for p in points],
             },
             {
                 "type": "scatter",
-                "mode": "lines",
+                "mode": "lines+markers",
                 "name": "all-premium baseline",
-                "x": days,
+                "x": x,
                 "y": [_money(p.totals.comparable_baseline_usd) for p in points],
             },
         ],
-        "layout": _layout("Actual cost vs baseline (USD)"),
+        "layout": _layout(
+            "Actual cost vs baseline (USD)",
+            xaxis=_time_axis([p.day for p in points]),
+            yaxis=_axis("USD", rangemode="tozero"),
+        ),
     }
 
 
-def model_distribution_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
-    labels = [r.key or "(none)" for r in rows]
+def model_distribution_chart(
+    rows: Sequence[BreakdownRow], colours: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    colours = colours or {}
+    labels = [r.key or NO_MODEL for r in rows]
+    marker = {"colors": [_colour(colours, label) for label in labels]}
     return {
         "data": [
             {
@@ -73,6 +159,8 @@ def model_distribution_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
                 "labels": labels,
                 "hole": 0.4,
                 "values": [r.totals.requests for r in rows],
+                "marker": marker,
+                "sort": False,
                 "domain": {"column": 0},
                 "title": {"text": "requests"},
             },
@@ -82,6 +170,8 @@ def model_distribution_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
                 "labels": labels,
                 "hole": 0.4,
                 "values": [_money(r.totals.cost_usd) for r in rows],
+                "marker": marker,
+                "sort": False,
                 "domain": {"column": 1},
                 "title": {"text": "cost"},
             },
@@ -90,8 +180,13 @@ def model_distribution_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
     }
 
 
-def latency_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
-    labels = [r.key or "(none)" for r in rows]
+def latency_chart(
+    rows: Sequence[BreakdownRow], colours: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """p50 (lighter) and p95 per model, each bar in its model's colour."""
+    colours = colours or {}
+    labels = [r.key or NO_MODEL for r in rows]
+    bar_colours = [_colour(colours, label) for label in labels]
     return {
         "data": [
             {
@@ -99,15 +194,22 @@ def latency_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
                 "name": "p50",
                 "x": labels,
                 "y": [r.totals.p50_latency_ms for r in rows],
+                "marker": {"color": bar_colours, "opacity": 0.55},
             },
             {
                 "type": "bar",
                 "name": "p95",
                 "x": labels,
                 "y": [r.totals.p95_latency_ms for r in rows],
+                "marker": {"color": bar_colours},
             },
         ],
-        "layout": _layout("Latency percentiles by model (ms)", barmode="group"),
+        "layout": _layout(
+            "Latency percentiles by model (ms)",
+            barmode="group",
+            xaxis=_axis("model", type="category"),
+            yaxis=_axis("ms", rangemode="tozero"),
+        ),
     }
 
 
@@ -122,7 +224,11 @@ def task_type_chart(rows: Sequence[BreakdownRow]) -> dict[str, Any]:
                 "name": "requests",
             }
         ],
-        "layout": _layout("Requests by task type"),
+        "layout": _layout(
+            "Requests by task type",
+            xaxis=_axis("task type", type="category"),
+            yaxis=_axis("requests", rangemode="tozero"),
+        ),
     }
 
 
@@ -157,7 +263,7 @@ def router_curve_chart(curve: Mapping[str, Any]) -> dict[str, Any]:
         "data": data,
         "layout": _layout(
             "Cost-quality curve",
-            xaxis={"title": {"text": "prompts sent to premium (%)"}, "range": [-2, 102]},
-            yaxis={"title": {"text": "quality kept (%)"}},
+            xaxis=_axis("prompts sent to premium (%)", range=[-2, 102]),
+            yaxis=_axis("quality kept (%)"),
         ),
     }

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from analytics.filters import ReportFilter
 from analytics.models import RequestLog
@@ -64,6 +65,7 @@ BREAKDOWN_COLUMNS = (
     "p95_latency_ms",
 )
 CHUNK_ROWS = 2000
+CREATED_AT_COLUMN = RAW_COLUMNS.index("created_at")
 EXPORT_KINDS = ("raw", *(d for d in GROUPABLE if d != "day"))
 
 
@@ -87,29 +89,55 @@ def csv_text(rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
-def raw_queryset(f: ReportFilter) -> QuerySet[RequestLog, tuple[Any, ...]]:
-    return (
-        RequestLog.objects.filter(
-            f.dimension_q(),
-            created_at__gte=day_start(f.start),
-            created_at__lt=day_start(f.end + timedelta(days=1)),
-        )
-        .order_by("created_at", "id")
-        .values_list(*RAW_COLUMNS)
+def _raw_rows(f: ReportFilter) -> QuerySet[RequestLog]:
+    return RequestLog.objects.filter(
+        f.dimension_q(),
+        created_at__gte=day_start(f.start),
+        created_at__lt=day_start(f.end + timedelta(days=1)),
     )
 
 
-def raw_chunks(f: ReportFilter) -> Iterator[tuple[str, int]]:
-    """CSV text in chunks, each with how many data rows it holds (for progress)."""
+def raw_queryset(f: ReportFilter) -> QuerySet[RequestLog, tuple[Any, ...]]:
+    return _raw_rows(f).order_by("created_at", "id").values_list(*RAW_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RawSnapshot:
+    """The rows a background export holds: those matching when it starts, up to `last_id`
+    (rows written while it runs get larger ids and are left out, so the file matches the
+    count shown from the start)."""
+
+    rows: int
+    last_id: int
+
+
+def raw_snapshot(f: ReportFilter) -> RawSnapshot:
+    found = _raw_rows(f).aggregate(rows=Count("id"), last_id=Max("id"))
+    return RawSnapshot(rows=found["rows"], last_id=found["last_id"] or 0)
+
+
+def raw_chunks(f: ReportFilter, snapshot: RawSnapshot) -> Iterator[tuple[str, int]]:
+    """CSV text in chunks, each with how many data rows it holds (for progress).
+
+    Each chunk is one short query that is read to its end, continuing after the last row of
+    the one before (keyset), so no read stays open while the caller writes between chunks:
+    on SQLite an open read would keep the caller's own writes from committing."""
     yield csv_text([RAW_COLUMNS]), 0
-    chunk: list[tuple[Any, ...]] = []
-    for row in raw_queryset(f).iterator(chunk_size=CHUNK_ROWS):
-        chunk.append(row)
-        if len(chunk) == CHUNK_ROWS:
-            yield csv_text(chunk), len(chunk)
-            chunk = []
-    if chunk:
-        yield csv_text(chunk), len(chunk)
+    rows = _raw_rows(f).filter(id__lte=snapshot.last_id).order_by("created_at", "id")
+    after: tuple[datetime, int] | None = None
+    while True:
+        page = rows
+        if after is not None:
+            page = rows.filter(created_at__gte=after[0]).exclude(
+                created_at=after[0], id__lte=after[1]
+            )
+        chunk = list(page.values_list(*RAW_COLUMNS, "id")[:CHUNK_ROWS])
+        if not chunk:
+            return
+        yield csv_text(row[:-1] for row in chunk), len(chunk)
+        if len(chunk) < CHUNK_ROWS:
+            return
+        after = (chunk[-1][CREATED_AT_COLUMN], chunk[-1][-1])
 
 
 async def raw_chunks_async(f: ReportFilter) -> AsyncIterator[str]:

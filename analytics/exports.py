@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connections, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
-from analytics.csvexport import breakdown_csv, raw_chunks, raw_queryset
+from analytics.csvexport import breakdown_csv, raw_chunks, raw_snapshot
 from analytics.filters import ReportFilter, report_filter_parse
 from analytics.models import ExportJob
 from analytics.scoping import scope_for
 
+logger = logging.getLogger(__name__)
+
 PROGRESS_EVERY_ROWS = 10_000
+ERROR_MAX_CHARS = 1000
 
 
 def export_dir() -> Path:
@@ -28,11 +33,49 @@ def export_path(job: ExportJob) -> Path:
 
 def export_job_create(*, owner_id: int, f: ReportFilter, kind: str) -> ExportJob:
     """Create the job and start it once the row is committed (a worker must see it)."""
+    job = ExportJob.objects.create(owner_id=owner_id, query=f.as_query(), kind=kind)
+    transaction.on_commit(lambda: export_job_start(job_id=job.pk))
+    return job
+
+
+def export_job_start(*, job_id: int) -> None:
+    """Hand the job to a Celery worker, or, without a broker (the zero-setup default), to a
+    thread of this process, so the page that started it can follow its progress. A job that
+    cannot be started is marked failed with the reason, never left pending."""
     from analytics.tasks import export_run
 
-    job = ExportJob.objects.create(owner_id=owner_id, query=f.as_query(), kind=kind)
-    transaction.on_commit(lambda: export_run.delay(job.pk))
-    return job
+    if settings.ORCHESTRATOR_EXPORT_IN_THREAD:
+        thread = threading.Thread(
+            target=_export_in_thread, args=(job_id,), name=f"export-{job_id}", daemon=True
+        )
+        thread.start()
+        return
+    try:
+        export_run.delay(job_id)
+    except Exception as exc:
+        # Eager tasks raise here what the run raised (it recorded that already); a broker
+        # that cannot be reached raises before anything ran.
+        logger.exception("export %s could not run", job_id)
+        _job_failed(job_id, exc)
+
+
+def _export_in_thread(job_id: int) -> None:
+    try:
+        export_job_run(job_id=job_id)
+    except Exception:
+        pass  # recorded on the job and logged by export_job_run
+    finally:
+        # Connections belong to their thread; this one ends here.
+        connections.close_all()
+
+
+def _job_failed(job_id: int, exc: BaseException) -> None:
+    """Record why the job failed, unless an earlier error is already recorded."""
+    ExportJob.objects.filter(pk=job_id).exclude(state=ExportJob.State.FAILED).update(
+        state=ExportJob.State.FAILED,
+        error=(str(exc) or type(exc).__name__)[:ERROR_MAX_CHARS],
+        finished_at=timezone.now(),
+    )
 
 
 def _job_filter(job: ExportJob) -> ReportFilter:
@@ -44,37 +87,47 @@ def _job_filter(job: ExportJob) -> ReportFilter:
 
 
 def export_job_run(*, job_id: int) -> ExportJob:
-    """Write the CSV for one job; safe to run twice (the file is rewritten from the start)."""
+    """Write the CSV for one job; safe to run twice (the file is rewritten from the start).
+
+    Any failure is recorded on the job (state `failed` and the message the page shows) and
+    raised again."""
     job = ExportJob.objects.get(pk=job_id)
     if job.state == ExportJob.State.DONE:
         return job
+    try:
+        _export_write(job)
+    except Exception as exc:
+        logger.exception("export %s failed", job.pk)
+        _job_failed(job.pk, exc)
+        raise
+    job.refresh_from_db()
+    return job
+
+
+def _export_write(job: ExportJob) -> None:
     f = _job_filter(job)
     file_name = f"export-{job.pk}-{job.kind}.csv"
     export_dir().mkdir(parents=True, exist_ok=True)
-    total = raw_queryset(f).count() if job.kind == "raw" else 0
+    snapshot = raw_snapshot(f) if job.kind == "raw" else None
+    total = snapshot.rows if snapshot is not None else 0
     ExportJob.objects.filter(pk=job.pk).update(
         state=ExportJob.State.RUNNING, total_rows=total, written_rows=0, file_name=file_name
     )
     path = export_dir() / file_name
-    try:
-        with path.open("w", encoding="utf-8", newline="") as out:
-            if job.kind == "raw":
-                written = since_update = 0
-                for text, rows in raw_chunks(f):
-                    out.write(text)
-                    written += rows
-                    since_update += rows
-                    if since_update >= PROGRESS_EVERY_ROWS:
-                        ExportJob.objects.filter(pk=job.pk).update(written_rows=written)
-                        since_update = 0
-            else:
-                out.write(breakdown_csv(f, job.kind))
-                written = total
-    except Exception as exc:
-        ExportJob.objects.filter(pk=job.pk).update(state=ExportJob.State.FAILED, error=str(exc))
-        raise
+    with path.open("w", encoding="utf-8", newline="") as out:
+        if snapshot is not None:
+            written = since_update = 0
+            for text, rows in raw_chunks(f, snapshot):
+                out.write(text)
+                written += rows
+                since_update += rows
+                if since_update >= PROGRESS_EVERY_ROWS:
+                    # A statement of its own, between two reads: nothing is held open across it.
+                    ExportJob.objects.filter(pk=job.pk).update(written_rows=written)
+                    since_update = 0
+        else:
+            out.write(breakdown_csv(f, job.kind))
+            written = total
     ExportJob.objects.filter(pk=job.pk).update(
         state=ExportJob.State.DONE, written_rows=written, finished_at=timezone.now()
     )
-    job.refresh_from_db()
-    return job

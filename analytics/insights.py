@@ -74,6 +74,7 @@ def report_score(f: ReportFilter, totals: Totals | None = None) -> Score:
         feedback_negative=votes.negative,
         quality_loss_sum=totals.quality_loss_sum,
         quality_scored=totals.quality_scored,
+        invalid_requests=totals.invalid_requests,
     )
     return score_compute(inputs, latency_target_ms=target)
 

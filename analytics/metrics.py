@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Aggregate, Count, Q, Sum
+from django.db.models import Aggregate, Count, IntegerField, Q, Sum
 
 from analytics.models import LATENCY_BUCKET_EDGES_MS, LATENCY_BUCKET_FIELDS, RequestLog
 
@@ -34,6 +34,18 @@ def _latency_buckets() -> dict[str, Aggregate]:
         lower = edge
     buckets[LATENCY_BUCKET_FIELDS[-1]] = Count("id", filter=SUCCESS & Q(latency_ms__gt=lower))
     return buckets
+
+
+class PercentileDisc(Aggregate):
+    """Postgres' `percentile_disc`: the nearest-rank percentile (the first value whose
+    cumulative share reaches `share`). `share` is a constant of ours, never user input."""
+
+    function = "PERCENTILE_DISC"
+    template = "%(function)s(%(share)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = IntegerField()
+
+    def __init__(self, expression: str, *, share: Decimal) -> None:
+        super().__init__(expression, share=format(Decimal(share), "f"))
 
 
 def raw_metrics() -> dict[str, Aggregate]:
@@ -71,6 +83,21 @@ def raw_metrics() -> dict[str, Aggregate]:
 
 METRIC_NAMES = tuple(raw_metrics())
 
+INVALID = Q(status=RequestLog.Status.INVALID)
+
+
+def derived_raw_metrics() -> dict[str, Aggregate]:
+    """Sums read from the status, which raw rows and every rollup keep as a dimension, so they
+    need no rollup column of their own: requests refused as invalid (the caller's error)."""
+    return {"invalid_requests": Count("id", filter=INVALID)}
+
+
+def derived_rollup_metrics() -> dict[str, Aggregate]:
+    return {"invalid_requests": Sum("requests", filter=INVALID)}
+
+
+REPORT_NAMES = (*METRIC_NAMES, *derived_raw_metrics())
+
 
 def rollup_metrics() -> dict[str, Aggregate]:
     """The same keys over `DailyRollup` rows."""
@@ -88,7 +115,7 @@ def prefixed(aggregates: dict[str, Aggregate]) -> dict[str, Aggregate]:
 def metrics_clean(row: dict[str, Any]) -> dict[str, Any]:
     """Strip the alias prefix and replace the NULL an empty SUM returns with a typed zero."""
     clean = {k.removeprefix(PREFIX): v for k, v in row.items()}
-    for name in METRIC_NAMES:
+    for name in REPORT_NAMES:
         value = clean.get(name)
         if value is None:
             clean[name] = (
@@ -99,7 +126,7 @@ def metrics_clean(row: dict[str, Any]) -> dict[str, Any]:
 
 def metrics_add(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
     total = dict(left)
-    for name in METRIC_NAMES:
+    for name in REPORT_NAMES:
         total[name] = left[name] + right[name]
     return total
 

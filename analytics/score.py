@@ -30,6 +30,8 @@ class ScoreInputs:
     feedback_negative: int
     quality_loss_sum: float = 0.0
     quality_scored: int = 0
+    # Of `requests`, refused as invalid: the caller's own error, not the routing's.
+    invalid_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class ScorePart:
 class Score:
     value: Decimal | None
     parts: tuple[ScorePart, ...]
+    invalid_requests: int = 0
+    invalid_share: Decimal | None = None
+    """Invalid requests over all requests: reported beside the score, not part of it."""
 
 
 WEIGHTS = {
@@ -71,19 +76,22 @@ def _clip(value: Decimal) -> Decimal:
 
 
 def score_compute(inputs: ScoreInputs, *, latency_target_ms: int) -> Score:
-    """Weighted mean of the parts that have data, scaled to 0-100; None with no traffic."""
+    """Weighted mean of the parts that have data, scaled to 0-100; None with no traffic.
+
+    Requests refused as invalid are counted apart (`Score.invalid_requests`) and left out of
+    every part: they never reached routing.
+    """
     i = inputs
+    routed = i.requests - i.invalid_requests
     cost = (
         _q(_clip(1 - i.comparable_cost_usd / i.comparable_baseline_usd))
         if i.comparable_baseline_usd > 0
         else None
     )
-    reliability = _q(Decimal(i.clean_successes) / i.requests) if i.requests else None
+    reliability = _q(Decimal(i.clean_successes) / routed) if routed else None
     latency = _q(Decimal(i.within_latency_target) / i.succeeded) if i.succeeded else None
     cache = (
-        _q(min(Decimal(1), Decimal(i.cache_hits) / i.requests / CACHE_HIT_TARGET))
-        if i.requests
-        else None
+        _q(min(Decimal(1), Decimal(i.cache_hits) / routed / CACHE_HIT_TARGET)) if routed else None
     )
     budget = _q(Decimal(i.budgets_within_limit) / i.budgets) if i.budgets else None
     votes = i.feedback_positive + i.feedback_negative
@@ -107,7 +115,7 @@ def score_compute(inputs: ScoreInputs, *, latency_target_ms: int) -> Score:
             "Success without fallback",
             WEIGHTS["reliability"],
             reliability,
-            "requests that succeeded on the first model chosen",
+            "routed requests that succeeded on the first model chosen",
         ),
         ScorePart(
             "latency",
@@ -150,9 +158,15 @@ def score_compute(inputs: ScoreInputs, *, latency_target_ms: int) -> Score:
             else "no request scored by the router",
         ),
     )
-    if not i.requests:
-        return Score(value=None, parts=parts)
+    invalid_share = _q(Decimal(i.invalid_requests) / i.requests) if i.requests else None
     weighted = [(p.weight, p.value) for p in parts if p.value is not None]
+    if not routed or not weighted:
+        return Score(None, parts, i.invalid_requests, invalid_share)
     total_weight = sum(w for w, _ in weighted)
     value = sum((w * v for w, v in weighted), Decimal(0)) * 100 / total_weight
-    return Score(value=value.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP), parts=parts)
+    return Score(
+        value.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP),
+        parts,
+        i.invalid_requests,
+        invalid_share,
+    )

@@ -8,12 +8,18 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from analytics.filters import ReportFilter
 from analytics.metrics import (
+    SUCCESS,
+    PercentileDisc,
+    derived_raw_metrics,
+    derived_rollup_metrics,
     metrics_add,
     metrics_clean,
     metrics_zero,
@@ -30,16 +36,28 @@ from analytics.models import (
 )
 from analytics.rollups import day_start, month_after, rolled_through
 from analytics.values import (
+    P50,
+    P95,
     BreakdownRow,
     DayPoint,
+    LatencyPercentiles,
     ModelDayCost,
     Totals,
     latency_percentile_ms,
+    nearest_rank_ms,
     ratio,
 )
 from providers.models import LLMModel
 
-__all__ = ["BreakdownRow", "DayPoint", "ModelDayCost", "Totals", "latency_percentile_ms", "ratio"]
+__all__ = [
+    "BreakdownRow",
+    "DayPoint",
+    "ModelDayCost",
+    "Totals",
+    "latency_percentile_ms",
+    "nearest_rank_ms",
+    "ratio",
+]
 
 GROUPABLE = (
     "model_name",
@@ -55,9 +73,67 @@ GROUPABLE = (
 HOURLY_MAX_DAYS = 2
 
 
-def totals_from(metrics: dict[str, Any]) -> Totals:
+def totals_from(metrics: dict[str, Any], exact: LatencyPercentiles | None = None) -> Totals:
+    """`exact` is used only when it covers every successful request the sums count."""
     values = {name: metrics[name] for name in Totals.__dataclass_fields__ if name in metrics}
-    return Totals(**values, latency_buckets=tuple(metrics[name] for name in LATENCY_BUCKET_FIELDS))
+    if exact is not None and exact.count != metrics["succeeded"]:
+        exact = None
+    return Totals(
+        **values,
+        latency_buckets=tuple(metrics[name] for name in LATENCY_BUCKET_FIELDS),
+        latency_exact=exact,
+    )
+
+
+def exact_percentiles_max_rows() -> int:
+    return int(getattr(settings, "ORCHESTRATOR_EXACT_PERCENTILES_MAX_ROWS", 200_000))
+
+
+def latency_exact(
+    f: ReportFilter, dims: tuple[str, ...]
+) -> dict[tuple[Any, ...], LatencyPercentiles]:
+    """Nearest-rank p50 and p95 of the successful requests' latencies per combination of
+    `dims`, from the raw rows of the range. A group whose rows retention removed comes back
+    with a smaller count than its sums, and `totals_from` then falls back to the histogram."""
+    rows = RequestLog.objects.filter(
+        f.dimension_q(),
+        SUCCESS,
+        created_at__gte=day_start(f.start),
+        created_at__lt=day_start(f.end + timedelta(days=1)),
+    ).order_by()
+    if connection.vendor == "postgresql":
+        aggregates = {
+            "n": Count("id"),
+            "p50": PercentileDisc("latency_ms", share=P50),
+            "p95": PercentileDisc("latency_ms", share=P95),
+        }
+        found = (
+            rows.values(*dims).annotate(**aggregates) if dims else [rows.aggregate(**aggregates)]
+        )
+        return {
+            tuple(row[d] for d in dims): LatencyPercentiles(
+                count=row["n"], p50_ms=row["p50"], p95_ms=row["p95"]
+            )
+            for row in found
+        }
+    grouped_ms: dict[tuple[Any, ...], list[int]] = {}
+    for row in rows.values_list(*dims, "latency_ms"):
+        grouped_ms.setdefault(tuple(row[:-1]), []).append(row[-1])
+    result = {}
+    for key, values in grouped_ms.items():
+        values.sort()
+        result[key] = LatencyPercentiles(
+            count=len(values),
+            p50_ms=nearest_rank_ms(values, P50),
+            p95_ms=nearest_rank_ms(values, P95),
+        )
+    return result
+
+
+def _exact_wanted(succeeded: int) -> bool:
+    # Sorting every latency of a long, busy range costs more than the page may; the histogram
+    # answers those.
+    return 0 < succeeded <= exact_percentiles_max_rows()
 
 
 def _rollup_parts(
@@ -114,11 +190,13 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     live = _live_part(f, watermark)
     parts: list[Any] = []
+    from_rollups = prefixed(rollup_metrics() | derived_rollup_metrics())
+    from_raw = prefixed(raw_metrics() | derived_raw_metrics())
     for rollups in _rollup_parts(f, watermark, dims):
         parts.append(
-            rollups.values(*dims).annotate(**prefixed(rollup_metrics()))
+            rollups.values(*dims).annotate(**from_rollups)
             if dims
-            else [rollups.aggregate(**prefixed(rollup_metrics()))]
+            else [rollups.aggregate(**from_rollups)]
         )
     if live is not None:
         if "day" in dims:
@@ -126,9 +204,7 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
                 day=TruncDate("created_at", tzinfo=timezone.get_default_timezone())
             )
         parts.append(
-            live.values(*dims).annotate(**prefixed(raw_metrics()))
-            if dims
-            else [live.aggregate(**prefixed(raw_metrics()))]
+            live.values(*dims).annotate(**from_raw) if dims else [live.aggregate(**from_raw)]
         )
     for rows in parts:
         for row in rows:
@@ -161,9 +237,9 @@ def report_cube(f: ReportFilter) -> Grouped:
 
 
 def report_totals(f: ReportFilter, cube: Grouped | None = None) -> Totals:
-    if cube is None:
-        return totals_from(grouped(f, ())[()])
-    return totals_from(fold(cube, ())[()])
+    metrics = grouped(f, ())[()] if cube is None else fold(cube, ())[()]
+    exact = latency_exact(f, ()).get(()) if _exact_wanted(metrics["succeeded"]) else None
+    return totals_from(metrics, exact)
 
 
 def report_demo_requests(f: ReportFilter) -> int:
@@ -177,10 +253,12 @@ def report_breakdown(f: ReportFilter, dim: str) -> list[BreakdownRow]:
     rows = grouped(f, (dim,))
     all_requests = sum(m["requests"] for m in rows.values())
     all_cost = sum((m["cost_usd"] for m in rows.values()), Decimal(0))
+    succeeded = sum(m["succeeded"] for m in rows.values())
+    exact = latency_exact(f, (dim,)) if _exact_wanted(succeeded) else {}
     result = [
         BreakdownRow(
             key="" if key[0] is None else str(key[0]),
-            totals=totals_from(m),
+            totals=totals_from(m, exact.get(key)),
             request_share=ratio(m["requests"], all_requests),
             cost_share=ratio(m["cost_usd"], all_cost),
         )
@@ -209,6 +287,69 @@ def report_cost_by_model_day(f: ReportFilter) -> list[ModelDayCost]:
         ),
         key=lambda p: (p.day, p.model_name),
     )
+
+
+def _hours(f: ReportFilter) -> list[datetime]:
+    """The start of every hour of the range, in the site's time zone (DST days have 23 or 25)."""
+    first, end = day_start(f.start), day_start(f.end + timedelta(days=1))
+    hours, step = [], timedelta(hours=1)
+    moment = first
+    while moment < end:
+        hours.append(timezone.localtime(moment, timezone.get_default_timezone()))
+        moment += step
+    return hours
+
+
+def _hourly(f: ReportFilter, dims: tuple[str, ...]) -> Grouped:
+    rows = (
+        RequestLog.objects.filter(
+            f.dimension_q(),
+            created_at__gte=day_start(f.start),
+            created_at__lt=day_start(f.end + timedelta(days=1)),
+        )
+        .order_by()
+        .annotate(hour=TruncHour("created_at", tzinfo=timezone.get_default_timezone()))
+        .values("hour", *dims)
+        .annotate(**prefixed(raw_metrics() | derived_raw_metrics()))
+    )
+    result: Grouped = {}
+    for row in rows:
+        clean = metrics_clean(dict(row))
+        result[(clean["hour"], *(clean[d] for d in dims))] = clean
+    return result
+
+
+def report_by_hour_points(f: ReportFilter) -> list[DayPoint]:
+    """Every hour of a short range (at most `HOURLY_MAX_DAYS`), hours without traffic as
+    zeros, from raw rows: what charts draw instead of one or two daily points."""
+    if f.days > HOURLY_MAX_DAYS:
+        return []
+    rows = _hourly(f, ())
+    return [
+        DayPoint(day=hour, totals=totals_from(rows.get((hour,), metrics_zero())))
+        for hour in _hours(f)
+    ]
+
+
+def report_cost_by_model_hour(f: ReportFilter) -> list[ModelDayCost]:
+    """Cost per hour and model of a short range; every hour of the range is present."""
+    if f.days > HOURLY_MAX_DAYS:
+        return []
+    rows = _hourly(f, ("model_name",))
+    points = [
+        ModelDayCost(day=k[0], model_name=k[1] or "(none)", cost_usd=m["cost_usd"])
+        for k, m in rows.items()
+    ]
+    names = {p.model_name for p in points}
+    present = {(p.day, p.model_name) for p in points}
+    # Zeros for the empty hours keep the time axis whole (one bar alone reads as a spike).
+    points += [
+        ModelDayCost(day=hour, model_name=name, cost_usd=Decimal(0))
+        for hour in _hours(f)
+        for name in names
+        if (hour, name) not in present
+    ]
+    return sorted(points, key=lambda p: (p.day, p.model_name))
 
 
 @dataclass(frozen=True)

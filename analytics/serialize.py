@@ -103,6 +103,8 @@ def score_json(score: Score) -> dict[str, Any]:
             }
             for p in score.parts
         ],
+        "invalid_requests": score.invalid_requests,
+        "invalid_share": _plain(score.invalid_share),
     }
 
 

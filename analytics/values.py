@@ -3,6 +3,8 @@ can use them without the ORM."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -20,10 +22,19 @@ def ratio(part: int | Decimal, whole: int | Decimal) -> Decimal | None:
     return (Decimal(part) / Decimal(whole)).quantize(RATIO_PLACES)
 
 
+def nearest_rank_ms(sorted_values: Sequence[int], share: Decimal) -> int | None:
+    """The nearest-rank percentile: the smallest value with at least `share` of the values at
+    or below it (one value is every percentile of itself)."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
+
+
 def latency_percentile_ms(buckets: tuple[int, ...], share: Decimal) -> int | None:
     """A percentile read from the latency histogram, interpolated linearly inside its bucket.
 
-    Exact to the bucket; the open last bucket reports its lower edge.
+    Only an estimate, to the bucket; the open last bucket reports its lower edge. Reports use
+    it when the raw rows are gone (`Totals.latency_exact`).
     """
     count = sum(buckets)
     if not count:
@@ -40,6 +51,19 @@ def latency_percentile_ms(buckets: tuple[int, ...], share: Decimal) -> int | Non
         seen += in_bucket
         lower = edge if edge is not None else lower
     return lower
+
+
+P50 = Decimal("0.5")
+P95 = Decimal("0.95")
+
+
+@dataclass(frozen=True)
+class LatencyPercentiles:
+    """Exact percentiles over `count` successful requests."""
+
+    count: int
+    p50_ms: int | None
+    p95_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,12 @@ class Totals:
     latency_buckets: tuple[int, ...]
     quality_loss_sum: float = 0.0
     quality_scored: int = 0
+    # Nearest-rank percentiles of the successful requests' latencies, read from the raw rows;
+    # None when those rows are no longer all held (retention) and the histogram must answer.
+    latency_exact: LatencyPercentiles | None = None
+    # Refused as invalid (malformed, over every context window): the caller's error, reported
+    # apart and left out of the routing parts of the score.
+    invalid_requests: int = 0
 
     @property
     def quality_kept_pct(self) -> float | None:
@@ -92,11 +122,15 @@ class Totals:
 
     @property
     def p95_latency_ms(self) -> int | None:
-        return latency_percentile_ms(self.latency_buckets, Decimal("0.95"))
+        if self.latency_exact is not None:
+            return self.latency_exact.p95_ms
+        return latency_percentile_ms(self.latency_buckets, P95)
 
     @property
     def p50_latency_ms(self) -> int | None:
-        return latency_percentile_ms(self.latency_buckets, Decimal("0.5"))
+        if self.latency_exact is not None:
+            return self.latency_exact.p50_ms
+        return latency_percentile_ms(self.latency_buckets, P50)
 
     @property
     def avg_ttft_ms(self) -> int | None:
@@ -147,12 +181,14 @@ class BreakdownRow:
 
 @dataclass(frozen=True)
 class DayPoint:
+    # The bucket's start: a date, or an aware datetime for the hourly points of short ranges.
     day: date
     totals: Totals
 
 
 @dataclass(frozen=True)
 class ModelDayCost:
+    # As in DayPoint: a day, or the start of an hour.
     day: date
     model_name: str
     cost_usd: Decimal

@@ -38,12 +38,18 @@ from analytics.router_report import router_curve
 from analytics.scoping import Scope, scope_for
 from analytics.selectors import (
     GROUPABLE,
+    HOURLY_MAX_DAYS,
+    BreakdownRow,
+    DayPoint,
+    ModelDayCost,
     baseline_model,
     filter_choices,
     report_breakdown,
     report_by_day,
     report_by_hour,
+    report_by_hour_points,
     report_cost_by_model_day,
+    report_cost_by_model_hour,
     report_cube,
     report_demo_requests,
     report_totals,
@@ -107,6 +113,25 @@ def _page_context(request: HttpRequest, f: ReportFilter) -> dict[str, Any]:
     }
 
 
+def _model_colours(context: dict[str, Any], by_model: list[BreakdownRow]) -> dict[str, str]:
+    """Colours over every registered model and every model in the range: a model has the
+    same colour in every chart and on every page."""
+    names = [*context["choices"].models, *(r.key or charts.NO_MODEL for r in by_model)]
+    return charts.model_colours(names)
+
+
+def _short(f: ReportFilter) -> bool:
+    return f.days <= HOURLY_MAX_DAYS
+
+
+def _cost_by_model(f: ReportFilter) -> list[ModelDayCost]:
+    return report_cost_by_model_hour(f) if _short(f) else report_cost_by_model_day(f)
+
+
+def _savings_points(f: ReportFilter) -> list[DayPoint]:
+    return report_by_hour_points(f) if _short(f) else report_by_day(f)
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     try:
@@ -115,11 +140,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return _bad_filter(request, error)
     context = _page_context(request, f)
     by_model = report_breakdown(f, "model_name")
-    days = report_by_day(f)
+    colours = _model_colours(context, by_model)
     context["charts"] = {
-        "cost-by-model": charts.cost_by_model_chart(report_cost_by_model_day(f)),
-        "savings": charts.savings_chart(days),
-        "model-distribution": charts.model_distribution_chart(by_model),
+        "cost-by-model": charts.cost_by_model_chart(_cost_by_model(f), colours),
+        "savings": charts.savings_chart(_savings_points(f)),
+        "model-distribution": charts.model_distribution_chart(by_model, colours),
     }
     context["budgets"] = budget_statuses(f.scope)
     context["budgets_available"] = budgets_available()
@@ -138,10 +163,11 @@ def reports(request: HttpRequest) -> HttpResponse:
         (dim, label, breakdowns[dim]) for dim, label in BREAKDOWNS if breakdowns[dim]
     ]
     context["hours"] = report_by_hour(f)
+    colours = _model_colours(context, breakdowns["model_name"])
     context["charts"] = {
-        "latency": charts.latency_chart(breakdowns["model_name"]),
+        "latency": charts.latency_chart(breakdowns["model_name"], colours),
         "task-types": charts.task_type_chart(breakdowns["task_type"]),
-        "savings": charts.savings_chart(report_by_day(f)),
+        "savings": charts.savings_chart(_savings_points(f)),
     }
     curve = router_curve()
     context["router_curve"] = curve

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -334,10 +335,11 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60
     raise RuntimeError(f"nothing listens on {port} after {timeout_s} s")
 
 
-def server_command(server: str, port: int) -> list[str]:
+def server_command(server: str, port: int, workers: int | None = None) -> list[str]:
     app = "orchestrator_site.asgi:application"
     if server == "web":
-        return [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port)]
+        command = [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port)]
+        return command + (["--workers", str(workers)] if workers else [])
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     if server != "uvicorn-h11":
@@ -396,12 +398,23 @@ class Sampler:
 
     def _loop(self) -> None:
         while not self.stop.is_set():
-            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+            rss = 0
+            for process in [self.process, *self.process.children(recursive=True)]:
+                with contextlib.suppress(Exception):  # a worker that just ended
+                    rss += process.memory_info().rss
+            self.peak_rss = max(self.peak_rss, rss)
             self.stop.wait(0.05)
 
     def cpu_s(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        """CPU time of the process and of its worker processes (`--workers`)."""
+        import psutil
+
+        total = 0.0
+        for process in [self.process, *self.process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def close(self) -> None:
         self.stop.set()
@@ -601,6 +614,12 @@ def main() -> None:
         help="only these points, comma-separated DELAY:CONCURRENCY:json|stream (e.g. 0:1:json); "
         "the upstream clients are then not measured",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="run the web process with this many workers, on every core (shared with the load "
+        "generator and the upstream) instead of pinned to one; give 1 to compare on equal terms",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -670,9 +689,13 @@ def main() -> None:
             for server in args.servers.split(","):
                 port = free_port()
                 command = ["taskset", "-c", str(SERVER_CORE), *server_command(server, port)]
+                placement = f"pinned to core {SERVER_CORE}"
+                if args.workers and server == "web":
+                    command = server_command(server, port, args.workers)
+                    placement = f"{args.workers} workers on every core"
                 log = log_dir / f"gateway-{server}.log"
                 with process_started(command, env, port, log) as process:
-                    print(f"{server}, pinned to core {SERVER_CORE}, pid {process.pid}")
+                    print(f"{server}, {placement}, pid {process.pid}")
                     sampler = Sampler(process.pid)
                     try:
                         rows = asyncio.run(

@@ -10,14 +10,49 @@ from routing.events import Fallback, Finished
 COST_QUANTUM = Decimal("0.000001")
 
 
-def cost_label(cost_usd: Decimal | None, cost_state: str) -> str:
-    """Money as a person reads it; an unknown price never shows as $0."""
+FREE_LOCAL = "free (local)"
+
+
+def cost_kind(cost_usd: Decimal | None, cost_state: str, locality: str = "") -> str:
+    """How the page shows the cost: "unknown", "free", "estimated" or "reported"."""
     if cost_state == "unknown_price" or (cost_usd is None and cost_state != "none"):
+        return "unknown"
+    # A local model runs on this machine: nothing is billed unless someone priced it.
+    if locality == "local" and not cost_usd:
+        return "free"
+    return "estimated" if cost_state == "estimated" else "reported"
+
+
+def cost_label(cost_usd: Decimal | None, cost_state: str, locality: str = "") -> str:
+    """Money as a person reads it; an unknown price never shows as $0."""
+    kind = cost_kind(cost_usd, cost_state, locality)
+    if kind == "unknown":
         return "unknown price"
+    if kind == "free":
+        return FREE_LOCAL
     if cost_usd is None:
         return "no charge"
     amount = f"${cost_usd.quantize(COST_QUANTUM)}"
-    return f"≈ {amount} (estimated)" if cost_state == "estimated" else amount
+    return f"≈ {amount} (estimated)" if kind == "estimated" else amount
+
+
+def badge_costs(badge: dict[str, Any]) -> dict[str, Any]:
+    """The badge with its cost label and kind worked out again from its stored amount, so
+    answers saved before a change of wording read like new ones."""
+    state = badge.get("cost_state")
+    if not isinstance(state, str):
+        return badge
+    raw = badge.get("cost_usd")
+    try:
+        amount = Decimal(str(raw)) if raw is not None else None
+    except ArithmeticError:
+        return badge
+    locality = str(badge.get("locality") or "")
+    return {
+        **badge,
+        "cost_label": cost_label(amount, state, locality),
+        "cost_kind": cost_kind(amount, state, locality),
+    }
 
 
 def badge_from(finished: Finished, fallbacks: list[Fallback]) -> dict[str, Any]:
@@ -31,7 +66,8 @@ def badge_from(finished: Finished, fallbacks: list[Fallback]) -> dict[str, Any]:
         "cached_tokens": usage.cached,
         "cost_usd": str(finished.cost_usd) if finished.cost_usd is not None else None,
         "cost_state": finished.cost_state,
-        "cost_label": cost_label(finished.cost_usd, finished.cost_state),
+        "cost_label": cost_label(finished.cost_usd, finished.cost_state, finished.locality),
+        "cost_kind": cost_kind(finished.cost_usd, finished.cost_state, finished.locality),
         "latency_ms": finished.latency_ms,
         "time_to_first_token_ms": finished.time_to_first_token_ms,
         "cached": finished.cached,

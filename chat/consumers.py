@@ -16,6 +16,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from chat.badges import badge_from
+from chat.explain import decision_explain
 from chat.models import Conversation, Message
 from chat.protocol import ChatRequestFrame, FrameError, cancel_target
 from chat.render import markdown_render
@@ -24,7 +25,6 @@ from orchestrator_site.consumers import AuthenticatedJsonConsumer
 from routing.events import Caller, Delta, Event, Failed, Fallback, Finished, GatewayRequest, Started
 from routing.journal import journaled
 from routing.services import chat_stream
-from routing.telemetry import stream_tracked
 
 logger = logging.getLogger(__name__)
 # How long a closing socket waits for its cancelled answers to be saved.
@@ -80,9 +80,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
                 "created": plan.created,
                 "user_message_id": plan.user_message_id,
                 "compare_group": str(plan.compare_group) if plan.compare_group else None,
-                "requests": [
-                    {"request_id": str(s.request_id), "model": s.model} for s in plan.slots
-                ],
+                "requests": [_requested(s) for s in plan.slots],
             }
         )
         if plan.dropped_messages:
@@ -131,6 +129,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             conversation_id=plan.conversation_id,
             sticky_model_id=plan.sticky_model_id,
             max_tokens=slot.max_tokens,
+            temperature=slot.temperature,
             request_id=slot.request_id,
         )
         answer = _Answer(plan=plan, slot=slot)
@@ -138,7 +137,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             # Journaled like every other door: a process that dies between the answer and its
             # log row still gets the row written by the sweep.
             stream = journaled(chat_stream(request), request=request)
-            async with stream_tracked(), contextlib.aclosing(stream) as events:
+            async with contextlib.aclosing(stream) as events:
                 async for event in events:
                     envelope = await answer.translate(event)
                     if isinstance(event, Finished | Failed):
@@ -192,6 +191,8 @@ class _Answer:
         self.parts[:] = [event.text]
         self.model_ref = event.model_ref
         badge = badge_from(event, self.fallbacks)
+        if self.slot.temperature is not None:
+            badge["temperature"] = self.slot.temperature
         saved = await _answer_record(
             conversation_id=self.plan.conversation_id,
             request_id=self.slot.request_id,
@@ -217,6 +218,9 @@ class _Answer:
             "message_id": saved.message_id,
             "html": markdown_render(event.text),
             "badge": badge,
+            "explanation": decision_explain(
+                event.decision_trace, model_ref=event.model_ref, cached=event.cached
+            ),
         }
 
     async def stopped(self) -> dict[str, Any]:
@@ -246,6 +250,13 @@ class _Answer:
             "message_id": message_id,
             "html": markdown_render(text) if text else "",
         }
+
+
+def _requested(slot: TurnSlot) -> dict[str, Any]:
+    requested: dict[str, Any] = {"request_id": str(slot.request_id), "model": slot.model}
+    if slot.temperature is not None:
+        requested["temperature"] = slot.temperature
+    return requested
 
 
 def _started(event: Started) -> dict[str, Any]:

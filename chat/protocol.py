@@ -6,11 +6,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from chat.services import CompareChoice
 from routing.validation import MODEL_MAX_CHARS, FieldInvalid, nul_check
 
 MAX_PROMPT_CHARS = 32_000
 MAX_MODEL_CHARS = MODEL_MAX_CHARS
 COMPARE_MIN, COMPARE_MAX = 2, 3
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0.0, 2.0
 
 
 class FrameError(ValueError):
@@ -22,7 +24,7 @@ class ChatRequestFrame:
     conversation_id: int | None
     content: str
     model: str
-    compare: tuple[str, ...]
+    compare: tuple[CompareChoice, ...]
 
     @classmethod
     def parse(cls, frame: dict[str, Any]) -> ChatRequestFrame:
@@ -44,14 +46,40 @@ class ChatRequestFrame:
         model = frame.get("model") or "auto"
         if not isinstance(model, str) or len(model) > MAX_MODEL_CHARS:
             raise FrameError(f"model must be a string of at most {MAX_MODEL_CHARS} characters")
-        compare = frame.get("compare") or []
-        if not isinstance(compare, list) or not all(
-            isinstance(m, str) and 0 < len(m) <= MAX_MODEL_CHARS for m in compare
-        ):
-            raise FrameError('compare must be a list of "provider:model" strings')
+        raw_compare = frame.get("compare") or []
+        if not isinstance(raw_compare, list):
+            raise FrameError(COMPARE_SHAPE)
+        compare = tuple(_compare_choice(item) for item in raw_compare)
         if compare and not COMPARE_MIN <= len(set(compare)) == len(compare) <= COMPARE_MAX:
             raise FrameError(f"compare takes {COMPARE_MIN} to {COMPARE_MAX} different models")
-        return cls(conversation_id, content, model, tuple(compare))
+        return cls(conversation_id, content, model, compare)
+
+
+COMPARE_SHAPE = (
+    'compare must be a list of models ("provider:model" or a policy name) or of '
+    '{"model": ..., "temperature": ...} objects'
+)
+
+
+def _compare_choice(item: Any) -> CompareChoice:
+    """A compared model, policy or "auto": a string, or an object with a temperature."""
+    if isinstance(item, dict):
+        model, temperature = item.get("model"), item.get("temperature")
+    else:
+        model, temperature = item, None
+    if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL_CHARS:
+        raise FrameError(COMPARE_SHAPE)
+    if temperature is None:
+        return CompareChoice(model)
+    if (
+        not isinstance(temperature, int | float)
+        or isinstance(temperature, bool)
+        or not TEMPERATURE_MIN <= temperature <= TEMPERATURE_MAX
+    ):
+        raise FrameError(
+            f"a compared temperature is a number from {TEMPERATURE_MIN} to {TEMPERATURE_MAX}"
+        )
+    return CompareChoice(model, float(temperature))
 
 
 def cancel_target(frame: dict[str, Any]) -> uuid.UUID | None:

@@ -9,6 +9,8 @@ from typing import Any
 from django.db.models import Q
 
 from analytics.models import RequestFeedback
+from chat.badges import badge_costs
+from chat.explain import Line, decision_explain
 from chat.models import Conversation, Message
 from chat.render import markdown_render
 from providers.models import LLMModel
@@ -38,6 +40,7 @@ class MessageView:
     compare_group: str | None
     badge: dict[str, Any]
     feedback: bool | None
+    explanation: list[Line]
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,13 @@ def _message_view(message: Message, feedback: bool | None) -> MessageView:
         request_id=str(message.request_id) if message.request_id else None,
         model_ref=message.model_ref,
         compare_group=str(message.compare_group) if message.compare_group else None,
-        badge=message.badge,
+        badge=badge_costs(message.badge),
         feedback=feedback,
+        explanation=decision_explain(
+            message.badge.get("decision_trace"),
+            model_ref=message.model_ref,
+            cached=bool(message.badge.get("cached")),
+        ),
     )
 
 

@@ -24,11 +24,21 @@ TITLE_MAX_CHARS = 60
 
 
 @dataclass(frozen=True)
+class CompareChoice:
+    """One side of a comparison: a model, a policy or "auto", at an optional temperature, so
+    one model can be compared with itself at two temperatures."""
+
+    model: str
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
 class TurnSlot:
     request_id: uuid.UUID
     model: str
     # The room kept for the answer when one model is known, so prompt and answer fit together.
     max_tokens: int | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ def turn_begin(
     conversation_id: int | None,
     content: str,
     model_choice: str,
-    compare_models: tuple[str, ...] = (),
+    compare_models: tuple[CompareChoice, ...] = (),
 ) -> TurnPlan:
     """Save the user's message and build the prompt: the conversation's system prompt, then
     as many of the latest turns as the model's window takes."""
@@ -111,9 +121,9 @@ def turn_begin(
         if conversation.system_prompt
         else ()
     )
-    choices = compare_models or (model_choice,)
+    choices = compare_models or (CompareChoice(model_choice),)
     budgets = [
-        context_budget(model_choice=choice, sticky_model_id=conversation.sticky_model_id)
+        context_budget(model_choice=choice.model, sticky_model_id=conversation.sticky_model_id)
         for choice in choices
     ]
     known = [b for b in budgets if b is not None]
@@ -132,8 +142,9 @@ def turn_begin(
         slots=tuple(
             TurnSlot(
                 request_id=uuid.uuid4(),
-                model=choice,
+                model=choice.model,
                 max_tokens=budget.answer_tokens if budget else None,
+                temperature=choice.temperature,
             )
             for choice, budget in zip(choices, budgets, strict=True)
         ),

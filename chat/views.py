@@ -57,6 +57,7 @@ def index(request: HttpRequest, conversation_id: int | None = None) -> HttpRespo
             "thread": thread,
             "search": search,
             "options": options,
+            "model_count": sum(1 for o in options if o.group == "model"),
             "page_data": page,
         },
     )

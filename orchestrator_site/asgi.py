@@ -1,4 +1,5 @@
-"""HTTP through Django (static files included), websockets authenticated and origin-checked.
+"""HTTP through Django (static files included), websockets authenticated and origin-checked;
+every request's Host checked first (orchestrator_site/hosts.py).
 
 Static files: Django's `ASGIStaticFilesHandler` serves them inside the ASGI app, streamed
 asynchronously, with no extra dependency. WhiteNoise speaks WSGI only; see docs/deployment.md.
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import logging
 import os
 import tempfile
 from typing import Any, cast
@@ -20,10 +22,14 @@ django_http = get_asgi_application()
 from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator, WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured, RequestAborted  # noqa: E402
+from django.core.exceptions import (  # noqa: E402
+    ImproperlyConfigured,
+    RequestAborted,
+    SuspiciousOperation,
+)
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import (  # noqa: E402
     convert_exception_to_response,
@@ -33,9 +39,18 @@ from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 from django.urls import URLPattern, get_resolver, set_script_prefix  # noqa: E402
 from django.utils.log import log_response  # noqa: E402
 
+from orchestrator_site.dependencies import (  # noqa: E402
+    DEPENDENCY_AWAY,
+    DEPENDENCY_UNAVAILABLE,
+    dependency_away,
+    dependency_message,
+)
+from orchestrator_site.hosts import host_refusal_log, host_refused, wants_json  # noqa: E402
 from orchestrator_site.websockets import websocket_urlpatterns  # noqa: E402
+from routing.hang_up import hang_up_gated  # noqa: E402
 
 API_PREFIX = "/v1/"
+logger = logging.getLogger(__name__)
 
 
 class MiddlewareFreeASGIHandler(ASGIHandler):
@@ -133,6 +148,8 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
                 response: HttpResponseBase = _not_found(request.path)
             else:
                 response = await view(request)
+        except DEPENDENCY_AWAY as exc:
+            response = _dependency_unavailable(exc)
         except Exception as exc:
             response = await sync_to_async(response_for_exception, thread_sensitive=False)(
                 request, exc
@@ -219,6 +236,16 @@ def _not_found(path: str) -> HttpResponseBase:
     return openai_error("INVALID_REQUEST", f"Unknown endpoint {path}.", 404)
 
 
+def _dependency_unavailable(exc: BaseException) -> HttpResponseBase:
+    """Postgres or Redis could not be reached in time: the door's JSON error, never Django's
+    HTML error page."""
+    from routing.openai_api import openai_error
+
+    dependency = dependency_away(exc) or "database"
+    logger.warning("/v1 request refused, %s unreachable: %s", dependency, exc)
+    return openai_error(DEPENDENCY_UNAVAILABLE, dependency_message(dependency), 503)
+
+
 def _declared_length(scope: dict[str, Any]) -> int | None:
     for name, value in scope.get("headers", ()):
         if name.lower() == b"content-length" and value.strip().isdigit():
@@ -235,13 +262,59 @@ def _too_large(limit: int | None, declared: int | None) -> HttpResponseBase:
     return openai_error("INVALID_REQUEST", message, 413, headers={"Connection": "close"})
 
 
+class StaticFilesHandler(ASGIStaticFilesHandler):
+    """Django's static files under ASGI; a path that would leave the static folders
+    (`/static/css/../../x`) is Django's 400 for a suspicious operation, not a server error."""
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            return await super().get_response_async(request)
+        except SuspiciousOperation as exc:
+            return await sync_to_async(response_for_exception, thread_sensitive=False)(request, exc)
+
+
 api_http = MiddlewareFreeASGIHandler()
-site_http = ASGIStaticFilesHandler(django_http)
+site_http = StaticFilesHandler(django_http)
 
 
 async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    handler = api_http if scope["path"].startswith(API_PREFIX) else site_http
-    await handler(scope, receive, send)
+    path = scope["path"]
+    is_api = path.startswith(API_PREFIX)
+    host = host_refused(scope)
+    if host is not None:
+        if is_api or wants_json(path):
+            host_refusal_log(host, path)
+            await api_http.send_response(_bad_host(host, openai=is_api), send)
+        else:
+            # Django's own 400 (its middleware checks the Host), static file paths included.
+            await django_http(scope, receive, send)
+        return
+    handler = api_http if is_api else site_http
+    await handler(scope, hang_up_gated(scope, receive), send)
+
+
+def _bad_host(host: str, *, openai: bool) -> HttpResponseBase:
+    from routing.api import envelope
+    from routing.openai_api import openai_error
+
+    message = f"Host {host!r} is not served here (ALLOWED_HOSTS)."
+    if openai:
+        return openai_error("INVALID_REQUEST", message, 400)
+    return envelope("INVALID_REQUEST", message, 400)
+
+
+class HostValidator:
+    """Refuses a websocket whose Host is not in ALLOWED_HOSTS, before its Origin is checked."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        host = host_refused(scope)
+        if host is not None:
+            host_refusal_log(host, scope.get("path", ""))
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
 
 
 def allowed_websocket_origins() -> list[str]:
@@ -254,9 +327,11 @@ def allowed_websocket_origins() -> list[str]:
 application = ProtocolTypeRouter(
     {
         "http": http,
-        "websocket": OriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-            allowed_websocket_origins(),
+        "websocket": HostValidator(
+            OriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+                allowed_websocket_origins(),
+            )
         ),
     }
 )

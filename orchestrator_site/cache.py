@@ -40,13 +40,14 @@ ASYNC_MAX_CONNECTIONS = 256
 ASYNC_POOL_TIMEOUT_S = 10
 
 
-def async_redis(url: str) -> aioredis.Redis:
-    """The running event loop's asyncio client for `url` (one pool per loop and server)."""
+def async_redis(url: str, **timeouts: float) -> aioredis.Redis:
+    """The running event loop's asyncio client for `url` (one pool per loop and server);
+    `timeouts` are redis-py's `socket_connect_timeout` and `socket_timeout`."""
     per_loop = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get(url)
     if client is None:
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=ASYNC_MAX_CONNECTIONS, timeout=ASYNC_POOL_TIMEOUT_S
+            url, max_connections=ASYNC_MAX_CONNECTIONS, timeout=ASYNC_POOL_TIMEOUT_S, **timeouts
         )
         client = per_loop[url] = aioredis.Redis(connection_pool=pool)
     return client
@@ -84,7 +85,13 @@ class SharedPoolRedisCache(RedisCache):
 
     def _async_client(self) -> aioredis.Redis:
         # Writes and reads go to the first server, as Django's client does with one server.
-        return async_redis(self.__dict__["_servers"][0])
+        options: dict[str, Any] = self.__dict__["_options"]
+        timeouts = {
+            name: options[name]
+            for name in ("socket_connect_timeout", "socket_timeout")
+            if options.get(name) is not None
+        }
+        return async_redis(self.__dict__["_servers"][0], **timeouts)
 
     def _serializer(self) -> Any:
         return self._cache.__dict__["_serializer"]

@@ -67,6 +67,20 @@ def is_production(environ: Mapping[str, str]) -> bool:
     return mode == "production"
 
 
+# SQLite shared by the web process's threads (requests, background exports, the agents'
+# sampler): in WAL mode readers never block the writer nor it them, so a long export read no
+# longer holds writes off; a writer waits up to `timeout` seconds for another to finish instead
+# of failing at once; and a transaction takes the write lock when it begins (IMMEDIATE), so one
+# that reads before it writes cannot find the lock taken midway, where waiting cannot help.
+# synchronous=NORMAL is the usual companion of WAL: safe from corruption, a power cut may take
+# the last commits.
+SQLITE_OPTIONS: Mapping[str, Any] = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+}
+
+
 def database_config(environ: Mapping[str, str], var_dir: Path) -> dict[str, Any]:
     """`DATABASE_URL`, or a SQLite file under `var/` for the zero-setup default."""
     url = environ.get("DATABASE_URL", "").strip()
@@ -74,21 +88,33 @@ def database_config(environ: Mapping[str, str], var_dir: Path) -> dict[str, Any]
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(var_dir / "orchestrator.sqlite3"),
-            "OPTIONS": {"timeout": 20},
+            "OPTIONS": dict(SQLITE_OPTIONS),
         }
     try:
         config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
     except ValueError as exc:
         raise ConfigError(f"DATABASE_URL is not a database URL: {exc}") from exc
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = {**SQLITE_OPTIONS, **config.get("OPTIONS", {})}
     if config["ENGINE"] == "django.db.backends.postgresql":
         # Pooled connections (psycopg_pool) instead of per-request connects; the pool and
         # persistent connections exclude each other, hence CONN_MAX_AGE 0 above.
         options = config.setdefault("OPTIONS", {})
+        # Every wait on Postgres is bounded, so an outage is answered at once rather than
+        # hung on (docs/guards.md): a request waits at most DATABASE_POOL_TIMEOUT_S for a
+        # pooled connection, a connection attempt DATABASE_CONNECT_TIMEOUT_S, a statement
+        # DATABASE_STATEMENT_TIMEOUT_MS (0: no limit).
         options["pool"] = {
             "min_size": 1,
             "max_size": env_int(environ, "DATABASE_POOL_MAX", 20),
-            "timeout": 10,
+            "timeout": env_float(environ, "DATABASE_POOL_TIMEOUT_S", 2.0),
         }
+        options["connect_timeout"] = env_int(environ, "DATABASE_CONNECT_TIMEOUT_S", 2)
+        statement_ms = env_int(environ, "DATABASE_STATEMENT_TIMEOUT_MS", 30_000)
+        options["options"] = f"-c statement_timeout={statement_ms}"
+        # A peer that vanishes without closing the connection (a host gone) is noticed
+        # within about 10 s instead of the kernel's two hours.
+        options.update(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
         # The request path's few statements (orchestrator_site.db) run prepared; Django's
         # own queries bind client-side and are never prepared. Off for a pooler that cannot
         # keep prepared statements (PgBouncer before 1.21 in transaction mode).
@@ -113,7 +139,18 @@ def cache_config(environ: Mapping[str, str]) -> dict[str, Any]:
             "BACKEND": "orchestrator_site.cache.SharedPoolRedisCache",
             "LOCATION": url,
             "KEY_PREFIX": environ.get("CACHE_KEY_PREFIX", "orch"),
+            # Bounded waits: a Redis that is down or stalled fails the call instead of
+            # hanging the request (docs/guards.md says what each guard does then).
+            "OPTIONS": redis_timeouts(environ),
         }
+    }
+
+
+def redis_timeouts(environ: Mapping[str, str]) -> dict[str, float]:
+    """redis-py's connect and read timeouts for the cache, the guards and the journal."""
+    return {
+        "socket_connect_timeout": env_float(environ, "REDIS_CONNECT_TIMEOUT_S", 1.0),
+        "socket_timeout": env_float(environ, "REDIS_SOCKET_TIMEOUT_S", 2.0),
     }
 
 
@@ -131,7 +168,13 @@ def channel_layers(environ: Mapping[str, str]) -> dict[str, Any]:
                 # redis-py reads with a 5 s socket timeout by default, the same 5 s that
                 # channels-redis blocks on BZPOPMIN: an idle socket's consumer then dies with
                 # "Timeout reading". The read timeout must outlast the blocking pop.
-                "hosts": [{"address": url, "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_S}],
+                "hosts": [
+                    {
+                        "address": url,
+                        "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_S,
+                        "socket_connect_timeout": redis_timeouts(environ)["socket_connect_timeout"],
+                    }
+                ],
                 "prefix": environ.get("CHANNELS_PREFIX", "orch"),
             },
         }

@@ -1,14 +1,21 @@
-"""Component checks behind `GET /health`. Each returns {"status": ..., ...details}."""
+"""Component checks behind `GET /health`. Each returns {"status": ..., ...details}.
+
+The checks run concurrently, each bounded by CHECK_TIMEOUT_S, so `/health` answers within about
+that long whatever is down, and names what is (`down`). A check still running from an earlier
+call is awaited again rather than started twice: a dependency that hangs holds one thread per
+check, not one per call.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
@@ -20,6 +27,12 @@ from routing.status import providers_health
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 HEARTBEAT_STALE_S = 120
+CHECK_TIMEOUT_S = 0.5
+
+# The checks' own threads: under load the request path's workers are busy, and a health check
+# queued behind them would report a healthy dependency as down.
+_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
+_running: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
 
 def _elapsed_ms(started: float) -> float:
@@ -34,6 +47,8 @@ def check_database() -> dict[str, Any]:
             cursor.fetchone()
     except Exception as exc:
         return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+    finally:
+        connection.close()  # the pooled connection goes back at once
     return {"status": HEALTHY, "vendor": connection.vendor, "latency_ms": _elapsed_ms(started)}
 
 
@@ -63,8 +78,8 @@ async def check_channel_layer() -> dict[str, Any]:
     started = time.perf_counter()
     try:
         channel = await layer.new_channel()
-        await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), timeout=2)
-        message = await asyncio.wait_for(layer.receive(channel), timeout=2)
+        await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), CHECK_TIMEOUT_S)
+        message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_S)
     except Exception as exc:
         return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
     if message.get("type") != "health.ping":
@@ -106,6 +121,8 @@ def check_providers() -> dict[str, Any]:
         return providers_health()
     except Exception as exc:
         return {"status": UNHEALTHY, "error": type(exc).__name__, "message": str(exc)[:200]}
+    finally:
+        connection.close()
 
 
 def overall(components: dict[str, dict[str, Any]]) -> str:
@@ -117,12 +134,39 @@ def overall(components: dict[str, dict[str, Any]]) -> str:
     return HEALTHY
 
 
+def _in_thread(check: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def run() -> dict[str, Any]:
+        return await asyncio.get_running_loop().run_in_executor(_executor, check)
+
+    return run
+
+
+CHECKS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+    "database": _in_thread(check_database),
+    "cache": _in_thread(check_cache),
+    "channel_layer": check_channel_layer,
+    "broker": _in_thread(check_broker),
+    "providers": _in_thread(check_providers),
+}
+
+
+async def _bounded(name: str, check: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    running = _running.get(name)
+    if running is None or running.done() or running.get_loop() is not loop:
+        running = _running[name] = asyncio.ensure_future(check())
+    try:
+        return await asyncio.wait_for(asyncio.shield(running), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return {
+            "status": UNHEALTHY,
+            "error": "Timeout",
+            "message": f"no answer within {CHECK_TIMEOUT_S} s",
+        }
+
+
 async def health_report() -> dict[str, Any]:
-    components = {
-        "database": await sync_to_async(check_database)(),
-        "cache": await sync_to_async(check_cache)(),
-        "channel_layer": await check_channel_layer(),
-        "broker": await sync_to_async(check_broker)(),
-        "providers": await sync_to_async(check_providers)(),
-    }
-    return {"status": overall(components), "components": components}
+    results = await asyncio.gather(*(_bounded(name, check) for name, check in CHECKS.items()))
+    components = dict(zip(CHECKS, results, strict=True))
+    down = [name for name, component in components.items() if component["status"] == UNHEALTHY]
+    return {"status": overall(components), "down": down, "components": components}

@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_celery_beat",
+    # Listed so /api/docs loads Swagger UI from ninja's own static files, not from a CDN.
+    "ninja",
     "orchestrator_site",
     "providers",
     "analytics",
@@ -40,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "orchestrator_site.security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +103,9 @@ ORCHESTRATOR_LATENCY_TARGET_MS = config.env_int(ENV, "ORCHESTRATOR_LATENCY_TARGE
 ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS = config.env_int(
     ENV, "ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS", 200_000
 )
+ORCHESTRATOR_EXACT_PERCENTILES_MAX_ROWS = config.env_int(
+    ENV, "ORCHESTRATOR_EXACT_PERCENTILES_MAX_ROWS", 200_000
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -127,6 +133,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = config.env_int(ENV, "MAX_REQUEST_BYTES", 2 * 1024 
 
 # Websocket origins accepted besides ALLOWED_HOSTS (see orchestrator_site/asgi.py).
 WEBSOCKET_ALLOWED_ORIGINS = config.env_list(ENV, "WEBSOCKET_ALLOWED_ORIGINS", [])
+
+# Service endpoints (/metrics, /metrics/prometheus, /models, /models/<name>/status): open to
+# anyone only when public; else a Bearer token (Prometheus) or a staff session (docs/api.md).
+ORCHESTRATOR_METRICS_PUBLIC = config.env_bool(ENV, "ORCHESTRATOR_METRICS_PUBLIC", False)
+ORCHESTRATOR_METRICS_TOKEN = ENV.get("ORCHESTRATOR_METRICS_TOKEN", "")
+
+# Login throttling (site and admin): this many wrong passwords for one username from one
+# address within the lockout locks that pair out for the lockout (docs/deployment.md).
+ORCHESTRATOR_LOGIN_MAX_FAILURES = config.env_int(ENV, "ORCHESTRATOR_LOGIN_MAX_FAILURES", 5)
+ORCHESTRATOR_LOGIN_LOCKOUT_S = config.env_int(ENV, "ORCHESTRATOR_LOGIN_LOCKOUT_S", 900)
 
 # Encryption key for provider credentials stored in the database (Fernet, urlsafe base64).
 CREDENTIALS_KEY = ENV.get("CREDENTIALS_KEY", "")
@@ -213,5 +229,10 @@ ORCHESTRATOR_ROUTER_ARTIFACT = ENV.get("ORCHESTRATOR_ROUTER_ARTIFACT", "")
 ORCHESTRATOR_ROUTER_DATA = [p for p in ENV.get("ORCHESTRATOR_ROUTER_DATA", "").split(",") if p]
 # Where finished background CSV exports are kept until downloaded.
 ORCHESTRATOR_EXPORT_DIR = Path(ENV.get("ORCHESTRATOR_EXPORT_DIR", str(VAR_DIR / "exports")))
+# Run background exports in a thread of the web process rather than as Celery tasks: the
+# default without Redis, where Celery has no broker and would run them inside the request.
+ORCHESTRATOR_EXPORT_IN_THREAD = config.env_bool(
+    ENV, "ORCHESTRATOR_EXPORT_IN_THREAD", REDIS_URL is None
+)
 # How often the telemetry page is pushed a sample.
 ORCHESTRATOR_TELEMETRY_INTERVAL_S = config.env_float(ENV, "ORCHESTRATOR_TELEMETRY_INTERVAL_S", 1.0)

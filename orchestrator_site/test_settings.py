@@ -17,3 +17,5 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_STORE_EAGER_RESULT = True
+# The service endpoints' scrape token, known to the tests and to the live server alike.
+ORCHESTRATOR_METRICS_TOKEN = "metrics-token-for-tests"

@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from analytics import views as analytics_views
 from orchestrator_site import views
+from orchestrator_site.forms import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 from routing import api as gateway
 from routing import openai_api
 
@@ -16,6 +18,11 @@ urlpatterns = [
     path("metrics/prometheus", gateway.metrics_prometheus_view, name="metrics-prometheus"),
     path("models", gateway.models_view, name="models-status"),
     path("models/<path:name>/status", gateway.model_status_view, name="model-status"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("models/", include("providers.urls")),
@@ -25,4 +32,5 @@ urlpatterns = [
 ]
 
 admin.site.site_header = "LLM Orchestrator"
+admin.site.login_form = ThrottledAdminAuthenticationForm
 admin.site.site_title = "LLM Orchestrator admin"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from providers.adapters.registry import adapter_for
@@ -23,6 +26,10 @@ logger = logging.getLogger(__name__)
 # A probe lists models; anything slower than this is as good as down for routing.
 HEALTH_PROBE_READ_TIMEOUT_S = 10.0
 HEALTH_ERROR_MAX_CHARS = 500
+# A local server answers in milliseconds or not at all; its probe runs where a page waits on it.
+LOCAL_PROBE_TIMEOUT_S = 2.0
+LOCAL_PROBE_MAX_AGE_S = 30.0
+LOCAL_PROBE_LEASE_KEY = "providers:local-probe:{pk}"
 
 
 class CredentialInvalid(ValueError):
@@ -69,8 +76,9 @@ def provider_credential_set(*, provider: Provider, env_var: str = "", secret: st
     )
 
 
-def provider_health_check(*, provider: Provider) -> HealthCheck:
+def provider_health_check(*, provider: Provider, timeout_s: float | None = None) -> HealthCheck:
     """Probe `provider` by listing its models; record and return status, latency, error.
+    `timeout_s` caps both the connect and the read timeout.
 
     Synchronous (admin actions, Celery); async code calls it through `sync_to_async`.
     """
@@ -79,7 +87,13 @@ def provider_health_check(*, provider: Provider) -> HealthCheck:
     model_count = 0
     secret: str | None = None
     try:
-        endpoint = provider_endpoint(provider, read_timeout_s=HEALTH_PROBE_READ_TIMEOUT_S)
+        endpoint = provider_endpoint(
+            provider, read_timeout_s=min(HEALTH_PROBE_READ_TIMEOUT_S, timeout_s or math.inf)
+        )
+        if timeout_s is not None:
+            endpoint = replace(
+                endpoint, connect_timeout_s=min(endpoint.connect_timeout_s, timeout_s)
+            )
         secret = endpoint.api_key
         started = time.perf_counter()
         try:
@@ -120,6 +134,44 @@ def provider_health_check(*, provider: Provider) -> HealthCheck:
         model_count=model_count,
         checked_at=checked_at,
     )
+
+
+def local_health_refresh(
+    *,
+    now: datetime,
+    max_age_s: float = LOCAL_PROBE_MAX_AGE_S,
+    timeout_s: float = LOCAL_PROBE_TIMEOUT_S,
+) -> list[HealthCheck]:
+    """Probe each enabled local provider (llama.cpp server, Ollama) whose last result is older
+    than `max_age_s` or missing, with a short timeout; the stored result is the cache.
+
+    Cloud providers are left to the beat task: their probes are slow and cost requests. A lease
+    per provider keeps concurrent callers (page loads, the web process's loop) from probing the
+    same server at once; without a cache the probe simply runs.
+    """
+    stale = Provider.objects.filter(
+        Q(health_checked_at__isnull=True)
+        | Q(health_checked_at__lt=now - timedelta(seconds=max_age_s)),
+        enabled=True,
+        locality=Provider.Locality.LOCAL,
+    ).order_by("pk")
+    checks = []
+    for provider in stale:
+        key = LOCAL_PROBE_LEASE_KEY.format(pk=provider.pk)
+        try:
+            leased = cache.add(key, 1, timeout=math.ceil(3 * timeout_s))
+        except Exception:  # a cache outage must not leave the local model unprobed
+            leased = True
+        if not leased:
+            continue
+        try:
+            checks.append(provider_health_check(provider=provider, timeout_s=timeout_s))
+        finally:
+            try:
+                cache.delete(key)
+            except Exception:
+                logger.warning("local probe lease not released", extra={"provider": provider.name})
+    return checks
 
 
 def provider_models_import(*, provider: Provider) -> ModelsImport:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -59,6 +61,18 @@ executor = ThreadPoolExecutor(
     thread_name_prefix="orchestrator-io",
     initializer=_worker_started,
 )
+
+
+# From this size on, a request body's CPU work (parsing, counting tokens) runs in a worker
+# thread: on the event loop, a 2 MB prompt's would hold up every other request meanwhile.
+LARGE_BODY_BYTES = 256 * 1024
+
+
+async def cpu_bound(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """`func(*args, **kwargs)` in one of `executor`'s threads, for CPU work on a large body
+    that touches no database (so none of `in_thread`'s connection housekeeping)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, functools.partial(func, *args, **kwargs))
 
 
 def in_thread(func: Callable[P, R]) -> Callable[P, Any]:

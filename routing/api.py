@@ -20,11 +20,17 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from orchestrator_site.dependencies import (
+    DEPENDENCY_UNAVAILABLE,
+    dependency_away,
+    dependency_message,
+)
 from routing.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
 from routing.batch import batch_create, batch_progress, execute_result, task_request
 from routing.events import Caller, Failed, Finished
 from routing.journal import journaled
 from routing.prometheus import prometheus_text
+from routing.service_access import service_access_required
 from routing.services import chat_stream
 from routing.status import gateway_metrics, model_statuses
 from routing.tasks import batch_item_enqueue
@@ -65,15 +71,28 @@ def envelope(
     *,
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    trace_id: str | None = None,
 ) -> JsonResponse:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JsonResponse(body, status=status, headers=headers)
+    """The one error envelope; `trace_id` (the request's id, also in the
+    `x-orchestrator-request-id` header) names the log row of a request that was logged."""
+    error: dict[str, Any] = {"code": code, "message": message, "details": details or {}}
+    if trace_id is not None:
+        error["trace_id"] = trace_id
+        headers = (headers or {}) | {"x-orchestrator-request-id": trace_id}
+    return JsonResponse({"error": error}, status=status, headers=headers)
 
 
 @api.exception_handler(GatewayError)
 def _gateway_error(request: HttpRequest, exc: GatewayError) -> HttpResponse:
     headers = rate_limit_headers(exc.rate_limit, exc.retry_after_s)
-    return envelope(exc.code, exc.message, exc.status, details=exc.details, headers=headers)
+    return envelope(
+        exc.code,
+        exc.message,
+        exc.status,
+        details=exc.details,
+        headers=headers,
+        trace_id=exc.trace_id,
+    )
 
 
 @api.exception_handler(ValidationError)
@@ -117,6 +136,10 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    dependency = dependency_away(exc)
+    if dependency is not None:
+        logger.warning("native API request refused, %s unreachable: %s", dependency, exc)
+        return envelope(DEPENDENCY_UNAVAILABLE, dependency_message(dependency), 503)
     logger.exception("native API request failed", extra={"path": request.path})
     return envelope("SERVICE_UNAVAILABLE", "The gateway failed to handle this request.", 503)
 
@@ -201,6 +224,7 @@ async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
                     event.http_status,
                     details={"request_id": str(event.request_id), **event.details},
                     headers=rate_limit_headers(event.rate_limit, event.retry_after_s),
+                    trace_id=str(event.request_id),
                 )
             if isinstance(event, Finished):
                 headers = rate_limit_headers(event.rate_limit) | {
@@ -253,9 +277,11 @@ async def batch_get(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
     )
 
 
-# Service endpoints at the site root (plain async views: /health's neighbours, not under /api).
+# Service endpoints at the site root (plain async views: /health's neighbours, not under /api);
+# who may read them: routing/service_access.py.
 
 
+@service_access_required
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     """`GET /metrics`: request-log totals over `?window_s=` (default one day)."""
     window_s = _window(request)
@@ -301,17 +327,20 @@ def _window(request: HttpRequest) -> int:
     return int(raw) if raw.isdigit() and 0 < int(raw) <= 90 * 86400 else 86400
 
 
+@service_access_required
 async def metrics_prometheus_view(request: HttpRequest) -> HttpResponse:
     """`GET /metrics/prometheus`: the same figures in the Prometheus text format."""
     m = await sync_to_async(gateway_metrics)(window_s=_window(request))
     return HttpResponse(prometheus_text(m), content_type=CONTENT_TYPE_LATEST)
 
 
+@service_access_required
 async def models_view(request: HttpRequest) -> HttpResponse:
     statuses = await sync_to_async(model_statuses)()
     return JsonResponse({"models": [s.as_json() for s in statuses]})
 
 
+@service_access_required
 async def model_status_view(request: HttpRequest, name: str) -> HttpResponse:
     # No model's name holds a NUL (Postgres could not even compare one) or is that long.
     if "\x00" in name or len(name) > 2 * MODEL_MAX_CHARS:

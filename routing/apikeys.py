@@ -7,6 +7,7 @@ request spends no database query on its key; revoking or editing a key drops its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import time
@@ -17,6 +18,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from orchestrator_site.dependencies import REDIS_AWAY
 from routing.aio import in_thread
 from routing.events import Caller
 from routing.models import ApiKey
@@ -152,14 +154,18 @@ async def apikey_authenticate(raw: str) -> Caller | None:
     if local is not None and now - local[1] < LOCAL_TTL_S:
         entry = local[0]
     else:
-        entry = await cache.aget(_cache_key(digest))
+        try:
+            entry = await cache.aget(_cache_key(digest))
+        except REDIS_AWAY:
+            entry = None  # fails open to the database (docs/guards.md)
         if entry != _MISS and not isinstance(entry, Caller):
             entry = await in_thread(_caller_from_db)(digest) or _MISS
-            await cache.aset(
-                _cache_key(digest),
-                entry,
-                MISS_CACHE_TTL_S if entry == _MISS else CACHE_TTL_S,
-            )
+            with contextlib.suppress(*REDIS_AWAY):
+                await cache.aset(
+                    _cache_key(digest),
+                    entry,
+                    MISS_CACHE_TTL_S if entry == _MISS else CACHE_TTL_S,
+                )
         if len(_local) >= LOCAL_MAX_KEYS:
             _local.clear()  # a flood of wrong keys must not grow this without bound
         _local[digest] = (entry, now)

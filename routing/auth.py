@@ -30,9 +30,12 @@ class GatewayError(Exception):
         rate_limit: RateLimitInfo | None = None,
         retry_after_s: float | None = None,
         status: int | None = None,
+        trace_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self._status = status
+        # The id of the refusal's log row, when it was logged: what a caller quotes to staff.
+        self.trace_id = trace_id
         self.code = code
         self.message = message
         self.details = details or {}

@@ -62,6 +62,7 @@ def task_request(
         session_id=task.get("session_id") or "",
         use_cache=bool(metadata.get("cache", True)),
         request_id=request_id or uuid.uuid4(),
+        buffered=True,
     )
 
 

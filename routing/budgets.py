@@ -16,6 +16,7 @@ checked again on fresh ones before it is given.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -23,22 +24,23 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from analytics.pricing import Prices, max_cost_for, prices_ceiling
 from orchestrator_site.db import prepared_available, prepared_rows
 from providers.models import LLMModel
+from routing.budget_amounts import usd_quantize, usd_rounded
 from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
 
-CENT_FRACTION = Decimal("0.00000001")  # the 8 decimal places every cost column stores
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +204,7 @@ def budget_reserve(
     if max_cost_usd is not None and max_cost_usd == 0:
         return Reservation(request_id=request_id, amount_usd=Decimal(0), holds=())
     amount = (
-        Decimal(0)
-        if max_cost_usd is None
-        else max_cost_usd.quantize(CENT_FRACTION, rounding=ROUND_CEILING)
+        Decimal(0) if max_cost_usd is None else usd_quantize(max_cost_usd, rounding=ROUND_CEILING)
     )
     scope = {"api_key_id": api_key_id, "user_id": user_id, "model_id": model_id}
     try:
@@ -249,7 +249,10 @@ def _reserve(
                 reservation_id=line_id,
                 period_id=period_id,
                 budget_name=budget.name,
-                soft_alert_usd=budget.limit_usd * budget.soft_alert_share,
+                # Rounded up: a stored spend reaches it exactly when it reaches the share.
+                soft_alert_usd=usd_quantize(
+                    budget.limit_usd * budget.soft_alert_share, rounding=ROUND_CEILING
+                ),
             )
         )
     return Reservation(request_id=request_id, amount_usd=amount, holds=tuple(holds))
@@ -273,8 +276,10 @@ def _hold_each(
         for budget, period_id in sorted(budgets, key=lambda pair: pair[1]):
             rows = BudgetPeriod.objects.filter(pk=period_id)
             if budget.hard_stop:
-                rows = rows.filter(limit_usd__gte=F("spent_usd") + F("reserved_usd") + amount)
-            if rows.update(reserved_usd=F("reserved_usd") + amount) != 1:
+                rows = rows.filter(
+                    limit_usd__gte=usd_rounded(F("spent_usd") + F("reserved_usd") + amount)
+                )
+            if rows.update(reserved_usd=usd_rounded(F("reserved_usd") + amount)) != 1:
                 raise _refused(budget, amount)
         lines = BudgetReservation.objects.bulk_create(
             [
@@ -401,11 +406,7 @@ class BudgetClose:
     def settled(cls, reservation: Reservation, actual_cost_usd: Decimal | None) -> BudgetClose:
         """`None` means the model's price is unknown: the whole reservation (priced at the
         dearest known model) counts as spent."""
-        spent = (
-            reservation.amount_usd
-            if actual_cost_usd is None
-            else actual_cost_usd.quantize(CENT_FRACTION, rounding=ROUND_HALF_EVEN)
-        )
+        spent = reservation.amount_usd if actual_cost_usd is None else usd_quantize(actual_cost_usd)
         return cls(reservation, spent, BudgetReservation.State.SETTLED)
 
     @classmethod
@@ -508,11 +509,13 @@ def budget_reservations_expire(*, older_than: timedelta, now: datetime | None = 
         state, spent = BudgetReservation.State.RELEASED, Decimal(0)
         if request_id in spent_by_request and created_at == last_taken[request_id]:
             cost = spent_by_request[request_id]
-            state, spent = BudgetReservation.State.SETTLED, amount if cost is None else cost
+            state = BudgetReservation.State.SETTLED
+            spent = amount if cost is None else usd_quantize(cost)
         with transaction.atomic():
             if _claim(reservation_id, state, spent, now):
                 BudgetPeriod.objects.filter(pk=period_id).update(
-                    spent_usd=F("spent_usd") + spent, reserved_usd=F("reserved_usd") - amount
+                    spent_usd=usd_rounded(F("spent_usd") + spent),
+                    reserved_usd=usd_rounded(F("reserved_usd") - amount),
                 )
                 closed += 1
     return closed
@@ -661,10 +664,37 @@ def _soft_alerts(
 
 
 def _close(close: BudgetClose, *, now: datetime | None) -> None:
-    reservation, spent, state = close.reservation, close.spent, close.state
-    if not reservation.holds:
+    """Settle or release one reservation. A settlement that fails still gives its hold back
+    (logged with the spend it could not record, and raised again): a hold left held would count
+    against the limit until the sweep, which the zero-setup site never runs."""
+    if not close.reservation.holds:
         return
     now = now or timezone.now()
+    try:
+        # Outside a caller's transaction (the request path) the failed statement was a
+        # transaction of its own and the release can follow; inside one on Postgres the
+        # transaction is spoilt, the release fails too and the caller's rollback decides.
+        _close_once(close, now)
+    except DatabaseError:
+        if close.state != BudgetReservation.State.SETTLED:
+            raise
+        logger.exception(
+            "budget settlement of request %s (%s USD) failed; releasing its hold",
+            close.reservation.request_id,
+            close.spent,
+        )
+        try:
+            _close_once(BudgetClose.released(close.reservation), now)
+        except DatabaseError:
+            logger.exception(
+                "budget release of request %s failed too; the hold waits for the sweep",
+                close.reservation.request_id,
+            )
+        raise
+
+
+def _close_once(close: BudgetClose, now: datetime) -> None:
+    reservation, spent, state = close.reservation, close.spent, close.state
     if prepared_available():
         params = _close_params(close, now, relaxed=not connection.in_atomic_block)
         sql = _CLOSE_ONE_SQL if len(reservation.holds) == 1 else _CLOSE_SQL
@@ -676,8 +706,8 @@ def _close(close: BudgetClose, *, now: datetime | None) -> None:
             if not _claim(hold.reservation_id, state, spent, now):
                 continue
             BudgetPeriod.objects.filter(pk=hold.period_id).update(
-                spent_usd=F("spent_usd") + spent,
-                reserved_usd=F("reserved_usd") - reservation.amount_usd,
+                spent_usd=usd_rounded(F("spent_usd") + spent),
+                reserved_usd=usd_rounded(F("reserved_usd") - reservation.amount_usd),
             )
             if spent > 0:
                 _soft_alert_record(hold, now)

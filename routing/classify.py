@@ -90,6 +90,33 @@ REASONING = _words(
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+", re.MULTILINE)
 
+# A regex call holds the GIL until it returns, so classifying a large prompt in a worker thread
+# in one call per pattern stalls the event loop for as long as each call runs. A large prompt
+# is read in slices of about this many characters, each cut right after a newline: no pattern
+# above matches across a line break's start (their phrases hold no newline, and a list item
+# starts a line), so the counts are those of the whole text. Where no newline follows a cut,
+# the rest is read in one piece.
+SLICE_CHARS = 64 * 1024
+
+
+def text_slices(text: str, slice_chars: int = SLICE_CHARS) -> list[tuple[int, int]]:
+    """`(start, end)` bounds that cover `text`, each cut right after a newline."""
+    bounds: list[tuple[int, int]] = []
+    start, size = 0, len(text)
+    while size - start > slice_chars:
+        newline = text.find("\n", start + slice_chars)
+        if newline < 0:
+            break
+        bounds.append((start, newline + 1))
+        start = newline + 1
+    bounds.append((start, size))
+    return bounds
+
+
+def match_count(pattern: re.Pattern[str], text: str, bounds: list[tuple[int, int]]) -> int:
+    """`len(pattern.findall(text))`, one regex call per slice of `bounds`."""
+    return sum(len(pattern.findall(text, start, end)) for start, end in bounds)
+
 
 class HeuristicClassifier:
     """Scores length, reasoning words, code, questions, listed requirements and numbers.
@@ -100,7 +127,8 @@ class HeuristicClassifier:
 
     def classify(self, text: str) -> Classification:
         tokens = estimate_tokens(text)
-        hits = {name: len(pattern.findall(text)) for name, pattern in TASK_PATTERNS}
+        bounds = text_slices(text)
+        hits = {name: match_count(pattern, text, bounds) for name, pattern in TASK_PATTERNS}
         if "```" in text:
             hits["code"] += 2
         best = max(hits.items(), key=lambda item: item[1])
@@ -113,9 +141,9 @@ class HeuristicClassifier:
         else:
             task_type = "general"
 
-        reasoning = len(REASONING.findall(text))
-        numbers = len(NUMBER.findall(text))
-        list_items = len(LIST_ITEM.findall(text))
+        reasoning = match_count(REASONING, text, bounds)
+        numbers = match_count(NUMBER, text, bounds)
+        list_items = match_count(LIST_ITEM, text, bounds)
         questions = text.count("?")
         score = (
             (2 if tokens > 400 else 1 if tokens > 150 else 0)

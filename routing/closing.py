@@ -25,23 +25,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 from django.db import DatabaseError, transaction
 
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record, requests_record
+from orchestrator_site.dependencies import DATABASE_AWAY
 from routing.aio import in_thread
 from routing.budgets import BudgetClose, budgets_close
 from routing.guards.ratelimit import RateLimiter, TokenDebit
+from routing.journal import grace_s as journal_grace_s
 
 logger = logging.getLogger(__name__)
 
 GROUP_MAX = 256
 GATHER_S = 0.02
+# While the database is away, a request's writes are tried again this often, by at most this
+# many requests at once (beyond, their journal entries wait for the journal sweep).
+RETRY_S = 1.0
+RETRY_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,9 @@ def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list
             with transaction.atomic():
                 requests_record(outcomes=[close.outcome for close in closes])
             together = True
+        except DATABASE_AWAY as exc:
+            # Not one request's fault: one by one, each would wait out the same bounded wait.
+            return [exc] * len(closes)
         except DatabaseError as exc:
             logger.warning(
                 "request close: %d rows failed together (%s); one by one", len(closes), exc
@@ -73,6 +84,9 @@ def requests_close(closes: Sequence[RequestClose], limiter: RateLimiter) -> list
         for index, close in enumerate(closes):
             try:
                 request_record(outcome=close.outcome)  # one statement: its own transaction
+            except DATABASE_AWAY as error:
+                errors[index:] = [error] * (len(closes) - index)
+                return errors
             except DatabaseError as error:
                 errors[index] = error
     settling = [
@@ -121,6 +135,8 @@ class RequestCloser:
             weakref.WeakKeyDictionary()
         )
         self._write = in_thread(requests_close)
+        # Request id -> when its writes first failed for want of the database.
+        self._failing_since: dict[uuid.UUID, float] = {}
 
     async def close(self, request: RequestClose) -> None:
         """Returns once the request's writes are committed; raises what kept them from it."""
@@ -150,15 +166,44 @@ class RequestCloser:
                 for _, done in group:
                     done.cancel()
                 raise
+            except DATABASE_AWAY as exc:
+                errors = [exc] * len(group)
             except Exception as exc:
                 for _, done in group:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            for (_, done), error in zip(group, errors, strict=True):
+            for (close, done), error in zip(group, errors, strict=True):
                 if done.done():
                     continue
+                if isinstance(error, DATABASE_AWAY) and self._retry_later(groups, close, done):
+                    continue
+                self._failing_since.pop(close.outcome.request_id, None)
                 if error is None:
                     done.set_result(None)
                 else:
                     done.set_exception(error)
+
+    def _retry_later(
+        self, groups: _LoopGroups, close: RequestClose, done: asyncio.Future[None]
+    ) -> bool:
+        """Write `close` again in RETRY_S, while the database is away (docs/guards.md): the
+        request's row lands within RETRY_S of the database being back. False when it has been
+        failing for longer than the journal's grace period (the journal sweep writes it then)
+        or too many requests already wait (their journal entries are kept meanwhile)."""
+        now = time.monotonic()
+        request_id = close.outcome.request_id
+        since = self._failing_since.setdefault(request_id, now)
+        if now - since > journal_grace_s() or len(self._failing_since) > RETRY_MAX:
+            self._failing_since.pop(request_id, None)
+            return False
+        # The token correction went out with the first try (Redis, not the database).
+        again = replace(close, debit=None)
+
+        def requeue() -> None:
+            groups.pending.append((again, done))
+            if groups.writer is None or groups.writer.done():
+                groups.writer = asyncio.get_running_loop().create_task(self._write_pending(groups))
+
+        asyncio.get_running_loop().call_later(RETRY_S, requeue)
+        return True

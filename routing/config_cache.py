@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from orchestrator_site.dependencies import REDIS_AWAY
 from providers.models import LLMModel
 from routing.decision import (
     ModelSpec,
@@ -97,11 +98,18 @@ def shared_read() -> SharedState:
     state = _shared
     if state is not None and time.monotonic() - state.read_at < SHARED_TTL_S:
         return state
-    found = cache.get_many([VERSION_KEY, SNAPSHOT_KEY])
-    version = found.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-        version = cache.get(VERSION_KEY)
+    try:
+        found = cache.get_many([VERSION_KEY, SNAPSHOT_KEY])
+        version = found.get(VERSION_KEY)
+        if version is None:
+            cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+            version = cache.get(VERSION_KEY)
+    except REDIS_AWAY:
+        if state is None:
+            raise
+        # Fails open on what was last read (docs/guards.md); asked again after SHARED_TTL_S.
+        _shared = SharedState(state.version, state.snapshot, time.monotonic())
+        return _shared
     _shared = SharedState(str(version), found.get(SNAPSHOT_KEY), time.monotonic())
     return _shared
 

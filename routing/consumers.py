@@ -1,19 +1,22 @@
-"""The telemetry websocket: the last 15 minutes on connect, then one sample a second."""
+"""The telemetry websocket: the last 15 minutes on connect (rebuilt from the logs where no
+sample was kept), then one sample a second."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from orchestrator_site.consumers import AuthenticatedJsonConsumer
-from routing.telemetry import GROUP, history_get, publisher
+from routing.telemetry import GROUP, history_for_page, publisher
 
 
 class TelemetryConsumer(AuthenticatedJsonConsumer):
     async def on_authenticated(self) -> None:
+        # Read (and rebuilt) before joining, so the first sample follows the history at once.
+        points = await history_for_page()
         await self.channel_layer.group_add(GROUP, self.channel_name)
         self.subscribed = True
         publisher.subscribe()
-        await self.send_json({"type": "telemetry.history", "points": await history_get()})
+        await self.send_json({"type": "telemetry.history", "points": points})
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "subscribed", False):

@@ -45,6 +45,9 @@ class GatewayRequest:
     sticky_model_id: int | None = None
     use_cache: bool = True
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    buffered: bool = False
+    """The client gets the answer whole (a non-streamed completion, the native API, a batch
+    item): nothing is shown before the end, so a failure mid-answer can still fall back."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ ERROR_STATUS: dict[str, int] = {
     "BUDGET_EXCEEDED": 402,
     "MODEL_UNAVAILABLE": 503,
     "SERVICE_UNAVAILABLE": 503,
+    "DEPENDENCY_UNAVAILABLE": 503,
     "RATE_LIMIT_EXCEEDED": 429,
     "MODEL_ERROR": 502,
     "INVALID_RESPONSE": 502,

@@ -4,6 +4,9 @@
 `ChainOutcome` that the caller turns into `Finished` or `Failed` (it knows prices and the log).
 A failure before the first token moves on invisibly (a `Fallback` event, no partial text); a
 failure after it ends the stream as partial, because text already shown cannot be taken back.
+A `buffered` answer (the client gets it whole, at the end) has shown nothing until it is
+complete, so a failure mid-answer is retried and falls back like one before the first token:
+the attempt's text is discarded, not billed, and recorded in the attempt log.
 """
 
 from __future__ import annotations
@@ -80,14 +83,19 @@ class AttemptRecord:
     outcome: str  # "ok", an error code, or "skipped: <why>"
     status: int | None = None
     message: str = ""
+    discarded_chars: int = 0
+    """The text a buffered answer had received from this attempt before it failed."""
 
     def as_json(self) -> dict[str, object]:
-        return {
+        record: dict[str, object] = {
             "model": self.model_ref,
             "outcome": self.outcome,
             "status": self.status,
             "message": self.message,
         }
+        if self.discarded_chars:
+            record["discarded_chars"] = self.discarded_chars
+        return record
 
 
 @dataclass
@@ -144,10 +152,13 @@ async def execute_chain(
     admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
+    buffered: bool = False,
 ) -> AsyncGenerator[Started | Delta | Fallback, None]:
     """Stream the answer from the first model of `chain` that gives one; fill `outcome`.
 
     `admit` is asked before a model is tried (budgets): an error it returns skips the model.
+    `buffered`: the caller shows nothing before the end, so the text comes as one `Delta` once
+    an attempt has succeeded, and an attempt that fails mid-answer is discarded and retried.
     """
     breaker = breaker or NoBreaker()
     retry = retry or RetryPolicy()
@@ -205,17 +216,26 @@ async def execute_chain(
                             if outcome.time_to_first_token_ms is None:
                                 outcome.time_to_first_token_ms = _ms_since(began)
                             pieces.append(chunk.text)
-                            yield Delta(chunk.text)
+                            if not buffered:
+                                yield Delta(chunk.text)
                         if chunk.usage is not None:
                             outcome.usage = chunk.usage
                         if chunk.finish_reason is not None:
                             outcome.finish_reason = chunk.finish_reason
             except ProviderError as error:
                 breaker.record_failure(model.id)
+                discarded = sum(map(len, pieces)) if buffered else 0
                 outcome.log.append(
-                    AttemptRecord(model.ref, error.code, error.status, error.message[:300])
+                    AttemptRecord(
+                        model.ref, error.code, error.status, error.message[:300], discarded
+                    )
                 )
                 last_error = error
+                if buffered:
+                    # Nothing of it reached the client: the next attempt starts afresh.
+                    pieces.clear()
+                    outcome.usage = outcome.finish_reason = None
+                    outcome.time_to_first_token_ms = None
                 if pieces:
                     outcome.text = "".join(pieces)
                     outcome.error = error
@@ -233,6 +253,8 @@ async def execute_chain(
             outcome.log.append(AttemptRecord(model.ref, "ok"))
             outcome.text = "".join(pieces)
             outcome.error = None
+            if buffered and outcome.text:
+                yield Delta(outcome.text)
             return
     outcome.error = last_error or ProviderUnavailable("no model in the chain could be tried")
 

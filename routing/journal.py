@@ -38,9 +38,12 @@ from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
 from orchestrator_site.cache import RedisOutbox
+from orchestrator_site.config import redis_timeouts
+from orchestrator_site.dependencies import REDIS_AWAY
 from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
 from routing.guards.store import Commands
+from routing.telemetry import stream_tracked
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,9 @@ def _outbox() -> RedisOutbox | None:
 
 def _client() -> redis.Redis | None:
     url = settings.REDIS_URL
-    return redis.Redis.from_url(url, decode_responses=True) if url else None
+    if not url:
+        return None
+    return redis.Redis.from_url(url, decode_responses=True, **redis_timeouts(os.environ))
 
 
 def _opening(request: GatewayRequest) -> dict[str, str]:
@@ -145,9 +150,16 @@ def journal_open(*, request: GatewayRequest) -> None:
         rid = str(request.request_id)
         _memory[rid] = {**_opening(request), "due": str(time.time() + grace_s())}
         return
-    with client, client.pipeline(transaction=False) as pipe:
-        journal_open_commands(pipe, request)
-        pipe.execute()
+    try:
+        with client, client.pipeline(transaction=False) as pipe:
+            journal_open_commands(pipe, request)
+            pipe.execute()
+    except REDIS_AWAY as exc:
+        # Fails open (docs/guards.md): the request runs and its row is written as usual; only
+        # the recovery of a process that dies mid-request is lost while Redis is away.
+        logger.warning(
+            "journal entry of %s not opened, Redis unreachable: %s", request.request_id, exc
+        )
 
 
 def journal_stage(*, request_id: uuid.UUID, event: Finished | Failed) -> None:
@@ -336,21 +348,25 @@ async def journaled(
     before any event), journaled. After the terminal event the rest of the stream (where the
     request log row is written) runs in a background task, so neither the client nor a client
     disconnect waits on or cancels the write. A consumer that stops early (client disconnect)
-    closes `stream` in the background and marks the entry cancelled."""
+    closes `stream` in the background and marks the entry cancelled.
+
+    Every door answers through here, so this is where an answer counts as an active stream
+    (telemetry), from its first event until the consumer is done with it."""
     rid = request.request_id
     handed_off = False
     try:
-        async for event in stream:
-            if isinstance(event, Finished | Failed):
-                # Staged while the answer goes out (queued: nothing waits for it).
-                journal_stage(request_id=rid, event=event)
-                handed_off = True
-                _spawn(_drain(stream, rid))
+        async with stream_tracked():
+            async for event in stream:
+                if isinstance(event, Finished | Failed):
+                    # Staged while the answer goes out (queued: nothing waits for it).
+                    journal_stage(request_id=rid, event=event)
+                    handed_off = True
+                    _spawn(_drain(stream, rid))
+                    yield event
+                    return
                 yield event
-                return
-            yield event
-        handed_off = True
-        await journal_close(request_id=rid)
+            handed_off = True
+            await journal_close(request_id=rid)
     finally:
         if not handed_off:
             _spawn(_abandoned(stream, rid))

@@ -8,6 +8,7 @@ answer and an `orchestrator` object on completion bodies and on the last stream 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -23,9 +24,10 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog
+from orchestrator_site.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from providers.adapters.types import Message
 from providers.models import LLMModel
-from routing.aio import in_thread
+from routing.aio import LARGE_BODY_BYTES, cpu_bound, in_thread
 from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import (
     Caller,
@@ -83,16 +85,20 @@ def openai_error(
     *,
     param: str | None = None,
     headers: dict[str, str] | None = None,
+    trace_id: str | None = None,
 ) -> HttpResponse:
-    body = {
-        "error": {
-            "message": message,
-            "type": ERROR_TYPES.get(status, "api_error"),
-            "param": param,
-            "code": code,
-        }
+    """OpenAI's error shape; `trace_id` (the request's id, also in the
+    `x-orchestrator-request-id` header) names the log row of a request that was logged."""
+    error: dict[str, Any] = {
+        "message": message,
+        "type": ERROR_TYPES.get(status, "api_error"),
+        "param": param,
+        "code": code,
     }
-    return json_response(body, status=status, headers=headers)
+    if trace_id is not None:
+        error["trace_id"] = trace_id
+        headers = (headers or {}) | {"x-orchestrator-request-id": trace_id}
+    return json_response({"error": error}, status=status, headers=headers)
 
 
 def _error_of(exc: GatewayError) -> HttpResponse:
@@ -102,6 +108,7 @@ def _error_of(exc: GatewayError) -> HttpResponse:
         exc.status,
         param=exc.details.get("field"),
         headers=rate_limit_headers(exc.rate_limit, exc.retry_after_s),
+        trace_id=exc.trace_id,
     )
 
 
@@ -203,6 +210,7 @@ def _chat_request(
         top_p=_number(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
         session_id=(session_header or (user if isinstance(user, str) else ""))[:128],
+        buffered=not stream,
     )
     return request, stream, bool(options.get("include_usage"))
 
@@ -251,6 +259,7 @@ def _failure(event: Failed, request_id: str) -> HttpResponse:
         event.http_status,
         param=OPENAI_PARAMS.get(event.code),
         headers=headers,
+        trace_id=request_id,
     )
 
 
@@ -262,14 +271,22 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, 
     try:
         # orjson: several times faster than `json`, and stricter (no NaN or Infinity, no lone
         # surrogates, nesting bounded), as OpenAI's own parser is.
-        body = orjson.loads(request.body)
+        raw = request.body
+        body = (
+            await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         refused = GatewayRequest(messages=(), entry_point="openai", caller=caller)
         message = f"body: not valid JSON ({exc})"
         await request_refusal_record(
             request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
         )
-        raise GatewayError("INVALID_REQUEST", message, details={"field": "body"}) from exc
+        raise GatewayError(
+            "INVALID_REQUEST",
+            message,
+            details={"field": "body"},
+            trace_id=str(refused.request_id),
+        ) from exc
     try:
         return parse_chat_request(
             body, caller=caller, session_header=request.headers.get("x-session-id")
@@ -286,6 +303,7 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, 
         await request_refusal_record(
             request=refused, status="invalid", error_code=exc.code, message=exc.message
         )
+        exc.trace_id = str(refused.request_id)
         raise
 
 
@@ -411,6 +429,7 @@ async def _streamed(
                         "type": ERROR_TYPES.get(pending.http_status, "api_error"),
                         "param": OPENAI_PARAMS.get(pending.code),
                         "code": OPENAI_CODES.get(pending.code, pending.code),
+                        "trace_id": request_id,
                     }
                     out.append(_sse({"error": error}))
                     yield b"".join(out)
@@ -419,6 +438,22 @@ async def _streamed(
                     yield b"".join(out)
                     out = []
                 pending = await anext(events, None)
+        except asyncio.CancelledError:
+            if not cut_short_by_shutdown():
+                raise
+            # The process is shutting down: the answer ends here with an error frame and a
+            # clean end of the body (its request is logged as cancelled).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            error = {
+                "message": SHUTDOWN_MESSAGE,
+                "type": "api_error",
+                "param": None,
+                "code": "server_shutting_down",
+            }
+            out.append(_sse({"error": error}))
+            yield b"".join(out)
         finally:
             await events.aclose()
 

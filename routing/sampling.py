@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.utils import timezone
 
+from providers.services import local_health_refresh
 from routing import conf, policy_rules
 from routing.agents.base import UNKNOWN, Agent, AgentCheck, agent_load, checks_from
 from routing.agents.budget import BudgetAgent, BudgetReader, no_budget
@@ -172,11 +173,21 @@ def background_sampling_ensure() -> bool:
     return True
 
 
+def _local_health_refresh() -> None:
+    local_health_refresh(now=timezone.now())
+
+
 async def _sampling_loop() -> None:
     sample = sync_to_async(agents_sample, thread_sensitive=False)
+    # With no beat process the local model would otherwise never be probed.
+    probe_local = sync_to_async(_local_health_refresh, thread_sensitive=False)
     while True:
         try:
             await sample()
         except Exception:
             logger.exception("agent sampling failed")
+        try:
+            await probe_local()
+        except Exception:
+            logger.exception("local provider probe failed")
         await asyncio.sleep(conf.interval_s())

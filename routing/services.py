@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import caches
@@ -24,6 +26,7 @@ from django.utils import timezone
 
 from analytics.outcome import RequestOutcome
 from analytics.pricing import (
+    CostResult,
     CostState,
     Prices,
     baseline_cost_for,
@@ -32,6 +35,13 @@ from analytics.pricing import (
     prices_ceiling,
 )
 from orchestrator_site.db import prepared_available
+from orchestrator_site.dependencies import (
+    DEPENDENCY_AWAY,
+    DEPENDENCY_UNAVAILABLE,
+    REDIS_AWAY,
+    dependency_away,
+    dependency_message,
+)
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import (
     ChatRequest,
@@ -43,7 +53,7 @@ from providers.adapters.types import (
 )
 from providers.models import Provider
 from providers.selectors import provider_endpoint
-from routing.aio import in_thread
+from routing.aio import LARGE_BODY_BYTES, cpu_bound, in_thread
 from routing.budgets import (
     BudgetClose,
     BudgetExceeded,
@@ -67,12 +77,17 @@ from routing.events import (
     Started,
 )
 from routing.execution import ChainOutcome, ModelRuntime, execute_chain
-from routing.guards.admission import Guards, RateCheck
+from routing.guards.admission import GuardReads, Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
 from routing.guards.conf import response_cache_enabled
 from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult, TokenDebit
 from routing.guards.response_cache import CachedAnswer, ResponseCache
+from routing.hang_up import hang_up_pass
 from routing.journal import journal_open, journal_open_commands
+
+logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
 
 STATUS_SUCCESS = "success"
 STATUS_PARTIAL = "partial"
@@ -109,6 +124,8 @@ class _Ledger:
         trace = dict(self.decision.trace) if self.decision else {}
         if self.chain.log:
             trace["attempts"] = [record.as_json() for record in self.chain.log]
+        # Which web process served it: one of several workers (docs/deployment.md).
+        trace["pid"] = os.getpid()
         request = self.request
         return RequestOutcome(
             request_id=request.request_id,
@@ -285,11 +302,15 @@ def _prepare(request: GatewayRequest) -> _Prepared:
             also=partial(journal_open_commands, request=request) if settings.REDIS_URL else None,
             meanwhile=hold_first if early else None,
         )
+    except REDIS_AWAY as exc:
+        reads = _guards_away(first, exc)
     except BaseException:
         for admission in held:
             with contextlib.suppress(Exception):
                 _give_back(admission)
         raise
+    if early and not held:  # Redis failed before the hold could be taken meanwhile
+        hold_first()
     if not reads.also_sent:
         journal_open(request=request)
     admitted = first is not None and reads.cached is None and reads.permit and reads.permit.allowed
@@ -315,6 +336,17 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         permit=reads.permit,
         admission=admission,
     )
+
+
+def _guards_away(first: ModelSpec | None, exc: Exception) -> GuardReads:
+    """The guards' answers while Redis cannot be reached: no rate limit, the breaker closed, no
+    cached answer (each fails open, docs/guards.md)."""
+    logger.warning("guards fail open, Redis unreachable: %s", exc)
+    permit = None
+    if first is not None:
+        # A closed breaker's permit is decided without the store.
+        permit = _breakers.permit(first.ref, BreakerConfig.for_model(), None, False)
+    return GuardReads(rate_limit=None, permit=permit, cached=None)
 
 
 def _give_back(admission: Reservation | ProviderError | None) -> None:
@@ -376,15 +408,20 @@ class _SharedBreakers:
             self.first = None
         else:
             ref = next(m.ref for m in self.chain if m.id == model_id)
-            permit = _breakers.allow(ref, self.config)
+            try:
+                permit = _breakers.allow(ref, self.config)
+            except REDIS_AWAY:  # fails open: the breaker is taken as closed
+                permit = _breakers.permit(ref, self.config, None, False)
         self.permits[model_id] = permit
         return permit.allowed
 
     def record_success(self, model_id: int) -> None:
-        _breakers.record_success(self.permits[model_id])
+        with contextlib.suppress(*REDIS_AWAY):
+            _breakers.record_success(self.permits[model_id])
 
     def record_failure(self, model_id: int) -> None:
-        _breakers.record_failure(self.permits[model_id], self.config)
+        with contextlib.suppress(*REDIS_AWAY):
+            _breakers.record_failure(self.permits[model_id], self.config)
 
 
 def _rate_limit_info(result: RateLimitResult | None) -> RateLimitInfo | None:
@@ -405,11 +442,36 @@ def _rate_limit_info(result: RateLimitResult | None) -> RateLimitInfo | None:
 _prepare_async = in_thread(_prepare)
 
 
+async def _hold_taking(call: Awaitable[_R], ledger: _Ledger) -> _R:
+    """The result of a worker-thread call that may take a budget hold (`_prepare`, `_admit`).
+
+    Cancelling the request (its client hung up) cannot stop the thread, which takes the hold
+    all the same, and the hold would stay stranded until the expiry sweep. So the call runs
+    shielded: a request cancelled meanwhile waits for the thread (milliseconds), puts the hold
+    it took on the ledger, where `_finish` gives it back with the request's `cancelled` row,
+    and only then goes on being cancelled."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is None:
+            taken = task.result()
+            admission = taken.admission if isinstance(taken, _Prepared) else taken
+            if isinstance(admission, Reservation):
+                ledger.reservation = admission
+        raise
+
+
 async def chat_stream(request: GatewayRequest) -> AsyncGenerator[Event, None]:
     ledger = _Ledger(request=request, created_at=timezone.now(), began=time.perf_counter())
     terminal: Event | None = None
     run = _run(request, ledger)
     try:
+        # From here a client's hang-up ends the request as one `cancelled` row (routing/hang_up).
+        hang_up_pass()
         async with contextlib.aclosing(run):
             async for event in run:
                 if isinstance(event, Finished | Failed):
@@ -468,7 +530,23 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         yield Failed(request.request_id, "INVALID_REQUEST", "messages must contain some text")
         return
     try:
-        prepared = await _prepare_async(request)
+        prepared = await _hold_taking(_prepare_async(request), ledger)
+    except DEPENDENCY_AWAY as exc:
+        # Fails closed: a budget hold that cannot be taken, a configuration that cannot be
+        # read. The refusal's row is journaled and written once the database is back.
+        dependency = dependency_away(exc) or "database"
+        logger.warning(
+            "request %s refused, %s unreachable: %s", request.request_id, dependency, exc
+        )
+        ledger.error_code = DEPENDENCY_UNAVAILABLE
+        await in_thread(journal_open)(request=request)
+        yield Failed(
+            request.request_id,
+            DEPENDENCY_UNAVAILABLE,
+            dependency_message(dependency),
+            details={"dependency": dependency},
+        )
+        return
     except TokenLimitExceeded as exc:
         ledger.decision = exc.decision
         ledger.status, ledger.error_code = STATUS_INVALID, "TOKEN_LIMIT_EXCEEDED"
@@ -499,7 +577,8 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         code = "MODEL_UNAVAILABLE"
         message = decision.blocked_reason or "no enabled model fits this request"
         ledger.status, ledger.error_code = STATUS_ERROR, code
-        yield Failed(request.request_id, code, message, details={"trace": decision.trace})
+        # The trace goes to the log row only: the error names the request (its trace id).
+        yield Failed(request.request_id, code, message)
         return
 
     def chat_request_for(model: ModelSpec) -> ChatRequest:
@@ -545,7 +624,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         if ledger.reservation is not None:
             await in_thread(budget_release)(reservation=ledger.reservation)
             ledger.reservation = None
-        refusal = await in_thread(_admit)(request, decision, config, model)
+        refusal = await _hold_taking(in_thread(_admit)(request, decision, config, model), ledger)
         if isinstance(refusal, Reservation):
             ledger.reservation = refusal
             return None
@@ -560,6 +639,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         outcome=ledger.chain,
         breaker=_SharedBreakers(decision.chain, prepared.permit),
         admit=admit,
+        buffered=request.buffered,
     )
     async with contextlib.aclosing(answer):
         async for event in answer:
@@ -585,20 +665,20 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
             else STATUS_ERROR
         )
         if chain.partial and model is not None:
-            _cost(ledger, model, config, request)
+            await _cost_off_loop(ledger, model, config, request)
         yield Failed(
             request.request_id,
             code,
             message,
             partial=chain.partial,
-            details={"status": error.status, "attempts": [r.as_json() for r in chain.log]},
+            details={"status": error.status},
             retry_after_s=error.retry_after_s,
             rate_limit=limit_info,
         )
         return
-    _cost(ledger, model, config, request)
+    await _cost_off_loop(ledger, model, config, request)
     if request.use_cache and response_cache_enabled():
-        await in_thread(_response_cache.save)(
+        await in_thread(_response_cache_save)(
             _chat_request(request, model), text=chain.text, usage=ledger.usage
         )
     ledger.status = STATUS_SUCCESS
@@ -624,6 +704,13 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         decision_trace=trace,
         rate_limit=limit_info,
     )
+
+
+def _response_cache_save(request: ChatRequest, *, text: str, usage: Usage) -> None:
+    try:
+        _response_cache.save(request, text=text, usage=usage)
+    except REDIS_AWAY as exc:  # fails open: the answer is only not remembered
+        logger.warning("answer not cached, Redis unreachable: %s", exc)
 
 
 async def _answer_from_cache(
@@ -671,6 +758,28 @@ async def _answer_from_cache(
     )
 
 
+async def _cost_off_loop(
+    ledger: _Ledger, model: ModelSpec, config: RoutingConfig, request: GatewayRequest
+) -> None:
+    """`_cost`, counted in a worker thread when it counts a large prompt's tokens (the
+    provider reported no usage): counting 2 MB of text takes the event loop a tenth of a
+    second. The ledger is written here, on the loop, so a request cancelled meanwhile keeps
+    only what its own cancellation wrote."""
+    if ledger.chain.usage is None and (
+        sum(len(m.content) for m in request.messages) > LARGE_BODY_BYTES
+    ):
+        result = await cpu_bound(
+            cost_for,
+            None,
+            prices_of(model),
+            prompt=_prompt_text(request.messages),
+            completion=ledger.chain.text,
+        )
+        _cost_apply(ledger, result, config)
+    else:
+        _cost(ledger, model, config, request)
+
+
 def _cost(
     ledger: _Ledger, model: ModelSpec, config: RoutingConfig, request: GatewayRequest
 ) -> None:
@@ -678,6 +787,10 @@ def _cost(
     # The texts are only counted when the provider reported no usage.
     prompt = _prompt_text(request.messages) if usage is None else ""
     result = cost_for(usage, prices_of(model), prompt=prompt, completion=ledger.chain.text)
+    _cost_apply(ledger, result, config)
+
+
+def _cost_apply(ledger: _Ledger, result: CostResult, config: RoutingConfig) -> None:
     ledger.usage = result.usage
     ledger.cost_usd = result.cost_usd
     ledger.cost_state = str(result.state.value)

@@ -9,6 +9,7 @@ page receives one sample a second however many processes serve it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -26,10 +27,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from analytics.models import RequestLog
+from orchestrator_site.dependencies import REDIS_AWAY
 from providers.models import LLMModel
 from routing.agents.resources import read_resources
+from routing.aio import in_thread
 from routing.guards.breaker import BreakerConfig, CircuitBreakers
-from routing.models import BudgetPeriod
+from routing.models import AgentSample, BudgetPeriod
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ STREAMS_KEY = "telemetry:active-streams"
 STREAMS_TTL_S = 6 * 3600
 LEASE_KEY = "telemetry:publisher"
 HISTORY_KEY = "telemetry:history"
+BACKFILL_STEP_S = 10
+# A page's first paint must stay quick however busy the last quarter hour was.
+BACKFILL_MAX_ROWS = 200_000
 ERROR_STATUSES = (RequestLog.Status.ERROR, RequestLog.Status.PARTIAL)
 
 
@@ -168,6 +174,71 @@ async def history_get() -> list[dict[str, Any]]:
     return history
 
 
+def history_backfill(*, now: datetime, until: datetime | None = None) -> list[dict[str, Any]]:
+    """Points every `BACKFILL_STEP_S` over the last 15 minutes (up to `until`, the oldest point
+    already kept), rebuilt from the request log and the stored resource samples: a page opened
+    after a quiet spell shows what happened before it, not an empty chart. Blocking.
+
+    Active streams are not logged, so those points leave them empty (None)."""
+    start = now - timedelta(seconds=HISTORY_POINTS)
+    end = min(now, until) if until is not None else now
+    rows = list(
+        RequestLog.objects.filter(
+            created_at__gt=start - timedelta(seconds=TRAFFIC_WINDOW_S), created_at__lte=end
+        )
+        .order_by("created_at")
+        .values_list("created_at", "status", "latency_ms", "output_tokens")[:BACKFILL_MAX_ROWS]
+    )
+    machine = list(
+        AgentSample.objects.filter(
+            agent="resources", target="", ok=True, sampled_at__gt=start, sampled_at__lte=end
+        )
+        .order_by("sampled_at")
+        .values_list("sampled_at", "metrics")
+    )
+    times = [row[0] for row in rows]
+    sampled = [at for at, _ in machine]
+    points = []
+    moment = start + timedelta(seconds=BACKFILL_STEP_S)
+    # Up to now itself; before the oldest kept point, which stands for its own moment.
+    while moment < end or (until is None and moment == end):
+        opens = bisect.bisect_right(times, moment - timedelta(seconds=TRAFFIC_WINDOW_S))
+        window = rows[opens : bisect.bisect_right(times, moment)]
+        latencies = sorted(lat for _, st, lat, _ in window if st == RequestLog.Status.SUCCESS)
+        errors = sum(1 for _, st, _, _ in window if st in ERROR_STATUSES)
+        last = bisect.bisect_right(sampled, moment) - 1
+        host = machine[last][1] if last >= 0 else {}
+        points.append(
+            {
+                "at": moment.isoformat(),
+                "cpu_pct": host.get("cpu_pct"),
+                "memory_pct": host.get("memory_pct"),
+                "load_1m": host.get("load_1m"),
+                "gpu_pct": max(
+                    (g["utilization_pct"] for g in host.get("gpus") or ()), default=None
+                ),
+                "requests_per_s": round(len(window) / TRAFFIC_WINDOW_S, 3),
+                "p50_latency_ms": percentile(latencies, 0.5),
+                "p95_latency_ms": percentile(latencies, 0.95),
+                "tokens_per_s": round(sum(t for *_, t in window) / TRAFFIC_WINDOW_S, 3),
+                "error_rate": round(errors / len(window), 4) if window else None,
+                "active_streams": None,
+            }
+        )
+        moment += timedelta(seconds=BACKFILL_STEP_S)
+    return points
+
+
+async def history_for_page(*, now: datetime | None = None) -> list[dict[str, Any]]:
+    """What a newly opened page draws: the kept points, preceded by the rebuilt ones for the
+    part of the last 15 minutes they do not cover."""
+    now = now or timezone.now()
+    kept = await history_get()
+    oldest = datetime.fromisoformat(kept[0]["at"]) if kept else None
+    rebuilt = await in_thread(history_backfill)(now=now, until=oldest)
+    return rebuilt + kept
+
+
 @contextlib.asynccontextmanager
 async def stream_tracked() -> AsyncIterator[None]:
     """Count one answer streaming for as long as the block runs (all processes together)."""
@@ -179,10 +250,14 @@ async def stream_tracked() -> AsyncIterator[None]:
 
 
 async def _streams_add(delta: int) -> None:
-    await cache.aadd(STREAMS_KEY, 0, timeout=STREAMS_TTL_S)
-    # A counter that expired between the two calls is simply not counted.
-    with contextlib.suppress(ValueError):
-        await cache.aincr(STREAMS_KEY, delta)
+    # A gauge fails open: with Redis away the answer still streams, only uncounted.
+    try:
+        await cache.aadd(STREAMS_KEY, 0, timeout=STREAMS_TTL_S)
+        # A counter that expired between the two calls is simply not counted.
+        with contextlib.suppress(ValueError):
+            await cache.aincr(STREAMS_KEY, delta)
+    except REDIS_AWAY:
+        logger.warning("active streams not counted: redis unavailable")
 
 
 class Publisher:

@@ -72,7 +72,19 @@ def main() -> int:
     say(gateway_hint(host, port))
     say(f"==> serving http://{host}:{port}/  (Ctrl-C stops everything)")
     web = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_site.serve", "--host", host, "--port", port],
+        # One worker: `make run` is the zero-setup default (SQLite, in-memory channel layer and
+        # journal), whose state several processes could not share.
+        [
+            sys.executable,
+            "-m",
+            "orchestrator_site.serve",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--workers",
+            "1",
+        ],
         cwd=ROOT,
     )
     children.append(web)

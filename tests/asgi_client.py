@@ -23,6 +23,7 @@ async def asgi_request(
     *,
     body: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
+    host: bytes = b"127.0.0.1",
     timeout_s: float = 20,
 ) -> AsgiResponse:
     path, _, query = path.partition("?")
@@ -33,7 +34,7 @@ async def asgi_request(
         "path": path,
         "raw_path": path.encode(),
         "query_string": query.encode(),
-        "headers": [(b"host", b"127.0.0.1"), *(headers or [])],
+        "headers": [(b"host", host), *(headers or [])],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }

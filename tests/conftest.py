@@ -78,7 +78,17 @@ def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterato
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / "live-server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port)],
+        # A stream still open at the end of the session (a page's live feed) is cut short
+        # after 2 s rather than the deployed 10 s.
+        [
+            sys.executable,
+            "-m",
+            "orchestrator_site.serve",
+            "--port",
+            str(port),
+            "--shutdown-timeout-s",
+            "2",
+        ],
         cwd=ROOT,
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,

@@ -23,6 +23,52 @@
 
   function scrollDown() { window.scrollTo(0, document.body.scrollHeight); }
 
+  // Icons are drawn as SVG, so they show without an emoji font.
+  const ICONS = {
+    "thumb-up": "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3",
+    "thumb-down": "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zm7-13h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17",
+    "star": "M12 2l3.09 6.26L22 9.27l-5 4.87 1.18 6.88L12 17.77l-6.18 3.25L7 14.14 2 9.27l6.91-1.01L12 2z",
+  };
+
+  function icon(name) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.setAttribute("class", "icon icon-" + name);
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", ICONS[name]);
+    svg.append(path);
+    return svg;
+  }
+
+  // One warning about the composer at a time; it goes away once a question is accepted.
+  const warning = document.getElementById("composer-warning");
+  function warn(text) { warning.textContent = text; warning.hidden = false; }
+  function clearWarning() { warning.textContent = ""; warning.hidden = true; }
+
+  // The sidebar follows the conversation being written in: a new one is listed at once, with
+  // its title, and the one that just got a message moves to the top.
+  function sidebarShow(id, title) {
+    const list = document.getElementById("conversations");
+    const href = "/chat/" + id + "/";
+    list.querySelectorAll("li.empty").forEach((li) => li.remove());
+    let item = Array.from(list.children).find((li) => { const a = li.querySelector("a"); return a && a.getAttribute("href") === href; });
+    if (!item) {
+      item = el("li");
+      const link = el("a");
+      link.href = href;
+      item.append(link);
+    }
+    item.querySelector("a").textContent = title;
+    list.querySelectorAll("li[aria-current]").forEach((li) => li.removeAttribute("aria-current"));
+    item.setAttribute("aria-current", "true");
+    list.prepend(item);
+  }
+
   function setRunning(requestId, on) {
     if (on) running.add(requestId); else running.delete(requestId);
     stopButton.disabled = running.size === 0;
@@ -32,6 +78,10 @@
 
   function addNotice(text, parent) { (parent || thread).append(el("div", "msg notice", text)); }
 
+  function asked(model, temperature) {
+    return model + (temperature === null || temperature === undefined ? "" : " at temperature " + temperature);
+  }
+
   function answerShell(requestId, model, parent) {
     const box = el("div", "msg assistant");
     box.dataset.requestId = requestId || "";
@@ -40,9 +90,36 @@
     const meta = el("div", "meta");
     box.append(head, body, meta);
     (parent || thread).append(box);
-    const shell = {box, head, body, meta, text: "", group: null, messageId: null, requestId: null, feedback: null, thumbs: null, choice: null, ended: false};
+    const shell = {box, head, body, meta, text: "", group: null, messageId: null, requestId: null, feedback: null, thumbs: null, choice: null, ended: false, waiting: null};
     if (requestId) shells.set(requestId, shell);
     return shell;
+  }
+
+  // From the question until the first token: which model is awaited, and for how long.
+  function startWaiting(shell, model) {
+    const box = el("div", "waiting");
+    box.setAttribute("role", "status");
+    const spinner = el("span", "spinner");
+    spinner.setAttribute("aria-hidden", "true");
+    const label = el("span", "waiting-label");
+    const elapsed = el("span", "waiting-elapsed", "0 s");
+    box.append(spinner, label, elapsed);
+    shell.body.before(box);
+    const began = Date.now();
+    const timer = setInterval(() => { elapsed.textContent = Math.floor((Date.now() - began) / 1000) + " s"; }, 250);
+    shell.waiting = {box, label, timer};
+    waitingFor(shell, model);
+  }
+
+  function waitingFor(shell, model) {
+    if (shell.waiting) shell.waiting.label.textContent = "Waiting for " + model + "…";
+  }
+
+  function stopWaiting(shell) {
+    if (!shell.waiting) return;
+    clearInterval(shell.waiting.timer);
+    shell.waiting.box.remove();
+    shell.waiting = null;
   }
 
   // The answers of one comparison; the choice is offered once every answer has ended.
@@ -50,9 +127,10 @@
 
   function joinGroup(shell, group) { shell.group = group; group.shells.push(shell); }
 
-  function costClass(state) {
-    if (state === "unknown_price") return "unknown-price";
-    return state === "estimated" ? "estimated" : "";
+  function costClass(badge) {
+    if (badge.cost_kind) return {unknown: "unknown-price", free: "free", estimated: "estimated"}[badge.cost_kind] || "";
+    if (badge.cost_state === "unknown_price") return "unknown-price";
+    return badge.cost_state === "estimated" ? "estimated" : "";
   }
 
   function renderBadge(badge) {
@@ -64,7 +142,8 @@
     let tokens = badge.input_tokens + " in / " + badge.output_tokens + " out";
     if (badge.cached_tokens) tokens += " / " + badge.cached_tokens + " cached";
     item("tokens", tokens + " tokens");
-    item("cost " + costClass(badge.cost_state), badge.cost_label);
+    item("cost " + costClass(badge), badge.cost_label);
+    if (badge.temperature !== undefined && badge.temperature !== null) item("temperature", "temperature " + badge.temperature);
     item("latency", "latency " + badge.latency_ms + " ms");
     item("ttft", "TTFT " + (badge.time_to_first_token_ms === null ? "–" : badge.time_to_first_token_ms + " ms"));
     item("cached", badge.cached ? "cached answer" : "not cached");
@@ -86,21 +165,13 @@
     return t;
   }
 
-  function renderWhy(trace) {
+  // The explanation comes from the server as label/text pairs; the raw trace stays folded away.
+  function renderWhy(trace, explanation) {
     const why = el("details", "why");
     why.append(el("summary", "", "Why this model"));
     if (!trace || !Object.keys(trace).length) { why.append(el("p", "", "No decision trace.")); return why; }
-    const request = trace.request || {};
-    const facts = el("ul");
-    const fact = (label, value) => { if (value !== undefined && value !== null && value !== "") facts.append(el("li", "", label + ": " + value)); };
-    fact("Policy", trace.policy);
-    fact("Task", request.task_type);
-    fact("Complexity", request.complexity);
-    fact("Override", request.override);
-    fact("Rule", trace.rule);
-    if (trace.sticky) fact("Sticky", (trace.sticky.kept ? "kept" : "not kept") + " – " + trace.sticky.reason);
-    fact("Chain", (trace.chain || []).join(" → "));
-    fact("Outcome", trace.outcome);
+    const facts = el("dl", "why-facts");
+    (explanation || []).forEach((line) => { facts.append(el("dt", "", line.label), el("dd", "", line.text)); });
     why.append(facts);
     if ((trace.candidates || []).length) {
       why.append(el("h4", "", "Candidates"));
@@ -110,7 +181,9 @@
       why.append(el("h4", "", "Agent states"));
       why.append(table(["Agent", "Target", "State", "Reason"], trace.agents.map((a) => [a.agent, a.target || "overall", a.state, a.reason])));
     }
-    why.append(el("pre", "", JSON.stringify(trace, null, 2)));
+    const raw = el("details", "why-raw");
+    raw.append(el("summary", "", "Details (raw decision trace)"), el("pre", "", JSON.stringify(trace, null, 2)));
+    why.append(raw);
     return why;
   }
 
@@ -130,8 +203,9 @@
 
   function renderThumbs(shell) {
     const box = el("div", "thumbs");
-    const buttons = [[true, "👍", "Good answer"], [false, "👎", "Bad answer"]].map(([positive, label, title]) => {
-      const b = el("button", "thumb", label);
+    const buttons = [[true, "thumb-up", "Good answer"], [false, "thumb-down", "Bad answer"]].map(([positive, iconName, title]) => {
+      const b = el("button", "thumb");
+      b.append(icon(iconName));
       b.type = "button";
       b.title = title;
       b.setAttribute("aria-label", title);
@@ -166,7 +240,8 @@
       const box = el("div", "prefer");
       const button = el("button", "prefer-button", "Prefer this answer");
       button.type = "button";
-      const mark = el("span", "preferred-mark", "★ Preferred answer");
+      const mark = el("span", "preferred-mark");
+      mark.append(icon("star"), document.createTextNode(" Preferred answer"));
       mark.hidden = true;
       button.addEventListener("click", async () => {
         const response = await post("/chat/messages/" + shell.messageId + "/prefer/", {});
@@ -184,6 +259,7 @@
   }
 
   function finishShell(shell, message) {
+    stopWaiting(shell);
     shell.body.classList.remove("streaming");
     if (message.html) shell.body.innerHTML = message.html; else shell.body.textContent = shell.text;
     shell.meta.replaceChildren();
@@ -192,7 +268,7 @@
       shell.meta.append(el("div", "error", badge.error_code === "CANCELLED" ? "Stopped." : "Failed: " + (message.error || badge.error_code)));
     } else if (badge.model_ref) {
       shell.head.textContent = "";
-      shell.meta.append(renderBadge(badge), renderWhy(badge.decision_trace));
+      shell.meta.append(renderBadge(badge), renderWhy(badge.decision_trace, message.explanation));
     }
     shell.messageId = message.message_id || null;
     shell.requestId = message.request_id || null;
@@ -216,7 +292,7 @@
         const shell = answerShell(null, m.model_ref, row);
         if (row) joinGroup(shell, compared);
         shell.text = m.content;
-        finishShell(shell, {html: m.html, badge: m.badge, message_id: m.id, request_id: m.request_id, feedback: m.feedback});
+        finishShell(shell, {html: m.html, badge: m.badge, explanation: m.explanation, message_id: m.id, request_id: m.request_id, feedback: m.feedback});
       }
     });
   }
@@ -225,17 +301,20 @@
     const shell = msg.request_id ? shells.get(msg.request_id) : null;
     switch (msg.type) {
       case "chat.accepted": {
+        clearWarning();
         if (msg.created) {
           conversationId = msg.conversation_id;
           history.replaceState(null, "", "/chat/" + conversationId + "/");
-          document.getElementById("chat-title").textContent = msg.title;
         }
+        document.getElementById("chat-title").textContent = msg.title;
+        sidebarShow(msg.conversation_id, msg.title);
         const row = msg.requests.length > 1 ? el("div", "compare-row") : null;
         const compared = row ? compareGroup(msg.requests.length) : null;
         if (row) thread.append(row);
         msg.requests.forEach((r) => {
-          const shell = answerShell(r.request_id, r.model, row);
+          const shell = answerShell(r.request_id, asked(r.model, r.temperature), row);
           if (compared) joinGroup(shell, compared);
+          startWaiting(shell, r.model);
           setRunning(r.request_id, true);
         });
         break;
@@ -244,16 +323,22 @@
         addNotice("Context window: " + msg.dropped_messages + " earlier message(s) left out so the conversation fits (" + msg.budget_tokens + " tokens).");
         break;
       case "chat.started":
-        if (shell) shell.head.textContent = msg.model_ref + " · " + msg.provider + " · " + msg.locality + (msg.cached ? " · cached" : "");
+        if (shell) {
+          shell.head.textContent = msg.model_ref + " · " + msg.provider + " · " + msg.locality + (msg.cached ? " · cached" : "");
+          waitingFor(shell, msg.model_ref);
+        }
         break;
       case "chat.delta":
-        if (shell) { shell.text += msg.text; shell.body.textContent = shell.text; scrollDown(); }
+        if (shell) { stopWaiting(shell); shell.text += msg.text; shell.body.textContent = shell.text; scrollDown(); }
         break;
       case "chat.fallback":
-        if (shell) addNotice("Fallback: " + msg.from_model + " → " + msg.to_model + " (" + msg.error_code + ")", shell.meta);
+        if (shell) {
+          addNotice("Fallback: " + msg.from_model + " → " + msg.to_model + " (" + msg.error_code + ")", shell.meta);
+          waitingFor(shell, msg.to_model);
+        }
         break;
       case "chat.done":
-        if (shell) finishShell(shell, {html: msg.html, badge: msg.badge, message_id: msg.message_id, request_id: msg.request_id, feedback: null});
+        if (shell) finishShell(shell, {html: msg.html, badge: msg.badge, explanation: msg.explanation, message_id: msg.message_id, request_id: msg.request_id, feedback: null});
         setRunning(msg.request_id, false);
         break;
       case "chat.switched":
@@ -275,17 +360,33 @@
     onState: (state) => {
       wsState.textContent = state;
       // A dropped socket ends its answers on the server; nothing will arrive for them.
-      if (state !== "connected") running.forEach((rid) => setRunning(rid, false));
+      if (state !== "connected") running.forEach((rid) => { const shell = shells.get(rid); if (shell) stopWaiting(shell); setRunning(rid, false); });
     },
   });
+
+  // What a comparison sends: the ticked models or policies, or the chosen model at two
+  // temperatures; null (with a warning shown) when the choice cannot be sent.
+  function compareChoices() {
+    const ticked = Array.from(document.querySelectorAll("input[name=compare]:checked")).map((c) => c.value);
+    const byTemperature = document.getElementById("compare-temperatures").checked;
+    if (byTemperature && ticked.length) { warn("Compare models or temperatures, not both."); return null; }
+    if (byTemperature) {
+      const values = ["temperature-a", "temperature-b"].map((id) => document.getElementById(id).valueAsNumber);
+      if (values.some((t) => !(t >= 0 && t <= 2))) { warn("Temperatures go from 0 to 2."); return null; }
+      if (values[0] === values[1]) { warn("Pick two different temperatures."); return null; }
+      return values.map((temperature) => ({model: modelSelect.value, temperature}));
+    }
+    if (ticked.length === 1) { warn("Tick at least two models to compare, or none."); return null; }
+    return ticked;
+  }
 
   function send() {
     const content = prompt.value.trim();
     if (!content || running.size) return;
-    const compare = Array.from(document.querySelectorAll("input[name=compare]:checked")).map((c) => c.value);
-    if (compare.length === 1) { addNotice("Tick at least two models to compare, or none."); return; }
+    const compare = compareChoices();
+    if (compare === null) return;
     const frame = {type: "chat.request", conversation_id: conversationId, content, model: modelSelect.value, compare};
-    if (!socket.send(frame)) { addNotice("Not connected; try again in a moment."); return; }
+    if (!socket.send(frame)) { warn("Not connected; try again in a moment."); return; }
     addUser(content);
     prompt.value = "";
     scrollDown();
@@ -295,6 +396,9 @@
   prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
   });
-  stopButton.addEventListener("click", () => socket.send({type: "chat.cancel"}));
+  stopButton.addEventListener("click", () => {
+    running.forEach((rid) => { const shell = shells.get(rid); if (shell) stopWaiting(shell); });
+    socket.send({type: "chat.cancel"});
+  });
   renderStored(data.messages);
 })();

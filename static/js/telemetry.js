@@ -1,4 +1,5 @@
-// The telemetry page: tiles and tables from the latest sample, plotly charts of 15 minutes.
+// The telemetry page: tiles and tables from the latest sample, plotly charts of 15 minutes
+// (the server sends the last 15 minutes on connect, rebuilt from the logs where needed).
 (function () {
   "use strict";
   const WINDOW_MS = 15 * 60 * 1000;
@@ -14,7 +15,10 @@
     rows.forEach((row) => { const tr = document.createElement("tr"); row.forEach((v) => tr.append(cell(v))); body.append(tr); });
   }
 
-  const layout = (yTitle) => ({margin: {l: 50, r: 10, t: 10, b: 30}, xaxis: {type: "date"}, yaxis: {title: {text: yTitle}, rangemode: "tozero"}, legend: {orientation: "h"}});
+  const axis = (title, extra) => Object.assign({title: {text: title}, rangemode: "tozero", automargin: true}, extra || {});
+  const layout = (yTitle) => ({margin: {l: 10, r: 10, t: 10, b: 10}, xaxis: {type: "date", automargin: true}, yaxis: axis(yTitle), legend: {orientation: "h"}});
+  // Requests and streams count in ones, tokens in hundreds: each gets an axis of its own.
+  const trafficLayout = () => Object.assign(layout("requests/s · streams"), {yaxis2: axis("tokens/s", {overlaying: "y", side: "right"})});
   const series = (key) => points.map((p) => p[key]);
   function draw() {
     if (!window.Plotly) return;
@@ -22,7 +26,7 @@
     const line = (key, name) => ({x, y: series(key), name, mode: "lines", type: "scatter"});
     const config = {responsive: true, displaylogo: false};
     Plotly.react("chart-machine", [line("cpu_pct", "CPU %"), line("memory_pct", "Memory %"), line("gpu_pct", "GPU %")], layout("%"), config);
-    Plotly.react("chart-traffic", [line("requests_per_s", "requests/s"), line("tokens_per_s", "tokens/s"), line("active_streams", "active streams")], layout("per second"), config);
+    Plotly.react("chart-traffic", [line("requests_per_s", "requests/s"), Object.assign(line("tokens_per_s", "tokens/s"), {yaxis: "y2"}), line("active_streams", "active streams")], trafficLayout(), config);
     Plotly.react("chart-latency", [line("p50_latency_ms", "p50"), line("p95_latency_ms", "p95")], layout("ms"), config);
   }
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -198,3 +199,32 @@ def test_export_jobs_belong_to_their_owner(staff_client: Client, log: Log) -> No
 
     assert staff_client.get(f"/reports/exports/{job.pk}/").status_code == 404
     assert job.progress_pct == 25
+
+
+@pytest.mark.django_db
+def test_failed_background_export_answers_and_reports_its_error(
+    staff_client: Client,
+    django_capture_on_commit_callbacks: object,
+    settings: object,
+    tmp_path: Path,
+) -> None:
+    # Given an export folder that cannot be made (its parent is a file)
+    (tmp_path / "blocker").write_text("not a folder")
+    settings.ORCHESTRATOR_EXPORT_DIR = tmp_path / "blocker" / "exports"  # type: ignore[attr-defined]
+
+    # When an export is started
+    with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
+        started = staff_client.post("/reports/exports/", {"start": str(DAY1), "end": str(DAY2)})
+    status = staff_client.get(started.json()["status_url"]).json()
+
+    # Then the start is answered and the status says why the job failed
+    assert started.status_code == 202
+    assert {k: status[k] for k in ("state", "progress_pct", "download_url", "error")} == {
+        "state": "failed",
+        "progress_pct": 0,
+        "download_url": None,
+        "error": f"[Errno 20] Not a directory: '{tmp_path / 'blocker' / 'exports'}'",
+    }
+    job = ExportJob.objects.get(pk=started.json()["id"])
+    assert job.finished_at is not None
+    assert staff_client.get(f"/reports/exports/{job.pk}/download").status_code == 404

@@ -29,6 +29,7 @@ from tests.routing.streams import openai_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 TIMEOUT_S = 15
 
 
@@ -42,7 +43,9 @@ def _login(username: str) -> tuple[int, str]:
 async def connect(username: str) -> tuple[int, WebsocketCommunicator]:
     user_id, session = await database_sync_to_async(_login)(username)
     socket = WebsocketCommunicator(
-        application, "/ws/chat/", headers=[ORIGIN, (b"cookie", f"sessionid={session}".encode())]
+        application,
+        "/ws/chat/",
+        headers=[HOST, ORIGIN, (b"cookie", f"sessionid={session}".encode())],
     )
     connected, _ = await socket.connect()
     assert connected
@@ -289,7 +292,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_usable(
 
 
 async def test_anonymous_socket_is_closed_with_4401() -> None:
-    socket = WebsocketCommunicator(application, "/ws/chat/", headers=[ORIGIN])
+    socket = WebsocketCommunicator(application, "/ws/chat/", headers=[HOST, ORIGIN])
 
     connected, _ = await socket.connect()
 
@@ -477,8 +480,10 @@ async def test_real_local_model_streams_tokens(local_model_url: str) -> None:
     assert badge["model_ref"] == f"local:{MODEL_ALIAS}"
     assert badge["locality"] == "local"
     assert 0 < badge["output_tokens"] <= 24
-    # llama.cpp's server reports no usage while streaming: tokens are counted locally.
-    assert (badge["cost_state"], badge["cost_label"]) == ("estimated", "≈ $0.000000 (estimated)")
+    # llama.cpp's server reports no usage while streaming: tokens are counted locally, and a
+    # local model's answer reads as free rather than as an estimated $0.
+    assert (badge["cost_state"], badge["cost_label"]) == ("estimated", "free (local)")
+    assert badge["cost_kind"] == "free"
     saved = await Message.objects.aget(id=frames[-1]["message_id"])
     assert saved.content == "".join(deltas)
     conversation = await Conversation.objects.aget(id=frames[0]["conversation_id"])

@@ -14,6 +14,8 @@ from analytics.outcome import RequestOutcome
 from analytics.services import request_record
 from chat.models import Conversation, Message
 from chat.services import conversation_create
+from providers.models import LLMModel, Provider
+from routing.models import RoutingPolicy
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +167,51 @@ def test_anonymous_users_are_sent_to_login() -> None:
 
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/chat/"
+
+
+def test_stored_local_answer_reads_free_and_carries_its_explanation(ana: Client) -> None:
+    owner_id = get_user_model().objects.get(username="ana").id
+    conversation = conversation_create(owner_id=owner_id, title="colours")
+    trace = {"policy": "balanced", "request": {"task_type": "chat"}, "chain": ["local:smol"]}
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="Red",
+        model_ref="local:smol",
+        badge={
+            "locality": "local",
+            "cost_usd": "0E-12",
+            "cost_state": "estimated",
+            "cost_label": "≈ $0.000000 (estimated)",
+            "decision_trace": trace,
+        },
+    )
+
+    response = ana.get(f"/chat/{conversation.id}/")
+
+    [answer] = response.context["page_data"]["messages"]
+    assert (answer["badge"]["cost_label"], answer["badge"]["cost_kind"]) == (
+        "free (local)",
+        "free",
+    )
+    assert answer["explanation"] == [
+        {"label": "Model", "text": "local:smol"},
+        {"label": "Policy", "text": "balanced"},
+        {"label": "Task", "text": "chat"},
+        {"label": "Fallbacks", "text": "none"},
+        {"label": "Guards", "text": "none applied"},
+    ]
+
+
+def test_with_one_model_compare_offers_policies_and_temperatures(ana: Client) -> None:
+    provider = Provider.objects.create(name="local", kind="openai_compatible", locality="local")
+    LLMModel.objects.create(provider=provider, name="smol", tier="small_local")
+    RoutingPolicy.objects.create(name="balanced", is_default=True)
+
+    page = ana.get("/chat/").content.decode()
+
+    assert '<input type="checkbox" name="compare" value="balanced">' in page
+    assert '<input type="checkbox" name="compare" value="local:smol">' in page
+    assert '<input type="checkbox" id="compare-temperatures">' in page
+    assert "With one model enabled, compare two policies, or the model at two temperatures" in page
+    assert "onsubmit=" not in page and "<script>" not in page

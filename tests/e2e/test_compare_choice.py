@@ -45,14 +45,15 @@ async def _expect_preferred(chosen: Locator, other: Locator) -> None:
     await expect(chosen.get_by_role("button", name="Prefer this answer")).to_have_attribute(
         "aria-pressed", "true"
     )
-    await expect(chosen.get_by_text("★ Preferred answer")).to_be_visible()
+    await expect(chosen.get_by_text("Preferred answer", exact=True)).to_be_visible()
+    await expect(chosen.locator(".preferred-mark svg")).to_have_count(1)
     await expect(chosen.get_by_role("button", name="Good answer")).to_have_attribute(
         "aria-pressed", "true"
     )
     await expect(other.get_by_role("button", name="Prefer this answer")).to_have_attribute(
         "aria-pressed", "false"
     )
-    await expect(other.get_by_text("★ Preferred answer")).to_be_hidden()
+    await expect(other.get_by_text("Preferred answer", exact=True)).to_be_hidden()
     await expect(other.get_by_role("button", name="Bad answer")).to_have_attribute(
         "aria-pressed", "true"
     )

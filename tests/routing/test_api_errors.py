@@ -10,7 +10,13 @@ import pytest
 
 from analytics.models import RequestLog
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
-from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
+from tests.routing.gateway_support import (
+    chat_path,
+    gateway_registry,
+    new_key,
+    settle_config,
+    wait_rows,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -28,17 +34,25 @@ def chat(url: str, key: str | None, payload: object) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", json=payload, headers=headers, timeout=30)
 
 
+def traced(response: httpx.Response) -> set[str]:
+    """An error of a logged request names its row: `trace_id` in the body, the same id in the
+    `x-orchestrator-request-id` header; an error without a row has neither."""
+    trace_id = response.headers.get("x-orchestrator-request-id")
+    assert response.json()["error"].get("trace_id") == trace_id
+    return {"trace_id"} if trace_id else set()
+
+
 def native_error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) == {"code", "message", "details"} | traced(response)
     return body["error"]
 
 
 def openai_error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert set(body["error"]) == {"message", "type", "param", "code"} | traced(response)
     return body["error"]
 
 
@@ -76,6 +90,13 @@ def test_upstream_failures_map_to_one_code_and_status(
     assert error["code"] == ("context_length_exceeded" if code == "TOKEN_LIMIT_EXCEEDED" else code)
     rows = wait_rows(2, error_code=code)
     assert [r.entry_point for r in rows] == ["native", "openai"]
+    # The error names its log row instead of carrying the routing trace.
+    assert [str(r.request_id) for r in rows] == [
+        native_error(native)["trace_id"],
+        error["trace_id"],
+    ]
+    assert "trace" not in native_error(native)["details"]
+    assert "attempts" not in native_error(native)["details"]
     if code == "RATE_LIMIT_EXCEEDED":
         assert error["type"] == "rate_limit_error"
 
@@ -101,13 +122,66 @@ def test_a_provider_refusing_its_own_credentials_is_not_the_callers_auth_failure
         "the provider refused its configured credentials for beta:beta-model: "
         "Incorrect API key provided"
     )
-    assert [(a["outcome"], a["status"]) for a in error["details"]["attempts"]] == [
-        ("AUTHENTICATION_FAILED", 401),
-        ("AUTHENTICATION_FAILED", 401),
-    ]
     assert openai_error(compatible)["code"] == "MODEL_UNAVAILABLE"
     rows = wait_rows(2, error_code="MODEL_UNAVAILABLE")
     assert [r.entry_point for r in rows] == ["native", "openai"]
+    # Each attempt's outcome and upstream status are in the trace of the row the error names.
+    native_row = next(r for r in rows if str(r.request_id) == error["trace_id"])
+    assert native_row.entry_point == "native"
+    assert [(a["outcome"], a["status"]) for a in native_row.decision_trace["attempts"]] == [
+        ("AUTHENTICATION_FAILED", 401),
+        ("AUTHENTICATION_FAILED", 401),
+    ]
+    assert error["details"] == {"request_id": error["trace_id"], "status": 401}
+
+
+def test_an_empty_route_names_its_log_row_instead_of_carrying_the_trace(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    models = gateway_registry(upstream)
+    for name in ("alpha", "beta"):
+        models[name].enabled = False
+        models[name].save()
+    settle_config()
+    key = new_key()
+
+    native = execute(live_server_url, key, {"prompt": "nobody home"})
+    compatible = chat(
+        live_server_url, key, {"model": "auto", "messages": [{"role": "user", "content": "n"}]}
+    )
+
+    assert (native.status_code, compatible.status_code) == (503, 503)
+    error = native_error(native)
+    assert (error["code"], error["message"]) == ("MODEL_UNAVAILABLE", "no eligible model")
+    assert error["details"] == {"request_id": error["trace_id"]}
+    v1_error = openai_error(compatible)
+    assert (v1_error["code"], v1_error["message"]) == ("MODEL_UNAVAILABLE", "no eligible model")
+    rows = wait_rows(2, error_code="MODEL_UNAVAILABLE")
+    by_id = {str(r.request_id): r for r in rows}
+    # The trace stays with the row, where staff look it up by the error's trace id.
+    assert by_id[error["trace_id"]].entry_point == "native"
+    assert by_id[v1_error["trace_id"]].entry_point == "openai"
+    for row in rows:
+        assert (row.decision_trace["outcome"], row.decision_trace["chain"]) == (
+            "no eligible model",
+            [],
+        )
+
+
+def test_refusal_after_authentication_names_its_log_row(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    key = new_key()
+
+    answer = chat(live_server_url, key, {"model": "auto", "messages": [{"role": "tool"}]})
+
+    assert answer.status_code == 400
+    error = openai_error(answer)
+    assert (error["code"], error["param"]) == ("INVALID_REQUEST", "messages[0].role")
+    (row,) = wait_rows(1, entry_point="openai")
+    assert str(row.request_id) == error["trace_id"]
+    assert (row.status, row.error_code) == ("invalid", "INVALID_REQUEST")
 
 
 def test_authentication_failures(live_server_url: str, upstream: UpstreamServer) -> None:

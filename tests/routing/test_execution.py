@@ -60,6 +60,7 @@ async def run(
     retry: RetryPolicy = NO_WAIT,
     read_timeout_s: float = 5.0,
     admit=None,
+    buffered: bool = False,
 ) -> tuple[list[Started | Delta | Fallback], ChainOutcome]:
     outcome = ChainOutcome()
 
@@ -99,6 +100,7 @@ async def run(
             admit=admit,
             retry=retry,
             rng=random.Random(7),
+            buffered=buffered,
         )
     ]
     return events, outcome
@@ -203,6 +205,96 @@ async def test_failure_after_first_token_is_partial_and_never_falls_back(
     assert outcome.error is not None and outcome.error.retryable
     assert outcome.attempts == 1
     assert not [r for r in upstream.requests if r.path == path("beta")]
+
+
+MID_ANSWER_FAILURES = {
+    "reset": Reply.sse(openai_sse(["one ", "two ", "three"]), reset_after_chunks=3),
+    "truncated": Reply.sse(openai_sse(["one ", "two "], usage=(40, 2), done=False)),
+    "malformed_json": Reply.sse(
+        openai_sse(["one ", "two "], usage=None, done=False) + b"data: {not json\n\n"
+    ),
+    "error_after_headers": Reply.sse(
+        openai_sse(["one ", "two "], usage=None, done=False)
+        + b'data: {"error": {"message": "upstream overloaded", "type": "server_error"}}\n\n'
+    ),
+}
+MID_ANSWER_CODES = {
+    "reset": "MODEL_UNAVAILABLE",
+    "truncated": "INVALID_RESPONSE",
+    "malformed_json": "INVALID_RESPONSE",
+    "error_after_headers": "MODEL_UNAVAILABLE",
+}
+
+
+@pytest.mark.parametrize("failure", sorted(MID_ANSWER_FAILURES))
+async def test_buffered_answer_failing_mid_answer_is_retried_then_falls_back(
+    upstream: UpstreamServer, failure: str
+) -> None:
+    upstream.reply("POST", path("alpha"), MID_ANSWER_FAILURES[failure].but(chunk_delay_s=0.01))
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["from ", "beta"], usage=(9, 2))))
+    breaker = SetBreaker()
+
+    events, outcome = await run(upstream, (A, B), breaker=breaker, buffered=True)
+
+    code = MID_ANSWER_CODES[failure]
+    # Nothing of the failed attempts is passed on: the answer comes whole, once.
+    assert kinds(events) == [
+        "started alpha:m-a",
+        f"fallback alpha:m-a->beta:m-b {code}",
+        "delta from beta",
+    ]
+    assert outcome.succeeded and outcome.partial is False
+    assert (outcome.model, outcome.text, outcome.usage) == (B, "from beta", Usage(9, 2, 0))
+    assert (outcome.attempts, outcome.fallbacks) == (3, 1)
+    assert [(r.model_ref, r.outcome, r.discarded_chars) for r in outcome.log] == [
+        ("alpha:m-a", code, len("one two ")),
+        ("alpha:m-a", code, len("one two ")),
+        ("beta:m-b", "ok", 0),
+    ]
+    assert outcome.log[0].as_json()["discarded_chars"] == 8
+    assert "discarded_chars" not in outcome.log[2].as_json()
+    assert breaker.failures == [1, 1]
+    assert breaker.successes == [2]
+    assert len([r for r in upstream.requests if r.path == path("alpha")]) == 2
+
+
+async def test_buffered_answer_keeps_only_the_answering_attempts_usage(
+    upstream: UpstreamServer,
+) -> None:
+    # The retry of the same model answers; it reports no usage, so none may be left over from
+    # the attempt that failed after its usage chunk.
+    upstream.reply(
+        "POST",
+        path("alpha"),
+        Reply.sse(openai_sse(["lost"], usage=(500, 50), done=False) + b"data: {not json\n\n"),
+        Reply.sse(openai_sse(["kept"], usage=None)),
+    )
+
+    events, outcome = await run(upstream, (A, B), buffered=True)
+
+    assert kinds(events) == ["started alpha:m-a", "delta kept"]
+    assert (outcome.model, outcome.text, outcome.usage) == (A, "kept", None)
+    assert [(r.outcome, r.discarded_chars) for r in outcome.log] == [
+        ("INVALID_RESPONSE", 4),
+        ("ok", 0),
+    ]
+
+
+async def test_buffered_answer_failing_mid_answer_everywhere_is_an_error_not_partial(
+    upstream: UpstreamServer,
+) -> None:
+    cut = Reply.sse(openai_sse(["one ", "two ", "three"]), reset_after_chunks=3)
+    upstream.reply("POST", path("alpha"), cut)
+    upstream.reply("POST", path("beta"), cut)
+
+    events, outcome = await run(upstream, (A, B), buffered=True)
+
+    assert kinds(events) == ["started alpha:m-a", "fallback alpha:m-a->beta:m-b MODEL_UNAVAILABLE"]
+    assert not outcome.succeeded
+    assert outcome.partial is False
+    assert (outcome.text, outcome.usage, outcome.streaming) == ("", None, [])
+    assert outcome.error is not None and outcome.error.code == "MODEL_UNAVAILABLE"
+    assert outcome.attempts == 4
 
 
 async def test_bad_request_does_not_fall_back(upstream: UpstreamServer) -> None:

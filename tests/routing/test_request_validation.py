@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 
 from analytics.models import RequestLog
 from routing.models import Batch
@@ -124,7 +125,11 @@ def test_native_execute_and_batch_refuse_what_cannot_be_logged(
         headers=auth,
         timeout=30,
     )
-    nul_status = httpx.get(f"{live_server_url}/models/%00/status", timeout=30)
+    nul_status = httpx.get(
+        f"{live_server_url}/models/%00/status",
+        headers={"Authorization": f"Bearer {settings.ORCHESTRATOR_METRICS_TOKEN}"},
+        timeout=30,
+    )
 
     for answer, (_, field) in zip(answers[: len(cases)], cases, strict=True):
         assert answer.status_code == 400, (field, answer.text)

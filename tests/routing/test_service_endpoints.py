@@ -1,4 +1,5 @@
-"""`/metrics`, `/metrics/prometheus`, `/models` and `/models/{name}/status` over a known log."""
+"""`/metrics`, `/metrics/prometheus`, `/models` and `/models/{name}/status` over a known log,
+read with the scrape token (who may read them: tests/routing/test_service_access.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -63,8 +65,13 @@ def log() -> dict[str, LLMModel]:
     return {"fast": fast, "flaky": flaky}
 
 
-def test_metrics_totals_over_the_last_day(log: dict[str, LLMModel]) -> None:
-    body = Client().get("/metrics").json()
+@pytest.fixture
+def reader() -> Client:
+    return Client(headers={"Authorization": f"Bearer {settings.ORCHESTRATOR_METRICS_TOKEN}"})
+
+
+def test_metrics_totals_over_the_last_day(log: dict[str, LLMModel], reader: Client) -> None:
+    body = reader.get("/metrics").json()
 
     assert body["window_s"] == 86400
     assert body["requests"] == {
@@ -86,7 +93,7 @@ def test_metrics_totals_over_the_last_day(log: dict[str, LLMModel]) -> None:
 
 
 def test_metrics_count_unpriced_and_estimated_requests_beside_the_total(
-    log: dict[str, LLMModel],
+    log: dict[str, LLMModel], reader: Client
 ) -> None:
     for state, cost in (("unknown_price", None), ("estimated", "0.004")):
         request_record(
@@ -99,14 +106,14 @@ def test_metrics_count_unpriced_and_estimated_requests_beside_the_total(
             )
         )
 
-    cost = Client().get("/metrics").json()["cost"]
+    cost = reader.get("/metrics").json()["cost"]
 
     assert cost["total_usd"] == "0.01000000"
     assert (cost["estimated_requests"], cost["unknown_price_requests"]) == (1, 1)
 
 
-def test_prometheus_text_carries_the_same_figures(log: dict[str, LLMModel]) -> None:
-    response = Client().get("/metrics/prometheus")
+def test_prometheus_text_carries_the_same_figures(log: dict[str, LLMModel], reader: Client) -> None:
+    response = reader.get("/metrics/prometheus")
 
     text = response.content.decode()
     assert response.status_code == 200
@@ -118,15 +125,15 @@ def test_prometheus_text_carries_the_same_figures(log: dict[str, LLMModel]) -> N
 
 
 def test_model_status_shows_load_errors_breaker_and_last_latency(
-    log: dict[str, LLMModel],
+    log: dict[str, LLMModel], reader: Client
 ) -> None:
     config = BreakerConfig.for_model()
     breakers = CircuitBreakers()
     for _ in range(config.failure_threshold):
         breakers.record_failure(breakers.allow("cloud:flaky", config), config)
 
-    listed = Client().get("/models").json()["models"]
-    flaky = Client().get("/models/cloud:flaky/status").json()
+    listed = reader.get("/models").json()["models"]
+    flaky = reader.get("/models/cloud:flaky/status").json()
 
     assert [m["ref"] for m in listed] == ["cloud:fast", "cloud:flaky"]
     fast = listed[0]
@@ -138,8 +145,8 @@ def test_model_status_shows_load_errors_breaker_and_last_latency(
     assert flaky["last_latency_ms"] == 200
 
 
-def test_unknown_model_status_is_a_404_envelope(log: dict[str, LLMModel]) -> None:
-    response = Client().get("/models/nowhere:none/status")
+def test_unknown_model_status_is_a_404_envelope(log: dict[str, LLMModel], reader: Client) -> None:
+    response = reader.get("/models/nowhere:none/status")
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "MODEL_UNAVAILABLE"

@@ -27,6 +27,7 @@ from routing.models import Budget, BudgetPeriod
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 TIMEOUT_S = 10
 
 
@@ -51,7 +52,7 @@ async def connect(username: str) -> WebsocketCommunicator:
     socket = WebsocketCommunicator(
         application,
         "/ws/telemetry/",
-        headers=[ORIGIN, (b"cookie", f"sessionid={session}".encode())],
+        headers=[HOST, ORIGIN, (b"cookie", f"sessionid={session}".encode())],
     )
     connected, _ = await socket.connect()
     assert connected
@@ -129,13 +130,17 @@ def _entry(
 
 async def test_sample_carries_machine_agents_traffic_models_and_budgets() -> None:
     await database_sync_to_async(_world)()
-    socket = await connect("ana")
-
-    history = await socket.receive_json_from(timeout=TIMEOUT_S)
+    # Counted before the socket opens: the first sample may be taken as soon as it does.
     async with telemetry.stream_tracked():
+        socket = await connect("ana")
+        history = await socket.receive_json_from(timeout=TIMEOUT_S)
         sample = await next_sample(socket)
 
-    assert history == {"type": "telemetry.history", "points": []}
+    # Nothing sampled yet: the last 15 minutes are rebuilt from the log, a point every 10 s.
+    assert history["type"] == "telemetry.history"
+    assert len(history["points"]) == 90
+    assert history["points"][-1]["requests_per_s"] == 0.05
+    assert history["points"][-1]["active_streams"] is None
     host = sample["host"]
     assert 0.0 <= host["cpu_pct"] <= 100.0
     assert 0.0 < host["memory_pct"] < 100.0
@@ -255,7 +260,7 @@ async def test_one_publisher_serves_every_socket_and_history_builds_up() -> None
 
 
 async def test_anonymous_telemetry_socket_is_closed_with_4401() -> None:
-    socket = WebsocketCommunicator(application, "/ws/telemetry/", headers=[ORIGIN])
+    socket = WebsocketCommunicator(application, "/ws/telemetry/", headers=[HOST, ORIGIN])
 
     connected, _ = await socket.connect()
 

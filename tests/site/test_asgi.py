@@ -22,6 +22,7 @@ from tests.asgi_client import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 
 
 async def test_http_health_answers_json_for_every_component() -> None:
@@ -74,7 +75,9 @@ async def _logged_in_cookie() -> bytes:
 
 async def test_websocket_for_logged_in_user_answers_ping() -> None:
     cookie = await _logged_in_cookie()
-    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[ORIGIN, (b"cookie", cookie)])
+    socket = WebsocketCommunicator(
+        application, "/ws/ping/", headers=[HOST, ORIGIN, (b"cookie", cookie)]
+    )
 
     connected, _ = await socket.connect()
     await socket.send_json_to({"type": "ping", "echo": 7})
@@ -94,7 +97,9 @@ async def test_websocket_for_logged_in_user_answers_ping() -> None:
 
 async def test_websocket_oversized_frame_gets_error_and_stays_open() -> None:
     cookie = await _logged_in_cookie()
-    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[ORIGIN, (b"cookie", cookie)])
+    socket = WebsocketCommunicator(
+        application, "/ws/ping/", headers=[HOST, ORIGIN, (b"cookie", cookie)]
+    )
     await socket.connect()
 
     await socket.send_to(text_data=json.dumps({"type": "ping", "echo": "x" * 70_000}))
@@ -108,7 +113,7 @@ async def test_websocket_oversized_frame_gets_error_and_stays_open() -> None:
 
 
 async def test_websocket_without_login_is_closed_with_4401() -> None:
-    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[ORIGIN])
+    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[HOST, ORIGIN])
 
     connected, _ = await socket.connect()
 
@@ -130,7 +135,7 @@ async def test_websocket_from_foreign_origin_is_rejected() -> None:
     socket = WebsocketCommunicator(
         application,
         "/ws/ping/",
-        headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)],
+        headers=[HOST, (b"origin", b"https://evil.example"), (b"cookie", cookie)],
     )
 
     connected, code = await socket.connect()
@@ -141,7 +146,7 @@ async def test_websocket_from_foreign_origin_is_rejected() -> None:
 
 
 async def test_websocket_without_origin_is_rejected() -> None:
-    socket = WebsocketCommunicator(application, "/ws/ping/")
+    socket = WebsocketCommunicator(application, "/ws/ping/", headers=[HOST])
 
     connected, _ = await socket.connect()
     await socket.disconnect()

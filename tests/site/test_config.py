@@ -18,6 +18,21 @@ def test_without_database_url_a_sqlite_file_under_var(tmp_path: Path) -> None:
     assert database["NAME"] == str(tmp_path / "orchestrator.sqlite3")
 
 
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_whichever_way_it_is_named(
+    tmp_path: Path,
+) -> None:
+    default = config.database_config({}, tmp_path)
+    named = config.database_config({"DATABASE_URL": f"sqlite:///{tmp_path}/other.db"}, tmp_path)
+
+    for database in (default, named):
+        assert database["OPTIONS"] == {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    assert named["NAME"] == f"{tmp_path}/other.db"
+
+
 def test_postgres_url_gets_a_connection_pool(tmp_path: Path) -> None:
     database = config.database_config(
         {"DATABASE_URL": "postgres://app:pw@db.internal:6432/orch", "DATABASE_POOL_MAX": "7"},
@@ -27,9 +42,27 @@ def test_postgres_url_gets_a_connection_pool(tmp_path: Path) -> None:
     assert database["ENGINE"] == "django.db.backends.postgresql"
     assert (database["HOST"], database["PORT"], database["NAME"]) == ("db.internal", 6432, "orch")
     assert (database["USER"], database["PASSWORD"]) == ("app", "pw")
-    assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 7, "timeout": 10}
+    assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 7, "timeout": 2.0}
     assert database["OPTIONS"]["prepare_threshold"] == 5
     assert database["CONN_MAX_AGE"] == 0
+
+
+def test_every_wait_on_postgres_is_bounded(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgres://app@db/orch",
+        "DATABASE_POOL_TIMEOUT_S": "1.5",
+        "DATABASE_CONNECT_TIMEOUT_S": "3",
+        "DATABASE_STATEMENT_TIMEOUT_MS": "4000",
+    }
+
+    options = config.database_config(env, tmp_path)["OPTIONS"]
+
+    assert options["pool"]["timeout"] == 1.5
+    assert options["connect_timeout"] == 3
+    assert options["options"] == "-c statement_timeout=4000"
+    defaults = config.database_config({"DATABASE_URL": "postgres://app@db/orch"}, tmp_path)
+    assert defaults["OPTIONS"]["connect_timeout"] == 2
+    assert defaults["OPTIONS"]["options"] == "-c statement_timeout=30000"
 
 
 def test_prepared_statements_can_be_switched_off_for_a_pooler(tmp_path: Path) -> None:
@@ -64,8 +97,13 @@ def test_with_redis_cache_channels_and_broker_use_it() -> None:
     layer = config.channel_layers(env)["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     assert layer["CONFIG"]["hosts"] == [
-        {"address": "redis://cache.internal:6379/2", "socket_timeout": 30}
+        {
+            "address": "redis://cache.internal:6379/2",
+            "socket_timeout": 30,
+            "socket_connect_timeout": 1.0,
+        }
     ]
+    assert cache["OPTIONS"] == {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
     celery = config.celery_config(env)
     assert celery["CELERY_BROKER_URL"] == "redis://cache.internal:6379/2"
     assert celery["CELERY_TASK_ALWAYS_EAGER"] is False
