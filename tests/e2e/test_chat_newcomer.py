@@ -87,7 +87,8 @@ async def test_a_waiting_state_shows_until_the_first_token_and_ends_on_stop_and_
     upstream.reply(
         "POST",
         LOCAL_PATH,
-        Reply.sse(openai_sse(["Blue ", "sky"], usage=None)).but(delay_s=2.2),
+        # Long enough that "2 s" shows for over a second even when the page's clock starts late.
+        Reply.sse(openai_sse(["Blue ", "sky"], usage=None)).but(delay_s=3.6),
         Reply.sse(openai_sse(["never"], usage=None)).but(delay_s=8),
         Reply.json({"error": {"message": "bad request"}}, status=400).but(delay_s=1.2),
     )
