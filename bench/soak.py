@@ -416,9 +416,9 @@ def counts(sent: int) -> dict[str, Any]:
         "rows_by_status": dict(by_status),
         "attempts_of_rows_not_successful": dict(attempts.most_common(12)),
         "open_holds": held,
-        "budget_spent_usd": str(spent),
-        "logged_cost_usd": str(logged_cost),
-        "budget_drift_usd": str(spent - logged_cost),
+        "budget_spent_usd": f"{spent:f}",
+        "logged_cost_usd": f"{logged_cost:f}",
+        "budget_drift_usd": f"{spent - logged_cost:f}",
     }
 
 
