@@ -4,6 +4,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
@@ -161,6 +162,21 @@ def test_bootstrap_local_command_loads_the_demo(
 
     assert f"enabled providers: {LOCAL_PROVIDER}" in out.getvalue()
     assert Provider.objects.filter(name=LOCAL_PROVIDER, enabled=True).exists()
+
+
+def test_an_empty_admin_password_is_generated_and_kept(
+    no_cloud_keys: None, settings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setenv("ORCHESTRATOR_ADMIN_PASSWORD", "")
+    out = StringIO()
+
+    call_command("bootstrap_local", local_model_url="http://127.0.0.1:40001/v1", stdout=out)
+
+    kept = (tmp_path / "admin_password").read_text().strip()
+    assert len(kept) == 16
+    assert f"admin account created: admin / {kept}" in out.getvalue()
+    assert get_user_model().objects.get(username="admin").check_password(kept)
 
 
 def test_the_database_allows_one_baseline_only() -> None:

@@ -43,9 +43,11 @@ class Command(BaseCommand):
             hint = f" (password in {password_file})" if password_file.exists() else ""
             self.stdout.write(f"==> admin account: {username}{hint}")
             return
-        password = os.environ.get("ORCHESTRATOR_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        # An empty value (a copied .env.example) counts as unset: the password is generated and kept.
+        chosen = os.environ.get("ORCHESTRATOR_ADMIN_PASSWORD", "")
+        password = chosen or secrets.token_urlsafe(12)
         user_model.objects.create_superuser(username=username, email="", password=password)
-        if "ORCHESTRATOR_ADMIN_PASSWORD" not in os.environ:
+        if not chosen:
             settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
