@@ -32,6 +32,9 @@ class RequestLog(models.Model):
         OPENAI = "openai", "OpenAI-compatible API"
         NATIVE = "native", "Native API"
         BATCH = "batch"
+        ANTHROPIC = "anthropic", "Anthropic Messages API"
+        OLLAMA = "ollama", "Ollama API"
+        GEMINI = "gemini", "Gemini API"
 
     request_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(db_index=True)
