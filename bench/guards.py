@@ -38,7 +38,7 @@ from routing.budgets import budget_reserve, budget_settle  # noqa: E402
 from routing.guards.admission import Guards, RateCheck  # noqa: E402
 from routing.guards.breaker import BreakerConfig, CircuitBreakers  # noqa: E402
 from routing.guards.ratelimit import Limit, RateLimiter  # noqa: E402
-from routing.guards.response_cache import ResponseCache  # noqa: E402
+from routing.guards.response_cache import ResponseCache, response_cache_key  # noqa: E402
 from routing.models import Budget  # noqa: E402
 
 STEPS = ("guards_read", "budget_reserve", "breaker_success", "budget_settle")
@@ -72,7 +72,8 @@ def run(requests: int, warmup: int, budgets: int) -> dict[str, list[float]]:
             model="bench-model", messages=(Message("user", f"question {index}"),), max_tokens=256
         )
         marks = [time.perf_counter_ns()]
-        reads = guards.read(rate=rate, breaker=("bench-model", config), cache_request=request)
+        key = response_cache_key(request, provider="bench")
+        reads = guards.read(rate=rate, breaker=("bench-model", config), cache_key=key)
         marks.append(time.perf_counter_ns())
         reservation = budget_reserve(max_cost_usd=Decimal("0.0042"), api_key_id=BENCH_KEY_ID)
         marks.append(time.perf_counter_ns())

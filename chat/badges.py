@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from analytics.money import usd_json
 from routing.events import Fallback, Finished
 
 COST_QUANTUM = Decimal("0.000001")
@@ -32,13 +33,14 @@ def cost_label(cost_usd: Decimal | None, cost_state: str, locality: str = "") ->
         return FREE_LOCAL
     if cost_usd is None:
         return "no charge"
-    amount = f"${cost_usd.quantize(COST_QUANTUM)}"
+    amount = f"${cost_usd.quantize(COST_QUANTUM):f}"
     return f"≈ {amount} (estimated)" if kind == "estimated" else amount
 
 
 def badge_costs(badge: dict[str, Any]) -> dict[str, Any]:
-    """The badge with its cost label and kind worked out again from its stored amount, so
-    answers saved before a change of wording read like new ones."""
+    """The badge with its cost label and kind worked out again from its stored amount, and
+    the amount in plain decimal notation, so answers saved before a change of wording (or
+    with `"0E-12"`) read like new ones."""
     state = badge.get("cost_state")
     if not isinstance(state, str):
         return badge
@@ -50,6 +52,7 @@ def badge_costs(badge: dict[str, Any]) -> dict[str, Any]:
     locality = str(badge.get("locality") or "")
     return {
         **badge,
+        "cost_usd": usd_json(amount),
         "cost_label": cost_label(amount, state, locality),
         "cost_kind": cost_kind(amount, state, locality),
     }
@@ -64,7 +67,7 @@ def badge_from(finished: Finished, fallbacks: list[Fallback]) -> dict[str, Any]:
         "input_tokens": usage.input,
         "output_tokens": usage.output,
         "cached_tokens": usage.cached,
-        "cost_usd": str(finished.cost_usd) if finished.cost_usd is not None else None,
+        "cost_usd": usd_json(finished.cost_usd),
         "cost_state": finished.cost_state,
         "cost_label": cost_label(finished.cost_usd, finished.cost_state, finished.locality),
         "cost_kind": cost_kind(finished.cost_usd, finished.cost_state, finished.locality),

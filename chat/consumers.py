@@ -94,7 +94,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
                 }
             )
         for slot in plan.slots:
-            task = asyncio.create_task(self._answer(plan, slot, caller))
+            task = asyncio.create_task(self._answer(plan, slot, caller, frame.cache))
             self.runs[slot.request_id] = task
             self.unanswered.add(slot.request_id)
             task.add_done_callback(functools.partial(self._forget, slot.request_id))
@@ -119,7 +119,9 @@ class ChatConsumer(AuthenticatedJsonConsumer):
         if getattr(self, "open", True):
             await super().send_json(content, close=close)
 
-    async def _answer(self, plan: TurnPlan, slot: TurnSlot, caller: Caller) -> None:
+    async def _answer(
+        self, plan: TurnPlan, slot: TurnSlot, caller: Caller, use_cache: bool = True
+    ) -> None:
         request = GatewayRequest(
             messages=plan.messages,
             entry_point="chat",
@@ -131,6 +133,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             max_tokens=slot.max_tokens,
             temperature=slot.temperature,
             request_id=slot.request_id,
+            use_cache=use_cache,
         )
         answer = _Answer(plan=plan, slot=slot)
         try:

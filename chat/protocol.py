@@ -25,6 +25,8 @@ class ChatRequestFrame:
     content: str
     model: str
     compare: tuple[CompareChoice, ...]
+    cache: bool = True
+    """False: the answer is neither served from nor kept in the response cache."""
 
     @classmethod
     def parse(cls, frame: dict[str, Any]) -> ChatRequestFrame:
@@ -52,7 +54,10 @@ class ChatRequestFrame:
         compare = tuple(_compare_choice(item) for item in raw_compare)
         if compare and not COMPARE_MIN <= len(set(compare)) == len(compare) <= COMPARE_MAX:
             raise FrameError(f"compare takes {COMPARE_MIN} to {COMPARE_MAX} different models")
-        return cls(conversation_id, content, model, compare)
+        cache = frame.get("cache", True)
+        if not isinstance(cache, bool):
+            raise FrameError("cache must be a boolean")
+        return cls(conversation_id, content, model, compare, cache)
 
 
 COMPARE_SHAPE = (

@@ -150,6 +150,29 @@ class SharedPoolRedisCache(RedisCache):
         made = self.make_and_validate_key(key, version=version)
         return bool(await self._async_client().delete(made))
 
+    def clear(self) -> None:
+        """Delete this cache's keys, everything under its `KEY_PREFIX` (the request journal's
+        included), and nothing else. Django's own `clear()` flushes the whole Redis database,
+        which also holds the Celery broker, the channel layer and any other install or test run
+        sharing it."""
+        client = self._cache.get_client(write=True)
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{_glob_escape(self.key_prefix)}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= CLEAR_BATCH:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+
+
+CLEAR_BATCH = 1000
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a Redis MATCH pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
 
 def shared_clients() -> dict[str, Any]:
     """The clients built so far (for tests and diagnostics)."""

@@ -42,6 +42,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 
+from orchestrator_site.prometheus_dir import prometheus_dir_prepare
 from orchestrator_site.shutdown import answers_cut_short
 
 APPLICATION = "orchestrator_site.asgi:application"
@@ -144,6 +145,8 @@ class _WorkerProcess(multiprocess.Process):
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
+    # Before any worker imports prometheus_client: several workers' counters add up there.
+    prometheus_dir_prepare(workers=args.workers)
     config = uvicorn.Config(
         APPLICATION,
         host=args.host,

@@ -3,10 +3,19 @@
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orchestrator")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# A Redis database of the suite's own (a server run by `make run` or compose uses 0), and a key
+# prefix of its own for the cache, the request journal and the channel layer: the suite deletes
+# only keys under TEST_KEY_PREFIX, so a test run beside a running server, or another test run
+# on the same database, leaves their keys alone. Set in the environment so that the processes
+# the tests start (live servers, workers) inherit them.
+TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+TEST_KEY_PREFIX = "orch-test"
+os.environ.setdefault("REDIS_URL", TEST_REDIS_URL)
+os.environ.setdefault("CACHE_KEY_PREFIX", TEST_KEY_PREFIX)
+os.environ.setdefault("CHANNELS_PREFIX", TEST_KEY_PREFIX)
 
-from orchestrator_site.settings import *  # noqa: F403
-from orchestrator_site.settings import DATABASES
+from orchestrator_site.settings import *  # noqa: E402, F403
+from orchestrator_site.settings import DATABASES  # noqa: E402
 
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise RuntimeError(

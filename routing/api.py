@@ -20,6 +20,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from analytics.money import usd_json
 from orchestrator_site.dependencies import (
     DEPENDENCY_UNAVAILABLE,
     dependency_away,
@@ -28,6 +29,7 @@ from orchestrator_site.dependencies import (
 from routing.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
 from routing.batch import batch_create, batch_progress, execute_result, task_request
 from routing.events import Caller, Failed, Finished
+from routing.guards.response_cache import ResponseCache, cache_control_opts_out
 from routing.journal import journaled
 from routing.prometheus import prometheus_text
 from routing.service_access import service_access_required
@@ -163,6 +165,12 @@ class ExecuteIn(Schema):
     system_prompt: str | None = None
     context: dict[str, Any] | None = Field(None, description="Injected into the prompt.")
     metadata: dict[str, Any] | None = Field(None, description='e.g. {"cache": false}')
+    cache: bool | None = Field(
+        None,
+        strict=True,
+        description="false: neither read from nor kept in the response cache "
+        "(as `Cache-Control: no-cache` or `no-store`).",
+    )
     session_id: str = Field("", max_length=SESSION_MAX_CHARS)
 
 
@@ -194,9 +202,12 @@ class ErrorOut(Schema):
 ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 413, 429, 502, 503, 504)}
 
 
-def _task(payload: ExecuteIn, path: str = "") -> dict[str, Any]:
+def _task(
+    payload: ExecuteIn, path: str = "", *, cache_control: str | None = None
+) -> dict[str, Any]:
     """The task of one request (`path` names a batch item: `tasks[3].`), refused here when
-    its log row could not be written (routing/validation.py)."""
+    its log row could not be written (routing/validation.py). A `Cache-Control` of
+    `no-cache` or `no-store` keeps it out of the response cache."""
     if not payload.prompt and not payload.messages:
         field = f"{path}prompt"
         raise GatewayError(
@@ -207,13 +218,16 @@ def _task(payload: ExecuteIn, path: str = "") -> dict[str, Any]:
         nul_check(task, path.rstrip("."))
     except FieldInvalid as exc:
         raise GatewayError("INVALID_REQUEST", str(exc), details={"field": exc.field}) from exc
+    if cache_control_opts_out(cache_control):
+        task["cache"] = False
     return task
 
 
 @api.post("/execute", response={200: ExecuteOut, **ERRORS}, summary="Run one prompt")
 async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
     caller: Caller = request.auth  # type: ignore[attr-defined]
-    gateway_request = task_request(_task(payload), caller=caller, entry_point="native")
+    task = _task(payload, cache_control=request.headers.get("cache-control"))
+    gateway_request = task_request(task, caller=caller, entry_point="native")
     events = journaled(chat_stream(gateway_request), request=gateway_request)
     async with contextlib.aclosing(events):
         async for event in events:
@@ -230,6 +244,7 @@ async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
                 headers = rate_limit_headers(event.rate_limit) | {
                     "x-orchestrator-request-id": str(event.request_id),
                     "x-orchestrator-model": event.model_ref,
+                    "x-cache": "hit" if event.cached else "miss",
                 }
                 return JsonResponse(execute_result(event), headers=headers)
     raise RuntimeError("chat_stream ended without a terminal event")
@@ -248,7 +263,11 @@ class BatchCreatedOut(Schema):
 @api.post("/batch", response={202: BatchCreatedOut, **ERRORS}, summary="Submit a batch")
 async def batch_submit(request: HttpRequest, payload: BatchIn) -> HttpResponse:
     caller: Caller = request.auth  # type: ignore[attr-defined]
-    tasks = [_task(task, f"tasks[{index}].") for index, task in enumerate(payload.tasks)]
+    cache_control = request.headers.get("cache-control")
+    tasks = [
+        _task(task, f"tasks[{index}].", cache_control=cache_control)
+        for index, task in enumerate(payload.tasks)
+    ]
     batch = await sync_to_async(batch_create)(
         caller=caller, tasks=tasks, priority=payload.priority, enqueue=batch_item_enqueue
     )
@@ -275,6 +294,42 @@ async def batch_get(request: HttpRequest, batch_id: uuid.UUID) -> HttpResponse:
             "items": [item.__dict__ for item in progress.items],
         }
     )
+
+
+class CachePurgeIn(Schema):
+    provider: str | None = Field(None, max_length=MODEL_MAX_CHARS, description="A provider's name.")
+    model: str | None = Field(
+        None,
+        max_length=MODEL_MAX_CHARS,
+        description="The provider's own model name (of every provider unless `provider` is given).",
+    )
+    key: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="One answer's key: `orchestrator.decision.cache.key` of its response.",
+    )
+
+
+@api.post(
+    "/cache/purge",
+    response={200: dict[str, int], 403: ErrorOut, **ERRORS},
+    summary="Purge cached answers",
+)
+async def cache_purge(request: HttpRequest, payload: CachePurgeIn) -> HttpResponse:
+    """Drop the response cache's answers matching every filter given (staff only)."""
+    caller: Caller = request.auth  # type: ignore[attr-defined]
+    if not caller.is_staff:
+        return envelope(
+            "AUTHENTICATION_FAILED", "Staff only: a staff user's session or API key.", 403
+        )
+    if payload.provider is None and payload.model is None and payload.key is None:
+        raise GatewayError(
+            "INVALID_REQUEST", "give a provider, a model or a key", details={"field": "body"}
+        )
+    purged = await sync_to_async(ResponseCache().purge)(
+        provider=payload.provider, model=payload.model, key=payload.key
+    )
+    return JsonResponse({"purged": purged})
 
 
 # Service endpoints at the site root (plain async views: /health's neighbours, not under /api);
@@ -311,9 +366,9 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
                 "total": m.input_tokens + m.output_tokens + m.cached_tokens,
             },
             "cost": {
-                "total_usd": str(m.cost_usd),
-                "baseline_usd": str(m.baseline_cost_usd),
-                "savings_usd": str(m.baseline_cost_usd - m.cost_usd),
+                "total_usd": usd_json(m.cost_usd),
+                "baseline_usd": usd_json(m.baseline_cost_usd),
+                "savings_usd": usd_json(m.baseline_cost_usd - m.cost_usd),
                 # Never hidden as $0: requests the total could not price are counted apart.
                 "estimated_requests": m.estimated_cost_requests,
                 "unknown_price_requests": m.unknown_price_requests,
@@ -329,9 +384,9 @@ def _window(request: HttpRequest) -> int:
 
 @service_access_required
 async def metrics_prometheus_view(request: HttpRequest) -> HttpResponse:
-    """`GET /metrics/prometheus`: the same figures in the Prometheus text format."""
-    m = await sync_to_async(gateway_metrics)(window_s=_window(request))
-    return HttpResponse(prometheus_text(m), content_type=CONTENT_TYPE_LATEST)
+    """`GET /metrics/prometheus`: the live counters and histograms, budget use and breaker
+    state in the Prometheus text format (`routing.prometheus`)."""
+    return HttpResponse(await sync_to_async(prometheus_text)(), content_type=CONTENT_TYPE_LATEST)
 
 
 @service_access_required

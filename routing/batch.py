@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from analytics.money import usd_json
 from providers.adapters.types import Message
 from routing.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
 from routing.journal import journal_close
@@ -60,7 +61,7 @@ def task_request(
         max_tokens=task.get("max_tokens"),
         temperature=task.get("temperature"),
         session_id=task.get("session_id") or "",
-        use_cache=bool(metadata.get("cache", True)),
+        use_cache=task.get("cache") is not False and bool(metadata.get("cache", True)),
         request_id=request_id or uuid.uuid4(),
         buffered=True,
     )
@@ -82,11 +83,9 @@ def execute_result(event: Finished) -> dict[str, Any]:
             ),
             "input_tokens": event.usage.input + event.usage.cached,
             "output_tokens": event.usage.output,
-            "cost": None if event.cost_usd is None else str(event.cost_usd),
+            "cost": usd_json(event.cost_usd),
             "cost_state": event.cost_state,
-            "baseline_cost": (
-                None if event.baseline_cost_usd is None else str(event.baseline_cost_usd)
-            ),
+            "baseline_cost": usd_json(event.baseline_cost_usd),
         },
         "routing": event.decision_trace,
         "cached": event.cached,

@@ -231,7 +231,7 @@ def _reserve(
         if cap is not None and amount > cap:
             raise BudgetExceeded(
                 budget_name=budget.name,
-                reason=f"this request may cost up to {amount} USD, above {cap} USD per request",
+                reason=f"this request may cost up to {amount:f} USD, above {cap:f} USD per request",
             )
     if not budgets:
         return Reservation(request_id=request_id, amount_usd=amount, holds=())
@@ -262,7 +262,8 @@ def _refused(budget: BudgetSpec, amount: Decimal) -> BudgetExceeded:
     return BudgetExceeded(
         budget_name=budget.name,
         reason=(
-            f"{amount} USD more would pass its {budget.limit_usd} USD limit this {budget.period}"
+            f"{amount:f} USD more would pass its {budget.limit_usd:f} USD limit"
+            f" this {budget.period}"
         ),
     )
 

@@ -3,21 +3,28 @@
 Loaded from the database once per configuration version and kept in process memory; the version
 lives in the shared cache and changes whenever a provider, model or policy row changes (see
 `routing.apps`), so every process reloads after an edit and a warm decision reads no table.
+Without Redis (`make run`) the cache is each process's own memory, so the version is kept in a
+file under `ORCHESTRATOR_VAR_DIR` instead, which every process of the host reads: an edit made
+by `manage.py config_import` beside a running server reaches it within `SHARED_TTL_S` too.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 
 from orchestrator_site.dependencies import REDIS_AWAY
 from providers.models import LLMModel
 from routing.decision import (
+    BalanceSpec,
     ModelSpec,
     PolicySpec,
     RegistrySnapshot,
@@ -88,8 +95,37 @@ def shared_forget() -> None:
 
 def routing_config_changed() -> None:
     """Make every process reload the configuration (this one at once, others within 1 s)."""
-    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    if settings.REDIS_URL:
+        cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    else:
+        _version_file_write(uuid.uuid4().hex)
     shared_forget()
+
+
+def version_file() -> Path:
+    """Where the configuration version lives when there is no shared cache to keep it."""
+    return Path(settings.VAR_DIR) / "routing-config-version"
+
+
+def _version_file_write(version: str) -> None:
+    path = version_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: a reader sees the old version or the new one, never half.
+    staged = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+    staged.write_text(version)
+    os.replace(staged, path)
+
+
+def _version_file_read() -> str:
+    try:
+        return version_file().read_text().strip() or _version_file_start()
+    except FileNotFoundError:
+        return _version_file_start()
+
+
+def _version_file_start() -> str:
+    _version_file_write(uuid.uuid4().hex)
+    return version_file().read_text().strip()
 
 
 def shared_read() -> SharedState:
@@ -98,6 +134,10 @@ def shared_read() -> SharedState:
     state = _shared
     if state is not None and time.monotonic() - state.read_at < SHARED_TTL_S:
         return state
+    if not settings.REDIS_URL:
+        # One process's memory is no shared cache: the version comes from the host's file.
+        _shared = SharedState(_version_file_read(), cache.get(SNAPSHOT_KEY), time.monotonic())
+        return _shared
     try:
         found = cache.get_many([VERSION_KEY, SNAPSHOT_KEY])
         version = found.get(VERSION_KEY)
@@ -183,6 +223,7 @@ def policy_spec(policy: RoutingPolicy) -> PolicySpec:
     return PolicySpec(
         name=policy.name,
         router=knob_from(policy.router),
+        balance=BalanceSpec.of(policy.router),
         tier_ladder={**DEFAULT_TIER_LADDER, **ladder},
         rules=tuple(
             RuleSpec(
@@ -198,4 +239,5 @@ def policy_spec(policy: RoutingPolicy) -> PolicySpec:
             StateRuleSpec(s.agent, s.state, s.action) for s in policy.state_rules.all()
         ),
         sticky_sessions=policy.sticky_sessions,
+        response_cache=policy.response_cache,
     )

@@ -22,6 +22,8 @@ from django.db import transaction
 from providers.models import LLMModel, Provider
 from routing import policy_rules
 from routing.budgets import budget_limit_apply
+from routing.config_cache import routing_config_changed
+from routing.guards.response_cache import CACHE_DETERMINISTIC, CACHE_MODES
 from routing.models import Budget, RoutingPolicy, RoutingRule, RuleFallback, StateRule
 from routing.taxonomy import COMPLEXITIES, TASK_TYPES, TIERS
 
@@ -290,6 +292,7 @@ def _policy(r: _Reader, node: yaml.Node) -> _Located | None:
             "thresholds",
             "agents",
             "router",
+            "response_cache",
             "rules",
             "state_rules",
         ),
@@ -316,6 +319,9 @@ def _policy(r: _Reader, node: yaml.Node) -> _Located | None:
         ),
         "router": r.json_field(
             items.get("router"), f"{where} router", policy_rules.router_errors, {}
+        ),
+        "response_cache": r.choice(
+            items.get("response_cache"), f"{where} response_cache", CACHE_MODES, CACHE_DETERMINISTIC
         ),
         "rules": [],
         "state_rules": [],
@@ -420,6 +426,10 @@ def config_apply(*, text: str, dry_run: bool = False) -> ApplyReport:
             _apply_budgets(parsed.budgets, models_by_ref, report)
             if dry_run:
                 transaction.set_rollback(True)
+            elif report.created or report.updated:
+                # Some of its writes send no signal (queryset.update, bulk_create): every
+                # process is told here, once the whole file is committed.
+                transaction.on_commit(routing_config_changed)
     except _ApplyFailed as failed:
         raise ConfigFileError(failed.errors) from None
     return report
@@ -538,6 +548,7 @@ def _apply_policies(
                 "thresholds",
                 "agents",
                 "router",
+                "response_cache",
             )
         }
         if policy is None:
@@ -580,6 +591,8 @@ def _policy_as_data(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("tier_ladder", "thresholds", "agents", "router"):
         if data[key]:
             out[key] = data[key]
+    if data["response_cache"] != CACHE_DETERMINISTIC:
+        out["response_cache"] = data["response_cache"]
     rules = []
     for located in data["rules"]:
         rule = located.data
@@ -616,6 +629,8 @@ def policy_export(policy: RoutingPolicy) -> dict[str, Any]:
     for key in ("tier_ladder", "thresholds", "agents", "router"):
         if getattr(policy, key):
             out[key] = getattr(policy, key)
+    if policy.response_cache != CACHE_DETERMINISTIC:
+        out["response_cache"] = policy.response_cache
     rules = []
     for rule in policy.rules.select_related("primary__provider").prefetch_related(
         "fallbacks__model__provider"

@@ -117,6 +117,45 @@ class StateRuleSpec:
     action: str
 
 
+BALANCE_STRATEGIES = ("none", "round_robin", "least_latency", "weighted")
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSpec:
+    """How a policy spreads requests among the models of one rung (same tier, same strength
+    at the task). "none" keeps the registry's order: the cheapest first."""
+
+    strategy: str = "none"
+    weights: Mapping[str, int] = field(default_factory=dict)
+    """Weighted: "provider:model" to its share (a model not named weighs 1)."""
+
+    @classmethod
+    def of(cls, router: Mapping[str, Any] | None) -> BalanceSpec:
+        """From a policy's `router` JSON (validated by policy_rules.router_errors)."""
+        value = (router or {}).get("balance") or {}
+        return cls(
+            strategy=str(value.get("strategy", "none")),
+            weights={str(k): int(v) for k, v in (value.get("weights") or {}).items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """The models of one rung a decision balances among, in the registry's order."""
+
+    key: str
+    """"<policy>/<tier>/<task>" (or "…/other" for the models not strong at the task)."""
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RungOrder:
+    """A rung's models in the order to try them, and how that order was chosen (trace)."""
+
+    order: tuple[str, ...]
+    trace: Mapping[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
     name: str
@@ -126,6 +165,8 @@ class PolicySpec:
     sticky_sessions: bool = True
     chain_limit: int = 5
     router: Knob | None = DEFAULT_KNOB  # None: the complexity heuristic picks the tiers
+    balance: BalanceSpec = field(default_factory=BalanceSpec)
+    response_cache: str = "deterministic"  # routing.guards.response_cache.CACHE_MODES
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The decision service: the cached configuration, the published agent snapshot, the classifier
 and the pure engine. Warm, it reads no table, and at most once a second two keys of the shared
-cache (one round trip)."""
+cache (one round trip); a policy that balances a rung adds one round trip for the balancer's
+turns, breakers and latencies (routing.guards.balancer)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,67 @@ import logging
 from functools import cache as memoize
 from importlib import import_module
 
+from django.core.cache import caches
 from django.utils import timezone
 
+from orchestrator_site.dependencies import REDIS_AWAY
 from routing import conf
 from routing.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
 from routing.config_cache import routing_config_get, shared_read
-from routing.decision import PolicySpec, RouteDecision, RouteRequest, RouterVerdict, RoutingError
+from routing.decision import (
+    BalanceSpec,
+    PolicySpec,
+    RouteDecision,
+    RouteRequest,
+    RouterVerdict,
+    RoutingError,
+    Rung,
+    RungOrder,
+)
 from routing.engine import decide
+from routing.guards.balancer import Balancer
 from routing.router.model import ArtifactError
 from routing.router.store import active_router
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
 from routing.taxonomy import COMPLEXITIES, TASK_TYPES
 
 logger = logging.getLogger("routing.decisions")
+
+
+@memoize
+def _balancer() -> Balancer:
+    # Its own cache backend object, as the other guards' (routing.services explains why).
+    return Balancer(caches.create_connection("default"))
+
+
+def rungs_balance(rungs: tuple[Rung, ...], spec: BalanceSpec) -> list[RungOrder]:
+    """The engine's balancer: the shared turns, breakers and latencies. Fails open: without
+    Redis each rung keeps the registry's order, and the trace says why."""
+    try:
+        return _balancer().rungs_order(rungs, spec)
+    except REDIS_AWAY as exc:
+        logger.warning("balancing skipped, Redis unreachable: %s", exc)
+        why = f"shared state unreachable: {exc}"
+        return [
+            RungOrder(
+                order=rung.models,
+                trace={"strategy": spec.strategy, "candidates": list(rung.models), "error": why},
+            )
+            for rung in rungs
+        ]
+
+
+def latency_wanted(decision: RouteDecision) -> bool:
+    """Whether the answer's latency steers the balancing of this decision's policy."""
+    return bool((decision.trace.get("balance") or {}).get("strategy") == "least_latency")
+
+
+def latency_record(*, model_ref: str, latency_ms: int) -> None:
+    """A model's latency (time to first token of a first attempt), for least latency."""
+    try:
+        _balancer().record_latency(model_ref, latency_ms)
+    except REDIS_AWAY as exc:  # fails open: the next answer measures it again
+        logger.warning("latency not recorded, Redis unreachable: %s", exc)
 
 
 @memoize
@@ -85,7 +134,7 @@ def route_decide(
         router=verdict,
     )
     snapshot = agents_snapshot_current(now=timezone.now(), published=shared.snapshot)
-    decision = decide(request, policy, snapshot, config.registry)
+    decision = decide(request, policy, snapshot, config.registry, balance=rungs_balance)
     if conf.debug_routing():
         logger.info(json.dumps({"routing_decision": decision.trace}, sort_keys=True))
     return decision

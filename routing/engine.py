@@ -5,11 +5,12 @@ same decision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from routing.decision import (
     AgentSnapshot,
+    BalanceSpec,
     JsonDict,
     ModelSpec,
     PolicySpec,
@@ -18,6 +19,8 @@ from routing.decision import (
     RouteRequest,
     RoutingError,
     RuleSpec,
+    Rung,
+    RungOrder,
     StickyInfo,
     TokenLimitExceeded,
 )
@@ -31,13 +34,20 @@ DEFAULT_TIER_LADDER: dict[str, tuple[str, ...]] = {
 }
 FILTER_ACTIONS = frozenset({"local_only", "cloud_only", "smaller_cloud_or_local", "free_only"})
 
+RungBalancer = Callable[[tuple[Rung, ...], BalanceSpec], Sequence[RungOrder]]
+"""Orders the models of each rung by the policy's strategy (routing.guards.balancer): given to
+`decide` by the caller, which owns the shared state (turns, latencies, breakers) it reads."""
+
 
 def decide(
     request: RouteRequest,
     policy: PolicySpec,
     snapshot: AgentSnapshot,
     registry: RegistrySnapshot,
+    balance: RungBalancer | None = None,
 ) -> RouteDecision:
+    """`balance` is asked once, for every rung of two or more eligible models, when the
+    policy balances (`policy.balance`); without it the registry's order stands."""
     router_trace, ladder_tiers = _router_rung(request, policy)
     if router_trace is not None:
         request = replace(request, complexity=router_trace["complexity"])
@@ -83,7 +93,14 @@ def decide(
     trace["rule"] = rule.label if rule else None
     blocked = next((why for action, why in actions if action == "block"), None)
     if blocked:
-        trace.update(candidates=[], chain=[], sticky=None, outcome=f"blocked by {blocked}")
+        trace.update(
+            candidates=[],
+            chain=[],
+            sticky=None,
+            balance=_balance_trace(policy, ()),
+            pick=None,
+            outcome=f"blocked by {blocked}",
+        )
         return _decision((), request, policy, trace, None, f"blocked: {blocked}")
 
     def ineligible(model: ModelSpec) -> str | None:
@@ -91,12 +108,15 @@ def decide(
 
     chain: list[ModelSpec] = []
     seen: set[int] = set()
+    sources: dict[int, str] = {}
     candidates: list[JsonDict] = []
     tiers = _tiers(request, policy, rule, ladder_tiers)
+    # A balanced rung is chosen among all its eligible models, so none is cut off unseen.
+    balancing = balance if policy.balance.strategy != "none" else None
     for model, source in _candidates(request, registry, rule, tiers):
         if model.id in seen:
             continue
-        if len(chain) >= policy.chain_limit:
+        if balancing is None and len(chain) >= policy.chain_limit:
             break
         seen.add(model.id)
         reason = ineligible(model)
@@ -111,6 +131,12 @@ def decide(
         )
         if reason is None:
             chain.append(model)
+            sources[model.id] = source
+    orders: tuple[tuple[Rung, RungOrder], ...] = ()
+    if balancing is not None:
+        chain, orders = _balanced(chain, sources, request, policy, balancing)
+        chain = chain[: policy.chain_limit]
+    trace["balance"] = _balance_trace(policy, orders)
     trace["candidates"] = candidates
     trace["not_considered"] = _not_considered(registry, rule, tiers, seen)
 
@@ -137,6 +163,7 @@ def decide(
         else None
     )
     trace["chain"] = [m.ref for m in chain]
+    trace["pick"] = _pick(chain, sources, orders, policy, sticky)
     trace["outcome"] = "routed" if chain else "no eligible model"
     return _decision(
         tuple(chain), request, policy, trace, sticky, "" if chain else "no eligible model"
@@ -182,6 +209,8 @@ def _overridden(
             {"model": ref, "id": model.id, "source": "override", "kept": True, "reason": ""}
         ],
         sticky=None,
+        balance=_balance_trace(policy, ()),
+        pick={"model": ref, "by": "override", "among": [ref]},
         override={
             "model": ref,
             "context_fits": needed <= model.context_window,
@@ -190,6 +219,72 @@ def _overridden(
         outcome="override",
     )
     return _decision((model,), request, policy, trace, None, "", override=True)
+
+
+def _rung_key(policy: PolicySpec, request: RouteRequest, model: ModelSpec) -> str:
+    strong = request.task_type if request.task_type in model.task_strengths else "other"
+    return f"{policy.name}/{model.tier}/{strong}"
+
+
+def _balanced(
+    chain: list[ModelSpec],
+    sources: dict[int, str],
+    request: RouteRequest,
+    policy: PolicySpec,
+    balance: RungBalancer,
+) -> tuple[list[ModelSpec], tuple[tuple[Rung, RungOrder], ...]]:
+    """The chain with each rung's models (those a tier brought, grouped by tier and by
+    strength at the task; a rule's own models keep their places) in the balancer's order."""
+    members: dict[str, list[ModelSpec]] = {}
+    for model in chain:
+        if sources[model.id].startswith("tier:"):
+            members.setdefault(_rung_key(policy, request, model), []).append(model)
+    rungs = tuple(
+        Rung(key, tuple(m.ref for m in models))
+        for key, models in members.items()
+        if len(models) > 1
+    )
+    if not rungs:
+        return chain, ()
+    orders = tuple(zip(rungs, balance(rungs, policy.balance), strict=True))
+    by_ref = {m.ref: m for m in chain}
+    reordered = list(chain)
+    for rung, order in orders:
+        assert sorted(order.order) == sorted(rung.models), "a balancer only reorders"
+        slots = [i for i, m in enumerate(reordered) if m.ref in rung.models]
+        for slot, ref in zip(slots, order.order, strict=True):
+            reordered[slot] = by_ref[ref]
+    return reordered, orders
+
+
+def _balance_trace(policy: PolicySpec, orders: tuple[tuple[Rung, RungOrder], ...]) -> JsonDict:
+    return {
+        "strategy": policy.balance.strategy,
+        "rungs": [{"rung": rung.key, **order.trace} for rung, order in orders],
+    }
+
+
+def _pick(
+    chain: list[ModelSpec],
+    sources: dict[int, str],
+    orders: tuple[tuple[Rung, RungOrder], ...],
+    policy: PolicySpec,
+    sticky: StickyInfo | None,
+) -> JsonDict | None:
+    """Why the first model of the chain is the first: the strategy and its candidates."""
+    if not chain:
+        return None
+    first = chain[0]
+    if sticky is not None and sticky.kept:
+        return {"model": first.ref, "by": "sticky", "among": [first.ref]}
+    for rung, _ in orders:
+        if first.ref in rung.models:
+            return {"model": first.ref, "by": policy.balance.strategy, "among": list(rung.models)}
+    source = sources.get(first.id, "")
+    if source.startswith("tier:"):
+        tier = [m.ref for m in chain if sources.get(m.id) == source]
+        return {"model": first.ref, "by": f"{source} registry order", "among": tier}
+    return {"model": first.ref, "by": source, "among": [first.ref]}
 
 
 def _match_rule(rules: tuple[RuleSpec, ...], task_type: str, complexity: str) -> RuleSpec | None:

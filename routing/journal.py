@@ -43,6 +43,7 @@ from orchestrator_site.dependencies import REDIS_AWAY
 from routing.aio import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
 from routing.guards.store import Commands
+from routing.metrics import request_observe
 from routing.telemetry import stream_tracked
 
 logger = logging.getLogger(__name__)
@@ -428,4 +429,5 @@ async def request_refusal_record(
         requested_model=request.model or "",
         decision_trace={"refused": message[:500]},
     )
+    request_observe(outcome)
     await in_thread(request_record)(outcome=outcome)

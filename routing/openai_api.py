@@ -24,6 +24,7 @@ from django.http import (
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog
+from analytics.money import usd_json
 from orchestrator_site.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from providers.adapters.types import Message
 from providers.models import LLMModel
@@ -38,6 +39,7 @@ from routing.events import (
     GatewayRequest,
     Started,
 )
+from routing.guards.response_cache import cache_control_opts_out
 from routing.journal import journaled, request_refusal_record
 from routing.services import chat_stream
 from routing.validation import (
@@ -160,18 +162,25 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
 
 
 def parse_chat_request(
-    body: Any, *, caller: Caller, session_header: str | None = None
+    body: Any,
+    *,
+    caller: Caller,
+    session_header: str | None = None,
+    cache_control: str | None = None,
 ) -> tuple[GatewayRequest, bool, bool]:
     """`(request, stream, include_usage)` from a chat completions body; `session_header` is
-    the request's `x-session-id`, which names the session instead of `user`."""
+    the request's `x-session-id`, which names the session instead of `user`; `cache_control`
+    its `Cache-Control`, whose `no-cache` or `no-store` keeps the request out of the cache."""
     try:
-        return _chat_request(body, caller=caller, session_header=session_header)
+        return _chat_request(
+            body, caller=caller, session_header=session_header, cache_control=cache_control
+        )
     except FieldInvalid as exc:
         raise _invalid(exc.field, exc.message) from exc
 
 
 def _chat_request(
-    body: Any, *, caller: Caller, session_header: str | None
+    body: Any, *, caller: Caller, session_header: str | None, cache_control: str | None
 ) -> tuple[GatewayRequest, bool, bool]:
     if not isinstance(body, dict):
         raise _invalid("body", "must be a JSON object")
@@ -199,6 +208,9 @@ def _chat_request(
     if not isinstance(options, dict):
         raise _invalid("stream_options", "must be an object")
     user = body.get("user", "")
+    use_cache = body.get("cache", True)
+    if not isinstance(use_cache, bool):
+        raise _invalid("cache", "must be a boolean")
     request = GatewayRequest(
         messages=parse_messages(body.get("messages")),
         entry_point=RequestLog.EntryPoint.OPENAI,
@@ -210,6 +222,7 @@ def _chat_request(
         top_p=_number(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
         session_id=(session_header or (user if isinstance(user, str) else ""))[:128],
+        use_cache=use_cache and not cache_control_opts_out(cache_control),
         buffered=not stream,
     )
     return request, stream, bool(options.get("include_usage"))
@@ -223,11 +236,9 @@ def _extension(event: Finished) -> dict[str, Any]:
         "cached": event.cached,
         "attempts": event.attempts,
         "fallbacks": event.fallbacks,
-        "cost_usd": None if event.cost_usd is None else str(event.cost_usd),
+        "cost_usd": usd_json(event.cost_usd),
         "cost_state": event.cost_state,
-        "baseline_cost_usd": (
-            None if event.baseline_cost_usd is None else str(event.baseline_cost_usd)
-        ),
+        "baseline_cost_usd": usd_json(event.baseline_cost_usd),
         "decision": event.decision_trace,
     }
 
@@ -248,6 +259,7 @@ def _headers(request_id: str, started: Started | Finished | None) -> dict[str, s
         headers["x-orchestrator-model"] = started.model_ref
         headers["x-orchestrator-provider"] = started.provider_name
         headers["x-orchestrator-cached"] = "true" if started.cached else "false"
+        headers["x-cache"] = "hit" if started.cached else "miss"
     return headers
 
 
@@ -289,7 +301,10 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool, 
         ) from exc
     try:
         return parse_chat_request(
-            body, caller=caller, session_header=request.headers.get("x-session-id")
+            body,
+            caller=caller,
+            session_header=request.headers.get("x-session-id"),
+            cache_control=request.headers.get("cache-control"),
         )
     except GatewayError as exc:
         model = body.get("model") if isinstance(body, dict) else None

@@ -10,6 +10,7 @@ from typing import Any
 
 from routing.agents.connectivity import ConnectivityThresholds
 from routing.agents.resources import ResourceThresholds
+from routing.decision import BALANCE_STRATEGIES
 from routing.taxonomy import COMPLEXITIES, TIERS
 
 THRESHOLD_GROUPS: dict[str, type[Any]] = {
@@ -53,15 +54,18 @@ ROUTER_MODES = ("learned", "heuristic")
 
 
 def router_errors(value: Any) -> list[str]:
-    """The cost-quality knob: {"mode", "quality_target_pct", "threshold", "ladder"}, all
-    optional (see routing/router/ladder.py)."""
+    """The cost-quality knob: {"mode", "quality_target_pct", "threshold", "ladder"}, and how
+    a rung's models share the load, {"balance"}; all optional (routing/router/ladder.py,
+    docs/guards.md)."""
     if not isinstance(value, dict):
-        return ["must be a mapping with mode, quality_target_pct, threshold and ladder"]
+        return ["must be a mapping with mode, quality_target_pct, threshold, ladder and balance"]
     errors = [
-        f"unknown key {key!r}; expected mode, quality_target_pct, threshold or ladder"
+        f"unknown key {key!r}; expected mode, quality_target_pct, threshold, ladder or balance"
         for key in value
-        if key not in ("mode", "quality_target_pct", "threshold", "ladder")
+        if key not in ("mode", "quality_target_pct", "threshold", "ladder", "balance")
     ]
+    if "balance" in value:
+        errors += [f"balance: {e}" for e in balance_errors(value["balance"])]
     mode = value.get("mode", "learned")
     if mode not in ROUTER_MODES:
         errors.append(f"mode {mode!r} is not one of {', '.join(ROUTER_MODES)}")
@@ -82,6 +86,29 @@ def router_errors(value: Any) -> list[str]:
         errors += [f"ladder: {e}" for e in tiers_errors(ladder)]
         if isinstance(ladder, list) and not ladder:
             errors.append("ladder: must name at least one tier")
+    return errors
+
+
+def balance_errors(value: Any) -> list[str]:
+    """{"strategy": one of BALANCE_STRATEGIES, "weights": {"provider:model": n}}."""
+    if not isinstance(value, dict):
+        return ["must be a mapping with strategy and weights"]
+    errors = [
+        f"unknown key {key!r}; expected strategy or weights"
+        for key in value
+        if key not in ("strategy", "weights")
+    ]
+    strategy = value.get("strategy", "none")
+    if strategy not in BALANCE_STRATEGIES:
+        errors.append(f"strategy {strategy!r} is not one of {', '.join(BALANCE_STRATEGIES)}")
+    weights = value.get("weights", {})
+    if not isinstance(weights, dict):
+        return [*errors, "weights must be a mapping of provider:model to a whole number"]
+    for ref, weight in weights.items():
+        if ":" not in str(ref):
+            errors.append(f"weights: {ref!r} is not provider:model")
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 1000:
+            errors.append(f"weights: {ref}: must be a whole number from 1 to 1000")
     return errors
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from analytics.money import usd_json
 from analytics.pricing import Prices, cost_usd
 from analytics.quality import quality_kept_pct, quality_loss
 from providers.adapters.types import Usage
@@ -107,7 +108,7 @@ class ReplayResult:
 
     def as_json(self) -> dict[str, Any]:
         def money(value: Decimal | None) -> str | None:
-            return None if value is None else str(value)
+            return usd_json(value)
 
         return {
             "knob": {

@@ -65,7 +65,7 @@ from routing.classify import estimate_tokens
 from routing.closing import RequestClose, RequestCloser
 from routing.config_cache import RoutingConfig, routing_config_get
 from routing.decision import ModelSpec, RouteDecision, RoutingError, TokenLimitExceeded
-from routing.decisions import route_decide
+from routing.decisions import latency_record, latency_wanted, route_decide
 from routing.engine import token_limit_exceeded
 from routing.events import (
     Delta,
@@ -81,9 +81,16 @@ from routing.guards.admission import GuardReads, Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit
 from routing.guards.conf import response_cache_enabled
 from routing.guards.ratelimit import Limit, RateLimiter, RateLimitResult, TokenDebit
-from routing.guards.response_cache import CachedAnswer, ResponseCache
+from routing.guards.response_cache import (
+    CACHE_DETERMINISTIC,
+    CachedAnswer,
+    ResponseCache,
+    cache_refusal,
+    response_cache_key,
+)
 from routing.hang_up import hang_up_pass
 from routing.journal import journal_open, journal_open_commands
+from routing.metrics import request_observe
 
 logger = logging.getLogger(__name__)
 
@@ -179,13 +186,15 @@ def baseline_prices(config: RoutingConfig) -> Prices | None:
     return prices_of(baseline) if baseline else None
 
 
-_endpoints: dict[str, tuple[str, dict[str, Endpoint]]] = {}
+_endpoints: dict[str, tuple[RoutingConfig, dict[str, Endpoint]]] = {}
 
 
 def _endpoints_for(config: RoutingConfig) -> dict[str, Endpoint]:
-    """Every enabled provider's endpoint, resolved once per configuration version."""
+    """Every enabled provider's endpoint, resolved once per loaded configuration: by its
+    identity, not its version, which a reload after `MAX_AGE_S` keeps (a provider added
+    behind the signals' back then has its models in the registry and must have its URL)."""
     memo = _endpoints.get("current")
-    if memo and memo[0] == config.version:
+    if memo and memo[0] is config:
         return memo[1]
     endpoints: dict[str, Endpoint] = {}
     for provider in Provider.objects.filter(enabled=True):
@@ -194,7 +203,7 @@ def _endpoints_for(config: RoutingConfig) -> dict[str, Endpoint]:
         except ProviderError:
             # A missing credential: the model fails at call time with the same clear error.
             continue
-    _endpoints["current"] = (config.version, endpoints)
+    _endpoints["current"] = (config, endpoints)
     return endpoints
 
 
@@ -230,6 +239,10 @@ class _Prepared:
     """The first model's breaker, read with the other guards."""
     admission: Reservation | ProviderError | None = None
     """The first model's budget hold, or the budget's refusal; None when it needs none."""
+    cache_key: str | None = None
+    """The response cache's key of the first model's answer; None when not cached."""
+    cache_skip: str = ""
+    """Why the answer is neither read from nor kept in the response cache."""
 
 
 # The guards' one cache backend, built once. Django's `cache` proxy builds a backend object for
@@ -280,12 +293,10 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         journal_open(request=request)  # refused before the guards' round trip: on its own
         raise
     first = decision.chain[0] if decision.chain else None
-    cache_request = _chat_request(request, first) if first and request.use_cache else None
-    if cache_request is not None and not response_cache_enabled():
-        cache_request = None
+    cache_key, cache_skip = _cache_plan(request, decision, config, first)
     # The first model's hold is taken while the guards' replies travel, when a cached answer
     # cannot make it unneeded; a rate limit or an open breaker hands it back.
-    early = first is not None and cache_request is None and prepared_available()
+    early = first is not None and cache_key is None and prepared_available()
     held: list[Reservation | ProviderError | None] = []
 
     def hold_first() -> None:
@@ -298,7 +309,7 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         reads = _guards.read(
             rate=_rate_check(request, token_charge),
             breaker=(first.ref, BreakerConfig.for_model()) if first else None,
-            cache_request=cache_request,
+            cache_key=cache_key,
             also=partial(journal_open_commands, request=request) if settings.REDIS_URL else None,
             meanwhile=hold_first if early else None,
         )
@@ -335,7 +346,28 @@ def _prepare(request: GatewayRequest) -> _Prepared:
         cached=reads.cached,
         permit=reads.permit,
         admission=admission,
+        cache_key=cache_key,
+        cache_skip=cache_skip,
     )
+
+
+def _cache_plan(
+    request: GatewayRequest, decision: RouteDecision, config: RoutingConfig, first: ModelSpec | None
+) -> tuple[str | None, str]:
+    """`(key, "")` when the first model's answer may come from or go to the response cache,
+    else `(None, why not)` (docs/guards.md)."""
+    if first is None:
+        return None, "no_model"
+    if not request.use_cache:
+        return None, "opted_out"
+    if not response_cache_enabled():
+        return None, "disabled"
+    policy = config.policies.get(decision.policy_name)
+    chat = _chat_request(request, first)
+    refusal = cache_refusal(chat, mode=policy.response_cache if policy else CACHE_DETERMINISTIC)
+    if refusal is not None:
+        return None, refusal
+    return response_cache_key(chat, provider=first.provider_name), ""
 
 
 def _guards_away(first: ModelSpec | None, exc: Exception) -> GuardReads:
@@ -518,9 +550,9 @@ def _finish(ledger: _Ledger) -> asyncio.Future[None]:
             if settle
             else BudgetClose.released(ledger.reservation)
         )
-    return _closer.enqueue(
-        RequestClose(outcome=ledger.outcome(), settlement=settlement, debit=debit)
-    )
+    outcome = ledger.outcome()
+    request_observe(outcome)  # the Prometheus counters: the request is final here
+    return _closer.enqueue(RequestClose(outcome=outcome, settlement=settlement, debit=debit))
 
 
 async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event, None]:
@@ -602,6 +634,11 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
             rate_limit=limit_info,
         )
 
+    decision.trace["cache"] = (
+        {"result": "skipped", "reason": prepared.cache_skip}
+        if prepared.cache_key is None
+        else {"result": "miss" if prepared.cached is None else "hit", "key": prepared.cache_key}
+    )
     if prepared.cached is not None:
         cached_answer = _answer_from_cache(ledger, prepared.cached, started, config, limit_info)
         async with contextlib.aclosing(cached_answer):
@@ -677,9 +714,17 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         )
         return
     await _cost_off_loop(ledger, model, config, request)
-    if request.use_cache and response_cache_enabled():
-        await in_thread(_response_cache_save)(
-            _chat_request(request, model), text=chain.text, usage=ledger.usage
+    if prepared.cache_key is not None:
+        decision.trace["cache"] = await in_thread(_response_cache_save)(
+            request, model, decision, prepared.cache_key, text=chain.text, usage=ledger.usage
+        )
+    if (
+        latency_wanted(decision)
+        and chain.attempts == 1
+        and chain.time_to_first_token_ms is not None
+    ):
+        await in_thread(latency_record)(
+            model_ref=model.ref, latency_ms=chain.time_to_first_token_ms
         )
     ledger.status = STATUS_SUCCESS
     trace = dict(decision.trace)
@@ -706,11 +751,28 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
     )
 
 
-def _response_cache_save(request: ChatRequest, *, text: str, usage: Usage) -> None:
+def _response_cache_save(
+    request: GatewayRequest,
+    model: ModelSpec,
+    decision: RouteDecision,
+    first_key: str,
+    *,
+    text: str,
+    usage: Usage,
+) -> dict[str, Any]:
+    """Keep the answer under the key of the model that gave it (a fallback's differs from the
+    first model's); the trace's `cache` entry."""
+    key = first_key
+    if model.id != decision.chain[0].id:
+        key = response_cache_key(_chat_request(request, model), provider=model.provider_name)
     try:
-        _response_cache.save(request, text=text, usage=usage)
+        stored = _response_cache.save(
+            key, provider=model.provider_name, model=model.name, text=text, usage=usage
+        )
     except REDIS_AWAY as exc:  # fails open: the answer is only not remembered
         logger.warning("answer not cached, Redis unreachable: %s", exc)
+        stored = False
+    return {"result": "miss", "key": key, "stored": stored}
 
 
 async def _answer_from_cache(

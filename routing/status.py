@@ -1,6 +1,7 @@
 """Reads behind the service endpoints: gateway metrics from the request log and the status of
 each model (provider health as last probed, recent load and errors, breaker state). No live
-upstream call is made here; probes run in the background (`providers.tasks`)."""
+upstream call is made here; probes run in the background (`providers.tasks`). Demo rows never
+count: they are not traffic."""
 
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ class GatewayMetrics:
 
 def gateway_metrics(*, window_s: int = 86400) -> GatewayMetrics:
     """Totals over the last `window_s` seconds (the created_at index keeps this a range scan);
-    response times cover successful requests only."""
+    response times cover successful requests only. Demo rows (`is_demo`) are synthetic
+    history, not traffic: they are left out here as in `model_statuses`."""
     rows = RequestLog.objects.filter(
-        created_at__gte=timezone.now() - timedelta(seconds=window_s)
+        created_at__gte=timezone.now() - timedelta(seconds=window_s), is_demo=False
     ).order_by()
     sums = rows.aggregate(
         total=Count("id"),
@@ -132,7 +134,9 @@ def model_statuses(*, name: str | None = None) -> list[ModelStatus]:
     since = timezone.now() - timedelta(seconds=LOAD_WINDOW_S)
     stats = {
         row["model_id"]: row
-        for row in RequestLog.objects.filter(created_at__gte=since, model__in=models_list)
+        for row in RequestLog.objects.filter(
+            created_at__gte=since, model__in=models_list, is_demo=False
+        )
         .order_by()
         .values("model_id")
         .annotate(requests=Count("id"), errors=Count("id", filter=FAILED))
@@ -140,7 +144,7 @@ def model_statuses(*, name: str | None = None) -> list[ModelStatus]:
     last_latency = {}
     for model in models_list:
         last = (
-            RequestLog.objects.filter(model=model, status=RequestLog.Status.SUCCESS)
+            RequestLog.objects.filter(model=model, status=RequestLog.Status.SUCCESS, is_demo=False)
             .order_by("-created_at")
             .values_list("latency_ms", flat=True)
             .first()

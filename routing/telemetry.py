@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from analytics.models import RequestLog
+from analytics.money import usd_json
 from orchestrator_site.dependencies import REDIS_AWAY
 from providers.models import LLMModel
 from routing.agents.resources import read_resources
@@ -108,9 +109,9 @@ def budgets_summary(*, now: datetime) -> list[dict[str, Any]]:
         {
             "name": p.budget.name,
             "scope": p.budget.scope,
-            "limit_usd": str(p.limit_usd),
-            "spent_usd": str(p.spent_usd),
-            "reserved_usd": str(p.reserved_usd),
+            "limit_usd": usd_json(p.limit_usd),
+            "spent_usd": usd_json(p.spent_usd),
+            "reserved_usd": usd_json(p.reserved_usd),
             "used_pct": round(float(100 * p.spent_usd / p.limit_usd), 1) if p.limit_usd else None,
         }
         for p in periods

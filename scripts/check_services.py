@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 DEFAULTS = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/orchestrator",
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",  # as orchestrator_site/test_settings.py
 }
 HOW_TO_START = {
     "DATABASE_URL": (

@@ -43,6 +43,10 @@ def subprocess_env(**extra: str) -> dict[str, str]:
             f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
         ),
         REDIS_URL=settings.REDIS_URL or "",
+        # The suite's key prefix (orchestrator_site/test_settings.py): what a helper process
+        # writes to Redis is deleted by the suite's fixtures, and nothing else is.
+        CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
+        CHANNELS_PREFIX=settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", ""),
         ORCHESTRATOR_VAR_DIR=str(ROOT / "var" / "test"),
         SECRET_KEY=settings.SECRET_KEY,
         PYTHONPATH=str(ROOT),
@@ -115,16 +119,22 @@ def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
             conn.close_pool()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_shared_cache() -> None:
+def shared_cache_reset() -> None:
     """Breakers, rate limits, cached answers and config versions live in Redis; each test
-    starts from an empty cache so no state leaks from one test into another."""
+    starts from an empty cache so no state leaks from one test into another. `cache.clear()`
+    deletes only the keys under the suite's prefix (orchestrator_site.cache), never the rest
+    of the Redis database."""
     from django.core.cache import cache
 
     from routing.apikeys import apikeys_forget_local
 
     cache.clear()
     apikeys_forget_local()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache() -> None:
+    shared_cache_reset()
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from analytics.money import usd_json
 from routing.agents.base import AgentCheck
 
 NO_BUDGET = "no_budget"
@@ -70,9 +71,9 @@ def _metrics(status: BudgetStatus) -> dict[str, Any]:
     return {
         "budget": status.name,
         "scope": status.scope,
-        "spent_usd": str(status.spent_usd),
-        "reserved_usd": str(status.reserved_usd),
-        "limit_usd": str(status.limit_usd),
+        "spent_usd": usd_json(status.spent_usd),
+        "reserved_usd": usd_json(status.reserved_usd),
+        "limit_usd": usd_json(status.limit_usd),
         "soft_alert_share": str(status.soft_alert_share),
         "critical_share": str(status.critical_share),
         "hard_stop": status.hard_stop,
@@ -141,8 +142,8 @@ class BudgetAgent:
         metrics = (
             {
                 "budget": status.name,
-                "spent_usd": str(status.spent_usd),
-                "limit_usd": str(status.limit_usd),
+                "spent_usd": usd_json(status.spent_usd),
+                "limit_usd": usd_json(status.limit_usd),
             }
             if status
             else {}

@@ -14,17 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from providers.adapters.types import ChatRequest
 from routing.guards import conf
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit, breaker_keys
 from routing.guards.ratelimit import RATE_LIMIT_LUA, Limit, RateLimiter, RateLimitResult
-from routing.guards.response_cache import (
-    CachedAnswer,
-    ResponseCache,
-    answer_of,
-    response_cache_key,
-    slot_key,
-)
+from routing.guards.response_cache import CachedAnswer, ResponseCache, answer_of, slot_key
 from routing.guards.store import pipelined, redis_client, redis_serializer, script
 
 
@@ -60,29 +53,29 @@ class Guards:
         *,
         rate: RateCheck | None,
         breaker: tuple[str, BreakerConfig] | None,
-        cache_request: ChatRequest | None,
+        cache_key: str | None,
         also: Callable[[Any], None] | None = None,
         meanwhile: Callable[[], None] | None = None,
     ) -> GuardReads:
-        """Take from the rate limit, and read the breaker and the cache, in one round trip.
+        """Take from the rate limit, and read the breaker and the cache (the answer stored
+        under `cache_key`, `response_cache_key(...)`), in one round trip.
 
         The breaker and the cache are read even when the rate limit refuses (they are only
         reads); callers look at `rate_limit` first. `also` queues more commands of the caller's
         on the same pipeline (they may be sent twice, so they must be idempotent); without a
         shared Redis it is not called, and `also_sent` says so. `meanwhile()` is run once while
         the replies travel (after the reads without Redis)."""
-        if cache_request is not None and not conf.response_cache_enabled():
-            cache_request = None
+        if cache_key is not None and not conf.response_cache_enabled():
+            cache_key = None
         store = self.limiter.store
         client = redis_client(store)
         shared = store is self.breakers.store and store is self.responses.store
         if client is None or not shared:
-            reads = self._one_by_one(rate, breaker, cache_request)
+            reads = self._one_by_one(rate, breaker, cache_key)
             if meanwhile is not None:
                 meanwhile()
             return reads
-        digest = response_cache_key(cache_request) if cache_request is not None else None
-        replies = self._pipeline(client, store, rate, breaker, digest, also, meanwhile)
+        replies = self._pipeline(client, store, rate, breaker, cache_key, also, meanwhile)
         loads = redis_serializer(store).loads
         index = 0
         limited = None
@@ -100,9 +93,9 @@ class Guards:
             permit = self.breakers.permit(model, config, opened_at, probe is not None)
             index += 1
         cached = None
-        if digest is not None:
+        if cache_key is not None:
             entry = replies[index]
-            cached = answer_of(None if entry is None else loads(entry), digest)
+            cached = answer_of(None if entry is None else loads(entry), cache_key)
         return GuardReads(
             rate_limit=limited,
             permit=permit,
@@ -116,7 +109,7 @@ class Guards:
         store: Any,
         rate: RateCheck | None,
         breaker: tuple[str, BreakerConfig] | None,
-        digest: str | None,
+        cache_key: str | None,
         also: Callable[[Any], None] | None,
         meanwhile: Callable[[], None] | None,
     ) -> list[Any]:
@@ -128,8 +121,8 @@ class Guards:
                 pipe.evalsha(script(client, RATE_LIMIT_LUA).sha, len(keys), *keys, *args)
             if breaker is not None:
                 pipe.mget([store.make_key(k) for k in breaker_keys(breaker[0])])
-            if digest is not None:
-                pipe.get(store.make_key(slot_key(digest)))
+            if cache_key is not None:
+                pipe.get(store.make_key(slot_key(cache_key)))
             if also is not None:
                 also(pipe)
 
@@ -141,7 +134,7 @@ class Guards:
         self,
         rate: RateCheck | None,
         breaker: tuple[str, BreakerConfig] | None,
-        cache_request: ChatRequest | None,
+        cache_key: str | None,
     ) -> GuardReads:
         limited = (
             None
@@ -154,5 +147,5 @@ class Guards:
             )
         )
         permit = None if breaker is None else self.breakers.allow(*breaker)
-        cached = None if cache_request is None else self.responses.lookup(cache_request)
+        cached = None if cache_key is None else self.responses.lookup(cache_key)
         return GuardReads(rate_limit=limited, permit=permit, cached=cached)

@@ -186,6 +186,16 @@ def _key(model: str, part: str) -> str:
     return f"breaker:{model}:{part}"
 
 
+def breaker_view_keys(model: str, config: BreakerConfig, now: float) -> tuple[str, str, str]:
+    """The cache keys a view reads: the opened marker, the probe and the current window's
+    failure count (for a caller that pipelines the read, as `views` reads them)."""
+    return (
+        _key(model, "opened"),
+        _key(model, "probe"),
+        _key(model, f"failures:{int(now // config.window_s)}"),
+    )
+
+
 def breaker_keys(model: str) -> tuple[str, str]:
     """The cache keys `allow` reads: the opened marker and the probe."""
     return _key(model, "opened"), _key(model, "probe")

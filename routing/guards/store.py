@@ -31,6 +31,9 @@ if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
 
+COUNTER_LUA = _COUNTER_LUA
+"""For callers that pipeline the counter with other commands (routing.guards.balancer)."""
+
 _scripts: dict[str, Script] = {}
 _local_lock = threading.Lock()
 

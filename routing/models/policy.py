@@ -39,6 +39,16 @@ class RoutingPolicy(models.Model):
             "Empty: learned, 95 % quality kept, the full tier ladder."
         ),
     )
+    response_cache = models.CharField(
+        max_length=16,
+        choices=[
+            ("deterministic", "Deterministic requests only (temperature 0)"),
+            ("always", "Every request"),
+            ("off", "Never"),
+        ],
+        default="deterministic",
+        help_text="Which answers the response cache may keep and serve (docs/guards.md).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -38,7 +38,7 @@ def test_a_local_answer_reads_free_not_an_estimated_zero() -> None:
     )
 
     assert (badge["cost_label"], badge["cost_kind"]) == ("free (local)", "free")
-    assert badge["cost_usd"] == "0E-12"
+    assert badge["cost_usd"] == "0.000000000000"
 
 
 def test_cloud_answers_keep_their_cost() -> None:
@@ -74,5 +74,10 @@ def test_a_stored_badge_is_relabelled_from_its_amount() -> None:
         "cost_label": "≈ $0.000000 (estimated)",
     }
 
-    assert badge_costs(stored) == {**stored, "cost_label": "free (local)", "cost_kind": "free"}
+    assert badge_costs(stored) == {
+        **stored,
+        "cost_usd": "0.000000000000",
+        "cost_label": "free (local)",
+        "cost_kind": "free",
+    }
     assert badge_costs({"error_code": "CANCELLED"}) == {"error_code": "CANCELLED"}

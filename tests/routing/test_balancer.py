@@ -8,6 +8,7 @@ import pytest
 from django.core.cache import BaseCache, cache, caches
 from django.test import override_settings
 
+from routing.decision import BalanceSpec, Rung
 from routing.guards.balancer import Balanced, Balancer, Strategy, deployments_order
 from routing.guards.breaker import BreakerConfig, BreakerState, BreakerView, CircuitBreakers
 
@@ -123,3 +124,53 @@ def test_the_strategy_defaults_to_the_setting(stores) -> None:
     balancer.record_latency("ollama-a", 10.0)
 
     assert balancer.order("llama3", HOSTS, {}).order == ("ollama-b", "ollama-c", "ollama-a")
+
+
+def test_weighted_interleaves_turns_in_proportion_to_the_weights() -> None:
+    weights = {"ollama-a": 3, "ollama-c": 2}
+    leaders = [
+        deployments_order(
+            HOSTS, views={}, strategy=Strategy.WEIGHTED, turn=t, weights=weights
+        ).order[0]
+        for t in range(12)
+    ]
+
+    cycle = ["ollama-a", "ollama-c", "ollama-a", "ollama-b", "ollama-c", "ollama-a"]
+    assert leaders == cycle + cycle
+    # The rest follow by weight, the heaviest first.
+    assert deployments_order(
+        HOSTS, views={}, strategy=Strategy.WEIGHTED, turn=3, weights=weights
+    ).order == ("ollama-b", "ollama-a", "ollama-c")
+
+
+def test_rungs_keep_their_own_turns_shared_by_every_process(stores) -> None:
+    rungs = (Rung("p/standard/other", HOSTS), Rung("p/premium/other", ("big-1", "big-2")))
+    spec = BalanceSpec("round_robin")
+    first, second = Balancer(stores[0]), Balancer(stores[1])
+
+    picks = [
+        [order.trace["picked"] for order in balancer.rungs_order(rungs, spec)]
+        for balancer in (first, second, first)
+    ]
+
+    assert picks == [
+        ["ollama-a", "big-1"],
+        ["ollama-b", "big-2"],
+        ["ollama-c", "big-1"],
+    ]
+
+
+def test_a_rung_puts_a_tripped_model_last_and_says_why(stores) -> None:
+    breakers = CircuitBreakers(stores[0])
+    config = BreakerConfig.for_model()
+    for _ in range(config.failure_threshold):
+        breakers.record_failure(breakers.allow("ollama-a", config), config)
+
+    [order] = Balancer(stores[1]).rungs_order(
+        (Rung("p/standard/other", HOSTS),), BalanceSpec("least_latency")
+    )
+
+    assert order.order == ("ollama-b", "ollama-c", "ollama-a")
+    assert order.trace["picked"] == "ollama-b"
+    assert [(s["model"], s["state"]) for s in order.trace["skipped"]] == [("ollama-a", "open")]
+    assert order.trace["latencies_ms"] == dict.fromkeys(HOSTS)

@@ -251,7 +251,8 @@ async def test_client_cancelling_mid_stream_is_logged_and_charged_for_what_it_re
 async def test_second_identical_request_is_answered_from_cache(upstream: UpstreamServer) -> None:
     await database_sync_to_async(registry)(upstream)
     upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["cached text"], usage=(1000, 200))))
-    first, second = ask("What is two plus two?"), ask("What is two plus two?")
+    first = ask("What is two plus two?", temperature=0.0)
+    second = ask("What is two plus two?", temperature=0.0)
 
     await collect(first)
     events = await collect(second)
@@ -276,8 +277,8 @@ async def test_cache_bypass_always_calls_the_model(upstream: UpstreamServer) -> 
     await database_sync_to_async(registry)(upstream)
     upstream.reply("POST", path("alpha"), Reply.sse(openai_sse(["fresh"])))
 
-    await collect(ask("Same question", use_cache=False))
-    events = await collect(ask("Same question", use_cache=False))
+    await collect(ask("Same question", use_cache=False, temperature=0.0))
+    events = await collect(ask("Same question", use_cache=False, temperature=0.0))
 
     assert events[-1].cached is False
     assert len(upstream.requests) == 2

@@ -308,3 +308,24 @@ def test_an_imported_on_or_off_stops_a_provider_following_its_key():
         "local": True,
         "openai": False,
     }
+
+
+@pytest.mark.django_db
+def test_a_policy_balance_is_validated_and_kept() -> None:
+    balanced = GOOD.replace(
+        "    sticky_sessions: false\n",
+        "    sticky_sessions: false\n"
+        "    router:\n"
+        "      balance: {strategy: weighted, weights: {openai:gpt-4o-mini: 3}}\n",
+    )
+    config_apply(text=balanced)
+
+    policy = RoutingPolicy.objects.get(name="house")
+    assert policy.router == {
+        "balance": {"strategy": "weighted", "weights": {"openai:gpt-4o-mini": 3}}
+    }
+    with pytest.raises(ConfigFileError) as refused:
+        config_apply(text=balanced.replace("weighted", "fastest"))
+    assert "strategy 'fastest' is not one of none, round_robin, least_latency, weighted" in str(
+        refused.value.errors
+    )

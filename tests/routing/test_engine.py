@@ -5,9 +5,20 @@ from dataclasses import replace
 
 import pytest
 
-from routing.decision import AgentSnapshot, AgentState, RouteRequest, RoutingError, StateRuleSpec
-from routing.engine import decide
-from tests.routing.factories import BIG, GPT4O, POLICY, REGISTRY, TINY, snapshot
+from routing.decision import (
+    AgentSnapshot,
+    AgentState,
+    BalanceSpec,
+    RegistrySnapshot,
+    RouteRequest,
+    RoutingError,
+    RuleSpec,
+    Rung,
+    RungOrder,
+    StateRuleSpec,
+)
+from routing.engine import RungBalancer, decide
+from tests.routing.factories import BIG, GPT4O, MINI, POLICY, REGISTRY, TINY, snapshot
 
 
 def request(task: str, complexity: str, tokens: int = 100, **kw: object) -> RouteRequest:
@@ -434,3 +445,86 @@ def test_chain_limit_is_respected():
 
     assert [m.ref for m in decision.chain] == ["local:tiny", "local:big"]
     assert decision.trace["not_considered"] == 5
+
+
+def reversing(calls: list[tuple[Rung, ...]]) -> RungBalancer:
+    """A balancer that puts each rung's models in reverse order, recording what it was asked."""
+
+    def balance(rungs: tuple[Rung, ...], spec: BalanceSpec) -> list[RungOrder]:
+        calls.append(rungs)
+        return [RungOrder(tuple(reversed(r.models)), {"picked": r.models[-1]}) for r in rungs]
+
+    return balance
+
+
+def test_a_balancing_policy_orders_each_rung_among_all_its_eligible_models() -> None:
+    calls: list[tuple[Rung, ...]] = []
+    policy = replace(POLICY, balance=BalanceSpec("round_robin"))
+
+    decision = decide(request("general", "simple"), policy, snapshot(), REGISTRY, reversing(calls))
+
+    # Asked once, for the two rungs of two models; sonnet, beyond the chain limit in the
+    # registry's order, is the premium rung's pick.
+    assert calls == [
+        (
+            Rung("balanced/standard/other", ("openai:mini", "gemini:flash")),
+            Rung("balanced/premium/other", ("openai:gpt-4o", "anthropic:sonnet")),
+        )
+    ]
+    assert [m.ref for m in decision.chain] == [
+        "local:tiny",
+        "local:big",
+        "gemini:flash",
+        "openai:mini",
+        "anthropic:sonnet",
+    ]
+    assert decision.trace["balance"]["strategy"] == "round_robin"
+    assert [r["rung"] for r in decision.trace["balance"]["rungs"]] == [
+        "balanced/standard/other",
+        "balanced/premium/other",
+    ]
+    assert decision.trace["pick"] == {
+        "model": "local:tiny",
+        "by": "tier:small_local registry order",
+        "among": ["local:tiny"],
+    }
+
+
+def test_a_rules_own_models_keep_their_places_and_only_the_ladder_is_balanced() -> None:
+    calls: list[tuple[Rung, ...]] = []
+    policy = replace(POLICY, balance=BalanceSpec("least_latency"))
+
+    decision = decide(request("code", "moderate"), policy, snapshot(), REGISTRY, reversing(calls))
+
+    assert [m.ref for m in decision.chain] == [
+        "openai:gpt-4o",
+        "anthropic:sonnet",
+        "local:big",
+        "gemini:flash",
+        "openai:mini",
+    ]
+    assert [[r.key for r in rungs] for rungs in calls] == [["balanced/standard/other"]]
+    assert decision.trace["pick"] == {
+        "model": "openai:gpt-4o",
+        "by": "rule:primary",
+        "among": ["openai:gpt-4o"],
+    }
+
+
+def test_models_strong_at_the_task_form_a_rung_of_their_own() -> None:
+    calls: list[tuple[Rung, ...]] = []
+    standard_only = RuleSpec("simple", "", primary_id=None, tiers=("standard",))
+    policy = replace(POLICY, balance=BalanceSpec("round_robin"), rules=(standard_only,))
+    strong = replace(MINI, id=8, name="mini-2", task_strengths=("simple",))
+    registry = RegistrySnapshot.build((*REGISTRY.models, strong))
+
+    decision = decide(request("simple", "moderate"), policy, snapshot(), registry, reversing(calls))
+
+    # gemini:flash, not strong at "simple", is a rung of one: nothing to balance.
+    assert calls == [(Rung("balanced/standard/simple", ("openai:mini", "openai:mini-2")),)]
+    assert [m.ref for m in decision.chain] == ["openai:mini-2", "openai:mini", "gemini:flash"]
+    assert decision.trace["pick"] == {
+        "model": "openai:mini-2",
+        "by": "round_robin",
+        "among": ["openai:mini", "openai:mini-2"],
+    }

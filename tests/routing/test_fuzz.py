@@ -8,13 +8,16 @@ a server error, and every refusal is the door's JSON error envelope.
   huge numbers, long message lists, invalid UTF-8, deep nesting, bodies that are not JSON.
 
 The upstream answers every request correctly, so any answer >= 500 is the gateway's own fault.
-`FUZZ_EXAMPLES` sets the number of examples per strategy (default: a short run for `make test`).
+`FUZZ_EXAMPLES` sets the number of examples per strategy (default: a short run for `make test`);
+`FUZZ_REPORT`, a file path, collects the answers' status codes per test (one JSON line each) for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any, cast
 
 import httpx
@@ -58,6 +61,14 @@ def answering_upstream(upstream: UpstreamServer) -> UpstreamServer:
     for name in ("alpha", "beta"):
         upstream.reply("POST", chat_path(name), Reply.sse(fixture("openai/chat_stream.sse")))
     return upstream
+
+
+def report(name: str, seen: list[int]) -> None:
+    """Adds one line of status counts to `FUZZ_REPORT`, when it names a file."""
+    path = os.environ.get("FUZZ_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"test": name, "statuses": dict(Counter(seen))}) + "\n")
 
 
 def traced(response: httpx.Response) -> set[str]:
@@ -120,6 +131,7 @@ def test_native_api_from_its_openapi_document(
 
         run()
 
+    report(f"/api {label} {mode.value}", seen)
     assert len(seen) >= min(EXAMPLES, 10)
 
 
@@ -189,14 +201,18 @@ def test_v1_chat_completions_property(
         @fuzz_settings()
         @given(body=chat_bodies())
         def run(body: dict[str, Any]) -> None:
+            # NaN and infinities go out as JavaScript's literals, which are not JSON.
             response = client.post(
-                "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+                "/v1/chat/completions",
+                content=json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
             )
             seen.append(response.status_code)
             assert_openai_answer(response, f"{body!r:.300}")
 
         run()
 
+    report("/v1/chat/completions property", seen)
     # The strategy reaches both sides: answers and refusals.
     assert 200 in seen
     assert any(400 <= status < 500 for status in seen)

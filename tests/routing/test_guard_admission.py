@@ -13,11 +13,18 @@ from providers.adapters.types import ChatRequest, Message, Usage
 from routing.guards.admission import Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, BreakerState, CircuitBreakers
 from routing.guards.ratelimit import Limit, RateLimiter
-from routing.guards.response_cache import ResponseCache
+from routing.guards.response_cache import ResponseCache, response_cache_key
 from routing.guards.store import redis_client
 
 CONFIG = BreakerConfig(failure_threshold=2, window_s=60, cooldown_s=30, probe_timeout_s=60)
 REQUEST = ChatRequest(model="mini", messages=(Message("user", "Capital of France?"),))
+KEY = response_cache_key(REQUEST, provider="openai")
+
+
+def save(store: BaseCache, key: str, text: str) -> None:
+    ResponseCache(store).save(key, provider="openai", model="mini", text=text, usage=Usage(5, 1, 0))
+
+
 KEY_ID = 4242
 
 
@@ -59,13 +66,13 @@ def count_round_trips(store: BaseCache) -> list[str]:
 
 def test_one_round_trip_answers_all_three_guards(store) -> None:
     guards = guards_on(store, Clock(1_000.0))
-    ResponseCache(store).save(REQUEST, text="Paris", usage=Usage(5, 1, 0))
+    save(store, KEY, "Paris")
     sent = count_round_trips(store)
     try:
         reads = guards.read(
             rate=RateCheck(KEY_ID, Limit.of(10, burst=10), Limit.of(1000, burst=1000), 30),
             breaker=("openai:mini", CONFIG),
-            cache_request=REQUEST,
+            cache_key=KEY,
             # The caller's own commands ride along (the request journal's entry).
             also=lambda pipe: pipe.set(store.make_key("also-sent"), "yes"),
         )
@@ -87,7 +94,7 @@ def test_the_rate_limit_refuses_at_the_exact_boundary_like_the_limiter_alone(sto
     guards = guards_on(store, Clock(1_000.0))
     rate = RateCheck(KEY_ID, Limit.of(3, burst=3), None, 0)
 
-    answers = [guards.read(rate=rate, breaker=None, cache_request=None) for _ in range(4)]
+    answers = [guards.read(rate=rate, breaker=None, cache_key=None) for _ in range(4)]
 
     assert [a.rate_limit.allowed for a in answers if a.rate_limit] == [True, True, True, False]
     refused = answers[-1].rate_limit
@@ -107,10 +114,10 @@ def test_an_open_breaker_refuses_and_a_half_open_one_gives_exactly_one_probe(sto
     for _ in range(CONFIG.failure_threshold):
         breakers.record_failure(breakers.allow("openai:mini", CONFIG), CONFIG)
 
-    opened = guards.read(rate=None, breaker=("openai:mini", CONFIG), cache_request=None).permit
+    opened = guards.read(rate=None, breaker=("openai:mini", CONFIG), cache_key=None).permit
     clock.now += CONFIG.cooldown_s
-    probe = guards.read(rate=None, breaker=("openai:mini", CONFIG), cache_request=None).permit
-    second = guards.read(rate=None, breaker=("openai:mini", CONFIG), cache_request=None).permit
+    probe = guards.read(rate=None, breaker=("openai:mini", CONFIG), cache_key=None).permit
+    second = guards.read(rate=None, breaker=("openai:mini", CONFIG), cache_key=None).permit
 
     assert opened is not None and not opened.allowed
     assert opened.view.state is BreakerState.OPEN
@@ -122,19 +129,20 @@ def test_an_open_breaker_refuses_and_a_half_open_one_gives_exactly_one_probe(sto
 
 def test_a_cache_slot_held_by_another_request_is_a_miss(store) -> None:
     other = ChatRequest(model="mini", messages=(Message("user", "Capital of Spain?"),))
-    ResponseCache(store).save(other, text="Madrid", usage=Usage(5, 1, 0))
+    other_key = response_cache_key(other, provider="openai")
+    save(store, other_key, "Madrid")
 
-    reads = guards_on(store, Clock(1_000.0)).read(rate=None, breaker=None, cache_request=REQUEST)
+    reads = guards_on(store, Clock(1_000.0)).read(rate=None, breaker=None, cache_key=KEY)
 
     assert reads.cached is None
-    assert ResponseCache(store).lookup(other) is not None
+    assert ResponseCache(store).lookup(other_key) is not None
 
 
 def test_a_disabled_response_cache_is_not_read(store, settings) -> None:
-    ResponseCache(store).save(REQUEST, text="Paris", usage=Usage(5, 1, 0))
+    save(store, KEY, "Paris")
     settings.ORCHESTRATOR_RESPONSE_CACHE_ENABLED = False
 
-    reads = guards_on(store, Clock(1_000.0)).read(rate=None, breaker=None, cache_request=REQUEST)
+    reads = guards_on(store, Clock(1_000.0)).read(rate=None, breaker=None, cache_key=KEY)
 
     assert reads.cached is None
 
@@ -142,12 +150,12 @@ def test_a_disabled_response_cache_is_not_read(store, settings) -> None:
 def test_a_redis_that_forgot_the_script_is_taught_again_and_nothing_is_taken_twice(store) -> None:
     guards = guards_on(store, Clock(1_000.0))
     rate = RateCheck(KEY_ID, Limit.of(5, burst=5), None, 0)
-    guards.read(rate=rate, breaker=None, cache_request=None)
+    guards.read(rate=rate, breaker=None, cache_key=None)
     client = redis_client(store)
     assert client is not None
     client.script_flush()
 
-    reads = guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_request=None)
+    reads = guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_key=None)
 
     assert reads.rate_limit is not None and reads.rate_limit.requests is not None
     assert reads.rate_limit.requests.remaining == 3
@@ -171,7 +179,7 @@ def test_meanwhile_runs_once_while_the_replies_travel(store) -> None:
     reads = guards.read(
         rate=rate,
         breaker=None,
-        cache_request=None,
+        cache_key=None,
         also=lambda pipe: pipe.set(key, "out"),
         meanwhile=meanwhile,
     )
@@ -189,11 +197,9 @@ def test_an_error_in_meanwhile_still_reads_the_replies_off_the_connection(store)
         raise RuntimeError("hold failed")
 
     with pytest.raises(RuntimeError, match="hold failed"):
-        guards.read(
-            rate=rate, breaker=("openai:mini", CONFIG), cache_request=None, meanwhile=failing
-        )
+        guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_key=None, meanwhile=failing)
     # The connection went back to the pool with nothing left unread: the next read is whole.
-    reads = guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_request=None)
+    reads = guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_key=None)
 
     assert reads.rate_limit is not None and reads.rate_limit.requests is not None
     assert reads.rate_limit.requests.remaining == 3
@@ -204,14 +210,12 @@ def test_without_redis_each_guard_answers_alone_with_the_same_outcome(settings) 
     settings.ORCHESTRATOR_RESPONSE_CACHE_ENABLED = True
     local = LocMemCache("guards-admission", {})
     guards = guards_on(local, Clock(1_000.0))
-    ResponseCache(local).save(REQUEST, text="Paris", usage=Usage(5, 1, 0))
+    save(local, KEY, "Paris")
     rate = RateCheck(KEY_ID, Limit.of(2, burst=2), None, 0)
 
     called: list[object] = []
     answers = [
-        guards.read(
-            rate=rate, breaker=("openai:mini", CONFIG), cache_request=REQUEST, also=called.append
-        )
+        guards.read(rate=rate, breaker=("openai:mini", CONFIG), cache_key=KEY, also=called.append)
         for _ in range(3)
     ]
 

@@ -171,9 +171,9 @@ def test_train_refuses_missing_data(var_router, tmp_path):
         ),
         (
             {"knob": 1},
-            ["unknown key 'knob'; expected mode, quality_target_pct, threshold or ladder"],
+            ["unknown key 'knob'; expected mode, quality_target_pct, threshold, ladder or balance"],
         ),
-        ([], ["must be a mapping with mode, quality_target_pct, threshold and ladder"]),
+        ([], ["must be a mapping with mode, quality_target_pct, threshold, ladder and balance"]),
     ],
 )
 def test_router_setting_validation(value, errors):

@@ -11,7 +11,10 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+from analytics.demo import demo_insert, demo_rows
+from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
+from analytics.rollups import local_day
 from analytics.services import request_record
 from providers.models import LLMModel, Provider
 from routing.guards.breaker import BreakerConfig, CircuitBreakers
@@ -112,16 +115,21 @@ def test_metrics_count_unpriced_and_estimated_requests_beside_the_total(
     assert (cost["estimated_requests"], cost["unknown_price_requests"]) == (1, 1)
 
 
-def test_prometheus_text_carries_the_same_figures(log: dict[str, LLMModel], reader: Client) -> None:
+def test_prometheus_text_is_the_live_counters_not_the_log(
+    log: dict[str, LLMModel], reader: Client
+) -> None:
+    # The rows above were written straight into the log: no request finished in this process
+    # for these models, so the counters (routing/metrics.py) have nothing of them.
     response = reader.get("/metrics/prometheus")
 
     text = response.content.decode()
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
-    assert 'orchestrator_requests{status="success",window_s="86400"} 3.0' in text
-    assert 'orchestrator_requests{status="error",window_s="86400"} 1.0' in text
-    assert 'orchestrator_tokens{kind="input",window_s="86400"} 60.0' in text
-    assert 'orchestrator_cost_usd{kind="baseline",window_s="86400"} 0.06' in text
+    assert "# TYPE orchestrator_requests_total counter" in text
+    assert "# TYPE orchestrator_request_duration_seconds histogram" in text
+    fast = [line for line in text.splitlines() if 'model="fast"' in line]
+    assert fast and all(line.startswith("orchestrator_breaker_") for line in fast)
+    assert 'orchestrator_breaker_state{model="fast",provider="cloud",state="closed"} 1.0' in text
 
 
 def test_model_status_shows_load_errors_breaker_and_last_latency(
@@ -143,6 +151,35 @@ def test_model_status_shows_load_errors_breaker_and_last_latency(
     assert flaky["breaker"]["state"] == "open"
     assert flaky["errors"] == {"window_s": 300, "count": 1, "rate": 0.5}
     assert flaky["last_latency_ms"] == 200
+
+
+def test_demo_rows_count_in_no_load_errors_latency_or_metrics(
+    log: dict[str, LLMModel], reader: Client
+) -> None:
+    # Given a day of demo history from the real seeder, moved into the five-minute window
+    now = timezone.now()
+    written = demo_insert(
+        demo_rows(count=200, days=1, today=local_day(now), seed=7, now=now),
+        progress=lambda done: None,
+    )
+    demo = RequestLog.objects.filter(is_demo=True)
+    demo.update(created_at=now - timedelta(seconds=30), latency_ms=9999)
+    assert written == 200
+    assert demo.filter(model=log["fast"]).exists() and demo.exclude(status="success").exists()
+
+    listed = {m["ref"]: m for m in reader.get("/models").json()["models"]}
+    flaky = reader.get("/models/cloud:flaky/status").json()
+    metrics = reader.get("/metrics").json()
+
+    # Then only the four real rows count, as before the demo history came
+    fast = listed["cloud:fast"]
+    assert (fast["load"]["requests"], fast["errors"]["count"]) == (2, 0)
+    assert fast["last_latency_ms"] == 300
+    assert (flaky["load"]["requests"], flaky["errors"]["count"]) == (2, 1)
+    assert flaky["last_latency_ms"] == 200
+    assert metrics["requests"]["total"] == 4
+    assert metrics["tokens"]["input"] == 60
+    assert metrics["cost"]["total_usd"] == "0.00600000"
 
 
 def test_unknown_model_status_is_a_404_envelope(log: dict[str, LLMModel], reader: Client) -> None:

@@ -182,7 +182,7 @@ async def test_sample_carries_machine_agents_traffic_models_and_budgets() -> Non
             "scope": "global",
             "limit_usd": "10.00000000",
             "spent_usd": "2.50000000",
-            "reserved_usd": "0E-8",
+            "reserved_usd": "0.00000000",
             "used_pct": 25.0,
         }
     ]

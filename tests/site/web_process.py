@@ -16,9 +16,12 @@ from tests.conftest import ROOT, subprocess_env, wait_http
 
 
 @contextmanager
-def web_process(*args: str, log_name: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def web_process(
+    *args: str, log_name: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m orchestrator_site.serve` on a free port and the test database; its URL and
-    process. Stopped (and reaped) on the way out whatever happened."""
+    process. `env` overrides variables of its environment. Stopped (and reaped) on the way
+    out whatever happened."""
     port = free_port()
     log_dir = ROOT / "var" / "test"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -26,7 +29,7 @@ def web_process(*args: str, log_name: str) -> Iterator[tuple[str, subprocess.Pop
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port), *args],
             cwd=ROOT,
-            env=subprocess_env(),
+            env=subprocess_env(**(env or {})),
             stdout=subprocess.DEVNULL,
             stderr=log_file,
         )
