@@ -234,5 +234,22 @@ ORCHESTRATOR_EXPORT_DIR = Path(ENV.get("ORCHESTRATOR_EXPORT_DIR", str(VAR_DIR / 
 ORCHESTRATOR_EXPORT_IN_THREAD = config.env_bool(
     ENV, "ORCHESTRATOR_EXPORT_IN_THREAD", REDIS_URL is None
 )
+# Budget alerts (docs/guards.md#budget-alerts): sent from a thread of the web process rather
+# than by a Celery worker (the default when Celery runs eagerly, without a broker, where it
+# would send them inside the request); the first retry's wait, tripled at each retry.
+ORCHESTRATOR_ALERTS_IN_THREAD = config.env_bool(
+    ENV, "ORCHESTRATOR_ALERTS_IN_THREAD", CELERY_TASK_ALWAYS_EAGER
+)
+ORCHESTRATOR_ALERT_RETRY_BASE_S = config.env_float(ENV, "ORCHESTRATOR_ALERT_RETRY_BASE_S", 10.0)
+# Outgoing mail (budget alerts), through Django's SMTP backend unless EMAIL_BACKEND says else.
+EMAIL_BACKEND = ENV.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = ENV.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = config.env_int(ENV, "EMAIL_PORT", 25)
+EMAIL_HOST_USER = ENV.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = ENV.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = config.env_bool(ENV, "EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = config.env_bool(ENV, "EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = config.env_int(ENV, "EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "llm-orchestrator@localhost")
 # How often the telemetry page is pushed a sample.
 ORCHESTRATOR_TELEMETRY_INTERVAL_S = config.env_float(ENV, "ORCHESTRATOR_TELEMETRY_INTERVAL_S", 1.0)

@@ -37,8 +37,9 @@ from django.utils import timezone
 from analytics.pricing import Prices, max_cost_for, prices_ceiling
 from orchestrator_site.db import prepared_available, prepared_rows
 from providers.models import LLMModel
+from routing.budget_alerts import budget_alert_open
 from routing.budget_amounts import usd_quantize, usd_rounded
-from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
+from routing.models import Budget, BudgetPeriod, BudgetReservation
 
 logger = logging.getLogger(__name__)
 
@@ -719,16 +720,8 @@ def _soft_alert_record(hold: BudgetHold, now: datetime) -> None:
         pk=hold.period_id, soft_alerted_at__isnull=True, spent_usd__gte=hold.soft_alert_usd
     ).update(soft_alerted_at=now)
     if crossed:
-        period = BudgetPeriod.objects.only("budget_id", "spent_usd", "limit_usd").get(
-            pk=hold.period_id
-        )
-        BudgetAlert.objects.create(
-            period_id=hold.period_id,
-            budget_id=period.budget_id,
-            spent_usd=period.spent_usd,
-            limit_usd=period.limit_usd,
-            created_at=now,
-        )
+        # Only the settlement that won the conditional UPDATE gets here: one alert per period.
+        budget_alert_open(period_id=hold.period_id, now=now)
 
 
 class Spend:

@@ -1,14 +1,35 @@
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    URLValidator,
+    validate_email,
+)
 from django.db import models
 from django.db.models import Q
 
 from providers.models import LLMModel
+
+
+def alert_emails_split(text: str) -> list[str]:
+    """The addresses of a budget's `alert_emails`, separated by commas, semicolons or spaces."""
+    return [part for part in re.split(r"[,;\s]+", text) if part]
+
+
+def alert_emails_validate(text: str) -> None:
+    for address in alert_emails_split(text):
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError(f"{address!r} is not an e-mail address.") from None
+
 
 # Costs are stored like the request log stores them (8 decimal places), so a single token of
 # the cheapest model still registers.
@@ -67,6 +88,20 @@ class Budget(models.Model):
         validators=[MinValueValidator(Decimal(0))],
     )
     enabled = models.BooleanField(default=True)
+    # Where a soft alert is sent (docs/guards.md#budget-alerts). The signing secret is kept to
+    # sign each webhook body, so it cannot be hashed; the admin never shows it back.
+    alert_webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="POSTed a signed JSON body when the soft alert share is crossed.",
+    )
+    alert_webhook_secret = models.CharField(max_length=200, blank=True)
+    alert_emails = models.TextField(
+        blank=True,
+        validators=[alert_emails_validate],
+        help_text="E-mailed when the soft alert share is crossed (by line or comma).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,7 +208,8 @@ class BudgetReservation(models.Model):
 
 
 class BudgetAlert(models.Model):
-    """A budget period crossed its soft alert share; recorded once per period."""
+    """A budget period crossed its soft alert share; recorded once per period (the one-to-one
+    period is the uniqueness), and sent by its `deliveries`."""
 
     period = models.OneToOneField(BudgetPeriod, on_delete=models.CASCADE, related_name="alert")
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
