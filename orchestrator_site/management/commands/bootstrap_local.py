@@ -43,7 +43,7 @@ class Command(BaseCommand):
             hint = f" (password in {password_file})" if password_file.exists() else ""
             self.stdout.write(f"==> admin account: {username}{hint}")
             return
-        # An empty value (a copied .env.example) counts as unset: the password is generated and kept.
+        # An empty value (a copied .env.example) counts as unset: a password is generated, kept.
         chosen = os.environ.get("ORCHESTRATOR_ADMIN_PASSWORD", "")
         password = chosen or secrets.token_urlsafe(12)
         user_model.objects.create_superuser(username=username, email="", password=password)
