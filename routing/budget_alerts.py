@@ -119,8 +119,11 @@ def budget_alert_delivery_start(*, delivery_id: int) -> None:
             target=_deliver_in_thread, args=(delivery_id,), name=f"alert-{delivery_id}", daemon=True
         ).start()
         return
+    # ORCHESTRATOR_ALERTS_QUEUE sends deliveries to a queue of their own (default: Celery's);
+    # a retry goes back to the queue its message came from.
+    queue = getattr(settings, "ORCHESTRATOR_ALERTS_QUEUE", None)
     try:
-        budget_alert_deliver.delay(delivery_id)
+        budget_alert_deliver.apply_async((delivery_id,), **({"queue": queue} if queue else {}))
     except Exception as exc:
         logger.exception("budget alert delivery %s could not be queued", delivery_id)
         BudgetAlertDelivery.objects.filter(pk=delivery_id, state=PENDING).update(

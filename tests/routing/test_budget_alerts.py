@@ -259,14 +259,14 @@ def test_backoff_grows_threefold_with_jitter_and_honours_retry_after(settings) -
 
 
 @pytest.fixture
-def broker_queue() -> Iterator[str]:
+def broker_queue(settings) -> Iterator[str]:
     """Deliveries go to the Redis broker, on a queue of this test's own, not run inline."""
     queue = f"test-alerts-{uuid.uuid4().hex}"
-    eager, routes = app.conf.task_always_eager, app.conf.task_routes
+    settings.ORCHESTRATOR_ALERTS_QUEUE = queue
+    eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
-    app.conf.task_routes = {"routing.tasks.budget_alert_deliver": {"queue": queue}}
     yield queue
-    app.conf.task_always_eager, app.conf.task_routes = eager, routes
+    app.conf.task_always_eager = eager
 
 
 @pytest.mark.django_db(transaction=True)
