@@ -15,6 +15,7 @@ COPY providers ./providers
 COPY routing ./routing
 COPY chat ./chat
 COPY analytics ./analytics
+COPY gateway ./gateway
 RUN pip install --no-cache-dir -c constraints.txt .
 # The local model runtime comes before the rest of the source, so editing the code does not
 # recompile it (a few minutes).

@@ -36,9 +36,11 @@ from django.core.handlers.exception import (  # noqa: E402
     response_for_exception,
 )
 from django.http import HttpRequest, HttpResponseBase  # noqa: E402
-from django.urls import URLPattern, get_resolver, set_script_prefix  # noqa: E402
+from django.urls import URLPattern, get_resolver, resolve, set_script_prefix  # noqa: E402
 from django.utils.log import log_response  # noqa: E402
 
+from gateway.gemini_wire import gemini_error, is_gemini_path  # noqa: E402
+from gateway.ollama_wire import OLLAMA_PATHS, ollama_error  # noqa: E402
 from orchestrator_site.dependencies import (  # noqa: E402
     DEPENDENCY_AWAY,
     DEPENDENCY_UNAVAILABLE,
@@ -84,14 +86,14 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         declared = _declared_length(scope)
         if limit is not None and declared is not None and declared > limit:
-            await self.send_response(_too_large(limit, declared), send)
+            await self.send_response(_too_large(scope["path"], limit, declared), send)
             return
         try:
             body_file = await self._read_limited(receive, limit, declared)
         except RequestAborted:
             return
         except _BodyTooLarge:
-            await self.send_response(_too_large(limit, declared), send)
+            await self.send_response(_too_large(scope["path"], limit, declared), send)
             return
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
@@ -142,14 +144,14 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
         the URLconf instead of resolving the URL for every request (a few per cent of the
         gateway's CPU). What Django's handler does around a view is kept: an exception becomes
         Django's error response, and responses of 400 and above are logged."""
-        view = _api_views().get(request.path_info)
+        view = _api_views().get(request.path_info) or _patterned_view(request.path_info)
         try:
             if view is None:
                 response: HttpResponseBase = _not_found(request.path)
             else:
                 response = await view(request)
         except DEPENDENCY_AWAY as exc:
-            response = _dependency_unavailable(exc)
+            response = _dependency_unavailable(request.path, exc)
         except Exception as exc:
             response = await sync_to_async(response_for_exception, thread_sensitive=False)(
                 request, exc
@@ -219,31 +221,53 @@ def _close(response: HttpResponseBase) -> None:
 
 @functools.cache
 def _api_views() -> dict[str, Any]:
-    """`/v1` path -> view, from the URLconf's plain `v1/...` routes."""
+    """`/v1` path -> view, from the URLconf's plain `v1/...` routes (and the Ollama door's)."""
     views = {}
     for pattern in get_resolver().url_patterns:
         route = str(pattern.pattern)
-        if isinstance(pattern, URLPattern) and route.startswith(API_PREFIX[1:]):
+        fast = route.startswith(API_PREFIX[1:]) or "/" + route in OLLAMA_PATHS
+        if isinstance(pattern, URLPattern) and fast:
             if pattern.pattern.converters:
                 raise ImproperlyConfigured(f"/v1 routes are plain paths, not {route!r}")
             views["/" + route] = pattern.callback
     return views
 
 
-def _not_found(path: str) -> HttpResponseBase:
+def _patterned_view(path: str) -> Any:
+    """The view of a door whose paths carry the model (the Gemini door's `/v1beta/...`),
+    found by the URLconf; None for any other path."""
+    if not is_gemini_path(path):
+        return None
+    match = resolve(path)
+    return functools.partial(match.func, *match.args, **match.kwargs)
+
+
+def _door_error(
+    path: str, code: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> HttpResponseBase:
+    """An error of the `/v1` fast path in the envelope of the door `path` belongs to."""
+    from gateway.anthropic import anthropic_error, is_anthropic_path
     from routing.openai_api import openai_error
 
-    return openai_error("INVALID_REQUEST", f"Unknown endpoint {path}.", 404)
+    if is_gemini_path(path):
+        return gemini_error(message, status, headers=headers)
+    if is_anthropic_path(path):
+        return anthropic_error(message, status, headers=headers)
+    if path in OLLAMA_PATHS:
+        return ollama_error(message, status, headers=headers)
+    return openai_error(code, message, status, headers=headers)
 
 
-def _dependency_unavailable(exc: BaseException) -> HttpResponseBase:
+def _not_found(path: str) -> HttpResponseBase:
+    return _door_error(path, "INVALID_REQUEST", f"Unknown endpoint {path}.", 404)
+
+
+def _dependency_unavailable(path: str, exc: BaseException) -> HttpResponseBase:
     """Postgres or Redis could not be reached in time: the door's JSON error, never Django's
     HTML error page."""
-    from routing.openai_api import openai_error
-
     dependency = dependency_away(exc) or "database"
     logger.warning("/v1 request refused, %s unreachable: %s", dependency, exc)
-    return openai_error(DEPENDENCY_UNAVAILABLE, dependency_message(dependency), 503)
+    return _door_error(path, DEPENDENCY_UNAVAILABLE, dependency_message(dependency), 503)
 
 
 def _declared_length(scope: dict[str, Any]) -> int | None:
@@ -253,13 +277,11 @@ def _declared_length(scope: dict[str, Any]) -> int | None:
     return None
 
 
-def _too_large(limit: int | None, declared: int | None) -> HttpResponseBase:
-    from routing.openai_api import openai_error
-
+def _too_large(path: str, limit: int | None, declared: int | None) -> HttpResponseBase:
     size = f"of {declared} bytes " if declared is not None else ""
     message = f"Request body {size}is over the limit of {limit} bytes."
     # The rest of the body is never read: the connection cannot serve another request.
-    return openai_error("INVALID_REQUEST", message, 413, headers={"Connection": "close"})
+    return _door_error(path, "INVALID_REQUEST", message, 413, headers={"Connection": "close"})
 
 
 class StaticFilesHandler(ASGIStaticFilesHandler):
@@ -279,12 +301,13 @@ site_http = StaticFilesHandler(django_http)
 
 async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
-    is_api = path.startswith(API_PREFIX)
+    # The Ollama door's paths lie under the native API's /api/ but take the /v1 fast path.
+    is_api = path.startswith(API_PREFIX) or path in OLLAMA_PATHS or is_gemini_path(path)
     host = host_refused(scope)
     if host is not None:
         if is_api or wants_json(path):
             host_refusal_log(host, path)
-            await api_http.send_response(_bad_host(host, openai=is_api), send)
+            await api_http.send_response(_bad_host(host, path, openai=is_api), send)
         else:
             # Django's own 400 (its middleware checks the Host), static file paths included.
             await django_http(scope, receive, send)
@@ -293,13 +316,12 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await handler(scope, hang_up_gated(scope, receive), send)
 
 
-def _bad_host(host: str, *, openai: bool) -> HttpResponseBase:
+def _bad_host(host: str, path: str, *, openai: bool) -> HttpResponseBase:
     from routing.api import envelope
-    from routing.openai_api import openai_error
 
     message = f"Host {host!r} is not served here (ALLOWED_HOSTS)."
     if openai:
-        return openai_error("INVALID_REQUEST", message, 400)
+        return _door_error(path, "INVALID_REQUEST", message, 400)
     return envelope("INVALID_REQUEST", message, 400)
 
 

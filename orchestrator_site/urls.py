@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from analytics import views as analytics_views
+from gateway import anthropic as anthropic_door
+from gateway import gemini, gemini_models, ollama, ollama_models
 from orchestrator_site import views
 from orchestrator_site.forms import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 from routing import api as gateway
@@ -11,9 +13,23 @@ from routing import openai_api
 urlpatterns = [
     path("", analytics_views.dashboard, name="dashboard"),
     path("health", views.health, name="health"),
+    # The Ollama door's paths, before the native API's include so that they answer exactly
+    # these paths (tests/gateway/test_ollama_door.py fails on any two routes for one path).
+    path("api/chat", ollama.chat, name="ollama-chat"),
+    path("api/generate", ollama.generate, name="ollama-generate"),
+    path("api/tags", ollama_models.tags, name="ollama-tags"),
+    path("api/show", ollama_models.show, name="ollama-show"),
+    path("api/version", ollama_models.version, name="ollama-version"),
     path("api/", gateway.api.urls),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat"),
     path("v1/models", openai_api.models_list, name="openai-models"),
+    path("v1/messages", anthropic_door.messages, name="anthropic-messages"),
+    path("v1/messages/count_tokens", anthropic_door.count_tokens, name="anthropic-count-tokens"),
+    # The Gemini door (gateway/gemini.py): the model is part of the path, and every other path
+    # under /v1beta/ answers in Google's error shape.
+    re_path(r"^v1beta/models$", gemini_models.models_list, name="gemini-models"),
+    re_path(r"^v1beta/models/(?P<target>.+)$", gemini.model_resource, name="gemini-model"),
+    re_path(r"^v1beta/(?P<rest>.*)$", gemini.unknown_path, name="gemini-unknown"),
     path("metrics", gateway.metrics_view, name="metrics"),
     path("metrics/prometheus", gateway.metrics_prometheus_view, name="metrics-prometheus"),
     path("models", gateway.models_view, name="models-status"),

@@ -21,9 +21,22 @@ from contextvars import ContextVar
 from typing import Any
 
 # The paths of the doors that answer an HTTP request through `chat_stream`.
-DOOR_PATHS = frozenset({"/v1/chat/completions", "/api/execute"})
+DOOR_PATHS = frozenset(
+    {"/v1/chat/completions", "/api/execute", "/v1/messages", "/api/chat", "/api/generate"}
+)
+
+# The Gemini door's model calls name their model in the path
+# (`/v1beta/models/{model}:generateContent`): known by their prefix and method.
+GEMINI_CALL_PREFIX = "/v1beta/models/"
+GEMINI_CALL_METHODS = (":generateContent", ":streamGenerateContent")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def is_door_path(path: str) -> bool:
+    return path in DOOR_PATHS or (
+        path.startswith(GEMINI_CALL_PREFIX) and path.endswith(GEMINI_CALL_METHODS)
+    )
 
 
 class HangUpGate:
@@ -53,7 +66,7 @@ _gate: ContextVar[HangUpGate | None] = ContextVar("hang_up_gate", default=None)
 def hang_up_gated(scope: dict[str, Any], receive: Receive) -> Receive:
     """`receive` as the application should see it: gated on the gateway's doors. Called in the
     request's own task, before the handler (which inherits the gate)."""
-    if scope["path"] not in DOOR_PATHS:
+    if not is_door_path(scope["path"]):
         return receive
     gate = HangUpGate(receive)
     _gate.set(gate)

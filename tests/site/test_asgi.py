@@ -170,8 +170,19 @@ async def test_v1_views_are_found_without_resolving_and_unknown_paths_get_openai
     from orchestrator_site.asgi import _api_views
     from routing import openai_api
 
-    # The table holds the URLconf's /v1 routes.
-    assert set(_api_views()) == {"/v1/chat/completions", "/v1/models"}
+    # The table holds the URLconf's plain /v1 routes (the OpenAI and Anthropic doors') and the
+    # Ollama door's; the Gemini door's patterned /v1beta/ routes are resolved apart.
+    assert set(_api_views()) == {
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/api/chat",
+        "/api/generate",
+        "/api/show",
+        "/api/tags",
+        "/api/version",
+    }
     assert _api_views()["/v1/models"] is openai_api.models_list
 
     with caplog.at_level("WARNING", logger="django.request"):

@@ -1,0 +1,270 @@
+"""A Gemini `generateContent` body read into the common `GatewayRequest`.
+
+Fields are read by their JSON names (`systemInstruction`, `maxOutputTokens`) or by their proto
+names (`system_instruction`, `max_output_tokens`), as Google's own parser accepts both.
+
+The common request carries text only (`providers.adapters.types.Message`), so a part that is
+not text (inline images, files, function calls) is refused with INVALID_ARGUMENT naming it,
+never dropped; so are the settings that would change the answer's form (JSON mode, tools,
+several candidates). Sampling hints the common request has no place for (`topK`, `seed`,
+penalties, `thinkingConfig`) and `safetySettings` are accepted and not passed on. A field
+Google does not know is refused, as Google refuses it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from analytics.models import RequestLog
+from providers.adapters.types import Message
+from routing.auth import GatewayError
+from routing.events import Caller, GatewayRequest
+from routing.guards.response_cache import cache_control_opts_out
+from routing.validation import (
+    MODEL_MAX_CHARS,
+    SESSION_MAX_CHARS,
+    FieldInvalid,
+    max_tokens_check,
+    nul_check,
+    text_check,
+)
+
+ROLES = {"user": "user", "model": "assistant"}
+REQUEST_FIELDS = {
+    "contents",
+    "systemInstruction",
+    "generationConfig",
+    "safetySettings",
+    "tools",
+    "toolConfig",
+    "cachedContent",
+    "model",
+}
+CONFIG_FIELDS = {
+    "temperature",
+    "topP",
+    "topK",
+    "maxOutputTokens",
+    "stopSequences",
+    "candidateCount",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseModalities",
+    "presencePenalty",
+    "frequencyPenalty",
+    "seed",
+    "responseLogprobs",
+    "logprobs",
+    "thinkingConfig",
+    "mediaResolution",
+    "speechConfig",
+    "enableEnhancedCivicAnswers",
+}
+# Parts other than text, by JSON name; each is refused with its own name.
+MEDIA_PARTS = ("inlineData", "fileData")
+TOOL_PARTS = ("functionCall", "functionResponse", "executableCode", "codeExecutionResult")
+MAX_STOP_SEQUENCES = 5
+
+
+def _invalid(field: str, message: str) -> GatewayError:
+    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
+
+
+def json_name(name: str) -> str:
+    """`max_output_tokens` -> `maxOutputTokens`; a JSON name is left as it is."""
+    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
+
+
+def _fields(raw: dict[str, Any], known: set[str], where: str) -> dict[str, Any]:
+    """`raw` by JSON names; a name that is not in `known` is refused."""
+    fields = {}
+    for name, value in raw.items():
+        field = json_name(name) if isinstance(name, str) else str(name)
+        if field not in known:
+            path = f"{where}.{name}" if where else str(name)
+            raise _invalid(path, "is not a field of this request (Cannot find field)")
+        fields[field] = value
+    return fields
+
+
+def _parts_text(parts: Any, where: str) -> str:
+    if not isinstance(parts, list) or not parts:
+        raise _invalid(f"{where}.parts", "must be a non-empty list of parts")
+    texts = []
+    for index, raw in enumerate(parts):
+        part_at = f"{where}.parts[{index}]"
+        if not isinstance(raw, dict):
+            raise _invalid(part_at, "must be an object")
+        part = {json_name(name): value for name, value in raw.items()}
+        media = next((name for name in MEDIA_PARTS if name in part), None)
+        if media is not None:
+            raise _invalid(
+                f"{part_at}.{media}",
+                "images, audio, video and files are not supported: this gateway passes text "
+                "only to its models, so a request with one is refused rather than answered "
+                "without it",
+            )
+        tool = next((name for name in TOOL_PARTS if name in part), None)
+        if tool is not None:
+            raise _invalid(f"{part_at}.{tool}", "function calling is not supported")
+        if part.get("thought") is True:
+            continue  # a model's own thinking, sent back: not part of the conversation
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise _invalid(f"{part_at}.text", "must be a string (only text parts are supported)")
+        texts.append(text)
+    # Parts are separate passages to the model: kept apart, not run together.
+    return "\n\n".join(texts)
+
+
+def parse_contents(raw: Any) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("contents", "must be a non-empty list of Content objects")
+    messages = []
+    for index, item in enumerate(raw):
+        where = f"contents[{index}]"
+        if not isinstance(item, dict):
+            raise _invalid(where, "must be an object")
+        # A single turn may leave its role out; Google reads it as the user's.
+        role = item.get("role", "user")
+        if not isinstance(role, str) or role not in ROLES:
+            raise _invalid(f"{where}.role", "must be 'user' or 'model'")
+        text = _parts_text(item.get("parts"), where)
+        messages.append(Message(role=ROLES[role], content=text))  # type: ignore[arg-type]
+    return tuple(messages)
+
+
+def _system(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _invalid("systemInstruction", "must be a Content object with text parts")
+    return _parts_text(raw.get("parts"), "systemInstruction")
+
+
+def _number(config: dict[str, Any], field: str, low: float, high: float) -> float | None:
+    value = config.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _invalid(
+            f"generationConfig.{field}", f"must be a number between {low:g} and {high:g}"
+        )
+    return float(value)
+
+
+def _stop(config: dict[str, Any]) -> tuple[str, ...]:
+    stop = config.get("stopSequences")
+    if stop is None:
+        return ()
+    if (
+        not isinstance(stop, list)
+        or len(stop) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and s for s in stop)
+    ):
+        raise _invalid(
+            "generationConfig.stopSequences",
+            f"must be a list of up to {MAX_STOP_SEQUENCES} non-empty strings",
+        )
+    return tuple(stop)
+
+
+def _config(raw: Any) -> dict[str, Any]:
+    """The generation config by JSON names, with what cannot be honoured refused."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _invalid("generationConfig", "must be an object")
+    config = _fields(raw, CONFIG_FIELDS, "generationConfig")
+    count = config.get("candidateCount")
+    if count is not None and (type(count) is not int or count != 1):
+        raise _invalid("generationConfig.candidateCount", "only 1 candidate is supported")
+    mime = config.get("responseMimeType")
+    if mime is not None and mime != "text/plain":
+        raise _invalid(
+            "generationConfig.responseMimeType", "only text/plain is supported (no JSON mode)"
+        )
+    for field in ("responseSchema", "responseJsonSchema", "speechConfig"):
+        if config.get(field) is not None:
+            raise _invalid(f"generationConfig.{field}", "is not supported by this gateway")
+    modalities = config.get("responseModalities")
+    if modalities is not None and modalities not in ([], ["TEXT"]):
+        raise _invalid("generationConfig.responseModalities", "only TEXT is supported")
+    if config.get("responseLogprobs") is True:
+        raise _invalid("generationConfig.responseLogprobs", "log probabilities are not supported")
+    top_k = config.get("topK")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int | float)):
+        raise _invalid("generationConfig.topK", "must be a number")
+    return config
+
+
+def parse_generate_request(
+    body: Any,
+    *,
+    model: str,
+    caller: Caller,
+    stream: bool,
+    session_header: str | None = None,
+    cache_control: str | None = None,
+) -> GatewayRequest:
+    """The common request of a `generateContent` body for the model named in the path."""
+    try:
+        return _generate_request(
+            body,
+            model=model,
+            caller=caller,
+            stream=stream,
+            session_header=session_header,
+            cache_control=cache_control,
+        )
+    except FieldInvalid as exc:
+        raise _invalid(exc.field, exc.message) from exc
+
+
+def _generate_request(
+    body: Any,
+    *,
+    model: str,
+    caller: Caller,
+    stream: bool,
+    session_header: str | None,
+    cache_control: str | None,
+) -> GatewayRequest:
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object")
+    # What cannot be logged is refused before it is answered (routing/validation.py).
+    nul_check(body)
+    nul_check(session_header, "x-session-id")
+    if not model:
+        raise _invalid("model", "is required in the path: /v1beta/models/{model}:generateContent")
+    text_check(model, "model", MODEL_MAX_CHARS)
+    fields = _fields(body, REQUEST_FIELDS, "")
+    if fields.get("tools"):
+        raise _invalid("tools", "function calling and tools are not supported by this gateway")
+    if fields.get("cachedContent") is not None:
+        raise _invalid("cachedContent", "cached contents are not supported by this gateway")
+    safety = fields.get("safetySettings")
+    if safety is not None and not isinstance(safety, list):
+        raise _invalid("safetySettings", "must be a list")
+    messages = parse_contents(fields.get("contents"))
+    system = _system(fields.get("systemInstruction"))
+    if system:
+        messages = (Message(role="system", content=system), *messages)
+    config = _config(fields.get("generationConfig"))
+    return GatewayRequest(
+        messages=messages,
+        entry_point=RequestLog.EntryPoint.GEMINI,
+        caller=caller,
+        model=model,
+        max_tokens=max_tokens_check(
+            config.get("maxOutputTokens"), "generationConfig.maxOutputTokens"
+        ),
+        temperature=_number(config, "temperature", 0, 2),
+        top_p=_number(config, "topP", 0, 1),
+        stop=_stop(config),
+        session_id=(session_header or "")[:SESSION_MAX_CHARS],
+        use_cache=not cache_control_opts_out(cache_control),
+        buffered=not stream,
+    )

@@ -1,0 +1,295 @@
+"""The Ollama door: `/api/chat` and `/api/generate` as Ollama's API documents them, through the
+one pipeline entry (`routing.services.chat_stream`), as `/v1/chat/completions` goes.
+
+Streamed (the default) the answer is NDJSON, one object a line: each piece of text with
+`done: false`, then a last object with `done: true`, `done_reason` (`stop` or `length`), the
+token counts (`prompt_eval_count`, `eval_count`) and the durations in nanoseconds (the
+pipeline's latency and time to first token). With `stream: false` it is that last object
+alone, holding the whole text. Every refusal is `{"error": "..."}` with its HTTP status; a
+failure after the first piece is a last line `{"error": "..."}`. `model` is echoed as the
+client sent it; which model answered is in the `x-orchestrator-model` header and in the last
+object's `orchestrator` extension (the same as `/v1`'s). The model list is
+gateway/ollama_models.py; request parsing gateway/ollama_parse.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from analytics.models import RequestLog
+from analytics.money import usd_json
+from gateway.ollama_models import ollama_model_find, ollama_models
+from gateway.ollama_parse import OllamaCall, chat_call, generate_call
+from gateway.ollama_wire import (
+    KEY_REFUSED,
+    not_found_message,
+    ollama_error,
+    ollama_json,
+    ollama_time,
+)
+from orchestrator_site.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
+from routing.aio import LARGE_BODY_BYTES, cpu_bound, in_thread
+from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
+from routing.events import Delta, Event, Failed, Finished, GatewayRequest, Started
+from routing.journal import journaled, request_refusal_record
+from routing.services import chat_stream
+from routing.validation import MODEL_MAX_CHARS, FieldInvalid, log_safe
+
+NS_PER_MS = 1_000_000
+CallParser = Callable[..., OllamaCall]
+# The piece of an answer's object that holds its text: chat's message, generate's response.
+Shape = Callable[[str], dict[str, Any]]
+
+
+def _chat_text(text: str) -> dict[str, Any]:
+    return {"message": {"role": "assistant", "content": text}}
+
+
+def _generate_text(text: str) -> dict[str, Any]:
+    return {"response": text}
+
+
+@csrf_exempt
+async def chat(request: HttpRequest) -> HttpResponseBase:
+    return await _answer(request, chat_call, _chat_text)
+
+
+@csrf_exempt
+async def generate(request: HttpRequest) -> HttpResponseBase:
+    return await _answer(request, generate_call, _generate_text)
+
+
+async def _answer(request: HttpRequest, parse: CallParser, shape: Shape) -> HttpResponseBase:
+    if request.method != "POST":
+        return ollama_error("Use POST.", 405, headers={"Allow": "POST"})
+    try:
+        call = await _ollama_call(request, parse)
+    except GatewayError as exc:
+        return _error_of(exc)
+    if call.load_only:
+        return await _loaded(call, shape)
+    events = journaled(chat_stream(call.request), request=call.request)
+    if call.stream:
+        return await _streamed(events, call, shape)
+    return await _completed(events, call, shape)
+
+
+def _error_of(exc: GatewayError) -> HttpResponse:
+    headers = rate_limit_headers(exc.rate_limit, exc.retry_after_s)
+    if exc.trace_id is not None:
+        headers["x-orchestrator-request-id"] = exc.trace_id
+    return ollama_error(exc.message, exc.status, headers=headers)
+
+
+def _invalid(exc: FieldInvalid) -> GatewayError:
+    message = f"{exc.field} {exc.message}"
+    return GatewayError("INVALID_REQUEST", message, details={"field": exc.field})
+
+
+async def _ollama_call(request: HttpRequest, parse: CallParser) -> OllamaCall:
+    """The request parsed, from an authenticated caller; a malformed one is refused and, once
+    its caller is known, logged (as `/v1` does)."""
+    body_size_check(request)
+    caller = await caller_from_key(request)
+    if caller is None:
+        raise GatewayError("AUTHENTICATION_FAILED", KEY_REFUSED)
+    raw = request.body
+    body: Any = None
+    try:
+        # orjson, as on /v1: no NaN or Infinity, no lone surrogates, nesting bounded.
+        body = (
+            await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
+        )
+        return parse(
+            body,
+            caller=caller,
+            session_header=request.headers.get("x-session-id"),
+            cache_control=request.headers.get("cache-control"),
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        refusal = _invalid(exc) if isinstance(exc, FieldInvalid) else None
+        if refusal is None:
+            refusal = GatewayError("INVALID_REQUEST", f"body: not valid JSON ({exc})")
+        model = body.get("model") if isinstance(body, dict) else None
+        refused = GatewayRequest(
+            messages=(),
+            entry_point=RequestLog.EntryPoint.OLLAMA,
+            caller=caller,
+            # Named on the refusal's row only when the row can hold it.
+            model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
+        )
+        await request_refusal_record(
+            request=refused, status="invalid", error_code=refusal.code, message=refusal.message
+        )
+        refusal.trace_id = str(refused.request_id)
+        raise refusal from exc
+
+
+async def _loaded(call: OllamaCall, shape: Shape) -> HttpResponse:
+    """Ollama's answer to a request with nothing to answer, which loads the model: here the
+    name is checked, and nothing runs (no model is asked, so no log row)."""
+    if ollama_model_find(await in_thread(ollama_models)(), call.model) is None:
+        return ollama_error(not_found_message(call.model), 404)
+    body = {
+        "model": call.model,
+        "created_at": _now(),
+        **shape(""),
+        "done_reason": "load",
+        "done": True,
+    }
+    return ollama_json(body)
+
+
+def _now() -> str:
+    return ollama_time(datetime.now(UTC))
+
+
+def _headers(request_id: str, started: Started | Finished | None) -> dict[str, str]:
+    headers = {"x-orchestrator-request-id": request_id}
+    if started is not None:
+        headers["x-orchestrator-model"] = started.model_ref
+        headers["x-orchestrator-provider"] = started.provider_name
+        headers["x-orchestrator-cached"] = "true" if started.cached else "false"
+        headers["x-cache"] = "hit" if started.cached else "miss"
+    return headers
+
+
+def _failure_message(event: Failed, call: OllamaCall) -> tuple[str, int]:
+    """The message and status of a failure; a name that is no model nor policy is Ollama's
+    404 (clients offer to pull the model, or list the others)."""
+    if event.code == "INVALID_REQUEST" and event.message.startswith("unknown model"):
+        return not_found_message(call.model), 404
+    return event.message, event.http_status
+
+
+def _failure(event: Failed, call: OllamaCall) -> HttpResponse:
+    request_id = str(call.request.request_id)
+    message, status = _failure_message(event, call)
+    headers = _headers(request_id, None) | rate_limit_headers(event.rate_limit, event.retry_after_s)
+    return ollama_error(message, status, headers=headers)
+
+
+def _extension(event: Finished) -> dict[str, Any]:
+    return {
+        "request_id": str(event.request_id),
+        "model": event.model_ref,
+        "provider": event.provider_name,
+        "cached": event.cached,
+        "attempts": event.attempts,
+        "fallbacks": event.fallbacks,
+        "cost_usd": usd_json(event.cost_usd),
+        "cost_state": event.cost_state,
+        "baseline_cost_usd": usd_json(event.baseline_cost_usd),
+        "decision": event.decision_trace,
+    }
+
+
+def _last(event: Finished, call: OllamaCall, text: dict[str, Any]) -> dict[str, Any]:
+    """The `done: true` object: counts, and durations in nanoseconds from the pipeline's
+    latency and time to first token (no model is loaded here, so `load_duration` is 0)."""
+    total_ns = event.latency_ms * NS_PER_MS
+    first_ns = min(
+        total_ns,
+        (event.time_to_first_token_ms if event.time_to_first_token_ms is not None else 0)
+        * NS_PER_MS,
+    )
+    return {
+        "model": call.model,
+        "created_at": _now(),
+        **text,
+        "done_reason": "length" if event.finish_reason == "length" else "stop",
+        "done": True,
+        "total_duration": total_ns,
+        "load_duration": 0,
+        "prompt_eval_count": event.usage.input + event.usage.cached,
+        "prompt_eval_duration": first_ns,
+        "eval_count": event.usage.output,
+        "eval_duration": total_ns - first_ns,
+        "orchestrator": _extension(event),
+    }
+
+
+async def _completed(
+    events: AsyncGenerator[Event, None], call: OllamaCall, shape: Shape
+) -> HttpResponse:
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, Failed):
+                return _failure(event, call)
+            if isinstance(event, Finished):
+                headers = _headers(str(call.request.request_id), event)
+                headers |= rate_limit_headers(event.rate_limit)
+                return ollama_json(_last(event, call, shape(event.text)), headers=headers)
+        raise RuntimeError("chat_stream ended without a terminal event")
+
+
+def _line(payload: dict[str, Any]) -> bytes:
+    return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+
+
+async def _streamed(
+    events: AsyncGenerator[Event, None], call: OllamaCall, shape: Shape
+) -> HttpResponseBase:
+    """Headers wait for the first piece of text (or the terminal event), so they name the
+    model that actually answers and a failure before any text is an ordinary HTTP error."""
+    started: Started | None = None
+    first: Delta | Finished | None = None
+    try:
+        async for event in events:
+            if isinstance(event, Started):
+                started = event
+            elif isinstance(event, Failed):
+                await events.aclose()
+                return _failure(event, call)
+            elif isinstance(event, Delta | Finished):
+                first = event
+                break
+    except BaseException:
+        await events.aclose()
+        raise
+    if first is None:
+        raise RuntimeError("chat_stream ended without a terminal event")
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            pending: Event | None = first
+            while pending is not None:
+                if isinstance(pending, Delta) and pending.text:
+                    payload = {"model": call.model, "created_at": _now(), **shape(pending.text)}
+                    yield _line(payload | {"done": False})
+                elif isinstance(pending, Finished):
+                    yield _line(_last(pending, call, shape("")))
+                    return
+                elif isinstance(pending, Failed):
+                    yield _line({"error": _failure_message(pending, call)[0]})
+                    return
+                pending = await anext(events, None)
+        except asyncio.CancelledError:
+            if not cut_short_by_shutdown():
+                raise
+            # The process is shutting down: the answer ends here with an error line and a
+            # clean end of the body (its request is logged as cancelled).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            yield _line({"error": SHUTDOWN_MESSAGE})
+        finally:
+            await events.aclose()
+
+    response = StreamingHttpResponse(body(), content_type="application/x-ndjson")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    headers = _headers(str(call.request.request_id), started)
+    if started is not None:
+        headers |= rate_limit_headers(started.rate_limit)
+    for name, value in headers.items():
+        response[name] = value
+    return response

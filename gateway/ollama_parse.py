@@ -1,0 +1,209 @@
+"""Ollama's `/api/chat` and `/api/generate` bodies into the common `GatewayRequest`.
+
+Kept: `model`, `messages` (roles system, user, assistant) or `prompt` and `system`, `stream`
+(true when absent, as Ollama has it), and the `options` temperature, top_p, num_predict (the
+answer's `max_tokens`; -1 and -2 mean no limit) and stop. What would change the answer and cannot
+be honoured here (images, tools, `format`, `think`, `suffix`, `context`, `template`, logprobs)
+is refused when set, naming the field; what only tunes a local runtime (`keep_alive`, `raw`,
+`num_ctx`, `seed`, `top_k` and the other options) is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analytics.models import RequestLog
+from providers.adapters.types import Message
+from routing.events import Caller, GatewayRequest
+from routing.guards.response_cache import cache_control_opts_out
+from routing.validation import (
+    MODEL_MAX_CHARS,
+    SESSION_MAX_CHARS,
+    FieldInvalid,
+    max_tokens_check,
+    nul_check,
+    text_check,
+)
+
+# Ollama names a model `name:tag`, and its clients add the default tag to a bare name.
+LATEST_TAG = ":latest"
+ROLES = ("system", "user", "assistant")
+# OpenAI's upstream refuses more; a request every provider can take.
+MAX_STOP_SEQUENCES = 4
+# -1: until the model stops; -2: until the context is full. Neither is a limit here.
+UNLIMITED_NUM_PREDICT = (-1, -2)
+
+
+@dataclass(frozen=True)
+class OllamaCall:
+    request: GatewayRequest
+    stream: bool
+    model: str
+    """The name as the client sent it (`:latest` and all): Ollama echoes it in every answer."""
+    load_only: bool
+    """Nothing to answer (no messages, no prompt): Ollama's way of loading a model, answered
+    with `done_reason: "load"` and no call to any model."""
+
+
+def model_name(requested: str) -> str:
+    """The gateway's name for an Ollama model name: the same, less Ollama's default tag
+    (`auto:latest` is `auto`, `alpha:alpha-model:latest` is `alpha:alpha-model`)."""
+    if requested.endswith(LATEST_TAG) and len(requested) > len(LATEST_TAG):
+        return requested[: -len(LATEST_TAG)]
+    return requested
+
+
+def chat_call(
+    body: Any, *, caller: Caller, session_header: str | None, cache_control: str | None
+) -> OllamaCall:
+    common = _common(body, session_header)
+    _unset(body, "tools", "format", "think", "logprobs")
+    raw = body.get("messages")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise FieldInvalid("messages", "must be a list of messages")
+    messages = tuple(_message(item, f"messages[{index}]") for index, item in enumerate(raw))
+    return _call(common, messages, caller, session_header, cache_control, load=not messages)
+
+
+def generate_call(
+    body: Any, *, caller: Caller, session_header: str | None, cache_control: str | None
+) -> OllamaCall:
+    common = _common(body, session_header)
+    _unset(body, "images", "format", "think", "suffix", "context", "template", "logprobs")
+    prompt = _text(body, "prompt")
+    system = _text(body, "system")
+    messages: tuple[Message, ...] = (Message(role="system", content=system),) if system else ()
+    if prompt:
+        messages += (Message(role="user", content=prompt),)
+    return _call(common, messages, caller, session_header, cache_control, load=not messages)
+
+
+@dataclass(frozen=True)
+class _Common:
+    model: str
+    stream: bool
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    stop: tuple[str, ...]
+
+
+def _common(body: Any, session_header: str | None) -> _Common:
+    if not isinstance(body, dict):
+        raise FieldInvalid("body", "must be a JSON object")
+    # What cannot be logged is refused before it is answered (routing/validation.py).
+    nul_check(body)
+    nul_check(session_header, "x-session-id")
+    model = body.get("model")
+    if model is None or model == "":
+        raise FieldInvalid("model", "is required (a model, a policy name or 'auto')")
+    if not isinstance(model, str):
+        raise FieldInvalid("model", "must be a string")
+    text_check(model, "model", MODEL_MAX_CHARS)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise FieldInvalid("stream", "must be a boolean")
+    options = body.get("options")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise FieldInvalid("options", "must be an object")
+    return _Common(
+        model=model,
+        stream=True if stream is None else stream,
+        max_tokens=_num_predict(options.get("num_predict")),
+        temperature=_number(options, "temperature", 0, 2),
+        top_p=_number(options, "top_p", 0, 1),
+        stop=_stop(options.get("stop")),
+    )
+
+
+def _call(
+    common: _Common,
+    messages: tuple[Message, ...],
+    caller: Caller,
+    session_header: str | None,
+    cache_control: str | None,
+    *,
+    load: bool,
+) -> OllamaCall:
+    request = GatewayRequest(
+        messages=messages,
+        entry_point=RequestLog.EntryPoint.OLLAMA,
+        caller=caller,
+        model=model_name(common.model),
+        max_tokens=common.max_tokens,
+        temperature=common.temperature,
+        top_p=common.top_p,
+        stop=common.stop,
+        session_id=(session_header or "")[:SESSION_MAX_CHARS],
+        use_cache=not cache_control_opts_out(cache_control),
+        buffered=not common.stream,
+    )
+    return OllamaCall(request=request, stream=common.stream, model=common.model, load_only=load)
+
+
+def _unset(body: dict[str, Any], *fields: str, path: str = "") -> None:
+    """Refuse a field this door cannot honour, unless it is absent or empty (clients send
+    `tools: []` and `think: false` when they mean nothing)."""
+    for name in fields:
+        if body.get(name) not in (None, False, "", [], {}):
+            raise FieldInvalid(f"{path}{name}", "is not supported by this gateway")
+
+
+def _text(body: dict[str, Any], field: str, path: str = "") -> str:
+    value = body.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise FieldInvalid(f"{path}{field}", "must be a string")
+    return value
+
+
+def _message(item: Any, field: str) -> Message:
+    if not isinstance(item, dict):
+        raise FieldInvalid(field, "must be an object")
+    role = item.get("role")
+    if role == "tool":
+        raise FieldInvalid(f"{field}.role", "tool is not supported by this gateway")
+    if not isinstance(role, str) or role not in ROLES:
+        raise FieldInvalid(f"{field}.role", "must be one of system, user, assistant")
+    _unset(item, "images", "tool_calls", path=f"{field}.")
+    return Message(role=role, content=_text(item, "content", f"{field}."))  # type: ignore[arg-type]
+
+
+def _number(options: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise FieldInvalid(f"options.{name}", f"must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def _num_predict(value: Any) -> int | None:
+    if value is None or (type(value) is int and value in UNLIMITED_NUM_PREDICT):
+        return None
+    try:
+        return max_tokens_check(value, "options.num_predict")
+    except FieldInvalid as exc:
+        raise FieldInvalid(exc.field, f"{exc.message} (or -1 for no limit)") from exc
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) for s in value)
+    ):
+        raise FieldInvalid(
+            "options.stop", f"must be a string or a list of up to {MAX_STOP_SEQUENCES} strings"
+        )
+    return tuple(value)
