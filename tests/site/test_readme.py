@@ -34,9 +34,10 @@ def test_the_quick_start_shows_the_gateway():
     assert "manage.py apikey create --name me" in quick_start
     assert 'model="auto"' in quick_start
     # The other three doors, each with its SDK's client pointed at the gateway.
-    assert 'anthropic.Anthropic(base_url="http://127.0.0.1:8000"' in quick_start
-    assert 'ollama.Client(host="http://127.0.0.1:8000"' in quick_start
-    assert '"base_url": "http://127.0.0.1:8000", "api_version": "v1beta"' in quick_start
+    assert 'gateway = "http://127.0.0.1:8000"' in quick_start
+    assert "anthropic.Anthropic(base_url=gateway" in quick_start
+    assert "ollama.Client(host=gateway" in quick_start
+    assert '"base_url": gateway, "api_version": "v1beta"' in quick_start
 
 
 def test_make_run_prints_the_gateway_hint():
