@@ -168,6 +168,41 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
             )
         return response
 
+    async def send_response(self, response: HttpResponseBase, send: Any) -> None:
+        """Django's `send_response`, with a streamed answer's pieces sent as they come.
+
+        Django passes each piece of an async streaming response through two generators of
+        its own (`StreamingHttpResponse.__aiter__` and its `make_bytes` wrapper) and slices it
+        (`chunk_bytes`): a few per cent of a forwarded token's CPU on a paced stream. The
+        doors' streams yield bytes, so each piece goes to `send` as it is.
+
+        Backpressure: uvicorn's `send` waits while the client's socket buffer is full (its
+        transport's write buffer over the high-water mark set in `orchestrator_site.serve`),
+        so the stream is not read any further meanwhile; what the upstream sends then waits
+        in the upstream client's bounded buffer, and then in TCP's, and is sent as one piece
+        once the client catches up (the adapters join what arrived together)."""
+        iterator: Any = getattr(response, "_iterator", None)
+        if not (response.streaming and getattr(response, "is_async", False)):
+            await super().send_response(response, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": _response_headers(response),
+            }
+        )
+        async with contextlib.aclosing(iterator) as pieces:
+            async for piece in pieces:
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": piece if type(piece) is bytes else response.make_bytes(piece),
+                        "more_body": True,
+                    }
+                )
+        await send({"type": "http.response.body"})
+
     def load_middleware(self, is_async: bool = False) -> None:
         # What BaseHandler.load_middleware builds for an empty MIDDLEWARE setting.
         handler: Any = self
@@ -206,6 +241,16 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def _response_headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
+    """The headers as Django's `ASGIHandler.send_response` encodes them, cookies included."""
+    headers = [
+        (header.encode("ascii"), value.encode("latin1")) for header, value in response.items()
+    ]
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+    return headers
 
 
 def _close(response: HttpResponseBase) -> None:

@@ -40,6 +40,7 @@ from types import FrameType
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
 from orchestrator_site.prometheus_dir import prometheus_dir_prepare
@@ -142,6 +143,23 @@ class _WorkerProcess(multiprocess.Process):
         return self._server
 
 
+# A connection's transport stops taking writes (uvicorn's `send` waits) once this much of
+# its answer waits unsent: with the upstream client's own buffer (providers.adapters.wire) it
+# bounds what one slow client's stream holds in this process (docs/benchmarks.md, "Paced
+# streams"). uvloop's default is 64 KiB.
+WRITE_BUFFER_HIGH_WATER = 32 * 1024
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the write buffer's high-water mark above."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        set_limits = getattr(transport, "set_write_buffer_limits", None)
+        if set_limits is not None:
+            set_limits(high=WRITE_BUFFER_HIGH_WATER)
+        super().connection_made(transport)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
@@ -153,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
         ws="websockets-sansio",
         lifespan="off",
         log_config=None,

@@ -72,31 +72,58 @@ async def sse_event_batches(response: ByteStream) -> AsyncGenerator[list[SseEven
     terminator check sees the stream as incomplete.
 
     One list per piece of the body, of the events that piece completed (never an empty one):
-    events that arrived together can be handled together."""
-    event_type = ""
-    data_lines: list[str] = []
-    # Lines end in \n, \r\n or \r; some providers end them with \r\n.
-    async with aclosing(body_line_batches(response)) as batches:
-        async for lines in batches:
-            events: list[SseEvent] = []
-            for line in lines:
-                if line == "":
-                    if data_lines:
-                        events.append(
-                            SseEvent(event=event_type or "message", data="\n".join(data_lines))
-                        )
-                    event_type, data_lines = "", []
-                    continue
-                if line.startswith(":"):
-                    continue
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "event":
-                    event_type = value
-                elif field == "data":
-                    data_lines.append(value)
-            if events:
+    events that arrived together can be handled together. Splits the lines itself rather than
+    reading `body_line_batches`: a streamed answer passes every token through here, and one
+    generator less per token is a measurable part of a forwarded chunk's CPU."""
+    parser = _SseParser()
+    pending = b""
+    chunks = response.aiter_bytes()
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            data = pending + chunk if pending else chunk
+            lines = data.splitlines(keepends=True)
+            # Unfinished, or ending in `\r` whose `\n` may come with the next chunk.
+            pending = b"" if lines[-1].endswith(b"\n") else lines.pop()
+            if lines and (events := parser.feed(lines)):
                 yield events
+    finally:
+        aclose = getattr(chunks, "aclose", None)  # a generator (the wire client's is one)
+        if aclose is not None:
+            await aclose()
+    if pending and (events := parser.feed([pending])):
+        yield events
+
+
+class _SseParser:
+    """The SSE field state across pieces of a body."""
+
+    __slots__ = ("data_lines", "event_type")
+
+    def __init__(self) -> None:
+        self.event_type = ""
+        self.data_lines: list[str] = []
+
+    def feed(self, lines: list[bytes]) -> list[SseEvent]:
+        events: list[SseEvent] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            if line == "":
+                if self.data_lines:
+                    data = "\n".join(self.data_lines)
+                    events.append(SseEvent(self.event_type or "message", data))
+                self.event_type, self.data_lines = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                self.data_lines.append(value)
+            elif field == "event":
+                self.event_type = value
+        return events
 
 
 async def sse_events(response: ByteStream) -> AsyncGenerator[SseEvent, None]:

@@ -81,10 +81,12 @@ class OpenAIChatAdapter:
                 texts: list[str] = []
                 try:
                     for event in events:
-                        if event.data.strip() == DONE:
+                        data = event.data
+                        # A chunk is a JSON object: only what is not one can be the end.
+                        if data[:1] != "{" and data.strip() == DONE:
                             done = True
                             break
-                        chunk = loads(event.data)
+                        chunk = loads(data)
                         if not isinstance(chunk, dict):
                             raise InvalidResponse("stream chunk is not a JSON object")
                         if "error" in chunk:

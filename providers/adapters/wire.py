@@ -40,8 +40,11 @@ MAX_CONNECTIONS = 200
 # dropped it without a word, and a request sent on it would only fail at its read timeout.
 KEEPALIVE_EXPIRY_S = 5.0
 MAX_HEAD_BYTES = 64 * 1024
-# Reading from the socket pauses while this much of an answer waits unread.
-BUFFER_HIGH_WATER = 1024 * 1024
+# Reading from the socket pauses while this much of an answer waits unread: a streamed answer
+# whose client reads slowly holds at most this much here (plus the socket's own buffer), and
+# the upstream is held back by TCP's flow control beyond it (docs/benchmarks.md, "Paced
+# streams"). A reader that takes what arrived each time (every one here) never sees it.
+BUFFER_HIGH_WATER = 32 * 1024
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 USER_AGENT = "llm-orchestrator"
 
@@ -184,6 +187,12 @@ class _Connection(asyncio.Protocol):
         self.used = False
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
+        # The read timeout's deadline and its one timer, re-armed only when it fires early:
+        # a stream waits once per token, and a timer plus its cancel per wait was a few per
+        # cent of a forwarded chunk's CPU.
+        self._read_deadline = 0.0
+        self._read_timeout_s = 0.0
+        self._read_timer: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
         self._reading_paused = False
 
@@ -236,12 +245,27 @@ class _Connection(asyncio.Protocol):
             self._reading_paused = False
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(timeout_s, _expire, waiter, WireTimeout("read", timeout_s))
+        self._read_deadline = loop.time() + timeout_s
+        self._read_timeout_s = timeout_s
+        if self._read_timer is None:
+            self._read_timer = loop.call_at(self._read_deadline, self._read_expire)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _read_expire(self) -> None:
+        """The read timer: fails the waiting read once its deadline has passed; re-armed for
+        the deadline of the read waiting now if that one is later; dropped when none waits."""
+        self._read_timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = waiter.get_loop()
+        if loop.time() >= self._read_deadline:
+            waiter.set_exception(WireTimeout("read", self._read_timeout_s))
+        else:
+            self._read_timer = loop.call_at(self._read_deadline, self._read_expire)
 
     def take(self, size: int) -> bytes:
         data = bytes(self.buffer[:size])
@@ -272,6 +296,9 @@ class _Connection(asyncio.Protocol):
         )
 
     def close(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         if self.transport is not None:
             self.transport.close()
 
