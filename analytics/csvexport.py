@@ -12,10 +12,10 @@ from itertools import islice
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Aggregate, CharField, Count, Max, OuterRef, QuerySet, Subquery
 
 from analytics.filters import ReportFilter
-from analytics.models import RequestLog
+from analytics.models import RequestLog, RequestTag
 from analytics.rollups import day_start
 from analytics.selectors import GROUPABLE, report_breakdown
 
@@ -45,7 +45,13 @@ RAW_COLUMNS = (
     "fallbacks",
     "cache_hit",
     "is_demo",
+    "end_user",
+    "project",
+    "tags",
 )
+# What each column is read from: the tags are one comma-joined annotation (a tag holds no
+# comma), named apart from the `tags` relation.
+RAW_FIELDS = tuple("tag_list" if c == "tags" else c for c in RAW_COLUMNS)
 BREAKDOWN_COLUMNS = (
     "requests",
     "succeeded",
@@ -65,6 +71,7 @@ BREAKDOWN_COLUMNS = (
     "p95_latency_ms",
 )
 CHUNK_ROWS = 2000
+FORMULA_STARTS = ("=", "+", "-", "@")
 CREATED_AT_COLUMN = RAW_COLUMNS.index("created_at")
 EXPORT_KINDS = ("raw", *(d for d in GROUPABLE if d != "day"))
 
@@ -78,6 +85,9 @@ def _cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return format(value, "f")
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        # Callers name their own projects and tags: a spreadsheet must not run one as a formula.
+        return f"'{value}"
     return value
 
 
@@ -89,16 +99,39 @@ def csv_text(rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
+class _Joined(Aggregate):
+    """Strings joined with commas: `string_agg` on Postgres, `group_concat` on SQLite."""
+
+    function = "STRING_AGG"
+    template = "%(function)s(%(expressions)s, ',')"
+    output_field = CharField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, function="GROUP_CONCAT", **extra)
+
+
 def _raw_rows(f: ReportFilter) -> QuerySet[RequestLog]:
     return RequestLog.objects.filter(
-        f.dimension_q(),
+        f.raw_q(),
         created_at__gte=day_start(f.start),
         created_at__lt=day_start(f.end + timedelta(days=1)),
     )
 
 
+def _with_tags(rows: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+    """`tag_list`: the row's tags, one index lookup per exported row (`reqtag_request_tag`)."""
+    tags = (
+        RequestTag.objects.filter(request_id=OuterRef("request_id"))
+        .order_by()
+        .values("request_id")
+        .annotate(joined=_Joined("tag"))
+        .values("joined")
+    )
+    return rows.annotate(tag_list=Subquery(tags))
+
+
 def raw_queryset(f: ReportFilter) -> QuerySet[RequestLog, tuple[Any, ...]]:
-    return _raw_rows(f).order_by("created_at", "id").values_list(*RAW_COLUMNS)
+    return _with_tags(_raw_rows(f)).order_by("created_at", "id").values_list(*RAW_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -123,7 +156,7 @@ def raw_chunks(f: ReportFilter, snapshot: RawSnapshot) -> Iterator[tuple[str, in
     the one before (keyset), so no read stays open while the caller writes between chunks:
     on SQLite an open read would keep the caller's own writes from committing."""
     yield csv_text([RAW_COLUMNS]), 0
-    rows = _raw_rows(f).filter(id__lte=snapshot.last_id).order_by("created_at", "id")
+    rows = _with_tags(_raw_rows(f).filter(id__lte=snapshot.last_id)).order_by("created_at", "id")
     after: tuple[datetime, int] | None = None
     while True:
         page = rows
@@ -131,7 +164,7 @@ def raw_chunks(f: ReportFilter, snapshot: RawSnapshot) -> Iterator[tuple[str, in
             page = rows.filter(created_at__gte=after[0]).exclude(
                 created_at=after[0], id__lte=after[1]
             )
-        chunk = list(page.values_list(*RAW_COLUMNS, "id")[:CHUNK_ROWS])
+        chunk = list(page.values_list(*RAW_FIELDS, "id")[:CHUNK_ROWS])
         if not chunk:
             return
         yield csv_text(row[:-1] for row in chunk), len(chunk)

@@ -6,14 +6,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
+from analytics.models import RequestTag
 from analytics.scoping import EVERYTHING, Scope
 
 PRESETS = {"today": 0, "7d": 6, "30d": 29, "90d": 89, "365d": 364}
 DEFAULT_PRESET = "30d"
 MAX_RANGE_DAYS = 3660
-TEXT_FIELDS = ("model_name", "provider_name", "locality", "task_type", "status")
+TEXT_FIELDS = ("model_name", "provider_name", "locality", "task_type", "status", "project")
+# Request metadata only the raw log holds (a request has many tags; the end user is not rolled
+# up): a filter on one of them reads raw rows, through their indexes.
+RAW_ONLY_FIELDS = ("end_user", "tag")
 ID_FIELDS = ("user_id", "api_key_id")
 # `demo=hide` leaves out the synthetic (`is_demo`) rows; `demo=only` keeps nothing else.
 DEMO_CHOICES = ("", "hide", "only")
@@ -33,6 +37,9 @@ class ReportFilter:
     locality: str = ""
     task_type: str = ""
     status: str = ""
+    project: str = ""
+    end_user: str = ""
+    tag: str = ""
     user_id: int | None = None
     api_key_id: int | None = None
     demo: str = ""
@@ -41,6 +48,22 @@ class ReportFilter:
     @property
     def days(self) -> int:
         return (self.end - self.start).days + 1
+
+    @property
+    def raw_only(self) -> bool:
+        """Whether the filter names something only raw rows hold (see `RAW_ONLY_FIELDS`)."""
+        return any(getattr(self, name) for name in RAW_ONLY_FIELDS)
+
+    def raw_q(self) -> Q:
+        """`dimension_q` and the conditions only the raw log can answer."""
+        q = self.dimension_q()
+        if self.end_user:
+            q &= Q(end_user=self.end_user)
+        if self.tag:
+            q &= Q(
+                Exists(RequestTag.objects.filter(request_id=OuterRef("request_id"), tag=self.tag))
+            )
+        return q
 
     def dimension_q(self) -> Q:
         """Conditions on the columns that raw rows and rollups share."""
@@ -67,6 +90,8 @@ class ReportFilter:
                 query[name] = value
             if name in ID_FIELDS and value is not None:
                 query[name] = str(value)
+            if name in RAW_ONLY_FIELDS and value:
+                query[name] = value
         if self.demo:
             query["demo"] = self.demo
         return query
@@ -109,7 +134,9 @@ def report_filter_parse(
         raise FilterError("start must not be after end")
     if (end - start).days >= MAX_RANGE_DAYS:
         raise FilterError(f"a report covers at most {MAX_RANGE_DAYS} days")
-    values: dict[str, object] = {name: params.get(name, "").strip()[:200] for name in TEXT_FIELDS}
+    values: dict[str, object] = {
+        name: params.get(name, "").strip()[:200] for name in (*TEXT_FIELDS, *RAW_ONLY_FIELDS)
+    }
     for name in ID_FIELDS:
         values[name] = _parse_id(params.get(name, "").strip(), name)
     values["demo"] = params.get("demo", "").strip()

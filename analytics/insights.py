@@ -44,7 +44,7 @@ class FeedbackCounts:
 def feedback_counts(f: ReportFilter) -> FeedbackCounts:
     """Votes on the requests the filter selects (requests still held raw; see retention)."""
     requests = RequestLog.objects.filter(
-        f.dimension_q(),
+        f.raw_q(),
         created_at__gte=day_start(f.start),
         created_at__lt=day_start(f.end + timedelta(days=1)),
     ).values("request_id")

@@ -46,6 +46,10 @@ class RequestLog(models.Model):
     api_key_id = models.BigIntegerField(null=True, blank=True)
     conversation_id = models.BigIntegerField(null=True, blank=True)
     session_id = models.CharField(max_length=128, blank=True)
+    # The caller's own end user and project (routing/request_metadata.py); its tags are
+    # `RequestTag` rows. Defaults in the database too: bulk writers (demo data's COPY) omit them.
+    end_user = models.CharField(max_length=128, blank=True, default="", db_default="")
+    project = models.CharField(max_length=64, blank=True, default="", db_default="")
     task_type = models.CharField(max_length=32, blank=True)
     complexity = models.CharField(max_length=16, blank=True)
     requested_model = models.CharField(max_length=200, blank=True)
@@ -81,10 +85,41 @@ class RequestLog(models.Model):
             models.Index(fields=["api_key_id", "created_at"], name="reqlog_key_time"),
             models.Index(fields=["user", "created_at"], name="reqlog_user_time"),
             models.Index(fields=["model", "created_at"], name="reqlog_model_time"),
+            models.Index(fields=["project", "created_at"], name="reqlog_project_time"),
+            models.Index(fields=["end_user", "created_at"], name="reqlog_end_user_time"),
         ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.model_name or '-'} {self.status}"
+
+
+class RequestTag(models.Model):
+    """One free tag of one request (`tags` in a request's metadata).
+
+    A table rather than a Postgres `ArrayField` with a GIN index: the zero-setup site runs on
+    SQLite, which has neither arrays nor GIN, and a JSON list cannot be searched by an index on
+    SQLite either. A row per tag is one plain B-tree lookup on both databases: `(tag,
+    created_at)` answers "requests with this tag in this range" (the creation time is copied
+    here so the range is read from the index, not from the log), and the breakdown by tag is an
+    ordinary join and GROUP BY with the same aggregates as every other breakdown. Rows are
+    written in the same statement as their log row (analytics/services.py) and deleted with it
+    (retention and demo data delete through the ORM, which cascades).
+    """
+
+    request = models.ForeignKey(
+        RequestLog, on_delete=models.CASCADE, related_name="tags", to_field="request_id"
+    )
+    tag = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request", "tag"], name="reqtag_request_tag"),
+        ]
+        indexes = [models.Index(fields=["tag", "created_at"], name="reqtag_tag_time")]
+
+    def __str__(self) -> str:
+        return f"{self.tag} on {self.request_id}"
 
 
 class RequestPayload(models.Model):
@@ -161,6 +196,8 @@ class DailyRollup(RollupMetrics):
     locality = models.CharField(max_length=8, blank=True)
     user_id = models.BigIntegerField(null=True)
     api_key_id = models.BigIntegerField(null=True)
+    # The request's metadata project: a caller dimension, so the model folds leave it out.
+    project = models.CharField(max_length=64, blank=True, default="", db_default="")
     task_type = models.CharField(max_length=32, blank=True)
     complexity = models.CharField(max_length=16, blank=True)
     status = models.CharField(max_length=16)

@@ -28,6 +28,9 @@ class RequestOutcome:
     api_key_id: int | None = None
     conversation_id: int | None = None
     session_id: str = ""
+    end_user: str = ""
+    project: str = ""
+    tags: tuple[str, ...] = ()
     task_type: str = ""
     complexity: str = ""
     requested_model: str = ""

@@ -30,13 +30,16 @@ ROLLUP_DIMENSIONS = (
     "locality",
     "user_id",
     "api_key_id",
+    "project",
     "task_type",
     "complexity",
     "status",
     "is_demo",
 )
 # Without the caller: what staff-wide reports group on.
-MODEL_ROLLUP_DIMENSIONS = tuple(d for d in ROLLUP_DIMENSIONS if d not in ("user_id", "api_key_id"))
+MODEL_ROLLUP_DIMENSIONS = tuple(
+    d for d in ROLLUP_DIMENSIONS if d not in ("user_id", "api_key_id", "project")
+)
 
 
 def day_start(day: date) -> datetime:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
@@ -68,8 +68,23 @@ GROUPABLE = (
     "status",
     "user_id",
     "api_key_id",
+    "project",
+    "tag",
     "day",
 )
+# Caller dimensions: only the caller-level rollup (`DailyRollup`) keeps them.
+CALLER_DIMS = {"user_id", "api_key_id", "project"}
+# What only raw rows hold: a request has any number of tags (`RequestTag`), and a breakdown by
+# tag reads the log joined to its tags, so a request with two tags counts in both rows.
+RAW_DIMS = {"tag"}
+
+
+def _raw_dims(rows: QuerySet[RequestLog], dims: tuple[str, ...]) -> QuerySet[RequestLog]:
+    if "tag" in dims:
+        rows = rows.annotate(tag=F("tags__tag"))
+    return rows
+
+
 HOURLY_MAX_DAYS = 2
 
 
@@ -95,12 +110,15 @@ def latency_exact(
     """Nearest-rank p50 and p95 of the successful requests' latencies per combination of
     `dims`, from the raw rows of the range. A group whose rows retention removed comes back
     with a smaller count than its sums, and `totals_from` then falls back to the histogram."""
-    rows = RequestLog.objects.filter(
-        f.dimension_q(),
-        SUCCESS,
-        created_at__gte=day_start(f.start),
-        created_at__lt=day_start(f.end + timedelta(days=1)),
-    ).order_by()
+    rows = _raw_dims(
+        RequestLog.objects.filter(
+            f.raw_q(),
+            SUCCESS,
+            created_at__gte=day_start(f.start),
+            created_at__lt=day_start(f.end + timedelta(days=1)),
+        ).order_by(),
+        dims,
+    )
     if connection.vendor == "postgresql":
         aggregates = {
             "n": Count("id"),
@@ -149,7 +167,8 @@ def _rollup_parts(
         not f.scope.unrestricted
         or f.user_id is not None
         or f.api_key_id is not None
-        or bool({"user_id", "api_key_id"} & set(dims))
+        or bool(f.project)
+        or bool(CALLER_DIMS & set(dims))
     )
     if by_caller:
         return [DailyRollup.objects.filter(q, day__gte=f.start, day__lte=last).order_by()]
@@ -175,7 +194,7 @@ def _live_part(f: ReportFilter, watermark: date | None) -> QuerySet[RequestLog] 
     if first > f.end:
         return None
     return RequestLog.objects.filter(
-        f.dimension_q(),
+        f.raw_q(),
         created_at__gte=day_start(first),
         created_at__lt=day_start(f.end + timedelta(days=1)),
     ).order_by()
@@ -186,7 +205,9 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
     unknown = set(dims) - set(GROUPABLE)
     if unknown:
         raise ValueError(f"cannot group by {sorted(unknown)}")
-    watermark = rolled_through()
+    # Rollups hold neither tags nor end users: such a report reads the raw rows of its whole
+    # range (through their indexes), and covers only rows retention has kept.
+    watermark = None if f.raw_only or RAW_DIMS & set(dims) else rolled_through()
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     live = _live_part(f, watermark)
     parts: list[Any] = []
@@ -203,6 +224,7 @@ def grouped(f: ReportFilter, dims: tuple[str, ...]) -> dict[tuple[Any, ...], dic
             live = live.annotate(
                 day=TruncDate("created_at", tzinfo=timezone.get_default_timezone())
             )
+        live = _raw_dims(live, dims)
         parts.append(
             live.values(*dims).annotate(**from_raw) if dims else [live.aggregate(**from_raw)]
         )
@@ -303,7 +325,7 @@ def _hours(f: ReportFilter) -> list[datetime]:
 def _hourly(f: ReportFilter, dims: tuple[str, ...]) -> Grouped:
     rows = (
         RequestLog.objects.filter(
-            f.dimension_q(),
+            f.raw_q(),
             created_at__gte=day_start(f.start),
             created_at__lt=day_start(f.end + timedelta(days=1)),
         )
@@ -365,7 +387,7 @@ def report_by_hour(f: ReportFilter) -> list[HourPoint]:
         return []
     rows = (
         RequestLog.objects.filter(
-            f.dimension_q(),
+            f.raw_q(),
             created_at__gte=day_start(f.start),
             created_at__lt=day_start(f.end + timedelta(days=1)),
         )

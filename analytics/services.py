@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from psycopg.types.json import Jsonb
 
-from analytics.models import RequestFeedback, RequestLog, RequestPayload
+from analytics.models import RequestFeedback, RequestLog, RequestPayload, RequestTag
 from analytics.outcome import RequestOutcome
 from analytics.quality import quality_loss
 from analytics.retention import retention_apply
@@ -55,6 +55,9 @@ def _request_insert(outcome: RequestOutcome) -> RequestLog:
                 request=log, prompt=outcome.prompt_text, response=outcome.response_text or ""
             )
         return log
+    if outcome.tags and not prepared_available():
+        with transaction.atomic():
+            return _log_insert(outcome)
     # One statement needs no transaction of its own (saves BEGIN and COMMIT round trips).
     return _log_insert(outcome)
 
@@ -70,18 +73,23 @@ def requests_record(*, outcomes: Sequence[RequestOutcome]) -> None:
         for outcome in outcomes:
             _request_insert(outcome)
         return
-    rows = [_log_params(outcome) for outcome in outcomes]
+    rows = [_log_params(outcome) for outcome in outcomes if not outcome.tags]
     prepared_many(_log_insert_sql(returning=False), rows, returning=False)
+    tagged = [_log_params(outcome) for outcome in outcomes if outcome.tags]
+    prepared_many(_log_insert_sql(returning=False, tagged=True), tagged, returning=False)
 
 
 def _log_params(outcome: RequestOutcome) -> list[Any]:
-    return [
+    params = [
         *(
             Jsonb(getattr(outcome, name)) if name == "decision_trace" else getattr(outcome, name)
             for name in _logged_fields()
         ),
         *_derived_values(outcome).values(),
     ]
+    if outcome.tags:
+        params.append(list(outcome.tags))
+    return params
 
 
 # Columns the log derives from the outcome rather than copies (in this order in the INSERT).
@@ -108,9 +116,14 @@ def _log_insert(outcome: RequestOutcome) -> RequestLog:
     values: dict[str, Any] = {name: getattr(outcome, name) for name in _logged_fields()}
     values.update(_derived_values(outcome))
     if not prepared_available():
-        return RequestLog.objects.create(**values)
+        log = RequestLog.objects.create(**values)
+        RequestTag.objects.bulk_create(
+            RequestTag(request=log, tag=tag, created_at=outcome.created_at) for tag in outcome.tags
+        )
+        return log
     # Every request writes this row: one prepared INSERT, not the ORM's compile and quote.
-    [(pk,)] = prepared_rows(_log_insert_sql(), _log_params(outcome))
+    sql = _log_insert_sql(tagged=bool(outcome.tags))
+    [(pk,)] = prepared_rows(sql, _log_params(outcome))
     log = RequestLog(id=pk, **values)
     log._state.adding = False
     log._state.db = "default"
@@ -125,14 +138,26 @@ def _logged_fields() -> tuple[str, ...]:
 
 
 @cache
-def _log_insert_sql(*, returning: bool = True) -> str:
+def _log_insert_sql(*, returning: bool = True, tagged: bool = False) -> str:
+    """The row's INSERT; `tagged`: with its tags (one more parameter, an array) in the same
+    statement, so a tagged request is still one statement and one round trip."""
     meta = RequestLog._meta
     column_of = {f.attname: str(f.column) for f in meta.concrete_fields}
     columns = [column_of[name] for name in (*_logged_fields(), *DERIVED_COLUMNS)]
     placeholders = ", ".join(["%s"] * len(columns))
-    return (
+    insert = (
         f"INSERT INTO {meta.db_table} ({', '.join(columns)}, is_demo) "
-        f"VALUES ({placeholders}, FALSE){' RETURNING id' if returning else ''}"
+        f"VALUES ({placeholders}, FALSE)"
+    )
+    if not tagged:
+        return f"{insert}{' RETURNING id' if returning else ''}"
+    tags = RequestTag._meta.db_table
+    return (
+        f"WITH logged AS ({insert} RETURNING id, request_id, created_at), "
+        f"tagged AS (INSERT INTO {tags} (request_id, tag, created_at) "
+        "SELECT logged.request_id, tag, logged.created_at "
+        "FROM logged, unnest(%s::varchar[]) AS tag) "
+        f"SELECT id FROM logged"
     )
 
 

@@ -74,7 +74,10 @@ BREAKDOWNS = (
     ("status", "Status"),
     ("user_id", "User"),
     ("api_key_id", "API key"),
+    ("project", "Project"),
+    ("tag", "Tag"),
 )
+METADATA_BREAKDOWNS = ("project", "tag")
 
 
 def _scope(user: AbstractBaseUser | AnonymousUser) -> Scope:
@@ -160,7 +163,11 @@ def reports(request: HttpRequest) -> HttpResponse:
     context = _page_context(request, f)
     breakdowns = {dim: report_breakdown(f, dim) for dim, _ in BREAKDOWNS}
     context["breakdowns"] = [
-        (dim, label, breakdowns[dim]) for dim, label in BREAKDOWNS if breakdowns[dim]
+        (dim, label, rows)
+        for dim, label in BREAKDOWNS
+        # Metadata breakdowns only once some request carried it: else one "(none)" row.
+        if (rows := breakdowns[dim])
+        and (dim not in METADATA_BREAKDOWNS or any(r.key for r in rows))
     ]
     context["hours"] = report_by_hour(f)
     colours = _model_colours(context, breakdowns["model_name"])

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -24,6 +25,7 @@ from chat.services import TurnPlan, TurnSlot, answer_record, turn_begin
 from orchestrator_site.consumers import AuthenticatedJsonConsumer
 from routing.events import Caller, Delta, Event, Failed, Fallback, Finished, GatewayRequest, Started
 from routing.journal import journaled
+from routing.request_metadata import END_USER_MAX_CHARS, NO_METADATA, RequestMetadata
 from routing.services import chat_stream
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,10 @@ class ChatConsumer(AuthenticatedJsonConsumer):
                 }
             )
         for slot in plan.slots:
-            task = asyncio.create_task(self._answer(plan, slot, caller, frame.cache))
+            metadata = replace(frame.metadata, end_user=user.get_username()[:END_USER_MAX_CHARS])
+            task = asyncio.create_task(
+                self._answer(plan, slot, caller, frame.cache, metadata=metadata)
+            )
             self.runs[slot.request_id] = task
             self.unanswered.add(slot.request_id)
             task.add_done_callback(functools.partial(self._forget, slot.request_id))
@@ -120,7 +125,13 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             await super().send_json(content, close=close)
 
     async def _answer(
-        self, plan: TurnPlan, slot: TurnSlot, caller: Caller, use_cache: bool = True
+        self,
+        plan: TurnPlan,
+        slot: TurnSlot,
+        caller: Caller,
+        use_cache: bool = True,
+        *,
+        metadata: RequestMetadata = NO_METADATA,
     ) -> None:
         request = GatewayRequest(
             messages=plan.messages,
@@ -134,6 +145,7 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             temperature=slot.temperature,
             request_id=slot.request_id,
             use_cache=use_cache,
+            metadata=metadata,
         )
         answer = _Answer(plan=plan, slot=slot)
         try:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chat.services import CompareChoice
+from routing.request_metadata import NO_METADATA, RequestMetadata, metadata_read
 from routing.validation import MODEL_MAX_CHARS, FieldInvalid, nul_check
 
 MAX_PROMPT_CHARS = 32_000
@@ -27,6 +28,8 @@ class ChatRequestFrame:
     compare: tuple[CompareChoice, ...]
     cache: bool = True
     """False: the answer is neither served from nor kept in the response cache."""
+    metadata: RequestMetadata = field(default=NO_METADATA)
+    """The frame's optional `project_id` and `tags`; the signed-in user is the end user."""
 
     @classmethod
     def parse(cls, frame: dict[str, Any]) -> ChatRequestFrame:
@@ -57,7 +60,11 @@ class ChatRequestFrame:
         cache = frame.get("cache", True)
         if not isinstance(cache, bool):
             raise FrameError("cache must be a boolean")
-        return cls(conversation_id, content, model, compare, cache)
+        try:
+            metadata = metadata_read(body=frame, path="", keys=("project_id", "tags"))
+        except FieldInvalid as error:
+            raise FrameError(str(error)) from error
+        return cls(conversation_id, content, model, compare, cache, metadata)
 
 
 COMPARE_SHAPE = (

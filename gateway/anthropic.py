@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -32,6 +32,7 @@ from routing.journal import journaled, request_refusal_record
 from routing.openai_api import _extension as orchestrator_extension
 from routing.openai_api import _headers as orchestrator_headers
 from routing.openai_api import json_response
+from routing.request_metadata import metadata_read
 from routing.services import chat_stream
 from routing.validation import (
     MODEL_MAX_CHARS,
@@ -188,6 +189,7 @@ def parse_messages_request(
     *,
     caller: Caller,
     session_header: str | None = None,
+    headers: Mapping[str, str] | None = None,
     cache_control: str | None = None,
     count_only: bool = False,
 ) -> tuple[GatewayRequest, bool]:
@@ -200,6 +202,7 @@ def parse_messages_request(
             session_header=session_header,
             cache_control=cache_control,
             count_only=count_only,
+            headers=headers,
         )
     except FieldInvalid as exc:
         raise _invalid(exc.field, exc.message) from exc
@@ -212,6 +215,7 @@ def _messages_request(
     session_header: str | None,
     cache_control: str | None,
     count_only: bool,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[GatewayRequest, bool]:
     if not isinstance(body, dict):
         raise _invalid("body", "must be a JSON object")
@@ -260,6 +264,8 @@ def _messages_request(
         top_p=_number(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
         session_id=_session(body, session_header),
+        # Anthropic's metadata holds only user_id: project and tags come from the headers.
+        metadata=metadata_read(body=body.get("metadata"), headers=headers, keys=("user_id",)),
         use_cache=use_cache and not cache_control_opts_out(cache_control),
         buffered=not stream,
     )
@@ -305,6 +311,7 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool]:
             caller=caller,
             session_header=request.headers.get("x-session-id"),
             cache_control=request.headers.get("cache-control"),
+            headers=request.headers,
         )
     except GatewayError as exc:
         model = body.get("model") if isinstance(body, dict) else None

@@ -157,6 +157,7 @@ async def _gateway_request(request: HttpRequest, model: str, *, stream: bool) ->
             stream=stream,
             session_header=request.headers.get("x-session-id"),
             cache_control=request.headers.get("cache-control"),
+            headers=request.headers,
         )
     except GatewayError as exc:
         refused = GatewayRequest(

@@ -14,6 +14,7 @@ Google does not know is refused, as Google refuses it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from analytics.models import RequestLog
@@ -21,6 +22,7 @@ from providers.adapters.types import Message
 from routing.auth import GatewayError
 from routing.events import Caller, GatewayRequest
 from routing.guards.response_cache import cache_control_opts_out
+from routing.request_metadata import metadata_read
 from routing.validation import (
     MODEL_MAX_CHARS,
     SESSION_MAX_CHARS,
@@ -208,6 +210,7 @@ def parse_generate_request(
     stream: bool,
     session_header: str | None = None,
     cache_control: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> GatewayRequest:
     """The common request of a `generateContent` body for the model named in the path."""
     try:
@@ -218,6 +221,7 @@ def parse_generate_request(
             stream=stream,
             session_header=session_header,
             cache_control=cache_control,
+            headers=headers,
         )
     except FieldInvalid as exc:
         raise _invalid(exc.field, exc.message) from exc
@@ -231,6 +235,7 @@ def _generate_request(
     stream: bool,
     session_header: str | None,
     cache_control: str | None,
+    headers: Mapping[str, str] | None,
 ) -> GatewayRequest:
     if not isinstance(body, dict):
         raise _invalid("body", "must be a JSON object")
@@ -265,6 +270,8 @@ def _generate_request(
         top_p=_number(config, "topP", 0, 1),
         stop=_stop(config),
         session_id=(session_header or "")[:SESSION_MAX_CHARS],
+        # Gemini's body has no metadata: the x-orchestrator-* headers carry it.
+        metadata=metadata_read(headers=headers),
         use_cache=not cache_control_opts_out(cache_control),
         buffered=not stream,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from routing.aio import LARGE_BODY_BYTES, cpu_bound, in_thread
 from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.journal import journaled, request_refusal_record
+from routing.request_metadata import metadata_read
 from routing.services import chat_stream
 from routing.validation import MODEL_MAX_CHARS, FieldInvalid, log_safe
 
@@ -108,12 +110,15 @@ async def _ollama_call(request: HttpRequest, parse: CallParser) -> OllamaCall:
         body = (
             await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
         )
-        return parse(
+        call = parse(
             body,
             caller=caller,
             session_header=request.headers.get("x-session-id"),
             cache_control=request.headers.get("cache-control"),
         )
+        # Ollama's body has no metadata: the x-orchestrator-* headers carry it.
+        metadata = metadata_read(headers=request.headers)
+        return replace(call, request=replace(call.request, metadata=metadata))
     except (ValueError, UnicodeDecodeError) as exc:
         refusal = _invalid(exc) if isinstance(exc, FieldInvalid) else None
         if refusal is None:

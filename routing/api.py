@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -32,16 +33,19 @@ from routing.events import Caller, Failed, Finished
 from routing.guards.response_cache import ResponseCache, cache_control_opts_out
 from routing.journal import journaled
 from routing.prometheus import prometheus_text
+from routing.request_metadata import metadata_read
 from routing.service_access import service_access_required
 from routing.services import chat_stream
 from routing.status import gateway_metrics, model_statuses
 from routing.tasks import batch_item_enqueue
 from routing.validation import (
+    FALLBACK_CHAIN_MAX,
     MAX_OUTPUT_TOKENS,
     MODEL_MAX_CHARS,
     SESSION_MAX_CHARS,
     TASK_TYPE_MAX_CHARS,
     FieldInvalid,
+    fallback_chain_check,
     nul_check,
 )
 
@@ -160,11 +164,22 @@ class ExecuteIn(Schema):
         max_length=MODEL_MAX_CHARS,
         description="Override routing: 'provider:model', a model name or a policy name.",
     )
+    fallback_chain: list[str] | None = Field(
+        None,
+        max_length=FALLBACK_CHAIN_MAX,
+        description="Models to try in this order ('provider:model' or a model name), after "
+        "`model_id` when it names one, instead of a routed chain.",
+    )
     max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS, strict=True)
     temperature: float | None = Field(None, ge=0, le=2)
     system_prompt: str | None = None
     context: dict[str, Any] | None = Field(None, description="Injected into the prompt.")
-    metadata: dict[str, Any] | None = Field(None, description='e.g. {"cache": false}')
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description='e.g. {"cache": false, "user_id": "u-1", "project_id": "search", '
+        '"tags": ["beta"]}: `user_id` (up to 128 characters), `project_id` (up to 64) and '
+        "`tags` (up to 16, each up to 64, no comma) are kept on the request log for reports.",
+    )
     cache: bool | None = Field(
         None,
         strict=True,
@@ -203,7 +218,11 @@ ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 413, 429, 5
 
 
 def _task(
-    payload: ExecuteIn, path: str = "", *, cache_control: str | None = None
+    payload: ExecuteIn,
+    path: str = "",
+    *,
+    cache_control: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The task of one request (`path` names a batch item: `tasks[3].`), refused here when
     its log row could not be written (routing/validation.py). A `Cache-Control` of
@@ -216,8 +235,20 @@ def _task(
     task = payload.model_dump(exclude_none=True)
     try:
         nul_check(task, path.rstrip("."))
+        fallback_chain_check(payload.fallback_chain, f"{path}fallback_chain")
     except FieldInvalid as exc:
         raise GatewayError("INVALID_REQUEST", str(exc), details={"field": exc.field}) from exc
+    try:
+        found = metadata_read(body=task.get("metadata"), path=f"{path}metadata", headers=headers)
+    except FieldInvalid as exc:
+        raise GatewayError("INVALID_REQUEST", str(exc), details={"field": exc.field}) from exc
+    # Kept on the task in their checked form: a batch item runs from its stored task.
+    task["metadata"] = {
+        **(task.get("metadata") or {}),
+        "user_id": found.end_user,
+        "project_id": found.project,
+        "tags": list(found.tags),
+    }
     if cache_control_opts_out(cache_control):
         task["cache"] = False
     return task
@@ -226,7 +257,9 @@ def _task(
 @api.post("/execute", response={200: ExecuteOut, **ERRORS}, summary="Run one prompt")
 async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
     caller: Caller = request.auth  # type: ignore[attr-defined]
-    task = _task(payload, cache_control=request.headers.get("cache-control"))
+    task = _task(
+        payload, cache_control=request.headers.get("cache-control"), headers=request.headers
+    )
     gateway_request = task_request(task, caller=caller, entry_point="native")
     events = journaled(chat_stream(gateway_request), request=gateway_request)
     async with contextlib.aclosing(events):
@@ -265,7 +298,7 @@ async def batch_submit(request: HttpRequest, payload: BatchIn) -> HttpResponse:
     caller: Caller = request.auth  # type: ignore[attr-defined]
     cache_control = request.headers.get("cache-control")
     tasks = [
-        _task(task, f"tasks[{index}].", cache_control=cache_control)
+        _task(task, f"tasks[{index}].", cache_control=cache_control, headers=request.headers)
         for index, task in enumerate(payload.tasks)
     ]
     batch = await sync_to_async(batch_create)(

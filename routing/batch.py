@@ -24,6 +24,7 @@ from providers.adapters.types import Message
 from routing.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
 from routing.journal import journal_close
 from routing.models import ApiKey, Batch, BatchItem, DeadLetter
+from routing.request_metadata import RequestMetadata
 from routing.services import chat_stream
 
 RETRYABLE_CODES = frozenset(
@@ -57,11 +58,18 @@ def task_request(
         entry_point=entry_point,
         caller=caller,
         model=task.get("model_id") or None,
+        fallback_chain=tuple(task.get("fallback_chain") or ()),
         task_type=task.get("task_type") or None,
         max_tokens=task.get("max_tokens"),
         temperature=task.get("temperature"),
         session_id=task.get("session_id") or "",
         use_cache=task.get("cache") is not False and bool(metadata.get("cache", True)),
+        # Checked by the door (routing/api.py) before the task was stored.
+        metadata=RequestMetadata(
+            end_user=str(metadata.get("user_id") or ""),
+            project=str(metadata.get("project_id") or ""),
+            tags=tuple(metadata.get("tags") or ()),
+        ),
         request_id=request_id or uuid.uuid4(),
         buffered=True,
     )

@@ -182,6 +182,7 @@ def _load(version: str) -> RoutingConfig:
             max_output_tokens=m.max_output_tokens,
             task_strengths=tuple(str(s) for s in (m.task_strengths or [])),
             enabled=m.enabled and m.provider.enabled,
+            provider_enabled=m.provider.enabled,
             is_baseline=m.is_baseline,
         )
         for m in rows

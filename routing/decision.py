@@ -36,6 +36,8 @@ class ModelSpec:
     task_strengths: tuple[str, ...] = ()
     enabled: bool = True
     is_baseline: bool = False
+    provider_enabled: bool = True
+    """Whether the provider is on (`enabled` is false when either is off)."""
 
     @property
     def ref(self) -> str:
@@ -226,6 +228,8 @@ class RouteRequest:
     prompt_tokens: int
     max_output_tokens: int = 0
     override: str | None = None  # "provider:model"
+    fallback_chain: tuple[str, ...] = ()
+    """The caller's own models to try after `override` (or alone), as "provider:model"."""
     sticky_model_id: int | None = None  # the model the conversation used last
     classification: Mapping[str, Any] = field(default_factory=dict)
     router: RouterVerdict | None = None  # None: complexity picks the tiers
@@ -255,7 +259,25 @@ class RouteDecision:
 
 
 class RoutingError(ValueError):
-    """The request cannot be routed as asked (an override naming an unknown model)."""
+    """The request cannot be routed as asked (an override naming an unknown model). `field`
+    names the request's field at fault when it is not obvious (`fallback_chain[1]`)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ModelUnavailable(RoutingError):
+    """A model the caller named exists but cannot answer: it or its provider is disabled.
+    Not the caller's typo (MODEL_UNAVAILABLE, not INVALID_REQUEST); `decision` holds the trace."""
+
+    def __init__(
+        self, decision: RouteDecision, *, model: str, reason: str, field: str | None = None
+    ) -> None:
+        super().__init__(f"model {model!r} is unavailable: {reason}", field=field)
+        self.decision = decision
+        self.model = model
+        self.reason = reason
 
 
 class TokenLimitExceeded(RoutingError):

@@ -32,7 +32,7 @@ from routing.guards.balancer import Balancer
 from routing.router.model import ArtifactError
 from routing.router.store import active_router
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
-from routing.taxonomy import COMPLEXITIES, TASK_TYPES
+from routing.taxonomy import COMPLEXITIES, TASK_TYPES, task_type_resolve
 
 logger = logging.getLogger("routing.decisions")
 
@@ -91,13 +91,23 @@ def route_decide(
     conversation_model_id: int | None = None,
     policy_name: str | None = None,
     max_output_tokens: int = 0,
+    fallback_chain: tuple[str, ...] = (),
 ) -> RouteDecision:
     """Choose the chain of models for a prompt. Raises RoutingError for a bad override, task
-    type, complexity or policy name (the caller's mistake, reported as a 400)."""
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise RoutingError(
-            f"unknown task_type {task_type!r}; expected one of {', '.join(TASK_TYPES)}"
-        )
+    type, complexity or policy name (the caller's mistake, reported as a 400), ModelUnavailable
+    for a named model that is disabled. `task_type` may be a seed alias (`code_generation`),
+    routed as the task it maps to; `fallback_chain` ("provider:model" refs) is tried after
+    `override`, or alone, instead of a routed chain."""
+    sent_task_type = task_type
+    if task_type is not None:
+        task_type = task_type_resolve(task_type)
+        if task_type is None:
+            raise RoutingError(
+                f"unknown task_type {sent_task_type!r}; expected one of "
+                f"{', '.join(TASK_TYPES)} or a seed name such as code_generation "
+                "(docs/routing.md)",
+                field="task_type",
+            )
     if complexity is not None and complexity not in COMPLEXITIES:
         raise RoutingError(
             f"unknown complexity {complexity!r}; expected one of {', '.join(COMPLEXITIES)}"
@@ -120,8 +130,11 @@ def route_decide(
         complexity = complexity or found.complexity
     else:
         classification = {"task_type_from": "caller", "complexity_from": "caller"}
+    if sent_task_type is not None and sent_task_type != task_type:
+        classification["task_type_sent"] = sent_task_type
     verdict = None
-    if override is None and classification["complexity_from"] == "classifier":
+    named = override is not None or bool(fallback_chain)
+    if not named and classification["complexity_from"] == "classifier":
         verdict = _router_verdict(prompt, policy, classification)
     request = RouteRequest(
         task_type=task_type,
@@ -129,6 +142,7 @@ def route_decide(
         prompt_tokens=estimate_tokens(prompt),
         max_output_tokens=max_output_tokens,
         override=override or None,
+        fallback_chain=fallback_chain,
         sticky_model_id=conversation_model_id,
         classification=classification,
         router=verdict,

@@ -13,6 +13,7 @@ from routing.decision import (
     BalanceSpec,
     JsonDict,
     ModelSpec,
+    ModelUnavailable,
     PolicySpec,
     RegistrySnapshot,
     RouteDecision,
@@ -68,6 +69,9 @@ def decide(
     }
     if router_trace is not None:
         trace["router"] = router_trace
+    if request.fallback_chain:
+        trace["request"]["fallback_chain"] = list(request.fallback_chain)
+        return _requested(request, policy, registry, trace)
     if request.override:
         return _overridden(request, policy, registry, trace)
 
@@ -200,7 +204,7 @@ def _overridden(
     if model is None:
         raise RoutingError(f"unknown model {ref!r}; expected provider:model of a registered model")
     if not model.enabled:
-        raise RoutingError(f"model {ref!r} is disabled")
+        raise _unavailable(model, "override", request, policy, trace)
     needed = request.prompt_tokens + request.max_output_tokens
     trace.update(
         state_rules=[],
@@ -219,6 +223,94 @@ def _overridden(
         outcome="override",
     )
     return _decision((model,), request, policy, trace, None, "", override=True)
+
+
+def disabled_reason(model: ModelSpec) -> str:
+    """Why a disabled model cannot answer: its own switch or its provider's."""
+    if not model.provider_enabled:
+        return f"provider {model.provider_name} disabled"
+    return "model disabled"
+
+
+def _unavailable(
+    model: ModelSpec,
+    source: str,
+    request: RouteRequest,
+    policy: PolicySpec,
+    trace: JsonDict,
+    field: str | None = None,
+) -> ModelUnavailable:
+    """The refusal of a named model that is disabled, with the trace of the refused route."""
+    reason = disabled_reason(model)
+    candidates = list(trace.get("candidates") or [])
+    candidates.append(
+        {"model": model.ref, "id": model.id, "source": source, "kept": False, "reason": reason}
+    )
+    trace.update(
+        state_rules=[],
+        rule=None,
+        candidates=candidates,
+        sticky=None,
+        balance=_balance_trace(policy, ()),
+        pick=None,
+        chain=[],
+        outcome=f"unavailable: {model.ref} {reason}",
+    )
+    decision = _decision((), request, policy, trace, None, f"{model.ref} {reason}", override=True)
+    return ModelUnavailable(decision, model=model.ref, reason=reason, field=field)
+
+
+def _requested(
+    request: RouteRequest, policy: PolicySpec, registry: RegistrySnapshot, trace: JsonDict
+) -> RouteDecision:
+    """The caller's own chain: the named model (if any), then `fallback_chain`, in its order.
+    It bypasses routing as an override does; every entry must be a known, enabled model, and
+    those whose window cannot hold the request are passed over (all of them: no chain)."""
+    named: list[tuple[str, str, str | None]] = []
+    if request.override:
+        named.append((request.override, "request:model", None))
+    named += [
+        (ref, "request:fallback_chain", f"fallback_chain[{index}]")
+        for index, ref in enumerate(request.fallback_chain)
+    ]
+    needed = request.prompt_tokens + request.max_output_tokens
+    chain: list[ModelSpec] = []
+    seen: set[int] = set()
+    trace["candidates"] = []
+    for ref, source, field in named:
+        model = registry.by_ref.get(ref)
+        where = f"{field}: " if field else ""
+        if model is None:
+            raise RoutingError(
+                f"{where}unknown model {ref!r}; expected provider:model of a registered model",
+                field=field,
+            )
+        if model.id in seen:
+            raise RoutingError(f"{where}{ref!r} is already in the chain", field=field)
+        seen.add(model.id)
+        if not model.enabled:
+            raise _unavailable(model, source, request, policy, trace, field)
+        reason = ""
+        if needed > model.context_window:
+            reason = f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"
+        trace["candidates"].append(
+            {"model": ref, "id": model.id, "source": source, "kept": not reason, "reason": reason}
+        )
+        if not reason:
+            chain.append(model)
+    refs = [m.ref for m in chain]
+    trace.update(
+        state_rules=[],
+        rule=None,
+        sticky=None,
+        balance=_balance_trace(policy, ()),
+        pick={"model": refs[0], "by": "request", "among": refs} if refs else None,
+        requested_chain={"from": "request", "models": [ref for ref, _, _ in named]},
+        chain=refs,
+        outcome="requested chain" if chain else "no model of the requested chain fits",
+    )
+    blocked = "" if chain else "no model of the requested chain fits"
+    return _decision(tuple(chain), request, policy, trace, None, blocked, override=True)
 
 
 def _rung_key(policy: PolicySpec, request: RouteRequest, model: ModelSpec) -> str:
@@ -306,7 +398,7 @@ def _router_rung(
     try from it (that rung, better rungs, then cheaper ones)."""
     verdict = request.router
     knob = policy.router
-    if verdict is None or knob is None or request.override:
+    if verdict is None or knob is None or request.override or request.fallback_chain:
         return None, ()
     thresholds = rung_thresholds(verdict.threshold, len(knob.ladder))
     rung = rung_for(verdict.probability, thresholds)
@@ -414,6 +506,18 @@ def token_limit_exceeded(
     chain keeps its own reason."""
     asked = decision.trace.get("request", {})
     needed = int(asked.get("prompt_tokens", 0)) + int(asked.get("max_output_tokens", 0))
+    requested = decision.trace.get("requested_chain")
+    if requested is not None:
+        # The caller's chain drops only the models whose window is too small.
+        if decision.chain:
+            return None
+        windows = (registry.by_ref[ref].context_window for ref in requested["models"])
+        return TokenLimitExceeded(
+            decision,
+            needed_tokens=needed,
+            largest_window=max(windows, default=0),
+            target="any model of the requested chain",
+        )
     if decision.override and decision.chain:
         model = decision.chain[0]
         if needed <= model.context_window:

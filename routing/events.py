@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from providers.adapters.types import Message, Usage
+from routing.request_metadata import NO_METADATA, RequestMetadata
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class GatewayRequest:
     # "auto" or None: the default policy; a policy name: that policy; "provider:model" or a
     # model name: an override that bypasses routing but is still recorded and budgeted.
     model: str | None = None
+    fallback_chain: tuple[str, ...] = ()
+    """The caller's own models to try, in order, after `model` when it names one (else
+    alone): `provider:model` or model names, checked against the registry."""
     task_type: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
@@ -45,6 +49,8 @@ class GatewayRequest:
     sticky_model_id: int | None = None
     use_cache: bool = True
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    metadata: RequestMetadata = NO_METADATA
+    """The caller's end user, project and tags (routing/request_metadata.py), kept on the log."""
     buffered: bool = False
     """The client gets the answer whole (a non-streamed completion, the native API, a batch
     item): nothing is shown before the end, so a failure mid-answer can still fall back."""

@@ -99,6 +99,10 @@ def _opening(request: GatewayRequest) -> dict[str, str]:
         "user_id": "" if caller.user_id is None else str(caller.user_id),
         "api_key_id": "" if caller.api_key_id is None else str(caller.api_key_id),
         "session_id": request.session_id,
+        # Tags hold no comma (routing/request_metadata.py): joined, they read back whole.
+        "end_user": request.metadata.end_user,
+        "project": request.metadata.project,
+        "tags": ",".join(request.metadata.tags),
         "conversation_id": (
             "" if request.conversation_id is None else str(request.conversation_id)
         ),
@@ -222,6 +226,9 @@ def _recovered_outcome(rid: str, entry: dict[str, str]) -> RequestOutcome:
         "api_key_id": _int_or_none(entry.get("api_key_id", "")),
         "conversation_id": _int_or_none(entry.get("conversation_id", "")),
         "session_id": entry.get("session_id", ""),
+        "end_user": entry.get("end_user", ""),
+        "project": entry.get("project", ""),
+        "tags": tuple(tag for tag in entry.get("tags", "").split(",") if tag),
         "requested_model": entry.get("requested_model", ""),
         "task_type": entry.get("task_type", ""),
     }
@@ -426,6 +433,9 @@ async def request_refusal_record(
         user_id=caller.user_id,
         api_key_id=caller.api_key_id,
         session_id=request.session_id,
+        end_user=request.metadata.end_user,
+        project=request.metadata.project,
+        tags=request.metadata.tags,
         requested_model=request.model or "",
         decision_trace={"refused": message[:500]},
     )

@@ -64,7 +64,13 @@ from routing.budgets import (
 from routing.classify import estimate_tokens
 from routing.closing import RequestClose, RequestCloser
 from routing.config_cache import RoutingConfig, routing_config_get
-from routing.decision import ModelSpec, RouteDecision, RoutingError, TokenLimitExceeded
+from routing.decision import (
+    ModelSpec,
+    ModelUnavailable,
+    RouteDecision,
+    RoutingError,
+    TokenLimitExceeded,
+)
 from routing.decisions import latency_record, latency_wanted, route_decide
 from routing.engine import token_limit_exceeded
 from routing.events import (
@@ -145,6 +151,9 @@ class _Ledger:
             api_key_id=request.caller.api_key_id,
             conversation_id=request.conversation_id,
             session_id=request.session_id,
+            end_user=request.metadata.end_user,
+            project=request.metadata.project,
+            tags=request.metadata.tags,
             task_type=self.decision.task_type if self.decision else (request.task_type or ""),
             complexity=self.decision.complexity if self.decision else "",
             requested_model=request.model or "auto",
@@ -225,6 +234,25 @@ def resolve_target(config: RoutingConfig, model: str | None) -> tuple[str | None
     raise RoutingError(f"unknown model or policy {model!r}")
 
 
+def resolve_chain(config: RoutingConfig, entries: tuple[str, ...]) -> tuple[str, ...]:
+    """The `provider:model` refs of a request's `fallback_chain` (model names resolved); an
+    entry that names no model (a policy, an unknown or ambiguous name) is refused by its place."""
+    refs = []
+    for index, entry in enumerate(entries):
+        field = f"fallback_chain[{index}]"
+        try:
+            _, ref = resolve_target(config, entry)
+        except RoutingError as exc:
+            raise RoutingError(f"{field}: {exc}", field=field) from exc
+        if ref is None:
+            raise RoutingError(
+                f"{field}: {entry!r} is a routing policy; a fallback chain names models",
+                field=field,
+            )
+        refs.append(ref)
+    return tuple(refs)
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """Everything decided before the first upstream byte, gathered in one thread hop."""
@@ -281,6 +309,7 @@ def _prepare(request: GatewayRequest) -> _Prepared:
             prompt=prompt,
             task_type=request.task_type,
             override=override,
+            fallback_chain=resolve_chain(config, request.fallback_chain),
             conversation_model_id=request.sticky_model_id,
             policy_name=policy_name,
             max_output_tokens=request.max_tokens or 0,
@@ -585,9 +614,22 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         details = {"needed_tokens": exc.needed_tokens, "largest_window": exc.largest_window}
         yield Failed(request.request_id, "TOKEN_LIMIT_EXCEEDED", str(exc), details=details)
         return
+    except ModelUnavailable as exc:
+        ledger.decision = exc.decision
+        ledger.status, ledger.error_code = STATUS_ERROR, "MODEL_UNAVAILABLE"
+        named: dict[str, Any] = {"model": exc.model, "reason": exc.reason}
+        if exc.field:
+            named["field"] = exc.field
+        yield Failed(request.request_id, "MODEL_UNAVAILABLE", str(exc), details=named)
+        return
     except RoutingError as exc:
         ledger.status, ledger.error_code = STATUS_INVALID, "INVALID_REQUEST"
-        yield Failed(request.request_id, "INVALID_REQUEST", str(exc))
+        yield Failed(
+            request.request_id,
+            "INVALID_REQUEST",
+            str(exc),
+            details={"field": exc.field} if exc.field else {},
+        )
         return
     ledger.rate_limit, ledger.token_charge = prepared.rate_limit, prepared.token_charge
     limit_info = _rate_limit_info(prepared.rate_limit)
@@ -693,6 +735,12 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
             code = "MODEL_UNAVAILABLE"
             where = f" for {model.ref}" if model is not None else ""
             message = f"the provider refused its configured credentials{where}: {message}"
+        failure: dict[str, Any] = {"status": error.status}
+        if code == "MODEL_UNAVAILABLE":
+            unavailable = _unavailable_details(chain)
+            failure.update(unavailable)
+            if model is None and unavailable.get("reason") == BREAKER_OPEN:
+                message = f"model {unavailable['model']!r} is unavailable: {BREAKER_OPEN}"
         ledger.error_code = code
         ledger.status = (
             STATUS_PARTIAL
@@ -708,7 +756,7 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
             code,
             message,
             partial=chain.partial,
-            details={"status": error.status},
+            details=failure,
             retry_after_s=error.retry_after_s,
             rate_limit=limit_info,
         )
@@ -749,6 +797,20 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         decision_trace=trace,
         rate_limit=limit_info,
     )
+
+
+BREAKER_OPEN = "circuit breaker open"
+
+
+def _unavailable_details(chain: ChainOutcome) -> dict[str, str]:
+    """`{model, reason}` of a MODEL_UNAVAILABLE failure: the last model the chain reached and
+    why it could not answer (its open breaker, or the upstream's message)."""
+    if not chain.log:
+        return {}
+    last = chain.log[-1]
+    if last.outcome == "skipped: circuit open":
+        return {"model": last.model_ref, "reason": BREAKER_OPEN}
+    return {"model": last.model_ref, "reason": last.message or last.outcome}
 
 
 def _response_cache_save(

@@ -19,6 +19,8 @@ MAX_OUTPUT_TOKENS = 1_000_000
 MODEL_MAX_CHARS = 200  # RequestLog.requested_model
 SESSION_MAX_CHARS = 128  # RequestLog.session_id
 TASK_TYPE_MAX_CHARS = 32  # RequestLog.task_type
+# A request's own fallback chain: as long as a routed chain may be (`PolicySpec.chain_limit`).
+FALLBACK_CHAIN_MAX = 5
 
 
 class FieldInvalid(ValueError):
@@ -80,6 +82,24 @@ def max_tokens_check(value: Any, field: str = "max_tokens") -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS:
         raise FieldInvalid(field, f"must be an integer from 1 to {MAX_OUTPUT_TOKENS:,}")
     return value
+
+
+def fallback_chain_check(value: Any, field: str = "fallback_chain") -> tuple[str, ...]:
+    """A request's `fallback_chain`: a list of 1 to `FALLBACK_CHAIN_MAX` model names, each a
+    non-empty string a log column could hold; () when absent. Whether each names an enabled
+    model is the router's to say (routing.services.resolve_chain)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not 1 <= len(value) <= FALLBACK_CHAIN_MAX:
+        raise FieldInvalid(
+            field, f"must be a list of 1 to {FALLBACK_CHAIN_MAX} models ('provider:model')"
+        )
+    for index, entry in enumerate(value):
+        where = f"{field}[{index}]"
+        if not isinstance(entry, str) or not entry:
+            raise FieldInvalid(where, "must be a model name ('provider:model')")
+        text_check(entry, where, MODEL_MAX_CHARS)
+    return tuple(value)
 
 
 def log_safe(value: str | None, max_chars: int) -> str | None:

@@ -132,7 +132,13 @@ def test_a_provider_refusing_its_own_credentials_is_not_the_callers_auth_failure
         ("AUTHENTICATION_FAILED", 401),
         ("AUTHENTICATION_FAILED", 401),
     ]
-    assert error["details"] == {"request_id": error["trace_id"], "status": 401}
+    # MODEL_UNAVAILABLE names the model that failed last and why (the seed's {model, reason}).
+    assert error["details"] == {
+        "request_id": error["trace_id"],
+        "status": 401,
+        "model": "beta:beta-model",
+        "reason": "Incorrect API key provided",
+    }
 
 
 def test_an_empty_route_names_its_log_row_instead_of_carrying_the_trace(

@@ -293,7 +293,8 @@ def test_override_bypasses_routing_but_is_recorded(snap):
     [
         ("openai:gpt-5", "unknown model 'openai:gpt-5'"),
         ("gpt-4o", "unknown model 'gpt-4o'"),
-        ("openai:off", "model 'openai:off' is disabled"),
+        # A disabled model is ModelUnavailable (tests/routing/test_requested_chain.py).
+        ("openai:off", "model 'openai:off' is unavailable: model disabled"),
     ],
 )
 def test_override_of_unknown_or_disabled_model_is_refused(ref, message):
