@@ -19,6 +19,15 @@ is measured alone too, beside httpx.
 `--points 0:1:json,0:1:stream` measures only those points (to profile one, or to compare two
 commits in alternating short runs).
 
+`--doors openai,anthropic,ollama,gemini` sends the same points, the same policy and the same
+upstream through each of the gateway's doors (`/v1/chat/completions`, `/v1/messages`,
+`/api/chat`, `/v1beta/models/…:generateContent` and `:streamGenerateContent?alt=sse`), all with
+the key as Bearer; every answer's text is read back in its door's protocol and must be the
+upstream's whole text, in a stream that ended as the protocol ends it. The doors are
+interleaved: `--rounds` rounds, each point measured directly and then through every door in an
+order that rotates by round; each door gets the median of its rounds and, per round, its ratio
+to the OpenAI door (the median of those). The default, `--doors openai`, is the bench above.
+
 Each run also times a fixed Python loop on the server's core before and after, a yardstick of
 the VM's speed at the time (it changes by up to 2x here, with or without steal time showing).
 
@@ -33,6 +42,7 @@ import contextlib
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -236,8 +246,10 @@ async def load(
     requests: int,
     headers: dict[str, str],
     streamed: bool,
+    check: Callable[[bytes], None] | None = None,
 ) -> Run:
-    """`requests` requests over `concurrency` connections, each worker one request at a time."""
+    """`requests` requests over `concurrency` connections, each worker one request at a time;
+    `check` (a door's, `--doors`) reads each answer's text and raises unless it is complete."""
     run = Run()
     counter = iter(range(requests))
 
@@ -245,7 +257,9 @@ async def load(
         connection = Connection("127.0.0.1", port)
         for index in counter:
             sample, data = await connection.request(path, body_for(index), headers)
-            if streamed and not data.rstrip().endswith(b"data: [DONE]"):
+            if check is not None:
+                check(data)
+            elif streamed and not data.rstrip().endswith(b"data: [DONE]"):
                 raise RuntimeError(f"stream without [DONE]: {data[-200:]!r}")
             run.samples.append(sample)
         if connection.writer is not None:
@@ -267,6 +281,135 @@ def chat_body(model: str, index: int, *, stream: bool, offset: int = 0) -> bytes
     if stream:
         body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
+
+
+# --- the doors (`--doors`) ---------------------------------------------------------------------
+
+
+def _prompt(offset: int, index: int) -> str:
+    return f"Say hello to reader number {offset + index}."
+
+
+def anthropic_body(model: str, index: int, *, stream: bool, offset: int = 0) -> bytes:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": _prompt(offset, index)}],
+        "max_tokens": 64,
+        "stream": stream,
+    }
+    return json.dumps(body).encode()
+
+
+def ollama_body(model: str, index: int, *, stream: bool, offset: int = 0) -> bytes:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": _prompt(offset, index)}],
+        "options": {"num_predict": 64},
+        "stream": stream,
+    }
+    return json.dumps(body).encode()
+
+
+def gemini_body(model: str, index: int, *, stream: bool, offset: int = 0) -> bytes:
+    del model, stream  # both are in the path
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": _prompt(offset, index)}]}],
+        "generationConfig": {"maxOutputTokens": 64},
+    }
+    return json.dumps(body).encode()
+
+
+def _sse_data(data: bytes) -> list[bytes]:
+    """The `data:` payloads of an SSE body, whatever ends its lines."""
+    return [line[5:].strip() for line in data.splitlines() if line.startswith(b"data:")]
+
+
+def openai_text(data: bytes, stream: bool) -> str:
+    if not stream:
+        return str(json.loads(data)["choices"][0]["message"]["content"])
+    events = _sse_data(data)
+    if not events or events[-1] != b"[DONE]":
+        raise RuntimeError(f"stream without [DONE]: {data[-200:]!r}")
+    chunks = [json.loads(event) for event in events[:-1]]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def anthropic_text(data: bytes, stream: bool) -> str:
+    if not stream:
+        message = json.loads(data)
+        if message["type"] != "message" or message["stop_reason"] != "end_turn":
+            raise RuntimeError(f"not a finished message: {data[:300]!r}")
+        return "".join(block["text"] for block in message["content"])
+    names = [line[6:].strip() for line in data.splitlines() if line.startswith(b"event:")]
+    if names[:2] != [b"message_start", b"content_block_start"] or names[-2:] != [
+        b"message_delta",
+        b"message_stop",
+    ]:
+        raise RuntimeError(f"events out of Anthropic's order: {names!r}")
+    events = [json.loads(event) for event in _sse_data(data)]
+    deltas = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
+    return "".join(deltas)
+
+
+def ollama_text(data: bytes, stream: bool) -> str:
+    lines = [json.loads(line) for line in data.splitlines() if line.strip()]
+    if not lines or not lines[-1].get("done") or (not stream and len(lines) != 1):
+        raise RuntimeError(f"NDJSON without a last done line: {data[-300:]!r}")
+    return "".join((line.get("message") or {}).get("content", "") for line in lines)
+
+
+def gemini_text(data: bytes, stream: bool) -> str:
+    answers = [json.loads(event) for event in _sse_data(data)] if stream else [json.loads(data)]
+    if not answers or answers[-1]["candidates"][0].get("finishReason") != "STOP":
+        raise RuntimeError(f"no last answer with finishReason STOP: {data[-300:]!r}")
+    if "usageMetadata" not in answers[-1]:
+        raise RuntimeError(f"no usageMetadata on the last answer: {data[-300:]!r}")
+    parts = [p for a in answers for p in a["candidates"][0]["content"]["parts"]]
+    return "".join(part.get("text", "") for part in parts)
+
+
+@dataclass(frozen=True)
+class Door:
+    """One wire protocol in front of the same pipeline: where it is, what a client sends, and
+    how to read the text back out of its answer (raising unless the answer ended properly)."""
+
+    name: str
+    path: Callable[[str, bool], str]
+    body: Callable[..., bytes]
+    text: Callable[[bytes, bool], str]
+
+    def check(self, stream: bool, expected: str) -> Callable[[bytes], None]:
+        def checked(data: bytes) -> None:
+            if (text := self.text(data, stream)) != expected:
+                raise RuntimeError(f"{self.name}: text {text[:80]!r}, not {expected[:80]!r}")
+
+        return checked
+
+
+DOORS = {
+    "openai": Door("openai", lambda model, stream: "/v1/chat/completions", chat_body, openai_text),
+    "anthropic": Door(
+        "anthropic", lambda model, stream: "/v1/messages", anthropic_body, anthropic_text
+    ),
+    "ollama": Door("ollama", lambda model, stream: "/api/chat", ollama_body, ollama_text),
+    "gemini": Door(
+        "gemini",
+        lambda model, stream: (
+            f"/v1beta/models/{model}:"
+            + ("streamGenerateContent?alt=sse" if stream else "generateContent")
+        ),
+        gemini_body,
+        gemini_text,
+    ),
+}
+
+
+def doors_parse(value: str) -> list[Door]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DOORS]
+    if unknown or not names or len(set(names)) != len(names):
+        sys.exit(f"--doors: comma-separated, each once, among {', '.join(DOORS)}; got {value!r}")
+    return [DOORS[name] for name in names]
 
 
 # --- set-up of the scratch database, the upstream and the web process -----------------------
@@ -533,6 +676,125 @@ async def measure_server(
     return results
 
 
+def _ratio(value: float, base: float) -> float:
+    return value / base if base else float("nan")
+
+
+def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+
+
+async def measure_doors(
+    server_port: int,
+    upstream_port: int,
+    key: str,
+    sampler: Sampler,
+    scale: float,
+    only: str | None,
+    doors: list[Door],
+    rounds: int,
+    chunks: int,
+) -> dict[str, Any]:
+    """The same points through each door, interleaved: each round measures a point directly,
+    then through every door (in an order that rotates from round to round), so that the VM's
+    changes of speed fall on all doors alike; a door's figure is the median of its rounds, its
+    ratio the median of the rounds' ratios to the OpenAI door."""
+    auth = {"authorization": f"Bearer {key}"}
+    expected = "tok " * chunks
+    calls = 0
+
+    async def through(door: Door, model: str, point: Point, requests: int) -> Run:
+        nonlocal calls
+        calls += 1
+        return await load(
+            server_port,
+            door.path(model, point.streamed),
+            partial(door.body, model, stream=point.streamed, offset=calls * 100_000),
+            concurrency=point.concurrency,
+            requests=requests,
+            headers=auth,
+            streamed=point.streamed,
+            check=door.check(point.streamed, expected),
+        )
+
+    sent = dict.fromkeys((door.name for door in doors), 0)
+    for door in doors:
+        for streamed in (False, True):
+            await through(door, "bench-fast", Point(0, 8, 0, streamed), warmup_requests(scale) // 2)
+            sent[door.name] += warmup_requests(scale) // 2
+    chosen = points(scale, only)
+    measured: dict[str, list[list[dict[str, Any]]]] = {d.name: [[] for _ in chosen] for d in doors}
+    for round_index in range(rounds):
+        turn = round_index % len(doors)
+        order = doors[turn:] + doors[:turn]
+        print(f"  round {round_index + 1} of {rounds}: {', '.join(d.name for d in order)}")
+        for index, point in enumerate(chosen):
+            name = UPSTREAM_MODELS[point.delay_ms]
+            direct = await load(
+                upstream_port,
+                f"/d{point.delay_ms}/v1/chat/completions",
+                partial(chat_body, f"{name}-model", stream=point.streamed),
+                concurrency=point.concurrency,
+                requests=point.requests,
+                headers={},
+                streamed=point.streamed,
+                check=DOORS["openai"].check(point.streamed, expected),
+            )
+            for door in order:
+                cpu_before = sampler.cpu_s()
+                run = await through(door, f"bench-{name}", point, point.requests)
+                sent[door.name] += point.requests
+                row = summary(direct, run, sampler.cpu_s() - cpu_before)
+                measured[door.name][index].append(row)
+                print(
+                    f"    {door.name:<9} {point.delay_ms:>2} ms c={point.concurrency:<2} "
+                    f"{'stream' if point.streamed else 'json  '} added p50/p99 "
+                    f"{row['added_p50_ms']:6.2f} {row['added_p99_ms']:6.2f} ms  "
+                    f"{row['gateway_rps']:6.0f} req/s  "
+                    f"{row['server_cpu_ms_per_request']:.2f} ms cpu/req",
+                    flush=True,
+                )
+    results: dict[str, Any] = {}
+    for door in doors:
+        rows = []
+        for index, point in enumerate(chosen):
+            median: dict[str, Any] = {"point": point.__dict__}
+            median |= _median_row(measured[door.name][index])
+            if "openai" in measured:
+                paired = zip(measured[door.name][index], measured["openai"][index], strict=True)
+                ratios = [
+                    {k: _ratio(mine[k], base[k]) for k in DOOR_FIGURES} for mine, base in paired
+                ]
+                median["ratio_to_openai"] = _median_row(ratios)
+            rows.append(median)
+        results[door.name] = {"points": rows, "requests": sent[door.name]}
+    doors_report(results)
+    return results
+
+
+# What the door table shows of each point, and what its ratio to the OpenAI door is taken of.
+DOOR_FIGURES = ("gateway_rps", "added_p50_ms", "added_p99_ms", "server_cpu_ms_per_request")
+
+
+def doors_report(results: dict[str, Any]) -> None:
+    print("  medians over the rounds (x the OpenAI door's figure in the same rounds, median)")
+    for door, data in results.items():
+        for row in data["points"]:
+            point = Point(**row["point"])
+            ratio = row.get("ratio_to_openai") or {}
+            figures = "  ".join(
+                f"{label} {row[key]:7.2f}" + (f" ({ratio[key]:.2f}x)" if key in ratio else "")
+                for key, label in zip(
+                    DOOR_FIGURES, ("req/s", "p50+", "p99+", "cpu ms/req"), strict=True
+                )
+            )
+            print(
+                f"  {door:<9} {point.delay_ms:>2} ms c={point.concurrency:<2} "
+                f"{'stream' if point.streamed else 'json  '} {figures}",
+                flush=True,
+            )
+
+
 async def measure_clients(upstream_port: int, requests: int) -> list[dict[str, Any]]:
     """Upstream clients alone, streamed: the gateway's own (`providers.adapters.wire`, the
     process's pool as the adapters use it), httpx with a keep-alive pool as large as the
@@ -620,12 +882,23 @@ def main() -> None:
         help="run the web process with this many workers, on every core (shared with the load "
         "generator and the upstream) instead of pinned to one; give 1 to compare on equal terms",
     )
+    parser.add_argument(
+        "--doors",
+        default="openai",
+        help="comma-separated: openai (/v1/chat/completions), anthropic (/v1/messages), ollama "
+        "(/api/chat), gemini (/v1beta/models/…:generateContent); more than the OpenAI door alone "
+        "runs every point through each, interleaved over --rounds, each answer's text checked",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the doors' interleaved points (--doors)"
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         asyncio.run(upstream_serve(args.serve_upstream, args.chunks))
         return
 
+    doors = doors_parse(args.doors)
     import django
 
     os.environ["CACHE_KEY_PREFIX"] = "orch-bench-gateway"
@@ -686,6 +959,7 @@ def main() -> None:
                 clients = measure_clients(upstream_port, int(3000 * args.scale))
                 results["clients"] = asyncio.run(clients)
             rows_before = 0
+            door_rows_before: dict[str, int] = {}
             for server in args.servers.split(","):
                 port = free_port()
                 command = ["taskset", "-c", str(SERVER_CORE), *server_command(server, port)]
@@ -697,17 +971,38 @@ def main() -> None:
                 with process_started(command, env, port, log) as process:
                     print(f"{server}, {placement}, pid {process.pid}")
                     sampler = Sampler(process.pid)
+                    by_door: dict[str, Any] = {}
                     try:
-                        rows = asyncio.run(
-                            measure_server(
-                                port, upstream_port, key, sampler, args.scale, args.points
+                        if [door.name for door in doors] == ["openai"]:
+                            rows = asyncio.run(
+                                measure_server(
+                                    port, upstream_port, key, sampler, args.scale, args.points
+                                )
                             )
-                        )
+                        else:
+                            measuring = measure_doors(
+                                port,
+                                upstream_port,
+                                key,
+                                sampler,
+                                args.scale,
+                                args.points,
+                                doors,
+                                args.rounds,
+                                args.chunks,
+                            )
+                            by_door = asyncio.run(measuring)
+                            # The targets are /v1's: checked on its medians.
+                            rows = by_door.get("openai", {}).get("points", [])
                     finally:
                         sampler.close()
                     peak_mb = sampler.peak_rss / 2**20
                     print(f"  peak RSS of the web process: {peak_mb:.0f} MiB")
-                    sent = sum(r["point"]["requests"] for r in rows) + warmup_requests(args.scale)
+                    if by_door:
+                        sent = sum(data["requests"] for data in by_door.values())
+                    else:
+                        sent = sum(r["point"]["requests"] for r in rows)
+                        sent += warmup_requests(args.scale)
                     rows_total = log_rows_count()
                     # This server's rows: the log is shared by the servers of one run.
                     logged = rows_total - rows_before
@@ -719,6 +1014,15 @@ def main() -> None:
                         "requests": sent,
                         "log_rows": logged,
                     }
+                    if by_door:
+                        results["servers"][server]["doors"] = by_door
+                        door_rows = log_rows_by_door()
+                        for name, data in by_door.items():
+                            # Each door's rows, cumulated over the servers of the run.
+                            logged_door = door_rows.get(name, 0) - door_rows_before.get(name, 0)
+                            data["log_rows"] = logged_door
+                            print(f"  {name}: {logged_door} log rows for {data['requests']}")
+                        door_rows_before = door_rows
         results["load_average_after"] = os.getloadavg()
         results["steal_share"] = steal_share(cpu_before, cpu_times())
         results["core_speed_ms"] = {"before": speed_before, "after": core_speed_ms()}
@@ -798,6 +1102,17 @@ def log_rows_count() -> int:
         time.sleep(1.0)
         count, previous = RequestLog.objects.count(), count
     return count
+
+
+def log_rows_by_door() -> dict[str, int]:
+    """Rows in the scratch log by door (`entry_point`), once the log has stopped growing."""
+    from django.db.models import Count
+
+    from analytics.models import RequestLog
+
+    log_rows_count()
+    counted = RequestLog.objects.values_list("entry_point").annotate(n=Count("id"))
+    return {str(entry_point): int(n) for entry_point, n in counted}
 
 
 def targets_report(results: dict[str, Any]) -> None:
