@@ -52,7 +52,7 @@ async def test_dashboard_charts_filters_and_csv_download(live_server_url: str) -
         await expect(page.locator("[data-kpi=requests]")).to_have_text("3")
         await expect(page).to_have_url(
             f"{live_server_url}/?preset=&start={DAY1}&end={DAY2}&model_name=gpt-4o-mini"
-            "&provider_name=&locality=&task_type=&status=&user_id=&api_key_id="
+            "&provider_name=&locality=&task_type=&status=&project=&tag=&end_user=&user_id=&api_key_id="
         )
 
         await page.goto(f"{live_server_url}/reports/?start={DAY1}&end={DAY2}&locality=cloud")
