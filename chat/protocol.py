@@ -61,7 +61,7 @@ class ChatRequestFrame:
         if not isinstance(cache, bool):
             raise FrameError("cache must be a boolean")
         try:
-            metadata = metadata_read(body=frame, path="", keys=("project_id", "tags"))
+            metadata = metadata_read(body=frame, path="", keys=("project_id", "tags", "local_only"))
         except FieldInvalid as error:
             raise FrameError(str(error)) from error
         return cls(conversation_id, content, model, compare, cache, metadata)

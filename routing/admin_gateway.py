@@ -24,6 +24,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "owner",
         "rpm_limit",
         "tpm_limit",
+        "local_only",
         "enabled",
         "prefix",
         "revoked_at",
@@ -47,6 +48,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             owner_username=obj.owner.get_username() if obj.owner else None,
             rpm_limit=obj.rpm_limit,
             tpm_limit=obj.tpm_limit,
+            local_only=obj.local_only,
         )
         obj.pk = created.api_key.pk
         obj.refresh_from_db()

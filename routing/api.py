@@ -177,8 +177,9 @@ class ExecuteIn(Schema):
     metadata: dict[str, Any] | None = Field(
         None,
         description='e.g. {"cache": false, "user_id": "u-1", "project_id": "search", '
-        '"tags": ["beta"]}: `user_id` (up to 128 characters), `project_id` (up to 64) and '
-        "`tags` (up to 16, each up to 64, no comma) are kept on the request log for reports.",
+        '"tags": ["beta"], "local_only": true}: `user_id` (up to 128 characters), `project_id` '
+        "(up to 64) and `tags` (up to 16, each up to 64, no comma) are kept on the request log "
+        "for reports; `local_only` keeps the request on local models (or refuses it).",
     )
     cache: bool | None = Field(
         None,
@@ -248,6 +249,7 @@ def _task(
         "user_id": found.end_user,
         "project_id": found.project,
         "tags": list(found.tags),
+        "local_only": found.local_only,
     }
     if cache_control_opts_out(cache_control):
         task["cache"] = False

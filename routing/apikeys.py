@@ -66,6 +66,7 @@ def apikey_create(
     owner_username: str | None = None,
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
+    local_only: bool = False,
 ) -> CreatedKey:
     """Create a key; the plaintext exists only in the returned value."""
     owner = None
@@ -79,6 +80,7 @@ def apikey_create(
         owner=owner,
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
+        local_only=local_only,
     )
     return CreatedKey(api_key=api_key, plaintext=plaintext)
 
@@ -127,6 +129,7 @@ def _caller_of(api_key: ApiKey) -> Caller:
         rpm_limit=api_key.rpm_limit,
         tpm_limit=api_key.tpm_limit,
         is_staff=bool(owner and owner.is_staff),
+        local_only=api_key.local_only,
     )
 
 

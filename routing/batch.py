@@ -69,6 +69,7 @@ def task_request(
             end_user=str(metadata.get("user_id") or ""),
             project=str(metadata.get("project_id") or ""),
             tags=tuple(metadata.get("tags") or ()),
+            local_only=metadata.get("local_only") is True,
         ),
         request_id=request_id or uuid.uuid4(),
         buffered=True,
@@ -116,6 +117,7 @@ def _caller_for(batch: Batch) -> Caller:
             api_key_id=key.pk,
             rpm_limit=key.rpm_limit,
             tpm_limit=key.tpm_limit,
+            local_only=key.local_only,
         )
     return Caller(user_id=batch.user_id)
 

@@ -34,6 +34,7 @@ from routing.decision import (
 )
 from routing.engine import DEFAULT_TIER_LADDER
 from routing.models import RoutingPolicy
+from routing.privacy import PrivacySpec
 from routing.router.ladder import knob_from
 
 VERSION_KEY = "routing:config-version"
@@ -225,6 +226,7 @@ def policy_spec(policy: RoutingPolicy) -> PolicySpec:
         name=policy.name,
         router=knob_from(policy.router),
         balance=BalanceSpec.of(policy.router),
+        privacy=PrivacySpec.of(policy.router),
         tier_ladder={**DEFAULT_TIER_LADDER, **ladder},
         rules=tuple(
             RuleSpec(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from routing.privacy import PrivacySpec
 from routing.router.ladder import DEFAULT_KNOB, Knob
 
 UNKNOWN = "unknown"
@@ -169,6 +170,8 @@ class PolicySpec:
     router: Knob | None = DEFAULT_KNOB  # None: the complexity heuristic picks the tiers
     balance: BalanceSpec = field(default_factory=BalanceSpec)
     response_cache: str = "deterministic"  # routing.guards.response_cache.CACHE_MODES
+    privacy: PrivacySpec = field(default_factory=PrivacySpec)
+    """The built-in privacy agent: on or off, and its detectors (routing/privacy.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +236,15 @@ class RouteRequest:
     sticky_model_id: int | None = None  # the model the conversation used last
     classification: Mapping[str, Any] = field(default_factory=dict)
     router: RouterVerdict | None = None  # None: complexity picks the tiers
+    local_only: tuple[str, ...] = ()
+    """Who asked to keep the request on local models: "api_key", "request" (the caller's flag)."""
+    privacy_triggered: tuple[str, ...] = ()
+    """The privacy agent's detectors that fired on the prompt (routing/privacy.py)."""
+
+    @property
+    def private(self) -> bool:
+        """Whether the request may only go to local models."""
+        return bool(self.local_only or self.privacy_triggered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,3 +308,18 @@ class TokenLimitExceeded(RoutingError):
         self.decision = decision
         self.needed_tokens = needed_tokens
         self.largest_window = largest_window
+
+
+class PrivacyRefused(RoutingError):
+    """A request kept on local models (the privacy agent fired, or the key or the request says
+    local only) that no local model can answer, or that names a cloud model. Never carries the
+    prompt's text: only which detectors fired and who asked."""
+
+    code = "PRIVACY_NO_LOCAL_MODEL"
+
+    def __init__(self, decision: RouteDecision, *, message: str) -> None:
+        super().__init__(message)
+        self.decision = decision
+        privacy = decision.trace.get("privacy") or {}
+        self.triggered = tuple(privacy.get("triggered") or ())
+        self.local_only = tuple(privacy.get("local_only") or ())

@@ -29,6 +29,7 @@ from routing.decision import (
 )
 from routing.engine import decide
 from routing.guards.balancer import Balancer
+from routing.privacy import privacy_scan
 from routing.router.model import ArtifactError
 from routing.router.store import active_router
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
@@ -92,12 +93,17 @@ def route_decide(
     policy_name: str | None = None,
     max_output_tokens: int = 0,
     fallback_chain: tuple[str, ...] = (),
+    local_only: tuple[str, ...] = (),
+    privacy_text: str | None = None,
 ) -> RouteDecision:
     """Choose the chain of models for a prompt. Raises RoutingError for a bad override, task
     type, complexity or policy name (the caller's mistake, reported as a 400), ModelUnavailable
     for a named model that is disabled. `task_type` may be a seed alias (`code_generation`),
     routed as the task it maps to; `fallback_chain` ("provider:model" refs) is tried after
-    `override`, or alone, instead of a routed chain."""
+    `override`, or alone, instead of a routed chain. `local_only` names who asked to keep the
+    request on local models ("api_key", "request"); the policy's privacy agent scans
+    `privacy_text` (the whole conversation; the prompt when None) and keeps it there too when a
+    detector fires. Raises PrivacyRefused when no local model can take such a request."""
     sent_task_type = task_type
     if task_type is not None:
         task_type = task_type_resolve(task_type)
@@ -146,6 +152,12 @@ def route_decide(
         sticky_model_id=conversation_model_id,
         classification=classification,
         router=verdict,
+        local_only=local_only,
+        privacy_triggered=(
+            privacy_scan(prompt if privacy_text is None else privacy_text, policy.privacy.detectors)
+            if policy.privacy.enabled
+            else ()
+        ),
     )
     snapshot = agents_snapshot_current(now=timezone.now(), published=shared.snapshot)
     decision = decide(request, policy, snapshot, config.registry, balance=rungs_balance)

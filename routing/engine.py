@@ -15,6 +15,7 @@ from routing.decision import (
     ModelSpec,
     ModelUnavailable,
     PolicySpec,
+    PrivacyRefused,
     RegistrySnapshot,
     RouteDecision,
     RouteRequest,
@@ -69,6 +70,13 @@ def decide(
     }
     if router_trace is not None:
         trace["router"] = router_trace
+    if request.private:
+        # Which detectors fired and who asked; never the text that made them fire.
+        trace["privacy"] = {
+            "triggered": list(request.privacy_triggered),
+            "local_only": list(request.local_only),
+            "action": "local_only",
+        }
     if request.fallback_chain:
         trace["request"]["fallback_chain"] = list(request.fallback_chain)
         return _requested(request, policy, registry, trace)
@@ -76,6 +84,8 @@ def decide(
         return _overridden(request, policy, registry, trace)
 
     actions: list[tuple[str, str]] = []
+    if request.private:
+        actions.append(("local_only", "privacy"))
     state_trace: list[JsonDict] = []
     for state_rule in policy.state_rules:
         observed = snapshot.overall(state_rule.agent)
@@ -169,6 +179,12 @@ def decide(
     trace["chain"] = [m.ref for m in chain]
     trace["pick"] = _pick(chain, sources, orders, policy, sticky)
     trace["outcome"] = "routed" if chain else "no eligible model"
+    if request.private and not chain:
+        trace["outcome"] = "privacy: no local model"
+        decision = _decision((), request, policy, trace, sticky, "privacy: no local model")
+        raise PrivacyRefused(
+            decision, message=f"{privacy_why(request)}, and no enabled local model can answer it"
+        )
     return _decision(
         tuple(chain), request, policy, trace, sticky, "" if chain else "no eligible model"
     )
@@ -205,6 +221,8 @@ def _overridden(
         raise RoutingError(f"unknown model {ref!r}; expected provider:model of a registered model")
     if not model.enabled:
         raise _unavailable(model, "override", request, policy, trace)
+    if request.private and not model.is_local:
+        raise _privacy_refusal(model, "override", request, policy, trace)
     needed = request.prompt_tokens + request.max_output_tokens
     trace.update(
         state_rules=[],
@@ -291,7 +309,9 @@ def _requested(
         if not model.enabled:
             raise _unavailable(model, source, request, policy, trace, field)
         reason = ""
-        if needed > model.context_window:
+        if request.private and not model.is_local:
+            reason = "privacy: local models only"
+        elif needed > model.context_window:
             reason = f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"
         trace["candidates"].append(
             {"model": ref, "id": model.id, "source": source, "kept": not reason, "reason": reason}
@@ -310,7 +330,54 @@ def _requested(
         outcome="requested chain" if chain else "no model of the requested chain fits",
     )
     blocked = "" if chain else "no model of the requested chain fits"
+    if request.private and not any(registry.by_ref[ref].is_local for ref, _, _ in named):
+        trace["outcome"] = "privacy: no local model in the requested chain"
+        decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
+        raise PrivacyRefused(
+            decision,
+            message=f"{privacy_why(request)}, and the requested chain names no local model",
+        )
     return _decision(tuple(chain), request, policy, trace, None, blocked, override=True)
+
+
+def privacy_why(request: RouteRequest) -> str:
+    """Why a request must stay on local models, in words (no prompt text)."""
+    reasons = []
+    if request.privacy_triggered:
+        reasons.append(f"the privacy agent found {', '.join(request.privacy_triggered)}")
+    if "api_key" in request.local_only:
+        reasons.append("the API key is local only")
+    if "request" in request.local_only:
+        reasons.append("the request asks for local models only")
+    return "this request must stay on local models (" + "; ".join(reasons) + ")"
+
+
+def _privacy_refusal(
+    model: ModelSpec, source: str, request: RouteRequest, policy: PolicySpec, trace: JsonDict
+) -> PrivacyRefused:
+    """The refusal of a named cloud model for a request kept on local models."""
+    trace.update(
+        state_rules=[],
+        rule=None,
+        candidates=[
+            {
+                "model": model.ref,
+                "id": model.id,
+                "source": source,
+                "kept": False,
+                "reason": "privacy: local models only",
+            }
+        ],
+        sticky=None,
+        balance=_balance_trace(policy, ()),
+        pick=None,
+        chain=[],
+        outcome=f"privacy: {model.ref} is a cloud model",
+    )
+    decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
+    return PrivacyRefused(
+        decision, message=f"{privacy_why(request)}, and {model.ref} is a cloud model"
+    )
 
 
 def _rung_key(policy: PolicySpec, request: RouteRequest, model: ModelSpec) -> str:

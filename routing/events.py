@@ -26,6 +26,8 @@ class Caller:
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     is_staff: bool = False
+    local_only: bool = False
+    """The key keeps every request on local models (`ApiKey.local_only`)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ Event = Started | Delta | Fallback | Finished | Failed
 ERROR_STATUS: dict[str, int] = {
     "INVALID_REQUEST": 400,
     "TOKEN_LIMIT_EXCEEDED": 400,
+    "PRIVACY_NO_LOCAL_MODEL": 400,
     "AUTHENTICATION_FAILED": 401,
     "BUDGET_EXCEEDED": 402,
     "MODEL_UNAVAILABLE": 503,

@@ -11,6 +11,7 @@ from typing import Any
 from routing.agents.connectivity import ConnectivityThresholds
 from routing.agents.resources import ResourceThresholds
 from routing.decision import BALANCE_STRATEGIES
+from routing.privacy import privacy_errors
 from routing.taxonomy import COMPLEXITIES, TIERS
 
 THRESHOLD_GROUPS: dict[str, type[Any]] = {
@@ -55,17 +56,24 @@ ROUTER_MODES = ("learned", "heuristic")
 
 def router_errors(value: Any) -> list[str]:
     """The cost-quality knob: {"mode", "quality_target_pct", "threshold", "ladder"}, and how
-    a rung's models share the load, {"balance"}; all optional (routing/router/ladder.py,
+    a rung's models share the load, {"balance"}, and the privacy agent, {"privacy"} (routing/
+    privacy.py); all optional (routing/router/ladder.py,
     docs/guards.md)."""
     if not isinstance(value, dict):
-        return ["must be a mapping with mode, quality_target_pct, threshold, ladder and balance"]
+        return [
+            "must be a mapping with mode, quality_target_pct, threshold, ladder, balance and "
+            "privacy"
+        ]
     errors = [
-        f"unknown key {key!r}; expected mode, quality_target_pct, threshold, ladder or balance"
+        f"unknown key {key!r}; expected mode, quality_target_pct, threshold, ladder, balance "
+        "or privacy"
         for key in value
-        if key not in ("mode", "quality_target_pct", "threshold", "ladder", "balance")
+        if key not in ("mode", "quality_target_pct", "threshold", "ladder", "balance", "privacy")
     ]
     if "balance" in value:
         errors += [f"balance: {e}" for e in balance_errors(value["balance"])]
+    if "privacy" in value:
+        errors += [f"privacy: {e}" for e in privacy_errors(value["privacy"])]
     mode = value.get("mode", "learned")
     if mode not in ROUTER_MODES:
         errors.append(f"mode {mode!r} is not one of {', '.join(ROUTER_MODES)}")

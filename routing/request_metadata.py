@@ -5,8 +5,10 @@ read the same way on every door and stored on the request log (`RequestLog.end_u
 A body's metadata object names them `user_id`, `project_id` and `tags` (a list of strings, or
 one comma-separated string, as OpenAI's string-only metadata needs); the headers
 `x-orchestrator-user`, `x-orchestrator-project` and `x-orchestrator-tags` (comma-separated) give
-them on any door, and fill what the body leaves out. A value that could not be stored or that
-would make the reports ambiguous is refused with `FieldInvalid` naming the body path or header.
+them on any door, and fill what the body leaves out; `local_only` (a boolean, or "true" /
+"false") and the header `x-orchestrator-local-only` keep the request on local models. A value
+that could not be stored or that would make the reports ambiguous is refused with
+`FieldInvalid` naming the body path or header.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ TAGS_MAX = 16
 USER_HEADER = "x-orchestrator-user"
 PROJECT_HEADER = "x-orchestrator-project"
 TAGS_HEADER = "x-orchestrator-tags"
+LOCAL_ONLY_HEADER = "x-orchestrator-local-only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class RequestMetadata:
     end_user: str = ""
     project: str = ""
     tags: tuple[str, ...] = ()
+    local_only: bool = False
+    """The caller keeps this request on local models (docs/routing.md, "Privacy")."""
 
 
 NO_METADATA = RequestMetadata()
@@ -73,12 +78,21 @@ def _tags(value: Any, field: str) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def _flag(value: Any, field: str) -> bool:
+    """A boolean, or its string form (OpenAI's metadata and headers hold only strings)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0", ""):
+        return value.strip().lower() in ("true", "1")
+    raise FieldInvalid(field, "must be true or false")
+
+
 def metadata_read(
     *,
     body: Any = None,
     path: str = "metadata",
     headers: Mapping[str, str] | None = None,
-    keys: tuple[str, ...] = ("user_id", "project_id", "tags"),
+    keys: tuple[str, ...] = ("user_id", "project_id", "tags", "local_only"),
 ) -> RequestMetadata:
     """The metadata of one request from its body's metadata object (`body`, at `path`; only
     `keys` of it are read, other keys are left alone) and its headers, which fill what the body
@@ -98,8 +112,10 @@ def metadata_read(
     user = pick("user_id", USER_HEADER)
     project = pick("project_id", PROJECT_HEADER)
     tags = pick("tags", TAGS_HEADER)
+    local_only = pick("local_only", LOCAL_ONLY_HEADER)
     return RequestMetadata(
         end_user=metadata_text(*user, END_USER_MAX_CHARS) if user else "",
         project=metadata_text(*project, PROJECT_MAX_CHARS) if project else "",
         tags=_tags(*tags) if tags else (),
+        local_only=_flag(*local_only) if local_only else False,
     )

@@ -67,6 +67,7 @@ from routing.config_cache import RoutingConfig, routing_config_get
 from routing.decision import (
     ModelSpec,
     ModelUnavailable,
+    PrivacyRefused,
     RouteDecision,
     RoutingError,
     TokenLimitExceeded,
@@ -173,9 +174,18 @@ class _Ledger:
             fallbacks=self.chain.fallbacks,
             cache_hit=self.cache_hit,
             decision_trace=trace,
-            prompt_text=_prompt_text(request.messages),
-            response_text=self.chain.text,
+            # A request kept on local models keeps its text off the log (docs/routing.md).
+            prompt_text=None if self.private else _prompt_text(request.messages),
+            response_text=None if self.private else self.chain.text,
         )
+
+    @property
+    def private(self) -> bool:
+        """Kept on local models: by its key, its own flag or the privacy agent."""
+        request = self.request
+        if request.caller.local_only or request.metadata.local_only:
+            return True
+        return bool(self.decision is not None and self.decision.trace.get("privacy"))
 
 
 def _prompt_text(messages: tuple[Message, ...]) -> str:
@@ -253,6 +263,23 @@ def resolve_chain(config: RoutingConfig, entries: tuple[str, ...]) -> tuple[str,
     return tuple(refs)
 
 
+def local_only_of(request: GatewayRequest) -> tuple[str, ...]:
+    """Who keeps `request` on local models: its API key, its own flag."""
+    return tuple(
+        who
+        for who, flag in (
+            ("api_key", request.caller.local_only),
+            ("request", request.metadata.local_only),
+        )
+        if flag
+    )
+
+
+def _scan_text(messages: tuple[Message, ...]) -> str:
+    """What the privacy agent reads: every message sent upstream, the assistant's included."""
+    return "\n".join(m.content for m in messages)
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """Everything decided before the first upstream byte, gathered in one thread hop."""
@@ -313,6 +340,8 @@ def _prepare(request: GatewayRequest) -> _Prepared:
             conversation_model_id=request.sticky_model_id,
             policy_name=policy_name,
             max_output_tokens=request.max_tokens or 0,
+            local_only=local_only_of(request),
+            privacy_text=_scan_text(request.messages),
         )
         # Refused before any guard or hold: the caller's mistake, which no retry can fix.
         too_long = token_limit_exceeded(decision, config.registry)
@@ -387,6 +416,8 @@ def _cache_plan(
     else `(None, why not)` (docs/guards.md)."""
     if first is None:
         return None, "no_model"
+    if decision.trace.get("privacy"):
+        return None, "privacy"
     if not request.use_cache:
         return None, "opted_out"
     if not response_cache_enabled():
@@ -613,6 +644,15 @@ async def _run(request: GatewayRequest, ledger: _Ledger) -> AsyncGenerator[Event
         ledger.status, ledger.error_code = STATUS_INVALID, "TOKEN_LIMIT_EXCEEDED"
         details = {"needed_tokens": exc.needed_tokens, "largest_window": exc.largest_window}
         yield Failed(request.request_id, "TOKEN_LIMIT_EXCEEDED", str(exc), details=details)
+        return
+    except PrivacyRefused as exc:
+        ledger.decision = exc.decision
+        ledger.status, ledger.error_code = STATUS_INVALID, exc.code
+        refused: dict[str, Any] = {
+            "triggered": list(exc.triggered),
+            "local_only": list(exc.local_only),
+        }
+        yield Failed(request.request_id, exc.code, str(exc), details=refused)
         return
     except ModelUnavailable as exc:
         ledger.decision = exc.decision

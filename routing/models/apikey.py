@@ -40,6 +40,12 @@ class ApiKey(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Blank: no limit.",
     )
+    local_only = models.BooleanField(
+        "local models only",
+        default=False,
+        help_text="Every request of this key stays on local models, or is refused "
+        "(docs/routing.md, Privacy).",
+    )
     enabled = models.BooleanField(default=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

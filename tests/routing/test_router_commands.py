@@ -171,9 +171,26 @@ def test_train_refuses_missing_data(var_router, tmp_path):
         ),
         (
             {"knob": 1},
-            ["unknown key 'knob'; expected mode, quality_target_pct, threshold, ladder or balance"],
+            [
+                "unknown key 'knob'; expected mode, quality_target_pct, threshold, ladder, "
+                "balance or privacy"
+            ],
         ),
-        ([], ["must be a mapping with mode, quality_target_pct, threshold, ladder and balance"]),
+        (
+            [],
+            [
+                "must be a mapping with mode, quality_target_pct, threshold, ladder, balance and "
+                "privacy"
+            ],
+        ),
+        (
+            {"privacy": {"enabled": "yes", "detectors": ["email", "ssn"]}},
+            [
+                "privacy: enabled must be true or false",
+                "privacy: unknown detector 'ssn'; expected one of secret, private_key, email, "
+                "phone, card, iban",
+            ],
+        ),
     ],
 )
 def test_router_setting_validation(value, errors):

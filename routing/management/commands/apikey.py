@@ -21,6 +21,11 @@ class Command(BaseCommand):
         create.add_argument("--user", help="Username of the key's owner.")
         create.add_argument("--rpm", type=int, help="Requests per minute.")
         create.add_argument("--tpm", type=int, help="Tokens per minute.")
+        create.add_argument(
+            "--local-only",
+            action="store_true",
+            help="Keep every request of the key on local models (docs/routing.md, Privacy).",
+        )
         actions.add_parser("list", help="List keys (prefix only; the key itself is not stored).")
         revoke = actions.add_parser("revoke", help="Revoke a key by id or prefix.")
         revoke.add_argument("ref", help="The key's id or the start of its prefix.")
@@ -44,6 +49,7 @@ class Command(BaseCommand):
                 owner_username=options["user"],
                 rpm_limit=options["rpm"],
                 tpm_limit=options["tpm"],
+                local_only=options["local_only"],
             )
         except get_user_model().DoesNotExist as exc:
             raise CommandError(f"no user called {options['user']!r}") from exc
