@@ -22,7 +22,7 @@ from django.utils import timezone
 from analytics.money import usd_json
 from providers.adapters.types import Message
 from routing.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
-from routing.journal import journal_close
+from routing.journal import journal_close, journal_loop_idle
 from routing.models import ApiKey, Batch, BatchItem, DeadLetter
 from routing.request_metadata import RequestMetadata
 from routing.services import chat_stream
@@ -196,6 +196,8 @@ async def _run(request: GatewayRequest) -> Finished | Failed:
         if isinstance(event, Finished | Failed):
             terminal = event
     await journal_close(request_id=request.request_id)
+    # This loop ends with the item: the close is sent before it does.
+    await journal_loop_idle()
     if terminal is None:
         raise RuntimeError("chat_stream ended without a terminal event")
     return terminal

@@ -417,6 +417,20 @@ async def journal_background_idle(timeout_s: float = 10) -> None:
         await asyncio.wait(list(_background), timeout=left)
 
 
+async def journal_loop_idle(timeout_s: float = 5) -> None:
+    """Wait for the background writes started on this event loop (the batched close of an
+    entry, then its send). For a caller whose loop ends with its request, a batch item run by
+    `async_to_sync`: a write still pending when the loop ends is lost with it, and its entry
+    would wait for the sweep."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        mine = [task for task in _background if task.get_loop() is loop and not task.done()]
+        if not mine:
+            return
+        await asyncio.wait(mine, timeout=left)
+
+
 async def request_refusal_record(
     *, request: GatewayRequest, status: str, error_code: str, message: str
 ) -> None:

@@ -18,6 +18,7 @@ from orchestrator_site.celery import app
 from providers.models import LLMModel, Provider
 from routing.batch import batch_create
 from routing.events import Caller
+from routing.journal import journal_pending
 from routing.models import ApiKey, BatchItem, DeadLetter
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer
@@ -116,6 +117,9 @@ def test_batch_of_50_through_a_real_worker(
     assert items[49]["attempts"] == 3
     assert items[49]["error"]["code"] == "MODEL_UNAVAILABLE"
     assert RequestLog.objects.filter(entry_point="batch").count() == 49 + 3
+    # Every item's journal entry was closed before the item was counted, the last one too
+    # (its event loop ends with the item; a close left pending there waited for the sweep).
+    assert journal_pending() == 0
     other = httpx.get(url, headers={"Authorization": f"Bearer {new_key()}"})
     assert other.status_code == 404
 
