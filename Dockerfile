@@ -11,6 +11,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY orchestrator_site ./orchestrator_site
+COPY core ./core
 COPY providers ./providers
 COPY routing ./routing
 COPY chat ./chat

@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import re
-
-from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib import admin
 from django.http import HttpRequest
 
 from analytics.models import ExportJob, RequestFeedback, RequestLog
-from routing.guards.response_cache import ResponseCache
 
 
 @admin.register(RequestLog)
@@ -21,24 +17,11 @@ class RequestLogAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     show_full_result_count = False
 
-    actions = ["purge_cached_answers"]
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-    @admin.action(description="Purge their answers from the response cache")
-    def purge_cached_answers(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> None:
-        """By the key each row's trace names (`decision_trace.cache.key`)."""
-        responses = ResponseCache()
-        purged = 0
-        for trace in queryset.values_list("decision_trace", flat=True):
-            key = (trace or {}).get("cache", {}).get("key")
-            if isinstance(key, str) and re.fullmatch("[0-9a-f]{64}", key):
-                purged += responses.purge(key=key)
-        self.message_user(request, f"{purged} cached answers purged.", messages.SUCCESS)
 
 
 @admin.register(ExportJob)

@@ -18,7 +18,7 @@ from analytics.outcome import RequestOutcome
 from analytics.quality import quality_loss
 from analytics.retention import retention_apply
 from analytics.rollups import rollup_advance, rollup_rebuild_day, rollup_rebuild_range
-from orchestrator_site.db import prepared_available, prepared_many, prepared_rows
+from core.db import prepared_available, prepared_many, prepared_rows
 from providers.models import LLMModel
 
 __all__ = [

@@ -22,9 +22,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog
 from analytics.pricing import tokens_estimate
-from orchestrator_site.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
+from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
+from core.threads import LARGE_BODY_BYTES, cpu_bound
 from providers.adapters.types import Message
-from routing.aio import LARGE_BODY_BYTES, cpu_bound
 from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.guards.response_cache import cache_control_opts_out

@@ -27,6 +27,8 @@ import orjson
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from analytics.pricing import tokens_estimate
+from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
+from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.gemini_models import model_get
 from gateway.gemini_parse import parse_generate_request
 from gateway.gemini_wire import (
@@ -39,8 +41,6 @@ from gateway.gemini_wire import (
     method_refusal,
     not_found_message,
 )
-from orchestrator_site.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
-from routing.aio import LARGE_BODY_BYTES, cpu_bound
 from routing.apikeys import apikey_authenticate
 from routing.auth import GatewayError, body_size_check, rate_limit_headers
 from routing.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started

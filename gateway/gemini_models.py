@@ -12,6 +12,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from core.threads import in_thread
 from gateway.gemini_wire import (
     AUTH_MESSAGE,
     gemini_error,
@@ -22,7 +23,6 @@ from gateway.gemini_wire import (
     not_found_message,
 )
 from providers.models import LLMModel
-from routing.aio import in_thread
 from routing.apikeys import apikey_authenticate
 from routing.auth import GatewayError
 from routing.models import RoutingPolicy

@@ -26,7 +26,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
-from orchestrator_site.dependencies import DEPENDENCY_AWAY, dependency_away, dependency_message
+from core.dependencies import DEPENDENCY_AWAY, dependency_away, dependency_message
 from routing.auth import GatewayError, presented_key
 
 PREFIX = "/v1beta/"

@@ -18,6 +18,7 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.threads import in_thread
 from gateway.ollama_parse import model_name
 from gateway.ollama_wire import (
     KEY_REFUSED,
@@ -27,7 +28,6 @@ from gateway.ollama_wire import (
     ollama_time,
 )
 from providers.models import LLMModel
-from routing.aio import in_thread
 from routing.auth import GatewayError, caller_from_key
 from routing.models import RoutingPolicy
 

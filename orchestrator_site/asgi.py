@@ -39,14 +39,14 @@ from django.http import HttpRequest, HttpResponseBase  # noqa: E402
 from django.urls import URLPattern, get_resolver, resolve, set_script_prefix  # noqa: E402
 from django.utils.log import log_response  # noqa: E402
 
-from gateway.gemini_wire import gemini_error, is_gemini_path  # noqa: E402
-from gateway.ollama_wire import OLLAMA_PATHS, ollama_error  # noqa: E402
-from orchestrator_site.dependencies import (  # noqa: E402
+from core.dependencies import (  # noqa: E402
     DEPENDENCY_AWAY,
     DEPENDENCY_UNAVAILABLE,
     dependency_away,
     dependency_message,
 )
+from gateway.gemini_wire import gemini_error, is_gemini_path  # noqa: E402
+from gateway.ollama_wire import OLLAMA_PATHS, ollama_error  # noqa: E402
 from orchestrator_site.hosts import host_refusal_log, host_refused, wants_json  # noqa: E402
 from orchestrator_site.websockets import websocket_urlpatterns  # noqa: E402
 from routing.hang_up import hang_up_gated  # noqa: E402
@@ -68,7 +68,7 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
     request, and another to join it), and what Django connects to them cleans up the calling
     thread's database connections, cache connections and query log. The event loop's thread has
     none of those: the `/v1` views reach the database only through worker-thread calls that
-    clean up their own connections (`routing.aio.in_thread`), and the guards' cache backend is
+    clean up their own connections (`core.threads.in_thread`), and the guards' cache backend is
     shared and never closed per request. Sent inline they still cost about 6 % of a gateway
     request's CPU for nothing, so a receiver a deployment connects to these signals is called
     for the site's pages, not for `/v1` (docs/api.md says so).

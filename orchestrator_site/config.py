@@ -115,7 +115,7 @@ def database_config(environ: Mapping[str, str], var_dir: Path) -> dict[str, Any]
         # A peer that vanishes without closing the connection (a host gone) is noticed
         # within about 10 s instead of the kernel's two hours.
         options.update(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
-        # The request path's few statements (orchestrator_site.db) run prepared; Django's
+        # The request path's few statements (core.db) run prepared; Django's
         # own queries bind client-side and are never prepared. Off for a pooler that cannot
         # keep prepared statements (PgBouncer before 1.21 in transaction mode).
         prepared = env_bool(environ, "DATABASE_PREPARED_STATEMENTS", True)
@@ -136,7 +136,7 @@ def cache_config(environ: Mapping[str, str]) -> dict[str, Any]:
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     return {
         "default": {
-            "BACKEND": "orchestrator_site.cache.SharedPoolRedisCache",
+            "BACKEND": "core.redis.SharedPoolRedisCache",
             "LOCATION": url,
             "KEY_PREFIX": environ.get("CACHE_KEY_PREFIX", "orch"),
             # Bounded waits: a Redis that is down or stalled fails the call instead of

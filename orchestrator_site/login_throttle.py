@@ -3,7 +3,7 @@ from one address within `ORCHESTRATOR_LOGIN_LOCKOUT_S`, that pair is locked out 
 `ORCHESTRATOR_LOGIN_LOCKOUT_S`; a successful login clears its count.
 
 State lives in the shared cache (Redis in production) through the same atomic counter as the
-gateway's guards (`routing.guards.store.counter_add`), so every web process sees one count and
+gateway's guards (`core.redis.exchange.counter_add`), so every web process sees one count and
 no table or dependency is added. If Redis cannot be reached the throttle fails open: logins
 still need the right password, and an outage of the cache does not lock staff out.
 """
@@ -20,7 +20,7 @@ from django.core.cache import cache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from routing.guards.store import counter_add
+from core.redis import counter_add
 
 logger = logging.getLogger(__name__)
 # Redis down or too slow: the throttle fails open. Any other error is a fault and is raised.

@@ -43,8 +43,8 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import multiprocess
 
+from core.shutdown import answers_cut_short
 from orchestrator_site.prometheus_dir import prometheus_dir_prepare
-from orchestrator_site.shutdown import answers_cut_short
 
 APPLICATION = "orchestrator_site.asgi:application"
 # Once the answers still running at the deadline are cancelled, how long they get to end, and

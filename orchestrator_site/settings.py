@@ -76,6 +76,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = config.cache_config(ENV)
 CHANNEL_LAYERS = config.channel_layers(ENV)
 REDIS_URL = config.redis_url(ENV)
+# redis-py's connect and read timeouts for clients outside the cache (the request journal).
+REDIS_TIMEOUTS = config.redis_timeouts(ENV)
 
 _celery = config.celery_config(ENV)
 CELERY_BROKER_URL = _celery["CELERY_BROKER_URL"]

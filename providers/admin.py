@@ -21,7 +21,6 @@ from providers.services import (
     provider_health_check,
     provider_models_import,
 )
-from routing.guards.response_cache import ResponseCache
 
 PRICE_FIELDS = (
     "input_price_per_mtok_usd",
@@ -130,7 +129,7 @@ class ProviderAdmin(ConstraintErrorsAsMessages):
         ),
     )
     inlines = [LLMModelInline]
-    actions = ["test_connection", "import_models", "purge_cached_answers"]
+    actions = ["test_connection", "import_models"]
 
     @admin.display(description="credential")
     def credential(self, provider: Provider) -> str:
@@ -191,11 +190,6 @@ class ProviderAdmin(ConstraintErrorsAsMessages):
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Purge their cached answers")
-    def purge_cached_answers(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
-        purged = ResponseCache().purge_models([(provider.name, None) for provider in queryset])
-        self.message_user(request, f"{purged} cached answers purged.", messages.SUCCESS)
-
 
 @admin.register(LLMModel)
 class LLMModelAdmin(ConstraintErrorsAsMessages):
@@ -212,10 +206,3 @@ class LLMModelAdmin(ConstraintErrorsAsMessages):
     list_select_related = ("provider",)
     # Only the prices can be empty in the list; an empty price is unknown, not free.
     empty_value_display = "unknown"
-    actions = ["purge_cached_answers"]
-
-    @admin.action(description="Purge their cached answers")
-    def purge_cached_answers(self, request: HttpRequest, queryset: QuerySet[LLMModel]) -> None:
-        targets = [(m.provider.name, m.name) for m in queryset.select_related("provider")]
-        purged = ResponseCache().purge_models(targets)
-        self.message_user(request, f"{purged} cached answers purged.", messages.SUCCESS)

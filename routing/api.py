@@ -22,7 +22,7 @@ from ninja.parser import Parser
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from analytics.money import usd_json
-from orchestrator_site.dependencies import (
+from core.dependencies import (
     DEPENDENCY_UNAVAILABLE,
     dependency_away,
     dependency_message,

@@ -18,8 +18,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orchestrator_site.dependencies import REDIS_AWAY
-from routing.aio import in_thread
+from core.dependencies import REDIS_AWAY
+from core.threads import in_thread
 from routing.events import Caller
 from routing.models import ApiKey
 

@@ -35,7 +35,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.pricing import Prices, max_cost_for, prices_ceiling
-from orchestrator_site.db import prepared_available, prepared_rows
+from core.db import prepared_available, prepared_rows
 from providers.models import LLMModel
 from routing.budget_alerts import budget_alert_open
 from routing.budget_amounts import usd_quantize, usd_rounded

@@ -36,8 +36,8 @@ from django.db import DatabaseError, transaction
 
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record, requests_record
-from orchestrator_site.dependencies import DATABASE_AWAY
-from routing.aio import in_thread
+from core.dependencies import DATABASE_AWAY
+from core.threads import in_thread
 from routing.budgets import BudgetClose, budgets_close
 from routing.guards.ratelimit import RateLimiter, TokenDebit
 from routing.journal import grace_s as journal_grace_s

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from orchestrator_site.dependencies import REDIS_AWAY
+from core.dependencies import REDIS_AWAY
 from providers.models import LLMModel
 from routing.decision import (
     BalanceSpec,

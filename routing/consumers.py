@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator_site.consumers import AuthenticatedJsonConsumer
+from core.consumers import AuthenticatedJsonConsumer
 from routing.telemetry import GROUP, history_for_page, publisher
 
 

@@ -13,7 +13,7 @@ from importlib import import_module
 from django.core.cache import caches
 from django.utils import timezone
 
-from orchestrator_site.dependencies import REDIS_AWAY
+from core.dependencies import REDIS_AWAY
 from routing import conf
 from routing.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
 from routing.config_cache import routing_config_get, shared_read

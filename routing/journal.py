@@ -37,12 +37,10 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from analytics.services import request_record
-from orchestrator_site.cache import RedisOutbox
-from orchestrator_site.config import redis_timeouts
-from orchestrator_site.dependencies import REDIS_AWAY
-from routing.aio import in_thread
+from core.dependencies import REDIS_AWAY
+from core.redis import Commands, RedisOutbox, shared_redis
+from core.threads import in_thread
 from routing.events import Event, Failed, Finished, GatewayRequest
-from routing.guards.store import Commands
 from routing.metrics import request_observe
 from routing.telemetry import stream_tracked
 
@@ -85,10 +83,15 @@ def _outbox() -> RedisOutbox | None:
 
 
 def _client() -> redis.Redis | None:
+    """The process's shared sync client for the journal's Redis (replies are bytes)."""
     url = settings.REDIS_URL
     if not url:
         return None
-    return redis.Redis.from_url(url, decode_responses=True, **redis_timeouts(os.environ))
+    return shared_redis(url, **getattr(settings, "REDIS_TIMEOUTS", {}))
+
+
+def _texts(stored: dict[bytes, bytes]) -> dict[str, str]:
+    return {key.decode(): value.decode() for key, value in stored.items()}
 
 
 def _opening(request: GatewayRequest) -> dict[str, str]:
@@ -156,7 +159,7 @@ def journal_open(*, request: GatewayRequest) -> None:
         _memory[rid] = {**_opening(request), "due": str(time.time() + grace_s())}
         return
     try:
-        with client, client.pipeline(transaction=False) as pipe:
+        with client.pipeline(transaction=False) as pipe:
             journal_open_commands(pipe, request)
             pipe.execute()
     except REDIS_AWAY as exc:
@@ -307,19 +310,18 @@ def journal_sweep(*, now: float | None = None) -> int:
                     _memory_quarantine[rid] = {"reason": reason, "entry": entry}
                 _memory.pop(rid, None)
         return written
-    with client:
-        due = cast(list[str], client.zrangebyscore(INDEX_KEY, "-inf", cutoff))
-        for rid in due:
-            stored = cast(dict[str, str], client.hgetall(ENTRY_PREFIX + rid))
-            if stored:
-                try:
-                    written += _record_if_missing(rid, stored)
-                except DATABASE_AWAY:
-                    raise  # not the entry's fault: every entry left waits for the next sweep
-                except Exception as exc:  # one bad entry must not stop the others' rows
-                    _quarantine(client, rid, stored, exc)
-            client.zrem(INDEX_KEY, rid)
-            client.delete(ENTRY_PREFIX + rid)
+    due = cast(list[bytes], client.zrangebyscore(INDEX_KEY, "-inf", cutoff))
+    for rid in (member.decode() for member in due):
+        stored = _texts(cast(dict[bytes, bytes], client.hgetall(ENTRY_PREFIX + rid)))
+        if stored:
+            try:
+                written += _record_if_missing(rid, stored)
+            except DATABASE_AWAY:
+                raise  # not the entry's fault: every entry left waits for the next sweep
+            except Exception as exc:  # one bad entry must not stop the others' rows
+                _quarantine(client, rid, stored, exc)
+        client.zrem(INDEX_KEY, rid)
+        client.delete(ENTRY_PREFIX + rid)
     return written
 
 
@@ -336,8 +338,7 @@ def journal_quarantined() -> dict[str, dict[str, Any]]:
     client = _client()
     if client is None:
         return dict(_memory_quarantine)
-    with client:
-        stored = cast(dict[str, str], client.hgetall(QUARANTINE_KEY))
+    stored = _texts(cast(dict[bytes, bytes], client.hgetall(QUARANTINE_KEY)))
     return {rid: orjson.loads(value) for rid, value in stored.items()}
 
 
@@ -345,8 +346,7 @@ def journal_pending() -> int:
     client = _client()
     if client is None:
         return len(_memory)
-    with client:
-        return int(client.zcard(INDEX_KEY))
+    return int(client.zcard(INDEX_KEY))
 
 
 async def journaled(

@@ -26,10 +26,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog
 from analytics.money import usd_json
-from orchestrator_site.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
+from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
+from core.threads import LARGE_BODY_BYTES, cpu_bound, in_thread
 from providers.adapters.types import Message
 from providers.models import LLMModel
-from routing.aio import LARGE_BODY_BYTES, cpu_bound, in_thread
 from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import (
     Caller,

@@ -34,14 +34,15 @@ from analytics.pricing import (
     max_cost_for,
     prices_ceiling,
 )
-from orchestrator_site.db import prepared_available
-from orchestrator_site.dependencies import (
+from core.db import prepared_available
+from core.dependencies import (
     DEPENDENCY_AWAY,
     DEPENDENCY_UNAVAILABLE,
     REDIS_AWAY,
     dependency_away,
     dependency_message,
 )
+from core.threads import LARGE_BODY_BYTES, cpu_bound, in_thread
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import (
     ChatRequest,
@@ -53,7 +54,6 @@ from providers.adapters.types import (
 )
 from providers.models import Provider
 from providers.selectors import provider_endpoint
-from routing.aio import LARGE_BODY_BYTES, cpu_bound, in_thread
 from routing.budgets import (
     BudgetClose,
     BudgetExceeded,

@@ -28,10 +28,10 @@ from django.utils import timezone
 
 from analytics.models import RequestLog
 from analytics.money import usd_json
-from orchestrator_site.dependencies import REDIS_AWAY
+from core.dependencies import REDIS_AWAY
+from core.threads import in_thread
 from providers.models import LLMModel
 from routing.agents.resources import read_resources
-from routing.aio import in_thread
 from routing.guards.breaker import BreakerConfig, CircuitBreakers
 from routing.models import AgentSample, BudgetPeriod
 from routing.sampling import agents_snapshot_current, background_sampling_ensure

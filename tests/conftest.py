@@ -122,7 +122,7 @@ def _close_connection_pools(django_db_setup: None) -> Iterator[None]:
 def shared_cache_reset() -> None:
     """Breakers, rate limits, cached answers and config versions live in Redis; each test
     starts from an empty cache so no state leaks from one test into another. `cache.clear()`
-    deletes only the keys under the suite's prefix (orchestrator_site.cache), never the rest
+    deletes only the keys under the suite's prefix (core.redis), never the rest
     of the Redis database."""
     from django.core.cache import cache
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.redis import pipelined, redis_client, redis_serializer, script
 from routing.guards import conf
 from routing.guards.breaker import BreakerConfig, CircuitBreakers, Permit, breaker_keys
 from routing.guards.ratelimit import RATE_LIMIT_LUA, Limit, RateLimiter, RateLimitResult
 from routing.guards.response_cache import CachedAnswer, ResponseCache, answer_of, slot_key
-from routing.guards.store import pipelined, redis_client, redis_serializer, script
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ from typing import Any
 
 from django.core.cache import BaseCache, cache
 
+from core.redis import (
+    COUNTER_LUA,
+    counter_add,
+    pipelined,
+    redis_client,
+    redis_serializer,
+    script,
+)
 from routing.decision import BalanceSpec, Rung, RungOrder
 from routing.guards import conf
 from routing.guards.breaker import (
@@ -27,14 +35,6 @@ from routing.guards.breaker import (
     CircuitBreakers,
     breaker_view,
     breaker_view_keys,
-)
-from routing.guards.store import (
-    COUNTER_LUA,
-    counter_add,
-    pipelined,
-    redis_client,
-    redis_serializer,
-    script,
 )
 
 TURN_TTL_S = 24 * 3600

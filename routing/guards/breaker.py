@@ -22,8 +22,8 @@ from typing import Any
 
 from django.core.cache import BaseCache, cache
 
+from core.redis import counter_add
 from routing.guards import conf
-from routing.guards.store import counter_add
 
 # The opened marker outlives any sane cooldown, yet does not linger forever on a model
 # nobody calls any more.

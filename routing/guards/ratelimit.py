@@ -21,8 +21,8 @@ from typing import Any
 
 from django.core.cache import BaseCache, cache
 
+from core.redis import redis_client, script, scripts_run
 from routing.guards import conf
-from routing.guards.store import redis_client, script, scripts_run
 
 US_PER_MINUTE = 60_000_000
 

@@ -17,8 +17,8 @@ from django.test import Client
 from analytics.models import RequestLog
 from chat.models import Conversation, Message
 from chat.services import conversation_create
+from core.consumers import CLOSE_UNAUTHENTICATED
 from orchestrator_site.asgi import application
-from orchestrator_site.consumers import CLOSE_UNAUTHENTICATED
 from providers.local_model import MODEL_ALIAS
 from providers.models import LLMModel, Provider
 from routing.models import RoutingPolicy, RoutingRule

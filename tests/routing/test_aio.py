@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from routing.aio import in_thread
+from core.threads import in_thread
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")

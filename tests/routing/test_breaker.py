@@ -10,6 +10,7 @@ from django.core.cache import BaseCache, cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
+from core.redis import redis_client
 from routing.guards.breaker import (
     BreakerConfig,
     BreakerState,
@@ -17,7 +18,6 @@ from routing.guards.breaker import (
     CircuitBreakers,
     breaker_view,
 )
-from routing.guards.store import redis_client
 from tests.conftest import ROOT, subprocess_env
 
 CONFIG = BreakerConfig(failure_threshold=3, window_s=60, cooldown_s=30, probe_timeout_s=60)

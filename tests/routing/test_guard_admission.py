@@ -9,12 +9,12 @@ import pytest
 from django.core.cache import BaseCache, cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from core.redis import redis_client
 from providers.adapters.types import ChatRequest, Message, Usage
 from routing.guards.admission import Guards, RateCheck
 from routing.guards.breaker import BreakerConfig, BreakerState, CircuitBreakers
 from routing.guards.ratelimit import Limit, RateLimiter
 from routing.guards.response_cache import ResponseCache, response_cache_key
-from routing.guards.store import redis_client
 
 CONFIG = BreakerConfig(failure_threshold=2, window_s=60, cooldown_s=30, probe_timeout_s=60)
 REQUEST = ChatRequest(model="mini", messages=(Message("user", "Capital of France?"),))

@@ -12,10 +12,10 @@ from typing import Any
 from django.core.cache import cache, caches
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from routing.aio import in_thread
-from routing.guards import store
+from core.redis import exchange as store
+from core.redis import pipelined, redis_client
+from core.threads import in_thread
 from routing.guards.ratelimit import Limit, RateLimiter
-from routing.guards.store import pipelined, redis_client
 
 
 def test_the_default_cache_proxy_resolves_to_the_redis_client() -> None:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from analytics.models import RequestLog
-from orchestrator_site.cache import RedisOutbox, async_redis
+from core.redis import RedisOutbox, async_redis
 from routing import journal
 from routing.events import GatewayRequest, Message
 from routing.journal import (
@@ -120,7 +120,7 @@ async def test_a_close_batch_that_cannot_reach_redis_is_left_to_the_sweep(monkey
     monkeypatch.setattr(journal, "_closing", ["a", "b"])
     unreachable = RedisOutbox("redis://127.0.0.1:1/0", name="journal")
 
-    with caplog.at_level(logging.WARNING, logger="orchestrator_site.cache"):
+    with caplog.at_level(logging.WARNING, logger="core.redis.outbox"):
         await journal._closes_flush(unreachable)
         await _outbox_idle(unreachable)
 

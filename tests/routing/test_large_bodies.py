@@ -17,8 +17,8 @@ from asgiref.sync import sync_to_async
 
 from analytics.models import RequestLog
 from analytics.pricing import _TOKEN_PIECE, SLICE_CHARS, tokens_estimate
+from core.threads import cpu_bound
 from orchestrator_site.asgi import application
-from routing.aio import cpu_bound
 from routing.classify import (
     LIST_ITEM,
     NUMBER,

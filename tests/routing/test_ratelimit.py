@@ -9,6 +9,7 @@ from django.core.cache import BaseCache, cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
+from core.redis import redis_client
 from routing.guards.ratelimit import (
     BucketState,
     Limit,
@@ -16,7 +17,6 @@ from routing.guards.ratelimit import (
     RateLimitResult,
     TokenDebit,
 )
-from routing.guards.store import redis_client
 
 T0 = 1_800_000_000_000_000  # µs
 

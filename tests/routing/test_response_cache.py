@@ -10,6 +10,7 @@ import pytest
 from django.core.cache import BaseCache, cache, caches
 from django.test import override_settings
 
+from core.redis import redis_client
 from providers.adapters.types import ChatRequest, Message, Usage
 from routing.guards.response_cache import (
     CachedAnswer,
@@ -18,7 +19,6 @@ from routing.guards.response_cache import (
     cache_refusal,
     response_cache_key,
 )
-from routing.guards.store import redis_client
 
 REQUEST = ChatRequest(
     model="gpt-4o-mini",

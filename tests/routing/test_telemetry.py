@@ -18,8 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from analytics.models import RequestLog
+from core.consumers import CLOSE_UNAUTHENTICATED
 from orchestrator_site.asgi import application
-from orchestrator_site.consumers import CLOSE_UNAUTHENTICATED
 from providers.models import LLMModel, Provider
 from routing import sampling, telemetry
 from routing.guards.breaker import BreakerConfig, CircuitBreakers

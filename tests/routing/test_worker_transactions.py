@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from psycopg.pq import TransactionStatus
 
-from routing.aio import in_thread
+from core.threads import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,8 +16,8 @@ from django.contrib.auth import get_user_model
 from django.core import signals
 from django.test import Client
 
+from core.consumers import CLOSE_UNAUTHENTICATED
 from orchestrator_site.asgi import application
-from orchestrator_site.consumers import CLOSE_UNAUTHENTICATED
 from tests.asgi_client import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ import threading
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.cache import cache, caches
 
-from orchestrator_site.cache import SharedPoolRedisCache
+from core.redis import SharedPoolRedisCache
 
 
 def _pool_id() -> int:

@@ -92,7 +92,7 @@ def test_with_redis_cache_channels_and_broker_use_it() -> None:
     env = {"REDIS_URL": "redis://cache.internal:6379/2"}
 
     cache = config.cache_config(env)["default"]
-    assert cache["BACKEND"] == "orchestrator_site.cache.SharedPoolRedisCache"
+    assert cache["BACKEND"] == "core.redis.SharedPoolRedisCache"
     assert cache["LOCATION"] == "redis://cache.internal:6379/2"
     layer = config.channel_layers(env)["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"

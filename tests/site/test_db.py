@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from orchestrator_site.db import prepared_available, prepared_many, prepared_rows
+from core.db import prepared_available, prepared_many, prepared_rows
 
 pytestmark = pytest.mark.django_db
 

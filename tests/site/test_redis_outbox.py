@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from orchestrator_site.cache import RedisOutbox, async_redis
+from core.redis import RedisOutbox, async_redis
 
 KEY = "outbox-test"
 
@@ -61,7 +61,7 @@ async def test_a_refused_command_is_logged_and_the_others_still_apply(clean, cap
     outbox = RedisOutbox(settings.REDIS_URL, name="test outbox")
     await redis().set(KEY, "a string")
 
-    with caplog.at_level(logging.WARNING, logger="orchestrator_site.cache"):
+    with caplog.at_level(logging.WARNING, logger="core.redis.outbox"):
         # HSET on a string key is refused (WRONGTYPE); the RPUSH after it still applies.
         outbox.send(("HSET", KEY, "f", "v"), ("RPUSH", KEY + ":list", "after"))
         await idle(outbox)
@@ -76,7 +76,7 @@ async def test_a_refused_command_is_logged_and_the_others_still_apply(clean, cap
 async def test_writes_to_an_unreachable_redis_are_logged_and_dropped(caplog) -> None:
     outbox = RedisOutbox("redis://127.0.0.1:1/0", name="test outbox")
 
-    with caplog.at_level(logging.WARNING, logger="orchestrator_site.cache"):
+    with caplog.at_level(logging.WARNING, logger="core.redis.outbox"):
         outbox.send(("SET", "a", "1"), ("SET", "b", "2"))
         await idle(outbox)
         outbox.send(("SET", "c", "3"))

@@ -24,8 +24,8 @@ from django.db import connection, connections
 from django.db.backends.postgresql.base import DatabaseWrapper
 from psycopg.pq import TransactionStatus
 
-from orchestrator_site.db import prepared_cursor, prepared_rows
-from routing.aio import in_thread
+from core.db import prepared_cursor, prepared_rows
+from core.threads import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -93,7 +93,7 @@ class _WorkerCall(SyncToAsync[P, R]):
     Django's housekeeping alone does not guarantee that: it checks the connection through
     `ensure_connection`, which can fail (pytest-django's database blocker patches it for every
     thread; a background write that outlives its test then keeps its connection, locks and
-    all), and statements sent on the raw psycopg connection (`orchestrator_site.db`) are ones
+    all), and statements sent on the raw psycopg connection (`core.db`) are ones
     Django never saw. A worker thread lives as long as the process, so a transaction it left
     open would stay open, its rows invisible and its locks held, until the thread's next call.
     """

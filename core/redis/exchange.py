@@ -1,4 +1,5 @@
-"""Atomic counters on the Django cache: one Redis round trip in production, a lock elsewhere.
+"""Commands to Redis packed into one round trip, Lua scripts sent by SHA, and atomic counters
+on the Django cache (one Redis round trip in production, a lock elsewhere).
 
 Django's own `incr` checks existence and increments in two commands; a key that expires in
 between comes back without a TTL and lives forever. Counters here set their TTL in the same
@@ -14,16 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import hiredis
-from django.core.cache import BaseCache, caches
-from django.core.cache.backends.redis import RedisCache
-from django.utils.connection import ConnectionProxy
+from django.core.cache import BaseCache
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from routing.aio import in_long_lived_worker
+from core.redis.pool import redis_client
+from core.threads import in_long_lived_worker
 
 _COUNTER_LUA = """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -36,25 +36,6 @@ COUNTER_LUA = _COUNTER_LUA
 
 _scripts: dict[str, Script] = {}
 _local_lock = threading.Lock()
-
-
-def redis_client(cache: BaseCache) -> Redis | None:
-    """The cache's own Redis client (sharing its connection pool), or None on other backends.
-
-    `django.core.cache.cache` is a proxy to the current context's backend, never a RedisCache
-    itself: it is resolved first, or the guards would fall back to process-local state.
-    """
-    backend = _backend(cache)
-    if isinstance(backend, RedisCache):
-        return backend._cache.get_client(write=True)
-    return None
-
-
-def _backend(cache: BaseCache) -> object:
-    """The backend behind `cache`, resolving Django's per-context proxy."""
-    if isinstance(cache, ConnectionProxy):
-        return caches[cache._alias]
-    return cache
 
 
 class Commands:
@@ -131,7 +112,7 @@ def _exchange(
     return replies
 
 
-# A long-lived worker thread (`routing.aio`) keeps the connection of its last exchange instead
+# A long-lived worker thread (`core.threads`) keeps the connection of its last exchange instead
 # of taking one from the pool and giving it back each time: redis-py's checkout (its argument
 # checks, a fork check, a lock, a poll of the socket) cost about as much of a gateway request's
 # CPU as the commands themselves. The kept connection is clean (every reply was read), belongs
@@ -232,10 +213,3 @@ def counter_add(cache: BaseCache, key: str, delta: int, ttl_s: int) -> int:
     with _local_lock:
         cache.add(key, 0, timeout=ttl_s)
         return int(cache.incr(key, delta))
-
-
-def redis_serializer(cache: BaseCache) -> Any:
-    """How the Redis cache backend encodes values (for reading its keys through a pipeline)."""
-    backend = _backend(cache)
-    assert isinstance(backend, RedisCache)
-    return backend._cache.__dict__["_serializer"]
