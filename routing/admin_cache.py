@@ -1,7 +1,7 @@
 """The response cache's purge actions on the provider, model and request-log admin pages.
 
-They live here, with the cache, and are added to those pages (their registered admins): providers and
-analytics know nothing of routing's guards.
+They live here, with the cache, and are added to those pages' registered admins: providers
+and analytics know nothing of routing's guards.
 """
 
 from __future__ import annotations
