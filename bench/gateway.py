@@ -417,8 +417,8 @@ def doors_parse(value: str) -> list[Door]:
 
 def registry_create(upstream_url: str) -> str:
     """Providers, models, policies (one per upstream delay), a budget and an API key."""
+    from gateway.apikeys import apikey_create
     from providers.models import LLMModel, Provider
-    from routing.apikeys import apikey_create
     from routing.models import Budget, RoutingPolicy, RoutingRule
     from routing.taxonomy import TASK_TYPES
 

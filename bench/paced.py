@@ -202,8 +202,8 @@ async def level(
 def registry_create(upstream_url: str) -> str:
     from decimal import Decimal
 
+    from gateway.apikeys import apikey_create
     from providers.models import LLMModel, Provider
-    from routing.apikeys import apikey_create
     from routing.models import Budget, RoutingPolicy, RoutingRule
     from routing.taxonomy import TASK_TYPES
 

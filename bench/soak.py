@@ -334,8 +334,8 @@ async def load(
 
 
 def registry_create(upstream_url: str) -> str:
+    from gateway.apikeys import apikey_create
     from providers.models import LLMModel, Provider
-    from routing.apikeys import apikey_create
     from routing.models import Budget, RoutingPolicy, RoutingRule, RuleFallback
     from routing.taxonomy import TASK_TYPES
 

@@ -1,6 +1,6 @@
 """The Anthropic Messages door: `POST /v1/messages` and `POST /v1/messages/count_tokens`, for the
 anthropic SDK and the tools built on it. Plain async views on the `/v1` fast path, like the
-OpenAI-compatible ones (routing/openai_api.py): they parse, authenticate, hand a
+OpenAI-compatible ones (gateway/openai.py): they parse, authenticate, hand a
 `GatewayRequest` to `chat_stream`, and translate its events into Anthropic's wire format.
 
 The common request carries text only (`providers.adapters.types.Message`), so content blocks
@@ -24,14 +24,12 @@ from analytics.models import RequestLog
 from analytics.pricing import tokens_estimate
 from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from core.threads import LARGE_BODY_BYTES, cpu_bound
+from gateway.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
+from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
 from providers.adapters.types import Message
-from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.guards.response_cache import cache_control_opts_out
 from routing.journal import journaled, request_refusal_record
-from routing.openai_api import _extension as orchestrator_extension
-from routing.openai_api import _headers as orchestrator_headers
-from routing.openai_api import json_response
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream
 from routing.validation import (

@@ -29,6 +29,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from analytics.pricing import tokens_estimate
 from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from core.threads import LARGE_BODY_BYTES, cpu_bound
+from gateway.apikeys import apikey_authenticate
+from gateway.auth import GatewayError, body_size_check, rate_limit_headers
 from gateway.gemini_models import model_get
 from gateway.gemini_parse import parse_generate_request
 from gateway.gemini_wire import (
@@ -41,12 +43,9 @@ from gateway.gemini_wire import (
     method_refusal,
     not_found_message,
 )
-from routing.apikeys import apikey_authenticate
-from routing.auth import GatewayError, body_size_check, rate_limit_headers
+from gateway.shaping import orchestrator_extension, orchestrator_headers
 from routing.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.journal import journaled, request_refusal_record
-from routing.openai_api import _extension as orchestrator_extension
-from routing.openai_api import _headers as orchestrator_headers
 from routing.services import chat_stream
 from routing.validation import MODEL_MAX_CHARS, log_safe
 

@@ -13,6 +13,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from core.threads import in_thread
+from gateway.apikeys import apikey_authenticate
+from gateway.auth import GatewayError
 from gateway.gemini_wire import (
     AUTH_MESSAGE,
     gemini_error,
@@ -23,8 +25,6 @@ from gateway.gemini_wire import (
     not_found_message,
 )
 from providers.models import LLMModel
-from routing.apikeys import apikey_authenticate
-from routing.auth import GatewayError
 from routing.models import RoutingPolicy
 
 DEFAULT_PAGE_SIZE = 50

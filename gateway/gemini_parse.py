@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from analytics.models import RequestLog
+from gateway.auth import GatewayError
 from providers.adapters.types import Message
-from routing.auth import GatewayError
 from routing.events import Caller, GatewayRequest
 from routing.guards.response_cache import cache_control_opts_out
 from routing.request_metadata import metadata_read

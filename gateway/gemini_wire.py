@@ -27,7 +27,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from core.dependencies import DEPENDENCY_AWAY, dependency_away, dependency_message
-from routing.auth import GatewayError, presented_key
+from gateway.auth import GatewayError, presented_key
 
 PREFIX = "/v1beta/"
 API_VERSION = "v1beta"

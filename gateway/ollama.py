@@ -29,6 +29,7 @@ from analytics.models import RequestLog
 from analytics.money import usd_json
 from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from core.threads import LARGE_BODY_BYTES, cpu_bound, in_thread
+from gateway.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from gateway.ollama_models import ollama_model_find, ollama_models
 from gateway.ollama_parse import OllamaCall, chat_call, generate_call
 from gateway.ollama_wire import (
@@ -38,7 +39,6 @@ from gateway.ollama_wire import (
     ollama_json,
     ollama_time,
 )
-from routing.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from routing.events import Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.journal import journaled, request_refusal_record
 from routing.request_metadata import metadata_read

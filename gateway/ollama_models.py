@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.threads import in_thread
+from gateway.auth import GatewayError, caller_from_key
 from gateway.ollama_parse import model_name
 from gateway.ollama_wire import (
     KEY_REFUSED,
@@ -28,7 +29,6 @@ from gateway.ollama_wire import (
     ollama_time,
 )
 from providers.models import LLMModel
-from routing.auth import GatewayError, caller_from_key
 from routing.models import RoutingPolicy
 
 # The Ollama release whose API this door speaks; clients check it before using newer fields.

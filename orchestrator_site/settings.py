@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "providers",
     "analytics",
     "routing",
+    "gateway",
     "chat",
 ]
 

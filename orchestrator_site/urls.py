@@ -4,11 +4,11 @@ from django.urls import include, path, re_path
 
 from analytics import views as analytics_views
 from gateway import anthropic as anthropic_door
+from gateway import api as native_api
 from gateway import gemini, gemini_models, ollama, ollama_models
+from gateway import openai as openai_door
 from orchestrator_site import views
 from orchestrator_site.forms import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
-from routing import api as gateway
-from routing import openai_api
 
 urlpatterns = [
     path("", analytics_views.dashboard, name="dashboard"),
@@ -20,9 +20,9 @@ urlpatterns = [
     path("api/tags", ollama_models.tags, name="ollama-tags"),
     path("api/show", ollama_models.show, name="ollama-show"),
     path("api/version", ollama_models.version, name="ollama-version"),
-    path("api/", gateway.api.urls),
-    path("v1/chat/completions", openai_api.chat_completions, name="openai-chat"),
-    path("v1/models", openai_api.models_list, name="openai-models"),
+    path("api/", native_api.api.urls),
+    path("v1/chat/completions", openai_door.chat_completions, name="openai-chat"),
+    path("v1/models", openai_door.models_list, name="openai-models"),
     path("v1/messages", anthropic_door.messages, name="anthropic-messages"),
     path("v1/messages/count_tokens", anthropic_door.count_tokens, name="anthropic-count-tokens"),
     # The Gemini door (gateway/gemini.py): the model is part of the path, and every other path
@@ -30,10 +30,10 @@ urlpatterns = [
     re_path(r"^v1beta/models$", gemini_models.models_list, name="gemini-models"),
     re_path(r"^v1beta/models/(?P<target>.+)$", gemini.model_resource, name="gemini-model"),
     re_path(r"^v1beta/(?P<rest>.*)$", gemini.unknown_path, name="gemini-unknown"),
-    path("metrics", gateway.metrics_view, name="metrics"),
-    path("metrics/prometheus", gateway.metrics_prometheus_view, name="metrics-prometheus"),
-    path("models", gateway.models_view, name="models-status"),
-    path("models/<path:name>/status", gateway.model_status_view, name="model-status"),
+    path("metrics", native_api.metrics_view, name="metrics"),
+    path("metrics/prometheus", native_api.metrics_prometheus_view, name="metrics-prometheus"),
+    path("models", native_api.models_view, name="models-status"),
+    path("models/<path:name>/status", native_api.model_status_view, name="model-status"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm),

@@ -3,6 +3,5 @@
 from routing import (
     admin_budget,  # noqa: F401
     admin_cache,  # noqa: F401
-    admin_gateway,  # noqa: F401
     admin_policy,  # noqa: F401
 )

@@ -58,9 +58,3 @@ class RoutingConfig(AppConfig):
         from routing.budget_reader import budget_statuses_for_analytics
 
         budget_source_register(budget_statuses_for_analytics)
-
-        # Non-staff users see usage through their own API keys too (analytics.scoping).
-        from analytics.scoping import key_owner_resolver_register
-        from routing.apikeys import apikey_ids_of_user
-
-        key_owner_resolver_register(apikey_ids_of_user)

@@ -126,7 +126,7 @@ def shared_cache_reset() -> None:
     of the Redis database."""
     from django.core.cache import cache
 
-    from routing.apikeys import apikeys_forget_local
+    from gateway.apikeys import apikeys_forget_local
 
     cache.clear()
     apikeys_forget_local()

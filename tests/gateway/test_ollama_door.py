@@ -23,8 +23,9 @@ from analytics.models import RequestLog
 from analytics.pricing import Prices, cost_usd, usage_estimate
 from gateway import ollama as ollama_door
 from gateway import ollama_models
+from gateway.fast_path import _api_views
 from gateway.ollama_wire import OLLAMA_PATHS
-from orchestrator_site.asgi import _api_views, application
+from orchestrator_site.asgi import application
 from routing.models import Budget, BudgetReservation
 from tests.asgi_client import asgi_request
 from tests.providers.upstream_server import Reply, UpstreamServer

@@ -9,8 +9,8 @@ from decimal import Decimal
 from django.core.cache import cache
 
 from analytics.models import RequestLog
+from gateway.apikeys import apikey_create
 from providers.models import LLMModel, Provider
-from routing.apikeys import apikey_create
 from routing.config_cache import SHARED_TTL_S
 from routing.models import RoutingPolicy, RoutingRule, RuleFallback
 from routing.taxonomy import TASK_TYPES

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.core import NotSet
 
-from routing.api import api
+from gateway.api import api
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key
 

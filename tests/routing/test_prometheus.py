@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from analytics.demo import demo_insert, demo_rows
 from analytics.models import RequestLog
 from analytics.rollups import local_day
+from gateway.apikeys import apikey_create
 from providers.models import LLMModel, Provider
-from routing.apikeys import apikey_create
 from routing.guards.breaker import BreakerConfig, CircuitBreakers
 from routing.models import Budget
 from tests.providers.upstream_server import Reply, UpstreamServer

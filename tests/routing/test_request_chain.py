@@ -21,7 +21,7 @@ from tests.routing.gateway_support import (
     wait_rows,
 )
 from tests.routing.streams import openai_sse
-from tests.routing.test_api_errors import chat, execute, native_error, openai_error
+from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

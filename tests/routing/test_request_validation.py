@@ -18,7 +18,7 @@ from routing.validation import FieldInvalid, max_tokens_check, nul_field, text_c
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
 from tests.routing.streams import openai_sse
-from tests.routing.test_api_errors import chat, execute, native_error, openai_error
+from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 
 USER = [{"role": "user", "content": "hi"}]
 LONG_MODEL = "m" * 201

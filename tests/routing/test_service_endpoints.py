@@ -1,5 +1,5 @@
 """`/metrics`, `/metrics/prometheus`, `/models` and `/models/{name}/status` over a known log,
-read with the scrape token (who may read them: tests/routing/test_service_access.py)."""
+read with the scrape token (who may read them: tests/gateway/test_service_access.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from analytics.outcome import RequestOutcome
 from analytics.scoping import scope_for
 from analytics.services import request_record
-from routing.apikeys import apikey_create, apikey_find, apikey_revoke
+from gateway.apikeys import apikey_create, apikey_find, apikey_revoke
 
 pytestmark = pytest.mark.django_db
 

@@ -167,8 +167,8 @@ async def test_the_v1_api_skips_the_middleware_stack_and_the_site_keeps_it() -> 
 async def test_v1_views_are_found_without_resolving_and_unknown_paths_get_openais_404(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from orchestrator_site.asgi import _api_views
-    from routing import openai_api
+    from gateway import openai as openai_api
+    from gateway.fast_path import _api_views
 
     # The table holds the URLconf's plain /v1 routes (the OpenAI and Anthropic doors') and the
     # Ollama door's; the Gemini door's patterned /v1beta/ routes are resolved apart.

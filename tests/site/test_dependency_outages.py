@@ -34,7 +34,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 SEED = """
 from decimal import Decimal
 from providers.models import LLMModel, Provider
-from routing.apikeys import apikey_create
+from gateway.apikeys import apikey_create
 provider = Provider.objects.create(
     name="up", kind="openai_compatible", base_url="{base_url}", locality="cloud"
 )

@@ -14,7 +14,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from analytics.models import RequestLog
-from routing.apikeys import apikey_create
+from gateway.apikeys import apikey_create
 from routing.models import Budget, BudgetReservation
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import (

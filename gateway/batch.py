@@ -64,7 +64,7 @@ def task_request(
         temperature=task.get("temperature"),
         session_id=task.get("session_id") or "",
         use_cache=task.get("cache") is not False and bool(metadata.get("cache", True)),
-        # Checked by the door (routing/api.py) before the task was stored.
+        # Checked by the door (gateway/api.py) before the task was stored.
         metadata=RequestMetadata(
             end_user=str(metadata.get("user_id") or ""),
             project=str(metadata.get("project_id") or ""),

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.apikeys import apikey_create
+from gateway.batch import batch_create
+from gateway.tasks import batch_item_enqueue, broker_priority
 from orchestrator_site.celery import app
-from routing.apikeys import apikey_create
-from routing.batch import batch_create
 from routing.events import Caller
-from routing.tasks import batch_item_enqueue, broker_priority
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry

@@ -8,10 +8,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from routing.apikeys import apikey_create, apikey_forget, apikey_revoke
-from routing.batch import dead_letter_retry
+from gateway.apikeys import apikey_create, apikey_forget, apikey_revoke
+from gateway.batch import dead_letter_retry
+from gateway.tasks import batch_item_enqueue
 from routing.models import ApiKey, Batch, BatchItem, DeadLetter
-from routing.tasks import batch_item_enqueue
 
 
 @admin.register(ApiKey)

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from routing.auth import presented_key
+from gateway.auth import presented_key
 
 View = Callable[..., Coroutine[Any, Any, HttpResponse]]
 

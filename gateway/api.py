@@ -27,17 +27,17 @@ from core.dependencies import (
     dependency_away,
     dependency_message,
 )
-from routing.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
-from routing.batch import batch_create, batch_progress, execute_result, task_request
+from gateway.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
+from gateway.batch import batch_create, batch_progress, execute_result, task_request
+from gateway.service_access import service_access_required
+from gateway.tasks import batch_item_enqueue
 from routing.events import Caller, Failed, Finished
 from routing.guards.response_cache import ResponseCache, cache_control_opts_out
 from routing.journal import journaled
 from routing.prometheus import prometheus_text
 from routing.request_metadata import metadata_read
-from routing.service_access import service_access_required
 from routing.services import chat_stream
 from routing.status import gateway_metrics, model_statuses
-from routing.tasks import batch_item_enqueue
 from routing.validation import (
     FALLBACK_CHAIN_MAX,
     MAX_OUTPUT_TOKENS,
@@ -368,7 +368,7 @@ async def cache_purge(request: HttpRequest, payload: CachePurgeIn) -> HttpRespon
 
 
 # Service endpoints at the site root (plain async views: /health's neighbours, not under /api);
-# who may read them: routing/service_access.py.
+# who may read them: gateway/service_access.py.
 
 
 @service_access_required

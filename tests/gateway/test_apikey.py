@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
-from routing import apikeys
-from routing.apikeys import apikey_authenticate, apikey_create, apikey_find, apikey_revoke
+from gateway import apikeys
+from gateway.apikeys import apikey_authenticate, apikey_create, apikey_find, apikey_revoke
 from routing.events import Caller
 from routing.models import ApiKey
 

@@ -1,5 +1,5 @@
 """Who may read `/metrics`, `/metrics/prometheus`, `/models` and `/models/{name}/status`
-(routing/service_access.py)."""
+(gateway/service_access.py)."""
 
 from __future__ import annotations
 

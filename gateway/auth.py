@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
 
-from routing.apikeys import apikey_authenticate
+from gateway.apikeys import apikey_authenticate
 from routing.events import ERROR_STATUS, Caller, RateLimitInfo
 
 

@@ -193,7 +193,7 @@ def test_refusal_after_authentication_names_its_log_row(
 def test_authentication_failures(live_server_url: str, upstream: UpstreamServer) -> None:
     gateway_registry(upstream)
     revoked = new_key()
-    from routing.apikeys import apikey_find, apikey_revoke
+    from gateway.apikeys import apikey_find, apikey_revoke
 
     apikey_revoke(api_key=apikey_find(ref=revoked[:12]))
     payload = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}

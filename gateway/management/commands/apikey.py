@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from routing.apikeys import ApiKeyNotFound, apikey_create, apikey_find, apikey_revoke
+from gateway.apikeys import ApiKeyNotFound, apikey_create, apikey_find, apikey_revoke
 from routing.models import ApiKey
 
 

@@ -14,9 +14,9 @@ import pytest
 from django.core.cache import cache
 
 from analytics.models import RequestLog
+from gateway.batch import batch_create
 from orchestrator_site.celery import app
 from providers.models import LLMModel, Provider
-from routing.batch import batch_create
 from routing.events import Caller
 from routing.journal import journal_pending
 from routing.models import ApiKey, BatchItem, DeadLetter

@@ -1,0 +1,235 @@
+"""The OpenAI door's requests: a `/v1/chat/completions` body, checked field by field, into the
+common `GatewayRequest`. A body that cannot be answered is refused here, with the field named,
+and its refusal logged, before anything is admitted or routed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from django.http import HttpRequest
+
+from analytics.models import RequestLog
+from core.threads import LARGE_BODY_BYTES, cpu_bound
+from gateway.auth import GatewayError, body_size_check, caller_from_key
+from providers.adapters.types import Message
+from routing.events import Caller, GatewayRequest
+from routing.guards.response_cache import cache_control_opts_out
+from routing.journal import request_refusal_record
+from routing.request_metadata import (
+    END_USER_MAX_CHARS,
+    RequestMetadata,
+    metadata_read,
+    metadata_text,
+)
+from routing.validation import (
+    MODEL_MAX_CHARS,
+    TASK_TYPE_MAX_CHARS,
+    FieldInvalid,
+    fallback_chain_check,
+    log_safe,
+    max_tokens_check,
+    nul_check,
+    text_check,
+)
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def _invalid(field: str, message: str) -> GatewayError:
+    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
+
+
+def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _invalid(field, f"must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def _content_text(content: Any, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise _invalid(f"{field}[{index}]", "only text content parts are supported")
+            if not isinstance(part.get("text"), str):
+                raise _invalid(f"{field}[{index}].text", "must be a string")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise _invalid(field, "must be a string or a list of text parts")
+
+
+def parse_messages(raw: Any) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages", "must be a non-empty list")
+    messages = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _invalid(f"messages[{index}]", "must be an object")
+        raw_role = item.get("role")
+        # A role of any other type (a list, an object) is refused, not looked up.
+        role = ROLES.get(raw_role) if isinstance(raw_role, str) else None
+        if role is None:
+            raise _invalid(
+                f"messages[{index}].role", "must be one of system, developer, user, assistant"
+            )
+        text = _content_text(item.get("content"), f"messages[{index}].content")
+        messages.append(Message(role=role, content=text))  # type: ignore[arg-type]
+    return tuple(messages)
+
+
+def parse_chat_request(
+    body: Any,
+    *,
+    caller: Caller,
+    session_header: str | None = None,
+    cache_control: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[GatewayRequest, bool, bool]:
+    """`(request, stream, include_usage)` from a chat completions body; `session_header` is
+    the request's `x-session-id`, which names the session instead of `user`; `cache_control`
+    its `Cache-Control`, whose `no-cache` or `no-store` keeps the request out of the cache."""
+    try:
+        return _chat_request(
+            body,
+            caller=caller,
+            session_header=session_header,
+            cache_control=cache_control,
+            headers=headers,
+        )
+    except FieldInvalid as exc:
+        raise _invalid(exc.field, exc.message) from exc
+
+
+def _metadata(
+    body: dict[str, Any], user: Any, headers: Mapping[str, str] | None
+) -> RequestMetadata:
+    """OpenAI's `metadata` (a map of up to 16 string keys and values) may carry `user_id`,
+    `project_id` and `tags` (comma-separated); its other keys are the client's own and left
+    alone. Without `metadata.user_id`, OpenAI's `user` names the end user (cut to the column's
+    width, as it is for the session)."""
+    raw = body.get("metadata")
+    if raw is not None and not isinstance(raw, dict):
+        raise _invalid("metadata", "must be an object")
+    found = metadata_read(body=raw, headers=headers)
+    if isinstance(user, str) and user and not (raw and raw.get("user_id") is not None):
+        found = replace(found, end_user=metadata_text(user[:END_USER_MAX_CHARS], "user", 10**6))
+    return found
+
+
+def _chat_request(
+    body: Any,
+    *,
+    caller: Caller,
+    session_header: str | None,
+    cache_control: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[GatewayRequest, bool, bool]:
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object")
+    # What cannot be logged is refused before it is answered (routing/validation.py).
+    nul_check(body)
+    nul_check(session_header, "x-session-id")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model", "is required (a model, a policy name or 'auto')")
+    text_check(model, "model", MODEL_MAX_CHARS)
+    n = body.get("n")
+    if n is not None and (type(n) is not int or n != 1):
+        raise _invalid("n", "only n=1 is supported")
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (
+        not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
+    ):
+        raise _invalid("stop", "must be a string or a list of up to 4 strings")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("stream", "must be a boolean")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise _invalid("stream_options", "must be an object")
+    user = body.get("user", "")
+    metadata = _metadata(body, user, headers)
+    use_cache = body.get("cache", True)
+    if not isinstance(use_cache, bool):
+        raise _invalid("cache", "must be a boolean")
+    # Extensions (docs/api.md): the caller's own chain, and the task type routing would guess.
+    task_type = body.get("task_type")
+    if task_type is not None and not isinstance(task_type, str):
+        raise _invalid("task_type", "must be a string")
+    text_check(task_type, "task_type", TASK_TYPE_MAX_CHARS)
+    request = GatewayRequest(
+        messages=parse_messages(body.get("messages")),
+        entry_point=RequestLog.EntryPoint.OPENAI,
+        caller=caller,
+        model=model,
+        fallback_chain=fallback_chain_check(body.get("fallback_chain")),
+        task_type=task_type or None,
+        max_tokens=max_tokens_check(body.get("max_completion_tokens"), "max_completion_tokens")
+        or max_tokens_check(body.get("max_tokens"), "max_tokens"),
+        temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1),
+        stop=tuple(stop or ()),
+        session_id=(session_header or (user if isinstance(user, str) else ""))[:128],
+        metadata=metadata,
+        use_cache=use_cache and not cache_control_opts_out(cache_control),
+        buffered=not stream,
+    )
+    return request, stream, bool(options.get("include_usage"))
+
+
+async def chat_request_read(request: HttpRequest) -> tuple[GatewayRequest, bool, bool]:
+    body_size_check(request)
+    caller = await caller_from_key(request)
+    if caller is None:
+        raise GatewayError("AUTHENTICATION_FAILED", "Missing, invalid or revoked API key.")
+    try:
+        # orjson: several times faster than `json`, and stricter (no NaN or Infinity, no lone
+        # surrogates, nesting bounded), as OpenAI's own parser is.
+        raw = request.body
+        body = (
+            await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        refused = GatewayRequest(messages=(), entry_point="openai", caller=caller)
+        message = f"body: not valid JSON ({exc})"
+        await request_refusal_record(
+            request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+        )
+        raise GatewayError(
+            "INVALID_REQUEST",
+            message,
+            details={"field": "body"},
+            trace_id=str(refused.request_id),
+        ) from exc
+    try:
+        return parse_chat_request(
+            body,
+            caller=caller,
+            session_header=request.headers.get("x-session-id"),
+            cache_control=request.headers.get("cache-control"),
+            headers=request.headers,
+        )
+    except GatewayError as exc:
+        model = body.get("model") if isinstance(body, dict) else None
+        refused = GatewayRequest(
+            messages=(),
+            entry_point="openai",
+            caller=caller,
+            # Named on the refusal's row only when the row can hold it.
+            model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
+        )
+        await request_refusal_record(
+            request=refused, status="invalid", error_code=exc.code, message=exc.message
+        )
+        exc.trace_id = str(refused.request_id)
+        raise
