@@ -22,6 +22,7 @@ from ninja.parser import Parser
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from analytics.money import usd_json
+from analytics.traffic import gateway_metrics
 from core.dependencies import (
     DEPENDENCY_UNAVAILABLE,
     dependency_away,
@@ -37,7 +38,7 @@ from routing.journal import journaled
 from routing.prometheus import prometheus_text
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream
-from routing.status import gateway_metrics, model_statuses
+from routing.status import model_statuses
 from routing.validation import (
     FALLBACK_CHAIN_MAX,
     MAX_OUTPUT_TOKENS,

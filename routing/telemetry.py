@@ -12,7 +12,6 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -28,6 +27,13 @@ from django.utils import timezone
 
 from analytics.models import RequestLog
 from analytics.money import usd_json
+from analytics.traffic import (
+    ERROR_STATUSES,
+    TRAFFIC_WINDOW_S,
+    percentile,
+    traffic_rows,
+    traffic_summary,
+)
 from core.dependencies import REDIS_AWAY
 from core.threads import in_thread
 from providers.models import LLMModel
@@ -38,7 +44,6 @@ from routing.sampling import agents_snapshot_current, background_sampling_ensure
 
 logger = logging.getLogger(__name__)
 GROUP = "telemetry"
-TRAFFIC_WINDOW_S = 60
 HISTORY_POINTS = 15 * 60
 STREAMS_KEY = "telemetry:active-streams"
 STREAMS_TTL_S = 6 * 3600
@@ -47,39 +52,10 @@ HISTORY_KEY = "telemetry:history"
 BACKFILL_STEP_S = 10
 # A page's first paint must stay quick however busy the last quarter hour was.
 BACKFILL_MAX_ROWS = 200_000
-ERROR_STATUSES = (RequestLog.Status.ERROR, RequestLog.Status.PARTIAL)
 
 
 def interval_s() -> float:
     return float(getattr(settings, "ORCHESTRATOR_TELEMETRY_INTERVAL_S", 1.0))
-
-
-def percentile(sorted_values: list[int], share: float) -> int | None:
-    """Nearest-rank percentile: the smallest value with at least `share` of values at or below."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
-
-
-def traffic_summary(*, now: datetime, active_streams: int) -> dict[str, Any]:
-    since = now - timedelta(seconds=TRAFFIC_WINDOW_S)
-    rows = list(
-        RequestLog.objects.filter(created_at__gt=since, created_at__lte=now).values_list(
-            "status", "latency_ms", "output_tokens"
-        )
-    )
-    latencies = sorted(lat for status, lat, _ in rows if status == RequestLog.Status.SUCCESS)
-    errors = sum(1 for status, _, _ in rows if status in ERROR_STATUSES)
-    return {
-        "window_s": TRAFFIC_WINDOW_S,
-        "requests": len(rows),
-        "requests_per_s": round(len(rows) / TRAFFIC_WINDOW_S, 3),
-        "p50_latency_ms": percentile(latencies, 0.5),
-        "p95_latency_ms": percentile(latencies, 0.95),
-        "tokens_per_s": round(sum(tokens for _, _, tokens in rows) / TRAFFIC_WINDOW_S, 3),
-        "error_rate": round(errors / len(rows), 4) if rows else None,
-        "active_streams": max(0, active_streams),
-    }
 
 
 def models_summary() -> list[dict[str, Any]]:
@@ -183,12 +159,8 @@ def history_backfill(*, now: datetime, until: datetime | None = None) -> list[di
     Active streams are not logged, so those points leave them empty (None)."""
     start = now - timedelta(seconds=HISTORY_POINTS)
     end = min(now, until) if until is not None else now
-    rows = list(
-        RequestLog.objects.filter(
-            created_at__gt=start - timedelta(seconds=TRAFFIC_WINDOW_S), created_at__lte=end
-        )
-        .order_by("created_at")
-        .values_list("created_at", "status", "latency_ms", "output_tokens")[:BACKFILL_MAX_ROWS]
+    rows = traffic_rows(
+        after=start - timedelta(seconds=TRAFFIC_WINDOW_S), until=end, limit=BACKFILL_MAX_ROWS
     )
     machine = list(
         AgentSample.objects.filter(
