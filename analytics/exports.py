@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connections, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -31,45 +29,7 @@ def export_path(job: ExportJob) -> Path:
     return export_dir() / job.file_name
 
 
-def export_job_create(*, owner_id: int, f: ReportFilter, kind: str) -> ExportJob:
-    """Create the job and start it once the row is committed (a worker must see it)."""
-    job = ExportJob.objects.create(owner_id=owner_id, query=f.as_query(), kind=kind)
-    transaction.on_commit(lambda: export_job_start(job_id=job.pk))
-    return job
-
-
-def export_job_start(*, job_id: int) -> None:
-    """Hand the job to a Celery worker, or, without a broker (the zero-setup default), to a
-    thread of this process, so the page that started it can follow its progress. A job that
-    cannot be started is marked failed with the reason, never left pending."""
-    from analytics.tasks import export_run
-
-    if settings.ORCHESTRATOR_EXPORT_IN_THREAD:
-        thread = threading.Thread(
-            target=_export_in_thread, args=(job_id,), name=f"export-{job_id}", daemon=True
-        )
-        thread.start()
-        return
-    try:
-        export_run.delay(job_id)
-    except Exception as exc:
-        # Eager tasks raise here what the run raised (it recorded that already); a broker
-        # that cannot be reached raises before anything ran.
-        logger.exception("export %s could not run", job_id)
-        _job_failed(job_id, exc)
-
-
-def _export_in_thread(job_id: int) -> None:
-    try:
-        export_job_run(job_id=job_id)
-    except Exception:
-        pass  # recorded on the job and logged by export_job_run
-    finally:
-        # Connections belong to their thread; this one ends here.
-        connections.close_all()
-
-
-def _job_failed(job_id: int, exc: BaseException) -> None:
+def export_job_failed(job_id: int, exc: BaseException) -> None:
     """Record why the job failed, unless an earlier error is already recorded."""
     ExportJob.objects.filter(pk=job_id).exclude(state=ExportJob.State.FAILED).update(
         state=ExportJob.State.FAILED,
@@ -98,7 +58,7 @@ def export_job_run(*, job_id: int) -> ExportJob:
         _export_write(job)
     except Exception as exc:
         logger.exception("export %s failed", job.pk)
-        _job_failed(job.pk, exc)
+        export_job_failed(job.pk, exc)
         raise
     job.refresh_from_db()
     return job

@@ -30,7 +30,8 @@ from analytics import charts
 from analytics.budgets import budget_statuses, budgets_available
 from analytics.csvexport import EXPORT_KINDS, breakdown_csv, raw_chunks_async
 from analytics.demo import demo_wipe
-from analytics.exports import export_job_create, export_path
+from analytics.export_jobs import export_job_create
+from analytics.exports import export_path
 from analytics.filters import PRESETS, FilterError, ReportFilter, report_filter_parse
 from analytics.insights import report_recommendations, report_score
 from analytics.models import ExportJob

@@ -10,7 +10,7 @@ routing (`model` names a policy), rate limits (high enough never to refuse), a g
 and the request journal on; the response cache is switched off so every request reaches the
 upstream. The load generator and the upstream are pinned to core 0. The load generator is a
 minimal keep-alive HTTP/1.1 client (one connection per concurrent worker) so that its own cost
-stays far below the server's; the upstream client of the gateway (`providers.adapters.wire`)
+stays far below the server's; the upstream client of the gateway (`providers.adapters.http_client`)
 is measured alone too, beside httpx.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrator \
@@ -796,12 +796,12 @@ def doors_report(results: dict[str, Any]) -> None:
 
 
 async def measure_clients(upstream_port: int, requests: int) -> list[dict[str, Any]]:
-    """Upstream clients alone, streamed: the gateway's own (`providers.adapters.wire`, the
+    """Upstream clients alone, streamed: the gateway's own (`providers.adapters.http_client`, the
     process's pool as the adapters use it), httpx with a keep-alive pool as large as the
     concurrency, and this bench's raw client."""
     import httpx
 
-    from providers.adapters.wire import Pool
+    from providers.adapters.http_client import Pool
 
     url = f"http://127.0.0.1:{upstream_port}/d0/v1/chat/completions"
     rows = []

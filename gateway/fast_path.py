@@ -57,8 +57,9 @@ class MiddlewareFreeASGIHandler(ASGIHandler):
     thread's database connections, cache connections and query log. The event loop's thread has
     none of those: the `/v1` views reach the database only through worker-thread calls that
     clean up their own connections (`core.threads.in_thread`), and the guards' cache backend is
-    shared and never closed per request. Sent inline they still cost about 6 % of a gateway
-    request's CPU for nothing, so a receiver a deployment connects to these signals is called
+    shared and never closed per request. Sent inline they still cost a measurable share of a
+    gateway request's CPU for nothing (docs/benchmarks.md, "After cutting the CPU of each
+    request"), so a receiver a deployment connects to these signals is called
     for the site's pages, not for `/v1` (docs/api.md says so).
     """
 

@@ -144,7 +144,7 @@ class _WorkerProcess(multiprocess.Process):
 
 
 # A connection's transport stops taking writes (uvicorn's `send` waits) once this much of
-# its answer waits unsent: with the upstream client's own buffer (providers.adapters.wire) it
+# its answer waits unsent: with the upstream client's own buffer (providers.adapters.http_client) it
 # bounds what one slow client's stream holds in this process (docs/benchmarks.md, "Paced
 # streams"). uvloop's default is 64 KiB.
 WRITE_BUFFER_HIGH_WATER = 32 * 1024

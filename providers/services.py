@@ -14,9 +14,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from providers.adapters.http_client import upstream_pool_close
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import Endpoint, ProviderError
-from providers.adapters.wire import upstream_pool_close
 from providers.credentials import ENV_VAR_NAME, credential_encrypt, secret_redact
 from providers.models import LLMModel, Provider
 from providers.selectors import provider_endpoint

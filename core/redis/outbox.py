@@ -31,8 +31,9 @@ class RedisOutbox:
 
     `send` only queues; a task sends everything queued meanwhile in one write, reads the
     replies, and goes on while more is queued. On that path a command costs its encoding and
-    its share of one write and one read, against ~0.4 ms of the event loop's time for a
-    `redis.asyncio` call (its pool's locks, retries and bookkeeping per command). Commands are
+    its share of one write and one read, a fraction of the event loop's time a `redis.asyncio`
+    call takes (its pool's locks, retries and bookkeeping per command; figures in
+    docs/benchmarks.md, "After cutting the CPU of each request"). Commands are
     applied in the order they were sent, so a later command of a process never lands before an
     earlier one. A write that fails (Redis away, an error reply) is logged and dropped, never
     retried: the callers' writes must be ones a sweep can do without (see `routing.journal`).

@@ -53,9 +53,9 @@ def async_redis(url: str, **timeouts: float) -> aioredis.Redis:
 
 
 class _ReusingClient(RedisCacheClient):
-    """Django's client builds a new `redis.Redis` for every command, copying its ~170
-    response callbacks each time (about 0.2 ms); `redis.Redis` is thread-safe, so one per
-    connection pool serves every call."""
+    """Django's client builds a new `redis.Redis` for every command, copying its response
+    callbacks each time (the cost is in docs/benchmarks.md, "Guards"); `redis.Redis` is
+    thread-safe, so one per connection pool serves every call."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -12,7 +12,6 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from providers.adapters.framing import sse_events
-from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
 from providers.adapters.types import (
     ChatChunk,
     ChatRequest,
@@ -22,6 +21,7 @@ from providers.adapters.types import (
     ProviderError,
     Usage,
 )
+from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
 API_VERSION = "2023-06-01"
 # The API requires max_tokens; this is used when the request leaves it open.

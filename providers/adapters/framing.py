@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 
 class ByteStream(Protocol):
-    """A response whose body arrives in pieces (`wire.Response`)."""
+    """A response whose body arrives in pieces (`http_client.Response`)."""
 
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
@@ -50,7 +50,7 @@ async def body_line_batches(response: ByteStream) -> AsyncGenerator[list[str], N
             if lines:
                 yield [line.rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines]
     finally:
-        aclose = getattr(chunks, "aclose", None)  # a generator (the wire client's is one)
+        aclose = getattr(chunks, "aclose", None)  # a generator (the upstream client's is one)
         if aclose is not None:
             await aclose()
     if pending:
@@ -89,7 +89,7 @@ async def sse_event_batches(response: ByteStream) -> AsyncGenerator[list[SseEven
             if lines and (events := parser.feed(lines)):
                 yield events
     finally:
-        aclose = getattr(chunks, "aclose", None)  # a generator (the wire client's is one)
+        aclose = getattr(chunks, "aclose", None)  # a generator (the upstream client's is one)
         if aclose is not None:
             await aclose()
     if pending and (events := parser.feed([pending])):

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 from providers.adapters.framing import sse_events
-from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
 from providers.adapters.types import (
     ChatChunk,
     ChatRequest,
@@ -24,6 +23,7 @@ from providers.adapters.types import (
     InvalidResponse,
     Usage,
 )
+from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
 MODEL_PAGES_MAX = 20
 FINISH_REASONS = {

@@ -12,7 +12,6 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from providers.adapters.framing import ndjson_lines
-from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
 from providers.adapters.types import (
     ChatChunk,
     ChatRequest,
@@ -21,6 +20,7 @@ from providers.adapters.types import (
     InvalidResponse,
     Usage,
 )
+from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
 
 class OllamaAdapter:

@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from providers.adapters.framing import sse_event_batches
-from providers.adapters.http import join_url, loads, open_stream, provider_error, request_json
 from providers.adapters.types import (
     ChatChunk,
     ChatRequest,
@@ -24,6 +23,7 @@ from providers.adapters.types import (
     ProviderError,
     Usage,
 )
+from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
 DONE = "[DONE]"
 FINISH_REASONS = {"function_call": "tool_calls"}

@@ -9,7 +9,7 @@ from typing import IO
 import pytest
 
 from providers import local_model
-from providers.adapters.wire import upstream_pool_close
+from providers.adapters.http_client import upstream_pool_close
 from tests.providers.upstream_server import UpstreamServer
 
 

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from analytics.models import RequestLog
 from analytics.pricing import Prices, cost_usd, usage_estimate
 from orchestrator_site.asgi import application
-from providers.adapters import wire
+from providers.adapters import http_client
 from routing.journal import journal_background_idle
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
@@ -103,13 +103,13 @@ def request_body() -> bytes:
 def upstream_buffered(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The most bytes of an answer the upstream client held unread, per read (a spy)."""
     sizes: list[int] = []
-    received = wire._Connection.data_received
+    received = http_client._Connection.data_received
 
-    def data_received(self: wire._Connection, data: bytes) -> None:
+    def data_received(self: http_client._Connection, data: bytes) -> None:
         received(self, data)
         sizes.append(len(self.buffer))
 
-    monkeypatch.setattr(wire._Connection, "data_received", data_received)
+    monkeypatch.setattr(http_client._Connection, "data_received", data_received)
     return sizes
 
 

@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from providers.adapters.http import provider_error, retry_after_s, timeout_for
+from providers.adapters.http_client import (
+    ConnectFailed,
+    ConnectionCut,
+    Headers,
+    ProtocolViolation,
+    WireTimeout,
+    upstream_pool,
+)
 from providers.adapters.types import (
     ContextTooLong,
     Endpoint,
@@ -17,14 +24,7 @@ from providers.adapters.types import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from providers.adapters.wire import (
-    ConnectFailed,
-    ConnectionCut,
-    Headers,
-    ProtocolViolation,
-    WireTimeout,
-    upstream_pool,
-)
+from providers.adapters.upstream import provider_error, retry_after_s, timeout_for
 
 
 @pytest.mark.parametrize(

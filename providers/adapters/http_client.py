@@ -4,10 +4,9 @@ answers, connect/read/write/pool timeouts, and HTTP(S)_PROXY / NO_PROXY from the
 environment (CONNECT tunnels for https, absolute-form requests for http).
 
 It replaces httpx on the request path because the gateway benchmark showed httpx as the
-largest single cost of a proxied request: about 2.6 ms of CPU per request on the benchmark
-machine (docs/benchmarks.md, "Upstream client"), more than routing, guards and the request
-log together. This client does one write and one or two reads per request on an asyncio
-stream, and nothing else.
+largest single cost of a proxied request, more than routing, guards and the request log
+together (figures in docs/benchmarks.md, "Upstream client"). This client does one write and
+one or two reads per request on an asyncio stream, and nothing else.
 
 Only what the provider adapters need is here: POST or GET with an optional body, the whole
 answer or its body as it arrives. Failures are the exceptions below; `providers.adapters.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.adapters.wire import (
+from providers.adapters.http_client import (
     ConnectFailed,
     ConnectionCut,
     Pool,

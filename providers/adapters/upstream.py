@@ -1,4 +1,4 @@
-"""How every adapter sends a request (through the one upstream client, `wire`), and the
+"""How every adapter sends a request (through the one upstream client, `http_client`), and the
 one mapping from HTTP failures to typed `ProviderError`s."""
 
 from __future__ import annotations
@@ -13,18 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from providers.adapters.types import (
-    ContextTooLong,
-    Endpoint,
-    InvalidResponse,
-    ProviderAuthFailed,
-    ProviderError,
-    ProviderRateLimited,
-    ProviderRejected,
-    ProviderTimeout,
-    ProviderUnavailable,
-)
-from providers.adapters.wire import (
+from providers.adapters.http_client import (
     ConnectFailed,
     ConnectionCut,
     Headers,
@@ -35,6 +24,17 @@ from providers.adapters.wire import (
     WireTimeout,
     upstream_pool,
     with_query,
+)
+from providers.adapters.types import (
+    ContextTooLong,
+    Endpoint,
+    InvalidResponse,
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
 )
 
 # Used only where an Endpoint gives no value: writes and pool waits are never long.
@@ -214,7 +214,8 @@ def loads(data: bytes | str) -> Any:
     """Parse one JSON document from upstream; malformed JSON is an `InvalidResponse`.
 
     orjson, not `json`: a streamed answer is parsed one JSON document per token, and `json`
-    took about 5 % of the gateway's CPU for it. Stricter than `json` (no NaN or Infinity
+    took a measurable share of the gateway's CPU for it (docs/benchmarks.md, "The web process
+    on uvicorn, and less CPU per request"). Stricter than `json` (no NaN or Infinity
     literals), as the providers' own JSON is."""
     try:
         return orjson.loads(data)
