@@ -23,6 +23,8 @@ process (`orchestrator_site.serve --workers N`), and two phases:
    same concurrency; requests per second.
 
 Keys that the run creates in Redis live under their own CACHE_KEY_PREFIX and are deleted.
+
+One script of about 600 lines, on purpose: a benchmark a user runs and reads alone.
 """
 
 from __future__ import annotations

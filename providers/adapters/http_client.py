@@ -9,8 +9,13 @@ together (figures in docs/benchmarks.md, "Upstream client"). This client does on
 one or two reads per request on an asyncio stream, and nothing else.
 
 Only what the provider adapters need is here: POST or GET with an optional body, the whole
-answer or its body as it arrives. Failures are the exceptions below; `providers.adapters.
-http` maps them to typed `ProviderError`s.
+answer or its body as it arrives. Failures are the exceptions below;
+`providers.adapters.upstream` maps them to typed `ProviderError`s.
+
+One module of about 800 lines, on purpose: the connection (an asyncio protocol with its own
+buffer and flow control), the pool that keeps it idle and the response that reads from it
+share private state that a split would have to expose. In order: errors and headers, targets
+and proxies, the connection, the pool, the request head, the response.
 """
 
 from __future__ import annotations

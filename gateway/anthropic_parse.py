@@ -1,0 +1,253 @@
+"""The Anthropic door's requests: a Messages body (`/v1/messages`, `/v1/messages/count_tokens`),
+checked field by field, into the common `GatewayRequest`. Content blocks other than text are
+refused naming the block, never dropped; a body that cannot be answered is refused here, and
+its refusal logged, before anything is admitted or routed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from django.http import HttpRequest
+
+from analytics.models import RequestLog
+from core.threads import LARGE_BODY_BYTES, cpu_bound
+from gateway.auth import GatewayError, body_size_check, caller_from_key
+from providers.adapters.types import Message
+from routing.events import Caller, GatewayRequest
+from routing.guards.response_cache import cache_control_opts_out
+from routing.journal import request_refusal_record
+from routing.request_metadata import metadata_read
+from routing.validation import (
+    MODEL_MAX_CHARS,
+    SESSION_MAX_CHARS,
+    FieldInvalid,
+    log_safe,
+    max_tokens_check,
+    nul_check,
+    text_check,
+)
+
+ROLES = ("user", "assistant", "system")
+AUTH_MESSAGE = "Missing, invalid or revoked API key (x-api-key or Authorization: Bearer)."
+
+
+def _invalid(field: str, message: str) -> GatewayError:
+    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
+
+
+def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _invalid(field, f"must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def _blocks_text(content: Any, field: str) -> str:
+    """The text of a string or of a list of text blocks; any other block is refused."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _invalid(field, "must be a string or a list of content blocks")
+    texts = []
+    for index, block in enumerate(content):
+        where = f"{field}[{index}]"
+        if not isinstance(block, dict):
+            raise _invalid(where, "must be an object")
+        kind = block.get("type")
+        if kind in ("image", "document"):
+            raise _invalid(
+                where,
+                f"{kind} blocks are not supported: this gateway passes text only to its "
+                "models, so a request with one is refused rather than answered without it",
+            )
+        if kind != "text":
+            raise _invalid(
+                f"{where}.type",
+                "only 'text' content blocks are supported (no images, documents, tool use "
+                "or thinking blocks)",
+            )
+        if not isinstance(block.get("text"), str):
+            raise _invalid(f"{where}.text", "must be a string")
+        texts.append(block["text"])
+    # Blocks are separate passages to the model: kept apart, not run together.
+    return "\n\n".join(texts)
+
+
+def parse_messages(raw: Any) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages", "must be a non-empty list")
+    messages = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _invalid(f"messages[{index}]", "must be an object")
+        role = item.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise _invalid(f"messages[{index}].role", "must be 'user', 'assistant' or 'system'")
+        text = _blocks_text(item.get("content"), f"messages[{index}].content")
+        messages.append(Message(role=role, content=text))  # type: ignore[arg-type]
+    return tuple(messages)
+
+
+def _session(body: dict[str, Any], session_header: str | None) -> str:
+    """`x-session-id`, else `metadata.user_id` (Anthropic's one metadata field)."""
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise _invalid("metadata", "must be an object")
+    for key in metadata:
+        if key != "user_id":
+            raise _invalid(f"metadata.{key}", "is not a metadata field (only user_id is)")
+    user_id = metadata.get("user_id")
+    if user_id is not None and not isinstance(user_id, str):
+        raise _invalid("metadata.user_id", "must be a string")
+    return (session_header or user_id or "")[:SESSION_MAX_CHARS]
+
+
+def parse_messages_request(
+    body: Any,
+    *,
+    caller: Caller,
+    session_header: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    cache_control: str | None = None,
+    count_only: bool = False,
+) -> tuple[GatewayRequest, bool]:
+    """`(request, stream)` from a Messages body. `count_only` reads a count_tokens body, where
+    `max_tokens` is not asked for."""
+    try:
+        return _messages_request(
+            body,
+            caller=caller,
+            session_header=session_header,
+            cache_control=cache_control,
+            count_only=count_only,
+            headers=headers,
+        )
+    except FieldInvalid as exc:
+        raise _invalid(exc.field, exc.message) from exc
+
+
+def _messages_request(
+    body: Any,
+    *,
+    caller: Caller,
+    session_header: str | None,
+    cache_control: str | None,
+    count_only: bool,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[GatewayRequest, bool]:
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object")
+    # What cannot be logged is refused before it is answered (routing/validation.py).
+    nul_check(body)
+    nul_check(session_header, "x-session-id")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model", "is required (a model, a policy name or 'auto')")
+    text_check(model, "model", MODEL_MAX_CHARS)
+    max_tokens = max_tokens_check(body.get("max_tokens"), "max_tokens")
+    if max_tokens is None and not count_only:
+        raise _invalid("max_tokens", "is required (an integer, the most tokens to generate)")
+    system = body.get("system")
+    system_text = None if system is None else _blocks_text(system, "system")
+    stop = body.get("stop_sequences")
+    if stop is not None and (
+        not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop)
+    ):
+        raise _invalid("stop_sequences", "must be a list of non-empty strings")
+    top_k = body.get("top_k")
+    # Accepted as a sampling hint and not passed on: the common request has no top_k.
+    if top_k is not None and (type(top_k) is not int or top_k < 0):
+        raise _invalid("top_k", "must be a non-negative integer")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _invalid("tools", "must be a list")
+    if tools:
+        raise _invalid("tools", "tool use is not supported by this gateway")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("stream", "must be a boolean")
+    use_cache = body.get("cache", True)
+    if not isinstance(use_cache, bool):
+        raise _invalid("cache", "must be a boolean")
+    messages = parse_messages(body.get("messages"))
+    if system_text:
+        messages = (Message(role="system", content=system_text), *messages)
+    request = GatewayRequest(
+        messages=messages,
+        entry_point=RequestLog.EntryPoint.ANTHROPIC,
+        caller=caller,
+        model=model,
+        max_tokens=max_tokens,
+        temperature=_number(body, "temperature", 0, 1),
+        top_p=_number(body, "top_p", 0, 1),
+        stop=tuple(stop or ()),
+        session_id=_session(body, session_header),
+        # Anthropic's metadata holds only user_id: project and tags come from the headers.
+        metadata=metadata_read(body=body.get("metadata"), headers=headers, keys=("user_id",)),
+        use_cache=use_cache and not cache_control_opts_out(cache_control),
+        buffered=not stream,
+    )
+    return request, stream
+
+
+async def body_read(request: HttpRequest, caller: Caller, *, logged: bool) -> Any:
+    """The request's JSON body; a body that is not JSON is refused (and logged when the
+    request would have been)."""
+    try:
+        raw = request.body
+        return (
+            await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        message = f"body: not valid JSON ({exc})"
+        trace_id = None
+        if logged:
+            refused = GatewayRequest(messages=(), entry_point="anthropic", caller=caller)
+            await request_refusal_record(
+                request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+            )
+            trace_id = str(refused.request_id)
+        raise GatewayError(
+            "INVALID_REQUEST", message, details={"field": "body"}, trace_id=trace_id
+        ) from exc
+
+
+async def caller_read(request: HttpRequest) -> Caller:
+    body_size_check(request)
+    caller = await caller_from_key(request)
+    if caller is None:
+        raise GatewayError("AUTHENTICATION_FAILED", AUTH_MESSAGE)
+    return caller
+
+
+async def messages_request_read(request: HttpRequest) -> tuple[GatewayRequest, bool]:
+    caller = await caller_read(request)
+    body = await body_read(request, caller, logged=True)
+    try:
+        return parse_messages_request(
+            body,
+            caller=caller,
+            session_header=request.headers.get("x-session-id"),
+            cache_control=request.headers.get("cache-control"),
+            headers=request.headers,
+        )
+    except GatewayError as exc:
+        model = body.get("model") if isinstance(body, dict) else None
+        refused = GatewayRequest(
+            messages=(),
+            entry_point="anthropic",
+            caller=caller,
+            # Named on the refusal's row only when the row can hold it.
+            model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
+        )
+        await request_refusal_record(
+            request=refused, status="invalid", error_code=exc.code, message=exc.message
+        )
+        exc.trace_id = str(refused.request_id)
+        raise
