@@ -55,6 +55,6 @@ class RoutingConfig(AppConfig):
 
         # Analytics never imports routing; it reads budgets through the source registered here.
         from analytics.budgets import budget_source_register
-        from routing.budget_reader import budget_statuses_for_analytics
+        from routing.budgets.reader import budget_statuses_for_analytics
 
         budget_source_register(budget_statuses_for_analytics)

@@ -17,7 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from providers.models import LLMModel
 from routing import metrics
-from routing.budget_reader import BudgetNow, budgets_now
+from routing.budgets.reader import BudgetNow, budgets_now
 from routing.guards.breaker import BreakerConfig, BreakerState, BreakerView, CircuitBreakers
 
 

@@ -12,7 +12,8 @@ from django.test import Client
 
 from analytics.budgets import budgets_available
 from analytics.scoping import key_owner_resolver_register, key_owner_resolver_unregister
-from routing.budgets import budget_reserve, budget_settle
+from routing.budgets.close import budget_settle
+from routing.budgets.reserve import budget_reserve
 from routing.models import Budget, BudgetAlert
 
 

@@ -19,16 +19,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routing.budgets import (
-    BudgetClose,
-    BudgetExceeded,
-    Reservation,
-    budget_release,
-    budget_reserve,
-    budget_settle,
-    budgets_close,
-    budgets_forget,
-)
+from routing.budgets.close import budget_release, budget_settle, budgets_close
+from routing.budgets.periods import budgets_forget
+from routing.budgets.reserve import budget_reserve
+from routing.budgets.values import BudgetClose, BudgetExceeded, Reservation
 from routing.models import Budget, BudgetPeriod, BudgetReservation
 
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)

@@ -23,7 +23,8 @@ from django.db import IntegrityError, connection, connections, transaction
 
 from orchestrator_site.celery import app
 from routing.budget_alerts import MAX_RETRIES, alert_signature, retry_delay_s
-from routing.budgets import budget_guard, budget_reserve, budget_settle
+from routing.budgets.close import budget_settle
+from routing.budgets.reserve import budget_reserve
 from routing.models import Budget, BudgetAlert, BudgetAlertDelivery, BudgetPeriod
 from tests.conftest import ROOT, subprocess_env
 from tests.routing.alert_receiver import AlertReceiver
@@ -390,8 +391,8 @@ async def test_a_request_guarded_in_async_code_sends_the_alert_it_crosses(
 ) -> None:
     await sync_to_async(alerting_budget)(receiver, emails="ops@example.com")
     try:
-        async with budget_guard(max_cost_usd=Decimal("9.00")) as spent:
-            spent.record(Decimal("8.50"))
+        reservation = await sync_to_async(budget_reserve)(max_cost_usd=Decimal("9.00"))
+        await sync_to_async(budget_settle)(reservation=reservation, actual_cost_usd=Decimal("8.50"))
         deliveries = [
             (d.channel, d.state) async for d in BudgetAlertDelivery.objects.order_by("channel")
         ]

@@ -11,8 +11,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import DataError, models
 
-from routing.budget_amounts import USD_PLACES, usd_quantize
-from routing.budgets import budget_reserve, budget_settle, budgets_forget
+from routing.budgets.amounts import USD_PLACES, usd_quantize
+from routing.budgets.close import budget_settle
+from routing.budgets.periods import budgets_forget
+from routing.budgets.reserve import budget_reserve
 from routing.models import Budget, BudgetAlert, BudgetPeriod, BudgetReservation
 from tests.routing.budget_property import NOW, budget_property_check
 from tests.sqlite_site import sqlite_site_run, sqlite_template
@@ -55,7 +57,7 @@ def test_a_settlement_that_fails_releases_its_hold_and_says_so(
     reservation = budget_reserve(max_cost_usd=Decimal("0.6"), now=NOW)
 
     # A cost the column cannot hold (numeric(18, 8) stops below 10^10): the statement fails.
-    with caplog.at_level(logging.ERROR, logger="routing.budgets"), pytest.raises(DataError):
+    with caplog.at_level(logging.ERROR, logger="routing.budgets.close"), pytest.raises(DataError):
         budget_settle(reservation=reservation, actual_cost_usd=Decimal("1e11"), now=NOW)
 
     period = BudgetPeriod.objects.get()

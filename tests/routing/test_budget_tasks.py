@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from orchestrator_site.celery import app
-from routing.budgets import budget_reserve
+from routing.budgets.reserve import budget_reserve
 from routing.models import Budget, BudgetPeriod, BudgetReservation
 from routing.tasks import budget_reservations_expire
 

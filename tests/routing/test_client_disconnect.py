@@ -26,7 +26,8 @@ from django.db import connection
 
 from analytics.models import RequestLog
 from analytics.pricing import Prices, cost_usd, usage_estimate
-from routing.budgets import budget_release, budget_reserve
+from routing.budgets.close import budget_release
+from routing.budgets.reserve import budget_reserve
 from routing.models import Budget, BudgetPeriod, BudgetReservation
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key

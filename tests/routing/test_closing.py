@@ -18,7 +18,8 @@ from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from providers.models import LLMModel, Provider
 from routing import closing
-from routing.budgets import BudgetClose, budget_reserve
+from routing.budgets.reserve import budget_reserve
+from routing.budgets.values import BudgetClose
 from routing.closing import RequestClose, RequestCloser
 from routing.guards.ratelimit import Limit, RateLimiter, TokenDebit
 from routing.models import Budget, BudgetPeriod, BudgetReservation
