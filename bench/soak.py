@@ -336,8 +336,8 @@ async def load(
 def registry_create(upstream_url: str) -> str:
     from providers.models import LLMModel, Provider
     from routing.apikeys import apikey_create
+    from routing.engine.taxonomy import TASK_TYPES
     from routing.models import Budget, RoutingPolicy, RoutingRule, RuleFallback
-    from routing.taxonomy import TASK_TYPES
 
     models = {}
     for name in ("primary", "fallback"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.cache import BaseCache, cache
 
-from routing.decision import BalanceSpec, Rung, RungOrder
+from routing.engine.values import BalanceSpec, Rung, RungOrder
 from routing.guards import conf
 from routing.guards.breaker import (
     BreakerConfig,
