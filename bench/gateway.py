@@ -421,8 +421,8 @@ def registry_create(upstream_url: str) -> str:
     """Providers, models, policies (one per upstream delay), a budget and an API key."""
     from gateway.apikeys import apikey_create
     from providers.models import LLMModel, Provider
+    from routing.engine.taxonomy import TASK_TYPES
     from routing.models import Budget, RoutingPolicy, RoutingRule
-    from routing.taxonomy import TASK_TYPES
 
     for delay_ms, name in UPSTREAM_MODELS.items():
         provider = Provider.objects.create(

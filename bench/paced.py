@@ -204,8 +204,8 @@ def registry_create(upstream_url: str) -> str:
 
     from gateway.apikeys import apikey_create
     from providers.models import LLMModel, Provider
+    from routing.engine.taxonomy import TASK_TYPES
     from routing.models import Budget, RoutingPolicy, RoutingRule
-    from routing.taxonomy import TASK_TYPES
 
     provider = Provider.objects.create(
         name="paced", kind="openai_compatible", base_url=f"{upstream_url}/v1", locality="cloud"

@@ -37,9 +37,13 @@ from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from providers.models import LLMModel, Provider  # noqa: E402
-from routing import config_cache, sampling  # noqa: E402
-from routing.classify import HeuristicClassifier  # noqa: E402
-from routing.decision import (  # noqa: E402
+from routing import sampling  # noqa: E402
+from routing.config import cache as config_cache  # noqa: E402
+from routing.decisions import route_decide  # noqa: E402
+from routing.engine import DEFAULT_TIER_LADDER, decide  # noqa: E402
+from routing.engine.classify import HeuristicClassifier  # noqa: E402
+from routing.engine.taxonomy import COMPLEXITIES, TASK_TYPES, TIERS  # noqa: E402
+from routing.engine.values import (  # noqa: E402
     AgentSnapshot,
     AgentState,
     ModelSpec,
@@ -49,10 +53,7 @@ from routing.decision import (  # noqa: E402
     RuleSpec,
     StateRuleSpec,
 )
-from routing.decisions import route_decide  # noqa: E402
-from routing.engine import DEFAULT_TIER_LADDER, decide  # noqa: E402
 from routing.models import RoutingPolicy, RoutingRule, RuleFallback, StateRule  # noqa: E402
-from routing.taxonomy import COMPLEXITIES, TASK_TYPES, TIERS  # noqa: E402
 
 DEFAULT_DEV = ROOT.parent / "shared" / "data" / "routing-dev" / "routellm-gpt4-mixtral.jsonl"
 PROVIDERS = ("local", "openai", "anthropic", "gemini", "mistral")

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
 
-from routing.classify import HeuristicClassifier  # noqa: E402
+from routing.engine.classify import HeuristicClassifier  # noqa: E402
 from routing.router.features import read  # noqa: E402
 from routing.router.model import router_load  # noqa: E402
 from routing.router.store import SHIPPED  # noqa: E402

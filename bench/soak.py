@@ -338,8 +338,8 @@ async def load(
 def registry_create(upstream_url: str) -> str:
     from gateway.apikeys import apikey_create
     from providers.models import LLMModel, Provider
+    from routing.engine.taxonomy import TASK_TYPES
     from routing.models import Budget, RoutingPolicy, RoutingRule, RuleFallback
-    from routing.taxonomy import TASK_TYPES
 
     models = {}
     for name in ("primary", "fallback"):

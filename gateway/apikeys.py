@@ -31,7 +31,7 @@ MISS_CACHE_TTL_S = 10
 LAST_USED_EVERY_S = 60
 # How long a process trusts what it last read from the shared cache about a key: a revocation
 # or an edit reaches every other process within this time (the process that made it at
-# once), as a routing-configuration edit does (routing.config_cache.SHARED_TTL_S), and a
+# once), as a routing-configuration edit does (routing.config.cache.SHARED_TTL_S), and a
 # busy key costs one shared-cache read per second instead of one per request.
 LOCAL_TTL_S = 1.0
 LOCAL_MAX_KEYS = 10_000

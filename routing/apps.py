@@ -6,7 +6,7 @@ from django.db.models.signals import post_delete, post_save
 
 
 def _config_changed(**_: Any) -> None:
-    from routing.config_cache import routing_config_changed
+    from routing.config.cache import routing_config_changed
 
     # After commit, so no process reloads the configuration before the change is visible.
     transaction.on_commit(routing_config_changed)
@@ -22,7 +22,7 @@ def _budgets_changed(**_: Any) -> None:
 
 
 def _routing_config_changed() -> None:
-    from routing.config_cache import routing_config_changed
+    from routing.config.cache import routing_config_changed
 
     routing_config_changed()
 

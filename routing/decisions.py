@@ -15,9 +15,11 @@ from django.utils import timezone
 
 from core.dependencies import REDIS_AWAY
 from routing import conf
-from routing.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
-from routing.config_cache import routing_config_get, shared_read
-from routing.decision import (
+from routing.config.cache import routing_config_get, shared_read
+from routing.engine import decide
+from routing.engine.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
+from routing.engine.taxonomy import COMPLEXITIES, TASK_TYPES, task_type_resolve
+from routing.engine.values import (
     BalanceSpec,
     PolicySpec,
     RouteDecision,
@@ -27,13 +29,11 @@ from routing.decision import (
     Rung,
     RungOrder,
 )
-from routing.engine import decide
 from routing.guards.balancer import Balancer
 from routing.privacy import privacy_scan
 from routing.router.model import ArtifactError
 from routing.router.store import active_router
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
-from routing.taxonomy import COMPLEXITIES, TASK_TYPES, task_type_resolve
 
 logger = logging.getLogger("routing.decisions")
 

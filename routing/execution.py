@@ -30,7 +30,7 @@ from providers.adapters.types import (
     ProviderUnavailable,
     Usage,
 )
-from routing.decision import ModelSpec
+from routing.engine.values import ModelSpec
 from routing.events import Delta, Fallback, Started
 
 # One generator for the jitter of every request: seeding a new one per request reads the OS's

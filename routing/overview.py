@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from routing.decision import AgentState
+from routing.engine.values import AgentState
 from routing.models import RoutingPolicy
 from routing.sampling import agents_snapshot_current, background_sampling_ensure
 

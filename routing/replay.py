@@ -28,10 +28,10 @@ from analytics.money import usd_json
 from analytics.pricing import Prices, cost_usd
 from analytics.quality import quality_kept_pct, quality_loss
 from providers.adapters.types import Usage
-from routing.decision import ModelSpec, RegistrySnapshot
+from routing.engine.taxonomy import TIERS
+from routing.engine.values import ModelSpec, RegistrySnapshot
 from routing.router.ladder import rung_for, rung_thresholds, tier_order
 from routing.router.model import Router
-from routing.taxonomy import TIERS
 
 USD_PLACES = Decimal("0.00000001")  # as stored in the request log
 PCT_PLACES = Decimal("0.01")

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from analytics.models import RequestLog
-from routing.config_cache import RoutingConfig, routing_config_get
-from routing.decision import RoutingError
+from routing.config.cache import ConfigSnapshot, routing_config_get
+from routing.engine.values import RoutingError
 from routing.replay import (
     LoggedRequest,
     ReplayError,
@@ -92,7 +92,7 @@ def router_resolve(name: str, *, allow_path: bool) -> Router:
         raise ReplayError(str(exc), "router") from exc
 
 
-def knob_resolve(query: ReplayQuery, config: RoutingConfig, router: Router) -> ReplayKnob:
+def knob_resolve(query: ReplayQuery, config: ConfigSnapshot, router: Router) -> ReplayKnob:
     """The named (or default) policy's knob with the query's threshold, target and ladder on
     top; a quality target becomes a threshold on `router`'s cost-quality curve, as the engine
     does it (`routing.decisions`)."""

@@ -18,13 +18,14 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from providers.services import local_health_refresh
-from routing import conf, policy_rules
+from routing import conf
 from routing.agents.base import UNKNOWN, Agent, AgentCheck, agent_load, checks_from
 from routing.agents.budget import BudgetAgent, BudgetReader, no_budget
 from routing.agents.connectivity import ConnectivityAgent
 from routing.agents.resources import ResourceMonitor
-from routing.config_cache import SNAPSHOT_KEY, routing_config_get, shared_forget
-from routing.decision import AgentSnapshot, AgentState
+from routing.config.cache import SNAPSHOT_KEY, routing_config_get, shared_forget
+from routing.engine import policy_rules
+from routing.engine.values import AgentSnapshot, AgentState
 from routing.models import AgentSample
 
 logger = logging.getLogger(__name__)

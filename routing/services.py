@@ -61,10 +61,12 @@ from routing.budgets import (
     budget_release,
     budget_reserve,
 )
-from routing.classify import estimate_tokens
 from routing.closing import RequestClose, RequestCloser
-from routing.config_cache import RoutingConfig, routing_config_get
-from routing.decision import (
+from routing.config.cache import ConfigSnapshot, routing_config_get
+from routing.decisions import latency_record, latency_wanted, route_decide
+from routing.engine import token_limit_exceeded
+from routing.engine.classify import estimate_tokens
+from routing.engine.values import (
     ModelSpec,
     ModelUnavailable,
     PrivacyRefused,
@@ -72,8 +74,6 @@ from routing.decision import (
     RoutingError,
     TokenLimitExceeded,
 )
-from routing.decisions import latency_record, latency_wanted, route_decide
-from routing.engine import token_limit_exceeded
 from routing.events import (
     Delta,
     Event,
@@ -131,7 +131,7 @@ class _Ledger:
     cache_hit: bool = False
     rate_limit: RateLimitResult | None = None
     token_charge: int = 0
-    config: RoutingConfig | None = None
+    config: ConfigSnapshot | None = None
 
     def outcome(self) -> RequestOutcome:
         model = self.chain.model
@@ -200,15 +200,15 @@ def prices_of(model: ModelSpec) -> Prices:
     )
 
 
-def baseline_prices(config: RoutingConfig) -> Prices | None:
+def baseline_prices(config: ConfigSnapshot) -> Prices | None:
     baseline = next((m for m in config.registry.models if m.is_baseline), None)
     return prices_of(baseline) if baseline else None
 
 
-_endpoints: dict[str, tuple[RoutingConfig, dict[str, Endpoint]]] = {}
+_endpoints: dict[str, tuple[ConfigSnapshot, dict[str, Endpoint]]] = {}
 
 
-def _endpoints_for(config: RoutingConfig) -> dict[str, Endpoint]:
+def _endpoints_for(config: ConfigSnapshot) -> dict[str, Endpoint]:
     """Every enabled provider's endpoint, resolved once per loaded configuration: by its
     identity, not its version, which a reload after `MAX_AGE_S` keeps (a provider added
     behind the signals' back then has its models in the registry and must have its URL)."""
@@ -226,7 +226,7 @@ def _endpoints_for(config: RoutingConfig) -> dict[str, Endpoint]:
     return endpoints
 
 
-def resolve_target(config: RoutingConfig, model: str | None) -> tuple[str | None, str | None]:
+def resolve_target(config: ConfigSnapshot, model: str | None) -> tuple[str | None, str | None]:
     """`(policy_name, override_ref)` for the `model` field of a request."""
     if model is None or model in ("", "auto"):
         return None, None
@@ -244,7 +244,7 @@ def resolve_target(config: RoutingConfig, model: str | None) -> tuple[str | None
     raise RoutingError(f"unknown model or policy {model!r}")
 
 
-def resolve_chain(config: RoutingConfig, entries: tuple[str, ...]) -> tuple[str, ...]:
+def resolve_chain(config: ConfigSnapshot, entries: tuple[str, ...]) -> tuple[str, ...]:
     """The `provider:model` refs of a request's `fallback_chain` (model names resolved); an
     entry that names no model (a policy, an unknown or ambiguous name) is refused by its place."""
     refs = []
@@ -287,7 +287,7 @@ class _Prepared:
     rate_limit: RateLimitResult | None
     token_charge: int
     decision: RouteDecision | None = None
-    config: RoutingConfig | None = None
+    config: ConfigSnapshot | None = None
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     cached: CachedAnswer | None = None
     permit: Permit | None = None
@@ -410,7 +410,10 @@ def _prepare(request: GatewayRequest) -> _Prepared:
 
 
 def _cache_plan(
-    request: GatewayRequest, decision: RouteDecision, config: RoutingConfig, first: ModelSpec | None
+    request: GatewayRequest,
+    decision: RouteDecision,
+    config: ConfigSnapshot,
+    first: ModelSpec | None,
 ) -> tuple[str | None, str]:
     """`(key, "")` when the first model's answer may come from or go to the response cache,
     else `(None, why not)` (docs/guards.md)."""
@@ -447,7 +450,7 @@ def _give_back(admission: Reservation | ProviderError | None) -> None:
 
 
 def _admit(
-    request: GatewayRequest, decision: RouteDecision, config: RoutingConfig, model: ModelSpec
+    request: GatewayRequest, decision: RouteDecision, config: ConfigSnapshot, model: ModelSpec
 ) -> Reservation | ProviderError | None:
     """Hold the most `model` could cost against the budgets covering the request."""
     prompt_tokens = int(decision.trace.get("request", {}).get("prompt_tokens", 0))
@@ -881,7 +884,7 @@ async def _answer_from_cache(
     ledger: _Ledger,
     answer: CachedAnswer,
     started: Any,
-    config: RoutingConfig,
+    config: ConfigSnapshot,
     limit_info: RateLimitInfo | None,
 ) -> AsyncGenerator[Event, None]:
     """A cache hit costs nothing; its baseline cost is kept so cache savings can be shown
@@ -923,7 +926,7 @@ async def _answer_from_cache(
 
 
 async def _cost_off_loop(
-    ledger: _Ledger, model: ModelSpec, config: RoutingConfig, request: GatewayRequest
+    ledger: _Ledger, model: ModelSpec, config: ConfigSnapshot, request: GatewayRequest
 ) -> None:
     """`_cost`, counted in a worker thread when it counts a large prompt's tokens (the
     provider reported no usage): counting 2 MB of text takes the event loop a tenth of a
@@ -945,7 +948,7 @@ async def _cost_off_loop(
 
 
 def _cost(
-    ledger: _Ledger, model: ModelSpec, config: RoutingConfig, request: GatewayRequest
+    ledger: _Ledger, model: ModelSpec, config: ConfigSnapshot, request: GatewayRequest
 ) -> None:
     usage = ledger.chain.usage
     # The texts are only counted when the provider reported no usage.
@@ -954,7 +957,7 @@ def _cost(
     _cost_apply(ledger, result, config)
 
 
-def _cost_apply(ledger: _Ledger, result: CostResult, config: RoutingConfig) -> None:
+def _cost_apply(ledger: _Ledger, result: CostResult, config: ConfigSnapshot) -> None:
     ledger.usage = result.usage
     ledger.cost_usd = result.cost_usd
     ledger.cost_state = str(result.state.value)
@@ -962,7 +965,7 @@ def _cost_apply(ledger: _Ledger, result: CostResult, config: RoutingConfig) -> N
 
 
 def _max_cost(
-    model: ModelSpec, config: RoutingConfig, prompt_tokens: int, max_tokens: int | None
+    model: ModelSpec, config: ConfigSnapshot, prompt_tokens: int, max_tokens: int | None
 ) -> Decimal | None:
     ceiling = prices_ceiling(prices_of(m) for m in config.registry.models)
     output_tokens = max_tokens or model.max_output_tokens

@@ -7,12 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from routing.config_cache import routing_config_get
+from routing.config.cache import routing_config_get
+from routing.engine.taxonomy import TIERS
 from routing.replay import ReplayError
 from routing.replay_selector import replay_query_parse, replay_report
 from routing.router import store
 from routing.router.model import ArtifactError
-from routing.taxonomy import TIERS
 
 FIELDS = ("days", "threshold", "quality_target", "ladder", "policy", "router")
 

@@ -38,7 +38,7 @@ def budgets_forget() -> None:
 
 
 def _enabled_budgets() -> tuple[BudgetSpec, ...]:
-    from routing.config_cache import shared_read
+    from routing.config.cache import shared_read
 
     global _specs_memo
     version = shared_read().version

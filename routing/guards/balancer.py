@@ -26,7 +26,7 @@ from core.redis import (
     redis_serializer,
     script,
 )
-from routing.decision import BalanceSpec, Rung, RungOrder
+from routing.engine.values import BalanceSpec, Rung, RungOrder
 from routing.guards import conf
 from routing.guards.breaker import (
     BreakerConfig,

@@ -5,8 +5,8 @@ from django.db import models
 from django.db.models import Q
 
 from providers.models import LLMModel
-from routing import policy_rules
-from routing.taxonomy import COMPLEXITY_CHOICES, TASK_TYPE_CHOICES
+from routing.engine import policy_rules
+from routing.engine.taxonomy import COMPLEXITY_CHOICES, TASK_TYPE_CHOICES
 
 
 class RoutingPolicy(models.Model):

@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from providers.models import LLMModel
-from routing import config_cache
+from routing.config import cache as config_cache
 
 # The shared local upstream server, the bundled model and the per-test HTTP client reset.
 from tests.providers.conftest import (  # noqa: F401

@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 
 from chat.models import Message
 from providers.models import LLMModel, Provider
+from routing.engine.taxonomy import TASK_TYPES
 from routing.models import RoutingPolicy, RoutingRule
-from routing.taxonomy import TASK_TYPES
 from tests.chat.conftest import chat_path
 from tests.chat.test_consumer import TIMEOUT_S, ask, connect
 from tests.providers.upstream_server import Reply, UpstreamServer

@@ -21,8 +21,8 @@ from core.consumers import CLOSE_UNAUTHENTICATED
 from orchestrator_site.asgi import application
 from providers.local_model import MODEL_ALIAS
 from providers.models import LLMModel, Provider
+from routing.engine.taxonomy import TASK_TYPES
 from routing.models import RoutingPolicy, RoutingRule
-from routing.taxonomy import TASK_TYPES
 from tests.chat.conftest import chat_path, chat_registry
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.streams import openai_sse
@@ -381,7 +381,7 @@ async def test_conversation_keeps_its_model_and_says_when_it_switches(
 
 
 def _config_changed() -> None:
-    from routing.config_cache import routing_config_changed
+    from routing.config.cache import routing_config_changed
 
     routing_config_changed()
 

@@ -16,8 +16,8 @@ from analytics.models import RequestFeedback, RequestLog
 from chat.models import Conversation, Message
 from providers.local_model import MODEL_ALIAS
 from providers.models import LLMModel, Provider
+from routing.engine.taxonomy import TASK_TYPES
 from routing.models import RoutingPolicy, RoutingRule
-from routing.taxonomy import TASK_TYPES
 from tests.e2e.test_login import CHROMIUM, CHROMIUM_ARGS
 from tests.providers.conftest import local_model_url, upstream, upstream_server  # noqa: F401
 from tests.providers.upstream_server import Reply, UpstreamServer

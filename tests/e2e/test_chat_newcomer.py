@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from playwright.async_api import Page, async_playwright, expect
 
 from providers.models import LLMModel, Provider
+from routing.engine.taxonomy import TASK_TYPES
 from routing.models import RoutingPolicy, RoutingRule
-from routing.taxonomy import TASK_TYPES
 from tests.e2e.test_login import CHROMIUM, CHROMIUM_ARGS
 from tests.providers.conftest import upstream, upstream_server  # noqa: F401
 from tests.providers.upstream_server import Reply, UpstreamServer

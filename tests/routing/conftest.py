@@ -7,7 +7,8 @@ import pytest
 from django.core.cache import cache
 
 from providers.models import LLMModel, Provider
-from routing import config_cache, sampling
+from routing import sampling
+from routing.config import cache as config_cache
 from routing.models import RoutingPolicy, RoutingRule, StateRule
 from routing.router import store
 from tests.routing.router_artifacts import write_artifact

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from routing.decision import (
+from routing.engine import DEFAULT_TIER_LADDER
+from routing.engine.values import (
     AgentSnapshot,
     AgentState,
     ModelSpec,
@@ -13,7 +14,6 @@ from routing.decision import (
     RuleSpec,
     StateRuleSpec,
 )
-from routing.engine import DEFAULT_TIER_LADDER
 
 
 def spec(

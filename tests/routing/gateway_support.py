@@ -11,9 +11,9 @@ from django.core.cache import cache
 from analytics.models import RequestLog
 from gateway.apikeys import apikey_create
 from providers.models import LLMModel, Provider
-from routing.config_cache import SHARED_TTL_S
+from routing.config.cache import SHARED_TTL_S
+from routing.engine.taxonomy import TASK_TYPES
 from routing.models import RoutingPolicy, RoutingRule, RuleFallback
-from routing.taxonomy import TASK_TYPES
 from tests.providers.upstream_server import UpstreamServer
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import BaseCache, cache, caches
 from django.test import override_settings
 
-from routing.decision import BalanceSpec, Rung
+from routing.engine.values import BalanceSpec, Rung
 from routing.guards.balancer import Balanced, Balancer, Strategy, deployments_order
 from routing.guards.breaker import BreakerConfig, BreakerState, BreakerView, CircuitBreakers
 

@@ -17,7 +17,7 @@ from routing.agents.budget import BudgetAgent
 from routing.budgets.close import budget_settle
 from routing.budgets.reader import budget_read, budgets_now
 from routing.budgets.reserve import budget_reserve
-from routing.config_cache import shared_forget
+from routing.config.cache import shared_forget
 from routing.decisions import route_decide
 from routing.models import Budget, BudgetPeriod
 

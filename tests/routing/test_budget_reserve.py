@@ -17,7 +17,7 @@ from routing.budgets.close import (
 )
 from routing.budgets.reserve import budget_reserve
 from routing.budgets.values import BudgetExceeded
-from routing.config_cache import routing_config_get
+from routing.config.cache import routing_config_get
 from routing.models import Budget, BudgetPeriod, BudgetReservation
 from routing.services import _max_cost
 from tests.routing.budget_support import NOW, make_budget, period_of

@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from providers.models import LLMModel, Provider
-from routing.config_io import ConfigFileError, config_apply, config_export
+from routing.config import ConfigFileError, config_apply, config_export
+from routing.config.presets import PRESETS, default_policy_ensure, preset_load
 from routing.models import RoutingPolicy, RoutingRule, StateRule
-from routing.presets import PRESETS, default_policy_ensure, preset_load
 
 GOOD = """\
 version: 1

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from providers.models import LLMModel, Provider
-from routing.config_io import ConfigFileError, config_apply, config_export
+from routing.config import ConfigFileError, config_apply, config_export
 from routing.models import Budget, BudgetPeriod, RoutingPolicy
 from tests.routing.test_config_io import GOOD
 

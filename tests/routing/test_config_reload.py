@@ -16,11 +16,11 @@ from channels.db import database_sync_to_async
 
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
-from routing import config_cache
+from routing.config import cache as config_cache
+from routing.engine.taxonomy import TASK_TYPES
 from routing.events import Failed, Finished, GatewayRequest
 from routing.models import RoutingRule
 from routing.services import chat_stream
-from routing.taxonomy import TASK_TYPES
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, every_task_to, new_key, upstream_models

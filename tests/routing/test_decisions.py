@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from routing import sampling
-from routing.decision import RoutingError
 from routing.decisions import route_decide
+from routing.engine.values import RoutingError
 from routing.models import RoutingPolicy
 from routing.router import store
 
@@ -230,7 +230,7 @@ def test_debug_setting_off_logs_nothing(registry_rows, caplog):
 
 @pytest.mark.django_db
 def test_another_process_edit_is_seen_after_the_shared_ttl(registry_rows, monkeypatch):
-    from routing import config_cache
+    from routing.config import cache as config_cache
 
     publish([("connectivity", "", "DISCONNECTED")])
     assert [m.ref for m in route_decide(prompt="hi", task_type="general").chain] == ["local:tiny"]

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from routing.decision import (
+from routing.engine import RungBalancer, decide
+from routing.engine.values import (
     AgentSnapshot,
     AgentState,
     BalanceSpec,
@@ -17,7 +18,6 @@ from routing.decision import (
     RungOrder,
     StateRuleSpec,
 )
-from routing.engine import RungBalancer, decide
 from tests.routing.factories import BIG, GPT4O, MINI, POLICY, REGISTRY, TINY, snapshot
 
 

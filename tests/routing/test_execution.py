@@ -8,7 +8,7 @@ import pytest
 
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError, Usage
-from routing.decision import ModelSpec
+from routing.engine.values import ModelSpec
 from routing.events import Delta, Fallback, Started
 from routing.execution import ChainOutcome, ModelRuntime, RetryPolicy, execute_chain
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture

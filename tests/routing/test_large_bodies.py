@@ -19,7 +19,7 @@ from analytics.models import RequestLog
 from analytics.pricing import _TOKEN_PIECE, SLICE_CHARS, tokens_estimate
 from core.threads import cpu_bound
 from orchestrator_site.asgi import application
-from routing.classify import (
+from routing.engine.classify import (
     LIST_ITEM,
     NUMBER,
     REASONING,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from routing.decision import PolicySpec, PrivacyRefused, RegistrySnapshot, RouteRequest
 from routing.engine import decide
+from routing.engine.values import PolicySpec, PrivacyRefused, RegistrySnapshot, RouteRequest
 from routing.privacy import DETECTORS, PrivacySpec, privacy_errors, privacy_scan
 from tests.routing.factories import BIG, GPT4O, MINI, POLICY, REGISTRY, SONNET, TINY, snapshot
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from routing.decision import ModelUnavailable, RegistrySnapshot, RouteRequest, RoutingError
 from routing.engine import decide, token_limit_exceeded
-from routing.taxonomy import TASK_TYPE_ALIASES, TASK_TYPES, task_type_resolve
+from routing.engine.taxonomy import TASK_TYPE_ALIASES, TASK_TYPES, task_type_resolve
+from routing.engine.values import ModelUnavailable, RegistrySnapshot, RouteRequest, RoutingError
 from tests.routing.factories import BIG, FLASH, GPT4O, MINI, OFF, POLICY, REGISTRY, TINY, snapshot
 
 

@@ -15,7 +15,7 @@ from django.test import Client
 
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
-from routing.config_io import ConfigFileError, config_apply, config_export
+from routing.config import ConfigFileError, config_apply, config_export
 from routing.events import Finished, GatewayRequest
 from routing.models import RoutingPolicy
 from routing.services import chat_stream

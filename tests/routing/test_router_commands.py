@@ -13,9 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from routing.config_io import ConfigFileError, config_apply, config_export
+from routing.config import ConfigFileError, config_apply, config_export
+from routing.engine.policy_rules import router_errors
 from routing.models import RoutingPolicy
-from routing.policy_rules import router_errors
 from routing.router import store
 from tests.routing.router_artifacts import tiny_artifact, write_artifact
 

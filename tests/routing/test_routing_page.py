@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from routing.presets import preset_load
+from routing.config.presets import preset_load
 from tests.routing.test_decisions import publish
 
 

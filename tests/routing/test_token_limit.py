@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from routing.decision import AgentSnapshot, AgentState, RegistrySnapshot, RouteRequest
 from routing.engine import decide, token_limit_exceeded
+from routing.engine.values import AgentSnapshot, AgentState, RegistrySnapshot, RouteRequest
 from tests.routing.factories import BIG, OFF, POLICY, TINY, spec
 
 SMALL = RegistrySnapshot.build((TINY, BIG, OFF))  # windows 2048 and 32768; OFF is disabled

@@ -39,8 +39,8 @@ from websockets.sync.client import connect
 
 from analytics.models import RequestLog
 from providers.models import LLMModel, Provider
+from routing.engine.taxonomy import TASK_TYPES
 from routing.models import RoutingPolicy, RoutingRule
-from routing.taxonomy import TASK_TYPES
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import baseline_model, new_key, settle_config, wait_rows
 from tests.routing.streams import openai_sse

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from providers.demo import demo_registry_load
-from routing.presets import default_policy_ensure
+from routing.config.presets import default_policy_ensure
 
 
 class Command(BaseCommand):

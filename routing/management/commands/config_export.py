@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from routing.config_io import config_export
+from routing.config import config_export
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from routing.config_io import ConfigFileError, config_apply
-from routing.presets import PRESETS, preset_text
+from routing.config import ConfigFileError, config_apply
+from routing.config.presets import PRESETS, preset_text
 
 
 class Command(BaseCommand):

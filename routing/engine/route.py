@@ -1,16 +1,30 @@
-"""The routing engine: a pure function from a request and the state of the world to a ranked
-chain of models and the reasons for it. No I/O, no ORM, no clock: the same inputs replay to the
-same decision.
+"""The routing decision: `decide` turns a request, a policy, the agents' snapshot and the
+registry into a ranked chain of models and a trace that says why. A model the caller names (an
+override, or its own fallback chain) bypasses the policy here; otherwise the policy's state
+rules and task rules pick the candidates (`routing.engine.ranking`). Refusals (a disabled named
+model, a request kept on local models with none to answer it) are raised with their trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from routing.decision import (
+from routing.engine.ranking import (
+    CONTEXT_REFUSAL,
+    RungBalancer,
+    balance_trace,
+    balanced_chain,
+    candidates_for,
+    ineligible_reason,
+    not_considered,
+    pick_trace,
+    router_rung,
+    rule_match,
+    sticky_apply,
+    tiers_for,
+)
+from routing.engine.values import (
     AgentSnapshot,
-    BalanceSpec,
     JsonDict,
     ModelSpec,
     ModelUnavailable,
@@ -20,25 +34,12 @@ from routing.decision import (
     RouteDecision,
     RouteRequest,
     RoutingError,
-    RuleSpec,
     Rung,
     RungOrder,
     StickyInfo,
-    TokenLimitExceeded,
 )
-from routing.router.ladder import complexity_for, rung_for, rung_thresholds, tier_order
 
 TRACE_VERSION = 1
-DEFAULT_TIER_LADDER: dict[str, tuple[str, ...]] = {
-    "simple": ("small_local", "large_local", "standard", "premium"),
-    "moderate": ("large_local", "standard", "premium", "small_local"),
-    "complex": ("premium", "standard", "large_local", "small_local"),
-}
-FILTER_ACTIONS = frozenset({"local_only", "cloud_only", "smaller_cloud_or_local", "free_only"})
-
-RungBalancer = Callable[[tuple[Rung, ...], BalanceSpec], Sequence[RungOrder]]
-"""Orders the models of each rung by the policy's strategy (routing.guards.balancer): given to
-`decide` by the caller, which owns the shared state (turns, latencies, breakers) it reads."""
 
 
 def decide(
@@ -50,7 +51,7 @@ def decide(
 ) -> RouteDecision:
     """`balance` is asked once, for every rung of two or more eligible models, when the
     policy balances (`policy.balance`); without it the registry's order stands."""
-    router_trace, ladder_tiers = _router_rung(request, policy)
+    router_trace, ladder_tiers = router_rung(request, policy)
     if router_trace is not None:
         request = replace(request, complexity=router_trace["complexity"])
     trace: JsonDict = {
@@ -103,7 +104,7 @@ def decide(
             actions.append((state_rule.action, f"{state_rule.agent} {state_rule.state}"))
     trace["state_rules"] = state_trace
 
-    rule = _match_rule(policy.rules, request.task_type, request.complexity)
+    rule = rule_match(policy.rules, request.task_type, request.complexity)
     trace["rule"] = rule.label if rule else None
     blocked = next((why for action, why in actions if action == "block"), None)
     if blocked:
@@ -111,23 +112,23 @@ def decide(
             candidates=[],
             chain=[],
             sticky=None,
-            balance=_balance_trace(policy, ()),
+            balance=balance_trace(policy, ()),
             pick=None,
             outcome=f"blocked by {blocked}",
         )
         return _decision((), request, policy, trace, None, f"blocked: {blocked}")
 
     def ineligible(model: ModelSpec) -> str | None:
-        return _ineligible(model, request, snapshot, actions)
+        return ineligible_reason(model, request, snapshot, actions)
 
     chain: list[ModelSpec] = []
     seen: set[int] = set()
     sources: dict[int, str] = {}
     candidates: list[JsonDict] = []
-    tiers = _tiers(request, policy, rule, ladder_tiers)
+    tiers = tiers_for(request, policy, rule, ladder_tiers)
     # A balanced rung is chosen among all its eligible models, so none is cut off unseen.
     balancing = balance if policy.balance.strategy != "none" else None
-    for model, source in _candidates(request, registry, rule, tiers):
+    for model, source in candidates_for(request, registry, rule, tiers):
         if model.id in seen:
             continue
         if balancing is None and len(chain) >= policy.chain_limit:
@@ -148,11 +149,11 @@ def decide(
             sources[model.id] = source
     orders: tuple[tuple[Rung, RungOrder], ...] = ()
     if balancing is not None:
-        chain, orders = _balanced(chain, sources, request, policy, balancing)
+        chain, orders = balanced_chain(chain, sources, request, policy, balancing)
         chain = chain[: policy.chain_limit]
-    trace["balance"] = _balance_trace(policy, orders)
+    trace["balance"] = balance_trace(policy, orders)
     trace["candidates"] = candidates
-    trace["not_considered"] = _not_considered(registry, rule, tiers, seen)
+    trace["not_considered"] = not_considered(registry, rule, tiers, seen)
 
     preference = next(
         (a for a, _ in reversed(actions) if a in ("prefer_local", "prefer_cloud")), None
@@ -165,7 +166,7 @@ def decide(
 
     sticky = None
     if policy.sticky_sessions and request.sticky_model_id is not None:
-        sticky, chain = _apply_sticky(request.sticky_model_id, chain, registry, ineligible)
+        sticky, chain = sticky_apply(request.sticky_model_id, chain, registry, ineligible)
         chain = chain[: policy.chain_limit]
     trace["sticky"] = (
         {
@@ -177,7 +178,7 @@ def decide(
         else None
     )
     trace["chain"] = [m.ref for m in chain]
-    trace["pick"] = _pick(chain, sources, orders, policy, sticky)
+    trace["pick"] = pick_trace(chain, sources, orders, policy, sticky)
     trace["outcome"] = "routed" if chain else "no eligible model"
     if request.private and not chain:
         trace["outcome"] = "privacy: no local model"
@@ -231,7 +232,7 @@ def _overridden(
             {"model": ref, "id": model.id, "source": "override", "kept": True, "reason": ""}
         ],
         sticky=None,
-        balance=_balance_trace(policy, ()),
+        balance=balance_trace(policy, ()),
         pick={"model": ref, "by": "override", "among": [ref]},
         override={
             "model": ref,
@@ -269,7 +270,7 @@ def _unavailable(
         rule=None,
         candidates=candidates,
         sticky=None,
-        balance=_balance_trace(policy, ()),
+        balance=balance_trace(policy, ()),
         pick=None,
         chain=[],
         outcome=f"unavailable: {model.ref} {reason}",
@@ -323,7 +324,7 @@ def _requested(
         state_rules=[],
         rule=None,
         sticky=None,
-        balance=_balance_trace(policy, ()),
+        balance=balance_trace(policy, ()),
         pick={"model": refs[0], "by": "request", "among": refs} if refs else None,
         requested_chain={"from": "request", "models": [ref for ref, _, _ in named]},
         chain=refs,
@@ -369,7 +370,7 @@ def _privacy_refusal(
             }
         ],
         sticky=None,
-        balance=_balance_trace(policy, ()),
+        balance=balance_trace(policy, ()),
         pick=None,
         chain=[],
         outcome=f"privacy: {model.ref} is a cloud model",
@@ -378,249 +379,3 @@ def _privacy_refusal(
     return PrivacyRefused(
         decision, message=f"{privacy_why(request)}, and {model.ref} is a cloud model"
     )
-
-
-def _rung_key(policy: PolicySpec, request: RouteRequest, model: ModelSpec) -> str:
-    strong = request.task_type if request.task_type in model.task_strengths else "other"
-    return f"{policy.name}/{model.tier}/{strong}"
-
-
-def _balanced(
-    chain: list[ModelSpec],
-    sources: dict[int, str],
-    request: RouteRequest,
-    policy: PolicySpec,
-    balance: RungBalancer,
-) -> tuple[list[ModelSpec], tuple[tuple[Rung, RungOrder], ...]]:
-    """The chain with each rung's models (those a tier brought, grouped by tier and by
-    strength at the task; a rule's own models keep their places) in the balancer's order."""
-    members: dict[str, list[ModelSpec]] = {}
-    for model in chain:
-        if sources[model.id].startswith("tier:"):
-            members.setdefault(_rung_key(policy, request, model), []).append(model)
-    rungs = tuple(
-        Rung(key, tuple(m.ref for m in models))
-        for key, models in members.items()
-        if len(models) > 1
-    )
-    if not rungs:
-        return chain, ()
-    orders = tuple(zip(rungs, balance(rungs, policy.balance), strict=True))
-    by_ref = {m.ref: m for m in chain}
-    reordered = list(chain)
-    for rung, order in orders:
-        assert sorted(order.order) == sorted(rung.models), "a balancer only reorders"
-        slots = [i for i, m in enumerate(reordered) if m.ref in rung.models]
-        for slot, ref in zip(slots, order.order, strict=True):
-            reordered[slot] = by_ref[ref]
-    return reordered, orders
-
-
-def _balance_trace(policy: PolicySpec, orders: tuple[tuple[Rung, RungOrder], ...]) -> JsonDict:
-    return {
-        "strategy": policy.balance.strategy,
-        "rungs": [{"rung": rung.key, **order.trace} for rung, order in orders],
-    }
-
-
-def _pick(
-    chain: list[ModelSpec],
-    sources: dict[int, str],
-    orders: tuple[tuple[Rung, RungOrder], ...],
-    policy: PolicySpec,
-    sticky: StickyInfo | None,
-) -> JsonDict | None:
-    """Why the first model of the chain is the first: the strategy and its candidates."""
-    if not chain:
-        return None
-    first = chain[0]
-    if sticky is not None and sticky.kept:
-        return {"model": first.ref, "by": "sticky", "among": [first.ref]}
-    for rung, _ in orders:
-        if first.ref in rung.models:
-            return {"model": first.ref, "by": policy.balance.strategy, "among": list(rung.models)}
-    source = sources.get(first.id, "")
-    if source.startswith("tier:"):
-        tier = [m.ref for m in chain if sources.get(m.id) == source]
-        return {"model": first.ref, "by": f"{source} registry order", "among": tier}
-    return {"model": first.ref, "by": source, "among": [first.ref]}
-
-
-def _match_rule(rules: tuple[RuleSpec, ...], task_type: str, complexity: str) -> RuleSpec | None:
-    generic = None
-    for rule in rules:
-        if rule.task_type != task_type:
-            continue
-        if rule.complexity == complexity:
-            return rule
-        if not rule.complexity and generic is None:
-            generic = rule
-    return generic
-
-
-def _router_rung(
-    request: RouteRequest, policy: PolicySpec
-) -> tuple[JsonDict | None, tuple[str, ...]]:
-    """The rung of the policy's ladder that the router's probability reaches, and the tiers to
-    try from it (that rung, better rungs, then cheaper ones)."""
-    verdict = request.router
-    knob = policy.router
-    if verdict is None or knob is None or request.override or request.fallback_chain:
-        return None, ()
-    thresholds = rung_thresholds(verdict.threshold, len(knob.ladder))
-    rung = rung_for(verdict.probability, thresholds)
-    return (
-        {
-            "mode": "learned",
-            "version": verdict.version,
-            "probability": verdict.probability,
-            "threshold": verdict.threshold,
-            "quality_target_pct": verdict.quality_target_pct,
-            "ladder": list(knob.ladder),
-            "rung_thresholds": list(thresholds),
-            "rung": rung,
-            "tier": knob.ladder[rung],
-            "complexity": complexity_for(rung, len(knob.ladder)),
-        },
-        tier_order(knob.ladder, rung),
-    )
-
-
-def _tiers(
-    request: RouteRequest,
-    policy: PolicySpec,
-    rule: RuleSpec | None,
-    ladder_tiers: tuple[str, ...] = (),
-) -> tuple[str, ...]:
-    """A rule's own tiers win; then the router's ladder; then the complexity's tier ladder."""
-    return (
-        (rule.tiers if rule else ())
-        or ladder_tiers
-        or tuple(
-            policy.tier_ladder.get(
-                request.complexity, DEFAULT_TIER_LADDER.get(request.complexity, ())
-            )
-        )
-    )
-
-
-def _candidates(
-    request: RouteRequest,
-    registry: RegistrySnapshot,
-    rule: RuleSpec | None,
-    tiers: tuple[str, ...],
-) -> Iterator[tuple[ModelSpec, str]]:
-    if rule is not None:
-        if rule.primary_id is not None and rule.primary_id in registry.by_id:
-            yield registry.by_id[rule.primary_id], "rule:primary"
-        for fallback_id in rule.fallback_ids:
-            if fallback_id in registry.by_id:
-                yield registry.by_id[fallback_id], "rule:fallback"
-    for tier in tiers:
-        for model in registry.tier_for_task(tier, request.task_type):
-            yield model, f"tier:{tier}"
-
-
-def _not_considered(
-    registry: RegistrySnapshot, rule: RuleSpec | None, tiers: tuple[str, ...], seen: set[int]
-) -> int:
-    """Distinct candidates left out because the chain was full."""
-    universe: set[int] = set()
-    if rule is not None:
-        ids = (rule.primary_id, *rule.fallback_ids)
-        universe.update(i for i in ids if i is not None and i in registry.by_id)
-    for tier in tiers:
-        universe |= registry.tier_ids.get(tier, frozenset())
-    return len(universe - seen)
-
-
-def _ineligible(
-    model: ModelSpec,
-    request: RouteRequest,
-    snapshot: AgentSnapshot,
-    actions: list[tuple[str, str]],
-) -> str | None:
-    if not model.enabled:
-        return "disabled"
-    needed = request.prompt_tokens + request.max_output_tokens
-    if needed > model.context_window:
-        return f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"
-    if not model.is_local:
-        reach = snapshot.target_state("connectivity", model.provider_name)
-        if reach == "DISCONNECTED":
-            return f"provider {model.provider_name} DISCONNECTED"
-    for action, why in actions:
-        if action == "local_only" and not model.is_local:
-            return f"{why}: local models only"
-        if action == "cloud_only" and model.is_local:
-            return f"{why}: cloud models only"
-        if action == "smaller_cloud_or_local" and model.tier == "premium":
-            return f"{why}: no premium models"
-        if action == "free_only" and not model.is_free:
-            return f"{why}: free or local models only"
-    return None
-
-
-CONTEXT_REFUSAL = "context window"
-
-
-def token_limit_exceeded(
-    decision: RouteDecision, registry: RegistrySnapshot
-) -> TokenLimitExceeded | None:
-    """The refusal of a request that no window can hold, or None. A named model: its window is
-    too small. Routed: the chain is empty only because every candidate was refused for its
-    context window, and no enabled model's window is large enough either. Any other empty
-    chain keeps its own reason."""
-    asked = decision.trace.get("request", {})
-    needed = int(asked.get("prompt_tokens", 0)) + int(asked.get("max_output_tokens", 0))
-    requested = decision.trace.get("requested_chain")
-    if requested is not None:
-        # The caller's chain drops only the models whose window is too small.
-        if decision.chain:
-            return None
-        windows = (registry.by_ref[ref].context_window for ref in requested["models"])
-        return TokenLimitExceeded(
-            decision,
-            needed_tokens=needed,
-            largest_window=max(windows, default=0),
-            target="any model of the requested chain",
-        )
-    if decision.override and decision.chain:
-        model = decision.chain[0]
-        if needed <= model.context_window:
-            return None
-        return TokenLimitExceeded(
-            decision, needed_tokens=needed, largest_window=model.context_window, target=model.ref
-        )
-    # A disabled model was never on offer; what counts is why the others were refused.
-    reasons = [
-        str(c.get("reason", ""))
-        for c in decision.trace.get("candidates") or []
-        if c.get("reason") != "disabled"
-    ]
-    if decision.chain or not reasons:
-        return None
-    if not all(reason.startswith(CONTEXT_REFUSAL) for reason in reasons):
-        return None
-    largest = max((m.context_window for m in registry.models if m.enabled), default=0)
-    if needed <= largest:
-        return None
-    return TokenLimitExceeded(
-        decision, needed_tokens=needed, largest_window=largest, target="any enabled model"
-    )
-
-
-def _apply_sticky(
-    previous_id: int,
-    chain: list[ModelSpec],
-    registry: RegistrySnapshot,
-    ineligible: Callable[[ModelSpec], str | None],
-) -> tuple[StickyInfo, list[ModelSpec]]:
-    previous = registry.by_id.get(previous_id)
-    if previous is None:
-        return StickyInfo(previous_id, False, "model no longer in the registry"), chain
-    reason = ineligible(previous)
-    if reason is not None:
-        return StickyInfo(previous_id, False, f"switched: {reason}"), chain
-    rest = [m for m in chain if m.id != previous_id]
-    return StickyInfo(previous_id, True, "conversation keeps its model"), [previous, *rest]

@@ -1,10 +1,15 @@
-"""Shipped policy presets: YAML files in routing/presets/, loaded like any configuration file."""
+"""Shipped policy presets and the default policy: YAML files in routing/config/presets/, loaded
+like any configuration file (`manage.py config_import --preset NAME`). `default_policy_ensure`
+loads the balanced preset when no policy exists yet (`bootstrap_local`, so `make run` routes by
+a real policy rather than the built-in one of `routing.config.cache`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from routing.config_io import ApplyReport, config_apply
+from routing.config.base import ApplyReport
+from routing.config.document import config_apply
 from routing.models import RoutingPolicy
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"

@@ -10,9 +10,9 @@ from typing import Any
 
 from routing.agents.connectivity import ConnectivityThresholds
 from routing.agents.resources import ResourceThresholds
-from routing.decision import BALANCE_STRATEGIES
+from routing.engine.taxonomy import COMPLEXITIES, TIERS
+from routing.engine.values import BALANCE_STRATEGIES
 from routing.privacy import privacy_errors
-from routing.taxonomy import COMPLEXITIES, TIERS
 
 THRESHOLD_GROUPS: dict[str, type[Any]] = {
     "resources": ResourceThresholds,

@@ -23,7 +23,8 @@ from django.core.cache import cache
 
 from core.dependencies import REDIS_AWAY
 from providers.models import LLMModel
-from routing.decision import (
+from routing.engine import DEFAULT_TIER_LADDER
+from routing.engine.values import (
     BalanceSpec,
     ModelSpec,
     PolicySpec,
@@ -32,7 +33,6 @@ from routing.decision import (
     RuleSpec,
     StateRuleSpec,
 )
-from routing.engine import DEFAULT_TIER_LADDER
 from routing.models import RoutingPolicy
 from routing.privacy import PrivacySpec
 from routing.router.ladder import knob_from
@@ -59,7 +59,10 @@ BUILTIN_POLICY = PolicySpec(
 
 
 @dataclass(frozen=True, slots=True)
-class RoutingConfig:
+class ConfigSnapshot:
+    """One configuration version as the engine reads it: the registry and every policy, frozen
+    (the YAML file that edits them is `routing.config.document`)."""
+
     version: str
     registry: RegistrySnapshot
     policies: dict[str, PolicySpec]
@@ -84,7 +87,7 @@ class SharedState:
 
 
 _lock = threading.Lock()
-_memo: RoutingConfig | None = None
+_memo: ConfigSnapshot | None = None
 _shared: SharedState | None = None
 
 
@@ -155,7 +158,7 @@ def shared_read() -> SharedState:
     return _shared
 
 
-def routing_config_get(shared: SharedState | None = None) -> RoutingConfig:
+def routing_config_get(shared: SharedState | None = None) -> ConfigSnapshot:
     global _memo
     version = (shared or shared_read()).version
     memo = _memo
@@ -166,7 +169,7 @@ def routing_config_get(shared: SharedState | None = None) -> RoutingConfig:
         return _memo
 
 
-def _load(version: str) -> RoutingConfig:
+def _load(version: str) -> ConfigSnapshot:
     rows = LLMModel.objects.select_related("provider").order_by("id")
     models = tuple(
         ModelSpec(
@@ -208,7 +211,7 @@ def _load(version: str) -> RoutingConfig:
             agents = tuple(policy.agents or ())
     if default_name == BUILTIN_POLICY.name:
         policies[BUILTIN_POLICY.name] = BUILTIN_POLICY
-    return RoutingConfig(
+    return ConfigSnapshot(
         version=version,
         registry=RegistrySnapshot.build(models),
         policies=policies,
