@@ -1,7 +1,9 @@
 """Training the router: ridge regression of the premium model's gain over the cheap one, on TF-IDF
 terms and shape features, then a logistic calibration to a probability. numpy only, no randomness:
-the same rows and parameters give the same artifact, byte for byte (weights are rounded to 6
-significant digits so a different BLAS or CPU cannot change the file).
+the same rows and parameters give the same artifact, byte for byte on one machine. Weights are
+rounded to 6 significant digits, yet another CPU's BLAS kernel (AVX2 against AVX-512) can still
+move a value that sat on a rounding boundary by one unit in its last digit: about a thousand of
+them, none changing a routing decision (tests/routing/test_router_commands.py checks this).
 
 The target is the gain g = (strong - weak) / scale in [-1, 1] (scale 9 for 1-10 judge scores,
 1 for right/wrong), so prompts the cheap model gets right and the premium one gets wrong push

@@ -17,6 +17,8 @@ from routing.config import ConfigFileError, config_apply, config_export
 from routing.engine.policy_rules import router_errors
 from routing.models import RoutingPolicy
 from routing.router import store
+from routing.router.model import router_load
+from routing.router.train import dev_examples
 from tests.routing.router_artifacts import tiny_artifact, write_artifact
 
 
@@ -264,7 +266,13 @@ DEV_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing-de
     not (DEV_DATA / "routellm-gpt4-mixtral.jsonl").is_file(),
     reason="the routing-dev data is not beside this checkout",
 )
-def test_train_rebuilds_the_shipped_artifact_byte_for_byte(var_router, tmp_path):
+def test_train_rebuilds_the_shipped_artifact(var_router, tmp_path):
+    """The same data rebuild the shipped router. Byte for byte only on a CPU whose BLAS kernel
+    is the one that trained it: on another (AVX2 against AVX-512) about a thousand stored values
+    differ by one unit in their last digit, where the unrounded value sat on a rounding
+    boundary. So: the same structure, vocabulary, parameters and figures, every number within
+    1e-6, and for every dev prompt the same probability (within its rounding, 1e-6) and the same
+    decision at every threshold of the curve."""
     rebuilt = tmp_path / "rebuilt.json"
 
     call_command(
@@ -277,4 +285,33 @@ def test_train_rebuilds_the_shipped_artifact_byte_for_byte(var_router, tmp_path)
         stdout=io.StringIO(),
     )
 
-    assert rebuilt.read_bytes() == store.SHIPPED.read_bytes()
+    built = json.loads(rebuilt.read_text())
+    shipped = json.loads(store.SHIPPED.read_text())
+    built.pop("version")  # a hash of the content
+    shipped.pop("version")
+    assert _numbers_apart(built, shipped) <= 1e-6 + 1e-12
+
+    ours, theirs = router_load(rebuilt), router_load(store.SHIPPED)
+    prompts = [e.prompt for e in dev_examples(DEV_DATA / "routellm-gpt4-mixtral.jsonl")]
+    thresholds = [point.threshold for point in theirs.curve]
+    assert len(prompts) > 4000 and len(thresholds) == 21
+    for prompt in prompts:
+        mine, shipped_score = ours.score(prompt), theirs.score(prompt)
+        assert abs(mine - shipped_score) <= 1e-6 + 1e-12
+        assert [mine >= t for t in thresholds] == [shipped_score >= t for t in thresholds]
+
+
+def _numbers_apart(a: object, b: object) -> float:
+    """The largest difference between two JSON documents' numbers; any other difference (a
+    key, a length, a string, a type) fails the comparison."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys()
+        return max((_numbers_apart(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b)
+        return max((_numbers_apart(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        assert type(a) is type(b)
+        return abs(a - b)
+    assert a == b
+    return 0.0
