@@ -49,9 +49,9 @@ from routing.decision import (  # noqa: E402
     RuleSpec,
     StateRuleSpec,
 )
-from routing.decisions import route_decide  # noqa: E402
 from routing.engine import DEFAULT_TIER_LADDER, decide  # noqa: E402
 from routing.models import RoutingPolicy, RoutingRule, RuleFallback, StateRule  # noqa: E402
+from routing.pipeline.route import route_decide  # noqa: E402
 from routing.taxonomy import COMPLEXITIES, TASK_TYPES, TIERS  # noqa: E402
 
 DEFAULT_DEV = ROOT.parent / "shared" / "data" / "routing-dev" / "routellm-gpt4-mixtral.jsonl"

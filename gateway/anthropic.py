@@ -27,9 +27,10 @@ from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
 from providers.adapters.types import Message
-from routing.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.guards.response_cache import cache_control_opts_out
-from routing.journal import journaled, request_refusal_record
+from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
+from routing.pipeline.journal import journaled, request_refusal_record
+from routing.pipeline.ledger import RequestStatus
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream
 from routing.validation import (
@@ -284,7 +285,10 @@ async def _body_of(request: HttpRequest, caller: Caller, *, logged: bool) -> Any
         if logged:
             refused = GatewayRequest(messages=(), entry_point="anthropic", caller=caller)
             await request_refusal_record(
-                request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+                request=refused,
+                status=RequestStatus.INVALID,
+                error_code="INVALID_REQUEST",
+                message=message,
             )
             trace_id = str(refused.request_id)
         raise GatewayError(
@@ -321,7 +325,7 @@ async def _gateway_request(request: HttpRequest) -> tuple[GatewayRequest, bool]:
             model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
         )
         await request_refusal_record(
-            request=refused, status="invalid", error_code=exc.code, message=exc.message
+            request=refused, status=RequestStatus.INVALID, error_code=exc.code, message=exc.message
         )
         exc.trace_id = str(refused.request_id)
         raise

@@ -35,7 +35,8 @@ class RedisOutbox:
     `redis.asyncio` call (its pool's locks, retries and bookkeeping per command). Commands are
     applied in the order they were sent, so a later command of a process never lands before an
     earlier one. A write that fails (Redis away, an error reply) is logged and dropped, never
-    retried: the callers' writes must be ones a sweep can do without (see `routing.journal`).
+    retried: the callers' writes must be ones a sweep can do without (see
+    `routing.pipeline.journal`).
     """
 
     def __init__(self, url: str, *, name: str = "redis outbox", spawn: Any = None) -> None:

@@ -17,8 +17,8 @@ from routing.agents.budget import BudgetAgent
 from routing.budget_reader import budget_read, budgets_now
 from routing.budgets import budget_reserve, budget_settle
 from routing.config_cache import shared_forget
-from routing.decisions import route_decide
 from routing.models import Budget, BudgetPeriod
+from routing.pipeline.route import route_decide
 
 
 def budget(name: str, limit: str, **fields: object) -> Budget:

@@ -17,8 +17,8 @@ from channels.db import database_sync_to_async
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
 from routing import config_cache
-from routing.events import Failed, Finished, GatewayRequest
 from routing.models import RoutingRule
+from routing.pipeline.events import Failed, Finished, GatewayRequest
 from routing.services import chat_stream
 from routing.taxonomy import TASK_TYPES
 from tests.conftest import ROOT, subprocess_env

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from routing import sampling
 from routing.decision import RoutingError
-from routing.decisions import route_decide
 from routing.models import RoutingPolicy
+from routing.pipeline.route import route_decide
 from routing.router import store
 
 

@@ -16,9 +16,10 @@ from django.test import override_settings
 from analytics.models import RequestLog, RequestPayload
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
-from routing.events import Failed, Finished, GatewayRequest
+from routing.pipeline.events import Failed, Finished, GatewayRequest
 from routing.request_metadata import RequestMetadata
 from routing.services import chat_stream
+from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import (
     chat_path,
@@ -28,7 +29,6 @@ from tests.routing.gateway_support import (
     wait_rows,
 )
 from tests.routing.streams import openai_sse
-from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

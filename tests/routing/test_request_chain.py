@@ -12,6 +12,7 @@ import pytest
 
 from providers.models import Provider
 from routing.guards.breaker import BreakerConfig, CircuitBreakers
+from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import (
     chat_path,
@@ -21,7 +22,6 @@ from tests.routing.gateway_support import (
     wait_rows,
 )
 from tests.routing.streams import openai_sse
-from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -15,10 +15,10 @@ from django.conf import settings
 from analytics.models import RequestLog
 from routing.models import Batch
 from routing.validation import FieldInvalid, max_tokens_check, nul_field, text_check
+from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
 from tests.routing.streams import openai_sse
-from tests.gateway.test_api_errors import chat, execute, native_error, openai_error
 
 USER = [{"role": "user", "content": "hi"}]
 LONG_MODEL = "m" * 201
