@@ -162,7 +162,7 @@ def _log_insert_sql(*, returning: bool = True, tagged: bool = False) -> str:
 
 
 # The gateway writes a request's row just after the answer, grouped with other requests'
-# (within ~20 ms, see routing/closing.py); feedback given in that moment waits for it.
+# (within ~20 ms, see routing/pipeline/closing.py); feedback given in that moment waits for it.
 FEEDBACK_ROW_WAIT_S = 2.0
 
 

@@ -39,7 +39,6 @@ from django.utils import timezone  # noqa: E402
 from providers.models import LLMModel, Provider  # noqa: E402
 from routing import sampling  # noqa: E402
 from routing.config import cache as config_cache  # noqa: E402
-from routing.decisions import route_decide  # noqa: E402
 from routing.engine import DEFAULT_TIER_LADDER, decide  # noqa: E402
 from routing.engine.classify import HeuristicClassifier  # noqa: E402
 from routing.engine.taxonomy import COMPLEXITIES, TASK_TYPES, TIERS  # noqa: E402
@@ -54,6 +53,7 @@ from routing.engine.values import (  # noqa: E402
     StateRuleSpec,
 )
 from routing.models import RoutingPolicy, RoutingRule, RuleFallback, StateRule  # noqa: E402
+from routing.pipeline.route import route_decide  # noqa: E402
 
 DEFAULT_DEV = ROOT.parent / "shared" / "data" / "routing-dev" / "routellm-gpt4-mixtral.jsonl"
 PROVIDERS = ("local", "openai", "anthropic", "gemini", "mistral")

@@ -389,8 +389,8 @@ def counts(sent: int) -> dict[str, Any]:
     from django.db.models import Sum
 
     from analytics.models import RequestLog
-    from routing import journal
     from routing.models import BudgetPeriod, BudgetReservation
+    from routing.pipeline import journal
 
     rows_before_sweep = settled_rows(sent, timeout_s=60)
     # What the journal still holds is what a crash would have left to the sweep: run it now,

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from analytics.money import usd_json
-from routing.events import Fallback, Finished
+from routing.pipeline.events import Fallback, Finished
 
 COST_QUANTUM = Decimal("0.000001")
 

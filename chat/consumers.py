@@ -23,8 +23,17 @@ from chat.protocol import ChatRequestFrame, FrameError, cancel_target
 from chat.render import markdown_render
 from chat.services import TurnPlan, TurnSlot, answer_record, turn_begin
 from core.consumers import AuthenticatedJsonConsumer
-from routing.events import Caller, Delta, Event, Failed, Fallback, Finished, GatewayRequest, Started
-from routing.journal import journaled
+from routing.pipeline.events import (
+    Caller,
+    Delta,
+    Event,
+    Failed,
+    Fallback,
+    Finished,
+    GatewayRequest,
+    Started,
+)
+from routing.pipeline.journal import journaled
 from routing.request_metadata import END_USER_MAX_CHARS, NO_METADATA, RequestMetadata
 from routing.services import chat_stream
 

@@ -32,8 +32,8 @@ from gateway.anthropic_parse import (
 )
 from gateway.auth import GatewayError, rate_limit_headers
 from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
-from routing.events import Delta, Event, Failed, Finished, GatewayRequest, Started
-from routing.journal import journaled
+from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
+from routing.pipeline.journal import journaled
 from routing.services import chat_stream
 
 MESSAGES_PATH = "/v1/messages"

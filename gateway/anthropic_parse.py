@@ -15,9 +15,10 @@ from analytics.models import RequestLog
 from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from providers.adapters.types import Message
-from routing.events import Caller, GatewayRequest
 from routing.guards.response_cache import cache_control_opts_out
-from routing.journal import request_refusal_record
+from routing.pipeline.events import Caller, GatewayRequest
+from routing.pipeline.journal import request_refusal_record
+from routing.pipeline.ledger import RequestStatus
 from routing.request_metadata import metadata_read
 from routing.validation import (
     MODEL_MAX_CHARS,
@@ -210,7 +211,10 @@ async def body_read(request: HttpRequest, caller: Caller, *, logged: bool) -> An
         if logged:
             refused = GatewayRequest(messages=(), entry_point="anthropic", caller=caller)
             await request_refusal_record(
-                request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+                request=refused,
+                status=RequestStatus.INVALID,
+                error_code="INVALID_REQUEST",
+                message=message,
             )
             trace_id = str(refused.request_id)
         raise GatewayError(
@@ -247,7 +251,7 @@ async def messages_request_read(request: HttpRequest) -> tuple[GatewayRequest, b
             model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
         )
         await request_refusal_record(
-            request=refused, status="invalid", error_code=exc.code, message=exc.message
+            request=refused, status=RequestStatus.INVALID, error_code=exc.code, message=exc.message
         )
         exc.trace_id = str(refused.request_id)
         raise

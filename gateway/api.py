@@ -2,7 +2,7 @@
 
 Operations parse and authenticate, call one service, and shape the answer; every refusal uses
 one envelope, `{"error": {"code", "message", "details"}}`, with the status from
-`routing.events.ERROR_STATUS`.
+`routing.pipeline.events.ERROR_STATUS`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from gateway.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
 from gateway.batch import batch_create, batch_progress, execute_result, task_request
 from gateway.service_access import service_access_required
 from gateway.tasks import batch_item_enqueue
-from routing.events import Caller, Failed, Finished
 from routing.guards.response_cache import ResponseCache, cache_control_opts_out
-from routing.journal import journaled
+from routing.pipeline.events import Caller, Failed, Finished
+from routing.pipeline.journal import journaled
 from routing.prometheus import prometheus_text
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream

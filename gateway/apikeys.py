@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from core.dependencies import REDIS_AWAY
 from core.threads import in_thread
-from routing.events import Caller
 from routing.models import ApiKey
+from routing.pipeline.events import Caller
 
 KEY_PREFIX = "orch-"
 DISPLAY_PREFIX_LENGTH = 12

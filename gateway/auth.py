@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
 
 from gateway.apikeys import apikey_authenticate
-from routing.events import ERROR_STATUS, Caller, RateLimitInfo
+from routing.pipeline.events import ERROR_STATUS, Caller, RateLimitInfo
 
 
 class GatewayError(Exception):

@@ -21,9 +21,9 @@ from django.utils import timezone
 
 from analytics.money import usd_json
 from providers.adapters.types import Message
-from routing.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
-from routing.journal import journal_close, journal_loop_idle
 from routing.models import ApiKey, Batch, BatchItem, DeadLetter
+from routing.pipeline.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
+from routing.pipeline.journal import journal_close, journal_loop_idle
 from routing.request_metadata import RequestMetadata
 from routing.services import chat_stream
 

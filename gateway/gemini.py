@@ -44,8 +44,9 @@ from gateway.gemini_wire import (
     not_found_message,
 )
 from gateway.shaping import orchestrator_extension, orchestrator_headers
-from routing.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
-from routing.journal import journaled, request_refusal_record
+from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
+from routing.pipeline.journal import journaled, request_refusal_record
+from routing.pipeline.ledger import RequestStatus
 from routing.services import chat_stream
 from routing.validation import MODEL_MAX_CHARS, log_safe
 
@@ -137,7 +138,10 @@ async def _body_of(request: HttpRequest, caller: Caller, *, logged: bool) -> Any
         if logged:
             refused = GatewayRequest(messages=(), entry_point="gemini", caller=caller)
             await request_refusal_record(
-                request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+                request=refused,
+                status=RequestStatus.INVALID,
+                error_code="INVALID_REQUEST",
+                message=message,
             )
             trace_id = str(refused.request_id)
         raise GatewayError(
@@ -167,7 +171,7 @@ async def _gateway_request(request: HttpRequest, model: str, *, stream: bool) ->
             model=log_safe(model, MODEL_MAX_CHARS),
         )
         await request_refusal_record(
-            request=refused, status="invalid", error_code=exc.code, message=exc.message
+            request=refused, status=RequestStatus.INVALID, error_code=exc.code, message=exc.message
         )
         exc.trace_id = str(refused.request_id)
         raise

@@ -20,8 +20,8 @@ from typing import Any
 from analytics.models import RequestLog
 from gateway.auth import GatewayError
 from providers.adapters.types import Message
-from routing.events import Caller, GatewayRequest
 from routing.guards.response_cache import cache_control_opts_out
+from routing.pipeline.events import Caller, GatewayRequest
 from routing.request_metadata import metadata_read
 from routing.validation import (
     MODEL_MAX_CHARS,

@@ -39,8 +39,9 @@ from gateway.ollama_wire import (
     ollama_json,
     ollama_time,
 )
-from routing.events import Delta, Event, Failed, Finished, GatewayRequest, Started
-from routing.journal import journaled, request_refusal_record
+from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
+from routing.pipeline.journal import journaled, request_refusal_record
+from routing.pipeline.ledger import RequestStatus
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream
 from routing.validation import MODEL_MAX_CHARS, FieldInvalid, log_safe
@@ -132,7 +133,10 @@ async def _ollama_call(request: HttpRequest, parse: CallParser) -> OllamaCall:
             model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
         )
         await request_refusal_record(
-            request=refused, status="invalid", error_code=refusal.code, message=refusal.message
+            request=refused,
+            status=RequestStatus.INVALID,
+            error_code=refusal.code,
+            message=refusal.message,
         )
         refusal.trace_id = str(refused.request_id)
         raise refusal from exc

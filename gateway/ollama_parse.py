@@ -15,8 +15,8 @@ from typing import Any
 
 from analytics.models import RequestLog
 from providers.adapters.types import Message
-from routing.events import Caller, GatewayRequest
 from routing.guards.response_cache import cache_control_opts_out
+from routing.pipeline.events import Caller, GatewayRequest
 from routing.validation import (
     MODEL_MAX_CHARS,
     SESSION_MAX_CHARS,

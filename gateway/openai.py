@@ -30,7 +30,7 @@ from gateway.auth import GatewayError, caller_from_key, rate_limit_headers
 from gateway.openai_parse import chat_request_read
 from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
 from providers.models import LLMModel
-from routing.events import (
+from routing.pipeline.events import (
     Delta,
     Event,
     Failed,
@@ -38,7 +38,7 @@ from routing.events import (
     GatewayRequest,
     Started,
 )
-from routing.journal import journaled
+from routing.pipeline.journal import journaled
 from routing.services import chat_stream
 
 ERROR_TYPES = {

@@ -15,9 +15,10 @@ from analytics.models import RequestLog
 from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from providers.adapters.types import Message
-from routing.events import Caller, GatewayRequest
 from routing.guards.response_cache import cache_control_opts_out
-from routing.journal import request_refusal_record
+from routing.pipeline.events import Caller, GatewayRequest
+from routing.pipeline.journal import request_refusal_record
+from routing.pipeline.ledger import RequestStatus
 from routing.request_metadata import (
     END_USER_MAX_CHARS,
     RequestMetadata,
@@ -203,7 +204,10 @@ async def chat_request_read(request: HttpRequest) -> tuple[GatewayRequest, bool,
         refused = GatewayRequest(messages=(), entry_point="openai", caller=caller)
         message = f"body: not valid JSON ({exc})"
         await request_refusal_record(
-            request=refused, status="invalid", error_code="INVALID_REQUEST", message=message
+            request=refused,
+            status=RequestStatus.INVALID,
+            error_code="INVALID_REQUEST",
+            message=message,
         )
         raise GatewayError(
             "INVALID_REQUEST",
@@ -229,7 +233,7 @@ async def chat_request_read(request: HttpRequest) -> tuple[GatewayRequest, bool,
             model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
         )
         await request_refusal_record(
-            request=refused, status="invalid", error_code=exc.code, message=exc.message
+            request=refused, status=RequestStatus.INVALID, error_code=exc.code, message=exc.message
         )
         exc.trace_id = str(refused.request_id)
         raise

@@ -9,7 +9,7 @@ import orjson
 from django.http import HttpResponse
 
 from analytics.money import usd_json
-from routing.events import Finished, Started
+from routing.pipeline.events import Finished, Started
 
 
 def json_response(

@@ -128,7 +128,7 @@ class DrainingServer(uvicorn.Server):
 
 async def _pending_writes_done(timeout_s: float) -> None:
     """Wait for the request log rows, settlements and journal closes still being written."""
-    from routing.journal import journal_background_idle
+    from routing.pipeline.journal import journal_background_idle
 
     await journal_background_idle(timeout_s)
 

@@ -1,9 +1,9 @@
 """The gateway's Prometheus counters and histograms, kept as requests finish.
 
 `request_observe` is called once per request, where its outcome is final (`routing.services`
-as its stream ends, `routing.journal` for a request refused by its entry point): a handful of
-in-memory increments, no I/O. The scrape (`routing.prometheus`) reads them back, so its cost
-does not grow with the request log.
+as its stream ends, `routing.pipeline.journal` for a request refused by its entry point): a
+handful of in-memory increments, no I/O. The scrape (`routing.prometheus`) reads them back, so
+its cost does not grow with the request log.
 
 Several worker processes (`serve --workers N`) add up through prometheus_client's multiprocess
 mode: `PROMETHEUS_MULTIPROC_DIR`, set before this module is imported (the web process's

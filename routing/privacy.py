@@ -1,9 +1,10 @@
 """The built-in privacy agent: which kinds of sensitive data a prompt holds, by pattern.
 
 Pure and fast (compiled patterns, a cheap pre-check before each scan): it runs on every routed
-prompt, inside the request's worker-thread hop (`routing.services._prepare`), never on the event
-loop. It answers only the names of the detectors that fired, never the matched text, so that
-what it found cannot leak into a trace, a log line or an error (docs/routing.md, "Privacy").
+prompt, inside the request's worker-thread hop (`routing.pipeline.admission.prepare`), never on
+the event loop. It answers only the names of the detectors that fired, never the matched text,
+so that what it found cannot leak into a trace, a log line or an error (docs/routing.md,
+"Privacy").
 
 Detectors:
 - `secret`: API keys and tokens of common providers (OpenAI / Anthropic `sk-…`, AWS `AKIA…`,

@@ -95,7 +95,7 @@ def router_resolve(name: str, *, allow_path: bool) -> Router:
 def knob_resolve(query: ReplayQuery, config: ConfigSnapshot, router: Router) -> ReplayKnob:
     """The named (or default) policy's knob with the query's threshold, target and ladder on
     top; a quality target becomes a threshold on `router`'s cost-quality curve, as the engine
-    does it (`routing.decisions`)."""
+    does it (`routing.pipeline.route`)."""
     try:
         policy = config.policy(query.policy or None)
     except RoutingError as exc:

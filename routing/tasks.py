@@ -16,8 +16,9 @@ def agents_sample() -> int:
 
 @shared_task(name="routing.tasks.journal_sweep", time_limit=300, soft_time_limit=240)
 def journal_sweep() -> int:
-    """Write the log rows of requests whose process ended before it could (see routing.journal)."""
-    from routing.journal import journal_sweep as sweep
+    """Write the log rows of requests whose process ended before it could (see
+    routing.pipeline.journal)."""
+    from routing.pipeline.journal import journal_sweep as sweep
 
     return sweep()
 

@@ -87,7 +87,7 @@ def max_tokens_check(value: Any, field: str = "max_tokens") -> int | None:
 def fallback_chain_check(value: Any, field: str = "fallback_chain") -> tuple[str, ...]:
     """A request's `fallback_chain`: a list of 1 to `FALLBACK_CHAIN_MAX` model names, each a
     non-empty string a log column could hold; () when absent. Whether each names an enabled
-    model is the router's to say (routing.services.resolve_chain)."""
+    model is the router's to say (routing.pipeline.admission.resolve_chain)."""
     if value is None:
         return ()
     if not isinstance(value, list) or not 1 <= len(value) <= FALLBACK_CHAIN_MAX:

@@ -147,7 +147,7 @@ def _live_server_writes_done(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     import time
 
-    from routing.journal import journal_pending
+    from routing.pipeline.journal import journal_pending
 
     deadline = time.monotonic() + 30
     while journal_pending() and time.monotonic() < deadline:

@@ -36,7 +36,8 @@ class RedisOutbox:
     docs/benchmarks.md, "After cutting the CPU of each request"). Commands are
     applied in the order they were sent, so a later command of a process never lands before an
     earlier one. A write that fails (Redis away, an error reply) is logged and dropped, never
-    retried: the callers' writes must be ones a sweep can do without (see `routing.journal`).
+    retried: the callers' writes must be ones a sweep can do without (see
+    `routing.pipeline.journal`).
     """
 
     def __init__(self, url: str, *, name: str = "redis outbox", spawn: Any = None) -> None:

@@ -2,7 +2,7 @@
 reads, applies and writes it as a YAML file (`manage.py config_import` / `config_export`);
 `cache` holds what the engine reads, the registry and every policy frozen in process memory per
 configuration version; `presets` are the shipped policy files and the default policy loaded when
-there is none. The names below (the file API, formerly `routing.config_io`) load on first use:
+there is none. The names below (the file API, formerly `routing.config`) load on first use:
 the decision path imports `cache` alone, without the YAML code and the budget tables it applies.
 """
 

@@ -36,7 +36,7 @@ def _default_knob() -> tuple[str, Knob | None]:
 
 def operating_point_of(router: Router, knob: Knob | None) -> OperatingPoint | None:
     """Where the knob sits on the curve: a threshold wins over a quality target, as in the
-    engine (routing/decisions.py)."""
+    engine (routing/pipeline/route.py)."""
     if knob is None:
         return None
     return router.operating_point(router.threshold_of(knob))

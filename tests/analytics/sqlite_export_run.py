@@ -70,7 +70,7 @@ def rows_seed(count: int, today: datetime) -> None:
 
 
 def gateway_writes(stop: threading.Event, written: list[int]) -> None:
-    """Finished requests' rows, in small groups, as `routing.closing` writes them."""
+    """Finished requests' rows, in small groups, as `routing.pipeline.closing` writes them."""
     try:
         while not stop.is_set():
             now = timezone.now()

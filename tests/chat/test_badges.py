@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from chat.badges import badge_costs, badge_from, cost_label
 from providers.adapters.types import Usage
-from routing.events import Finished
+from routing.pipeline.events import Finished
 
 
 def _finished(*, locality: str, cost_usd: Decimal | None, cost_state: str) -> Finished:

@@ -492,7 +492,7 @@ async def test_real_local_model_streams_tokens(local_model_url: str) -> None:
 
 
 async def test_chat_answers_go_through_the_request_journal(upstream: UpstreamServer) -> None:
-    from routing.journal import ENTRY_PREFIX, journal_background_idle, journal_pending
+    from routing.pipeline.journal import ENTRY_PREFIX, journal_background_idle, journal_pending
 
     await database_sync_to_async(chat_registry)(upstream)
     slow = Reply.sse(openai_sse(["a ", "b ", "c"])).but(chunk_delay_s=0.3)

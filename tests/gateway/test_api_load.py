@@ -20,8 +20,8 @@ from asgiref.sync import sync_to_async
 from analytics.models import RequestLog
 from providers.local_model import free_port
 from providers.models import LLMModel, Provider
-from routing.journal import grace_s, journal_pending, journal_sweep
 from routing.models import Budget, BudgetReservation
+from routing.pipeline.journal import grace_s, journal_pending, journal_sweep
 from tests.conftest import ROOT, subprocess_env, wait_http
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import new_key, settle_config, wait_rows

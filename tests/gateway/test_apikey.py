@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 
 from gateway import apikeys
 from gateway.apikeys import apikey_authenticate, apikey_create, apikey_find, apikey_revoke
-from routing.events import Caller
 from routing.models import ApiKey
+from routing.pipeline.events import Caller
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,9 @@ from analytics.models import RequestLog
 from gateway.batch import batch_create
 from orchestrator_site.celery import app
 from providers.models import LLMModel, Provider
-from routing.events import Caller
-from routing.journal import journal_pending
 from routing.models import ApiKey, BatchItem, DeadLetter
+from routing.pipeline.events import Caller
+from routing.pipeline.journal import journal_pending
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import new_key, settle_config

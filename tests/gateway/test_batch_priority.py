@@ -15,7 +15,7 @@ from gateway.apikeys import apikey_create
 from gateway.batch import batch_create
 from gateway.tasks import batch_item_enqueue, broker_priority
 from orchestrator_site.celery import app
-from routing.events import Caller
+from routing.pipeline.events import Caller
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry

@@ -14,9 +14,9 @@ from channels.db import database_sync_to_async
 
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
-from routing.events import Finished, GatewayRequest
 from routing.guards.breaker import BreakerConfig, CircuitBreakers
 from routing.models import RoutingPolicy
+from routing.pipeline.events import Finished, GatewayRequest
 from routing.services import chat_stream
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.streams import openai_sse

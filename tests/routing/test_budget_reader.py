@@ -14,12 +14,11 @@ from providers.models import LLMModel, Provider
 from routing import sampling
 from routing.agents.base import AgentCheck
 from routing.agents.budget import BudgetAgent
-from routing.budgets.close import budget_settle
-from routing.budgets.reader import budget_read, budgets_now
-from routing.budgets.reserve import budget_reserve
+from routing.budget_reader import budget_read, budgets_now
+from routing.budgets import budget_reserve, budget_settle
 from routing.config.cache import shared_forget
-from routing.decisions import route_decide
 from routing.models import Budget, BudgetPeriod
+from routing.pipeline.route import route_decide
 
 
 def budget(name: str, limit: str, **fields: object) -> Budget:

@@ -19,7 +19,7 @@ from routing.budgets.reserve import budget_reserve
 from routing.budgets.values import BudgetExceeded
 from routing.config.cache import routing_config_get
 from routing.models import Budget, BudgetPeriod, BudgetReservation
-from routing.services import _max_cost
+from routing.pipeline.ledger import max_cost
 from tests.routing.budget_support import NOW, make_budget, period_of
 
 
@@ -132,10 +132,10 @@ def test_unpriced_models_reserve_like_the_dearest_known_model() -> None:
     config = routing_config_get()
     unpriced, free = (config.registry.by_ref[f"cloud:{name}"] for name in ("new", "free"))
 
-    # What the gateway holds for a request (routing.services._admit): its prompt tokens, and
+    # What the gateway holds for a request (routing.pipeline.admission.admit_model): its prompt tokens, and
     # its max_tokens of answer.
-    assert _max_cost(unpriced, config, 1000, 2000) == Decimal("0.033")
-    assert _max_cost(free, config, 1000, 2000) == 0
+    assert max_cost(unpriced, config, 1000, 2000) == Decimal("0.033")
+    assert max_cost(free, config, 1000, 2000) == 0
 
 
 @pytest.mark.django_db(transaction=True)

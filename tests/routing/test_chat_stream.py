@@ -13,8 +13,16 @@ from analytics.models import RequestLog
 from analytics.pricing import Prices, cost_usd, usage_estimate
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
-from routing.events import Caller, Delta, Failed, Fallback, Finished, GatewayRequest, Started
 from routing.models import Budget, BudgetReservation, RoutingPolicy, RoutingRule, RuleFallback
+from routing.pipeline.events import (
+    Caller,
+    Delta,
+    Failed,
+    Fallback,
+    Finished,
+    GatewayRequest,
+    Started,
+)
 from routing.services import chat_stream
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.gateway_support import baseline_model, upstream_models
@@ -358,11 +366,11 @@ async def test_a_rate_limited_request_gives_back_the_hold_taken_beside_the_guard
 
 def open_breaker(ref: str) -> None:
     from routing.guards.breaker import BreakerConfig
-    from routing.services import _breakers
+    from routing.pipeline.shared import breakers
 
     config = BreakerConfig.for_model()
     for _ in range(config.failure_threshold):
-        _breakers.record_failure(_breakers.allow(ref, config), config)
+        breakers.record_failure(breakers.allow(ref, config), config)
 
 
 async def test_an_open_breaker_gives_back_the_first_models_hold(upstream: UpstreamServer) -> None:

@@ -17,12 +17,11 @@ from django.utils import timezone
 from analytics.models import RequestLog
 from analytics.outcome import RequestOutcome
 from providers.models import LLMModel, Provider
-from routing import closing
-from routing.budgets.reserve import budget_reserve
-from routing.budgets.values import BudgetClose
-from routing.closing import RequestClose, RequestCloser
+from routing.budgets import BudgetClose, budget_reserve
 from routing.guards.ratelimit import Limit, RateLimiter, TokenDebit
 from routing.models import Budget, BudgetPeriod, BudgetReservation
+from routing.pipeline import closing
+from routing.pipeline.closing import RequestClose, RequestCloser
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,8 +18,8 @@ from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
 from routing.config import cache as config_cache
 from routing.engine.taxonomy import TASK_TYPES
-from routing.events import Failed, Finished, GatewayRequest
 from routing.models import RoutingRule
+from routing.pipeline.events import Failed, Finished, GatewayRequest
 from routing.services import chat_stream
 from tests.conftest import ROOT, subprocess_env
 from tests.providers.upstream_server import Reply, UpstreamServer

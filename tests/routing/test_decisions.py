@@ -9,9 +9,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from routing import sampling
-from routing.decisions import route_decide
 from routing.engine.values import RoutingError
 from routing.models import RoutingPolicy
+from routing.pipeline.route import route_decide
 from routing.router import store
 
 

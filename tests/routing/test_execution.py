@@ -9,8 +9,14 @@ import pytest
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError, Usage
 from routing.engine.values import ModelSpec
-from routing.events import Delta, Fallback, Started
-from routing.execution import ChainOutcome, ModelRuntime, RetryPolicy, execute_chain
+from routing.pipeline.events import Delta, Fallback, Started
+from routing.pipeline.execution import (
+    ChainContext,
+    ChainOutcome,
+    ModelRuntime,
+    RetryPolicy,
+    execute_chain,
+)
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.streams import openai_sse
 
@@ -88,16 +94,17 @@ async def run(
     events = [
         event
         async for event in execute_chain(
-            request_id=uuid.UUID(int=1),
-            chain=chain,
-            chat_request_for=lambda m: ChatRequest(
-                model=m.name, messages=(Message("user", "hi"),), max_tokens=16
+            ChainContext(
+                chat_request_for=lambda m: ChatRequest(
+                    model=m.name, messages=(Message("user", "hi"),), max_tokens=16
+                ),
+                runtime_for=runtime_for,
+                started_event=started,
+                admit=admit,
+                breaker=breaker,
             ),
-            runtime_for=runtime_for,
-            started_event=started,
+            chain=chain,
             outcome=outcome,
-            breaker=breaker,
-            admit=admit,
             retry=retry,
             rng=random.Random(7),
             buffered=buffered,

@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 
 from analytics.models import RequestLog
 from orchestrator_site.asgi import application
-from routing.journal import journal_background_idle
+from routing.pipeline.journal import journal_background_idle
 from tests.asgi_client import asgi_request
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key

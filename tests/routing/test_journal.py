@@ -17,9 +17,9 @@ from django.db import OperationalError
 
 from analytics.models import RequestLog
 from core.redis import RedisOutbox, async_redis
-from routing import journal
-from routing.events import GatewayRequest, Message
-from routing.journal import (
+from routing.pipeline import journal
+from routing.pipeline.events import GatewayRequest, Message
+from routing.pipeline.journal import (
     ENTRY_PREFIX,
     INDEX_KEY,
     journal_background_idle,
@@ -173,7 +173,7 @@ async def test_a_poisoned_entry_is_quarantined_and_every_other_row_written(
 
 def test_journal_keys_live_under_the_cache_key_prefix():
     code = (
-        "import django; django.setup(); from routing import journal; "
+        "import django; django.setup(); from routing.pipeline import journal; "
         "print(journal.INDEX_KEY, journal.ENTRY_PREFIX, journal.QUARANTINE_KEY)"
     )
     env = {**os.environ, "CACHE_KEY_PREFIX": "install-b"}

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from analytics.models import RequestLog
 from providers.local_model import free_port
-from routing import journal
+from routing.pipeline import journal
 from tests.conftest import ROOT, subprocess_env, wait_http
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key

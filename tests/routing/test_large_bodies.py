@@ -28,7 +28,7 @@ from routing.engine.classify import (
     match_count,
     text_slices,
 )
-from routing.journal import journal_background_idle
+from routing.pipeline.journal import journal_background_idle
 from tests.asgi_client import asgi_request
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, settle_config

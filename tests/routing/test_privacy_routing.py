@@ -16,7 +16,7 @@ from django.test import override_settings
 from analytics.models import RequestLog, RequestPayload
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
-from routing.events import Failed, Finished, GatewayRequest
+from routing.pipeline.events import Failed, Finished, GatewayRequest
 from routing.request_metadata import RequestMetadata
 from routing.services import chat_stream
 from tests.gateway.test_api_errors import chat, execute, native_error, openai_error

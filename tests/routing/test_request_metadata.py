@@ -12,9 +12,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from analytics.models import RequestLog
-from routing import journal
-from routing.events import GatewayRequest, Message
-from routing.journal import INDEX_KEY, journal_open
+from routing.pipeline import journal
+from routing.pipeline.events import GatewayRequest, Message
+from routing.pipeline.journal import INDEX_KEY, journal_open
 from routing.request_metadata import FieldInvalid, RequestMetadata, metadata_read
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows

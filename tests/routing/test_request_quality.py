@@ -6,8 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from analytics.models import RequestLog
-from routing.events import Finished
 from routing.models import RoutingPolicy
+from routing.pipeline.events import Finished
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import baseline_model, upstream_models
 from tests.routing.streams import openai_sse

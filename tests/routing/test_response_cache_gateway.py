@@ -16,8 +16,8 @@ from django.test import Client
 from providers.adapters.types import Message
 from providers.models import LLMModel, Provider
 from routing.config import ConfigFileError, config_apply, config_export
-from routing.events import Finished, GatewayRequest
 from routing.models import RoutingPolicy
+from routing.pipeline.events import Finished, GatewayRequest
 from routing.services import chat_stream
 from tests.chat.conftest import chat_registry
 from tests.providers.upstream_server import Reply, UpstreamServer

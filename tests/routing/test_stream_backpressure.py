@@ -21,7 +21,7 @@ from analytics.models import RequestLog
 from analytics.pricing import Prices, cost_usd, usage_estimate
 from orchestrator_site.asgi import application
 from providers.adapters import http_client
-from routing.journal import journal_background_idle
+from routing.pipeline.journal import journal_background_idle
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import chat_path, gateway_registry, new_key, wait_rows
 from tests.routing.streams import openai_sse

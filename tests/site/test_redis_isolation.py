@@ -54,7 +54,7 @@ def test_the_suite_reset_deletes_its_own_keys_and_nothing_else(client: redis.Red
 def test_the_suite_has_its_own_prefix_and_passes_it_to_the_processes_it_starts() -> None:
     code = (
         "import django; django.setup(); from django.conf import settings; "
-        "from routing import journal; "
+        "from routing.pipeline import journal; "
         "print(settings.CACHES['default']['KEY_PREFIX'], "
         "settings.CHANNEL_LAYERS['default']['CONFIG']['prefix'], journal.INDEX_KEY)"
     )

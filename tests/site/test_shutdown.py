@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from analytics.models import RequestLog
-from routing.journal import journal_pending
+from routing.pipeline.journal import journal_pending
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import (
     chat_path,

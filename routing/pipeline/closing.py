@@ -40,7 +40,7 @@ from core.dependencies import DATABASE_AWAY
 from core.threads import in_thread
 from routing.budgets import BudgetClose, budgets_close
 from routing.guards.ratelimit import RateLimiter, TokenDebit
-from routing.journal import grace_s as journal_grace_s
+from routing.pipeline.journal import grace_s as journal_grace_s
 
 logger = logging.getLogger(__name__)
 

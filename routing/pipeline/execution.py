@@ -31,7 +31,7 @@ from providers.adapters.types import (
     Usage,
 )
 from routing.engine.values import ModelSpec
-from routing.events import Delta, Fallback, Started
+from routing.pipeline.events import Delta, Fallback, Started
 
 # One generator for the jitter of every request: seeding a new one per request reads the OS's
 # entropy pool each time.
@@ -140,27 +140,37 @@ def next_could_succeed(error: ProviderError, failed: ModelSpec, candidate: Model
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class ChainContext:
+    """What the walk asks of the request it serves, model by model: the request each model is
+    sent, how to call it, the `Started` event that announces it, its admission (budgets: an
+    error it returns skips the model) and the circuit breakers."""
+
+    chat_request_for: Callable[[ModelSpec], ChatRequest]
+    runtime_for: Callable[[ModelSpec], ModelRuntime]
+    started_event: Callable[[ModelSpec], Started]
+    admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None
+    breaker: Breaker | None = None
+
+
 async def execute_chain(
+    context: ChainContext,
     *,
-    request_id: object,
     chain: tuple[ModelSpec, ...],
-    chat_request_for: Callable[[ModelSpec], ChatRequest],
-    runtime_for: Callable[[ModelSpec], ModelRuntime],
-    started_event: Callable[[ModelSpec], Started],
     outcome: ChainOutcome,
-    breaker: Breaker | None = None,
-    admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
     buffered: bool = False,
 ) -> AsyncGenerator[Started | Delta | Fallback, None]:
     """Stream the answer from the first model of `chain` that gives one; fill `outcome`.
 
-    `admit` is asked before a model is tried (budgets): an error it returns skips the model.
-    `buffered`: the caller shows nothing before the end, so the text comes as one `Delta` once
-    an attempt has succeeded, and an attempt that fails mid-answer is discarded and retried.
+    `context.admit` is asked before a model is tried (budgets): an error it returns skips the
+    model. `buffered`: the caller shows nothing before the end, so the text comes as one `Delta`
+    once an attempt has succeeded, and an attempt that fails mid-answer is discarded and retried.
     """
-    breaker = breaker or NoBreaker()
+    breaker = context.breaker or NoBreaker()
+    admit, started_event = context.admit, context.started_event
+    runtime_for, chat_request_for = context.runtime_for, context.chat_request_for
     retry = retry or RetryPolicy()
     rng = rng or _jitter
     began = time.perf_counter()
