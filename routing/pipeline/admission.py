@@ -28,7 +28,7 @@ from core.dependencies import (
     dependency_message,
 )
 from core.threads import in_thread
-from providers.adapters.types import Endpoint, Message, ProviderError
+from providers.adapters.types import IMAGE_TOKENS_ESTIMATE, Endpoint, Message, ProviderError
 from providers.models import Provider
 from providers.selectors import provider_endpoint
 from routing.budgets import BudgetExceeded, Reservation, budget_release, budget_reserve
@@ -36,6 +36,7 @@ from routing.config.cache import ConfigSnapshot, routing_config_get
 from routing.engine import token_limit_exceeded
 from routing.engine.classify import estimate_tokens
 from routing.engine.values import (
+    ImagesRefused,
     ModelSpec,
     ModelUnavailable,
     PrivacyRefused,
@@ -196,8 +197,11 @@ def prepare(request: GatewayRequest) -> Prepared:
     """Everything before the first upstream byte, in one worker-thread call: the route, the
     guards (one Redis round trip) and the first model's budget hold (one statement)."""
     prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
+    images = sum(len(m.images) for m in request.messages)
     # Tokens are charged up front at their likely size and corrected once usage is known.
-    token_charge = estimate_tokens(prompt) + (request.max_tokens or 0)
+    token_charge = (
+        estimate_tokens(prompt) + images * IMAGE_TOKENS_ESTIMATE + (request.max_tokens or 0)
+    )
     config = routing_config_get()
     try:
         policy_name, override = resolve_target(config, request.model)
@@ -211,6 +215,7 @@ def prepare(request: GatewayRequest) -> Prepared:
             max_output_tokens=request.max_tokens or 0,
             local_only=local_only_of(request),
             privacy_text=_scan_text(request.messages),
+            images=images,
         )
         # Refused before any guard or hold: the caller's mistake, which no retry can fix.
         too_long = token_limit_exceeded(decision, config.registry)
@@ -418,6 +423,9 @@ def _routing_refusal(ledger: Ledger, exc: RoutingError) -> Failed:
         ledger.decision = exc.decision
         details = {"needed_tokens": exc.needed_tokens, "largest_window": exc.largest_window}
         return ledger.fail(RequestStatus.INVALID, "TOKEN_LIMIT_EXCEEDED", str(exc), details=details)
+    if isinstance(exc, ImagesRefused):
+        ledger.decision = exc.decision
+        return ledger.fail(RequestStatus.INVALID, exc.code, str(exc))
     if isinstance(exc, PrivacyRefused):
         ledger.decision = exc.decision
         refused: dict[str, Any] = {

@@ -132,8 +132,8 @@ def test_unpriced_models_reserve_like_the_dearest_known_model() -> None:
     config = routing_config_get()
     unpriced, free = (config.registry.by_ref[f"cloud:{name}"] for name in ("new", "free"))
 
-    # What the gateway holds for a request (routing.pipeline.admission.admit_model): its prompt tokens, and
-    # its max_tokens of answer.
+    # What the gateway holds for a request (routing.pipeline.admission.admit_model): its
+    # prompt tokens, and its max_tokens of answer.
     assert max_cost(unpriced, config, 1000, 2000) == Decimal("0.033")
     assert max_cost(free, config, 1000, 2000) == 0
 
