@@ -39,6 +39,7 @@ from routing.engine.values import (
     Rung,
     RungOrder,
     StickyInfo,
+    UnknownModel,
 )
 
 TRACE_VERSION = 1
@@ -227,7 +228,9 @@ def _overridden(
     ref = request.override or ""
     model = registry.by_ref.get(ref)
     if model is None:
-        raise RoutingError(f"unknown model {ref!r}; expected provider:model of a registered model")
+        raise UnknownModel(
+            f"unknown model {ref!r}; expected provider:model of a registered model", model=ref
+        )
     if not model.enabled:
         raise _unavailable(model, "override", request, policy, trace)
     if request.private and not model.is_local:
@@ -310,8 +313,9 @@ def _requested(
         model = registry.by_ref.get(ref)
         where = f"{field}: " if field else ""
         if model is None:
-            raise RoutingError(
+            raise UnknownModel(
                 f"{where}unknown model {ref!r}; expected provider:model of a registered model",
+                model=ref,
                 field=field,
             )
         if model.id in seen:

@@ -282,6 +282,16 @@ class RoutingError(ValueError):
         self.field = field
 
 
+class UnknownModel(RoutingError):
+    """The caller named a model (or policy) that is not in the registry. A door whose protocol
+    has its own answer for that (Ollama's and Gemini's 404) tells it by this type, not by the
+    message's words."""
+
+    def __init__(self, message: str, *, model: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.model = model
+
+
 class ModelUnavailable(RoutingError):
     """A model the caller named exists but cannot answer: it or its provider is disabled.
     Not the caller's typo (MODEL_UNAVAILABLE, not INVALID_REQUEST); `decision` holds the trace."""

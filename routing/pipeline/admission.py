@@ -43,6 +43,7 @@ from routing.engine.values import (
     RouteDecision,
     RoutingError,
     TokenLimitExceeded,
+    UnknownModel,
 )
 from routing.guards.admission import GuardReads, RateCheck
 from routing.guards.breaker import BreakerConfig, Permit
@@ -95,7 +96,7 @@ def resolve_target(config: ConfigSnapshot, model: str | None) -> tuple[str | Non
         raise RoutingError(
             f"model name {model!r} is ambiguous; use one of {', '.join(sorted(named))}"
         )
-    raise RoutingError(f"unknown model or policy {model!r}")
+    raise UnknownModel(f"unknown model or policy {model!r}", model=model)
 
 
 def resolve_chain(config: ConfigSnapshot, entries: tuple[str, ...]) -> tuple[str, ...]:
@@ -439,9 +440,7 @@ def _routing_refusal(ledger: Ledger, exc: RoutingError) -> Failed:
         if exc.field:
             named["field"] = exc.field
         return ledger.fail(RequestStatus.ERROR, "MODEL_UNAVAILABLE", str(exc), details=named)
-    return ledger.fail(
-        RequestStatus.INVALID,
-        "INVALID_REQUEST",
-        str(exc),
-        details={"field": exc.field} if exc.field else {},
-    )
+    mistake: dict[str, Any] = {"field": exc.field} if exc.field else {}
+    if isinstance(exc, UnknownModel):
+        mistake["unknown_model"] = exc.model
+    return ledger.fail(RequestStatus.INVALID, "INVALID_REQUEST", str(exc), details=mistake)
