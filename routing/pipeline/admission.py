@@ -367,9 +367,9 @@ async def hold_taking(call: Awaitable[_R], ledger: Ledger) -> _R:
 
 async def admit_request(request: GatewayRequest, ledger: Ledger) -> Admitted | Failed:
     """The request admitted, its route and guards' answers on the ledger; or its refusal."""
-    if not request.messages or not any(m.content.strip() for m in request.messages):
+    if not request.messages or not any(m.content.strip() or m.images for m in request.messages):
         failed = ledger.fail(
-            RequestStatus.INVALID, "INVALID_REQUEST", "messages must contain some text"
+            RequestStatus.INVALID, "INVALID_REQUEST", "messages must contain some text or an image"
         )
         await in_thread(journal_open)(request=request)
         return failed
