@@ -44,3 +44,38 @@ def image_of_url(url: object, field: str) -> Image:
     if found is None:
         raise FieldInvalid(field, URL_REFUSAL)
     return image_of_base64(found["media_type"], found["data"], field)
+
+
+# The first bytes of each media type in IMAGE_MEDIA_TYPES (WEBP: `RIFF`, four bytes of length,
+# then `WEBP`).
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def media_type_sniff(raw: bytes) -> str | None:
+    """The media type an image's bytes begin with, or None for none of IMAGE_MEDIA_TYPES."""
+    for signature, media_type in _SIGNATURES:
+        if raw.startswith(signature):
+            return media_type
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def image_of_bare_base64(data: object, field: str) -> Image:
+    """An `Image` from base64 data without a media type (Ollama's `images`): the type is read
+    from the image's first bytes. Anything but a PNG, JPEG, GIF or WEBP is FieldInvalid."""
+    if not isinstance(data, str) or not data:
+        raise FieldInvalid(field, "image data must be a non-empty base64 string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FieldInvalid(field, "image data is not valid base64") from exc
+    media_type = media_type_sniff(raw)
+    if media_type is None:
+        raise FieldInvalid(field, "is not a PNG, JPEG, GIF or WEBP image (read from its bytes)")
+    return Image(media_type=media_type, data=data)
