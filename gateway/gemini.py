@@ -259,7 +259,7 @@ def _failure(event: Failed, request: GatewayRequest) -> HttpResponse:
 
 def _failure_message(event: Failed, request: GatewayRequest) -> tuple[str, int]:
     """A name that is no model nor policy is Google's 404 for a model it does not serve."""
-    if event.code == "INVALID_REQUEST" and event.message.startswith("unknown model"):
+    if event.details.get("unknown_model") is not None:
         return f"{not_found_message(request.model or '')} ({event.message})", 404
     return event.message, event.http_status
 
