@@ -4,8 +4,9 @@ OpenAI-compatible ones (gateway/openai.py): the request is read by `gateway.anth
 handed to `chat_stream` as a `GatewayRequest`, and its events translated into Anthropic's wire
 format.
 
-The common request carries text only (`providers.adapters.types.Message`), so content blocks
-other than text (images, documents, tool use, thinking) are refused with an
+The common request carries text and inline images (`providers.adapters.types.Message`), so
+`image` blocks with a base64 source in user turns are passed on (to models that accept images)
+and other content blocks (URL images, documents, tool use, thinking) are refused with an
 `invalid_request_error` naming the block, never dropped: an answer that silently ignored half of
 the question would look like the model's mistake.
 """
@@ -32,6 +33,7 @@ from gateway.anthropic_parse import (
 )
 from gateway.auth import GatewayError, rate_limit_headers
 from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
+from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
 from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
@@ -132,6 +134,8 @@ async def count_tokens(request: HttpRequest) -> HttpResponseBase:
         tokens = await cpu_bound(tokens_estimate, prompt)
     else:
         tokens = tokens_estimate(prompt)
+    # Each image as the pipeline plans it (providers.adapters.types.IMAGE_TOKENS_ESTIMATE).
+    tokens += IMAGE_TOKENS_ESTIMATE * sum(len(m.images) for m in gateway_request.messages)
     return json_response({"input_tokens": tokens})
 
 

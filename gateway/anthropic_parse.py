@@ -1,7 +1,7 @@
 """The Anthropic door's requests: a Messages body (`/v1/messages`, `/v1/messages/count_tokens`),
-checked field by field, into the common `GatewayRequest`. Content blocks other than text are
-refused naming the block, never dropped; a body that cannot be answered is refused here, and
-its refusal logged, before anything is admitted or routed."""
+checked field by field, into the common `GatewayRequest`. Content blocks other than text and
+images (base64, in user turns) are refused naming the block, never dropped; a body that cannot
+be answered is refused here, and its refusal logged, before anything is admitted or routed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from django.http import HttpRequest
 from analytics.models import RequestLog
 from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.auth import GatewayError, body_size_check, caller_from_key
-from providers.adapters.types import Message
+from gateway.images import image_of_base64
+from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.pipeline.journal import request_refusal_record
@@ -47,35 +48,62 @@ def _number(body: dict[str, Any], field: str, low: float, high: float) -> float 
     return float(value)
 
 
-def _blocks_text(content: Any, field: str) -> str:
-    """The text of a string or of a list of text blocks; any other block is refused."""
+def _image_block(block: dict[str, Any], where: str) -> Image:
+    """The image of an `image` block whose source is base64 data; a URL or file source is
+    refused (the gateway never fetches an image)."""
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _invalid(f"{where}.source", "must be an object")
+    kind = source.get("type")
+    if kind != "base64":
+        raise _invalid(
+            f"{where}.source",
+            f"image source type {kind!r} is not supported: this gateway does not fetch images "
+            "(URLs or files); send the image inline as "
+            '{"type": "base64", "media_type": "image/png", "data": "<base64>"}',
+        )
+    return image_of_base64(source.get("media_type"), source.get("data"), f"{where}.source")
+
+
+def _blocks(content: Any, field: str, *, images_from: str | None) -> tuple[str, tuple[Image, ...]]:
+    """The text of a string or of a list of text blocks, and the images of its `image` blocks
+    (base64 only) in their order. `images_from` names who sent `content` when images are not
+    accepted there (only user turns carry them); any other block is refused."""
     if isinstance(content, str):
-        return content
+        return content, ()
     if not isinstance(content, list):
         raise _invalid(field, "must be a string or a list of content blocks")
     texts = []
+    images = []
     for index, block in enumerate(content):
         where = f"{field}[{index}]"
         if not isinstance(block, dict):
             raise _invalid(where, "must be an object")
         kind = block.get("type")
-        if kind in ("image", "document"):
+        if kind == "image":
+            if images_from is not None:
+                raise _invalid(
+                    where, f"image blocks are accepted in user turns only, not in {images_from}"
+                )
+            images.append(_image_block(block, where))
+            continue
+        if kind == "document":
             raise _invalid(
                 where,
-                f"{kind} blocks are not supported: this gateway passes text only to its "
-                "models, so a request with one is refused rather than answered without it",
+                "document blocks are not supported: this gateway passes text and images only "
+                "to its models, so a request with one is refused rather than answered without it",
             )
         if kind != "text":
             raise _invalid(
                 f"{where}.type",
-                "only 'text' content blocks are supported (no images, documents, tool use "
+                "only 'text' and 'image' content blocks are supported (no documents, tool use "
                 "or thinking blocks)",
             )
         if not isinstance(block.get("text"), str):
             raise _invalid(f"{where}.text", "must be a string")
         texts.append(block["text"])
     # Blocks are separate passages to the model: kept apart, not run together.
-    return "\n\n".join(texts)
+    return "\n\n".join(texts), tuple(images)
 
 
 def parse_messages(raw: Any) -> tuple[Message, ...]:
@@ -88,8 +116,12 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
         role = item.get("role")
         if not isinstance(role, str) or role not in ROLES:
             raise _invalid(f"messages[{index}].role", "must be 'user', 'assistant' or 'system'")
-        text = _blocks_text(item.get("content"), f"messages[{index}].content")
-        messages.append(Message(role=role, content=text))  # type: ignore[arg-type]
+        text, images = _blocks(
+            item.get("content"),
+            f"messages[{index}].content",
+            images_from=None if role == "user" else f"{role} turns",
+        )
+        messages.append(Message(role=role, content=text, images=images))  # type: ignore[arg-type]
     return tuple(messages)
 
 
@@ -155,7 +187,7 @@ def _messages_request(
     if max_tokens is None and not count_only:
         raise _invalid("max_tokens", "is required (an integer, the most tokens to generate)")
     system = body.get("system")
-    system_text = None if system is None else _blocks_text(system, "system")
+    system_text = None if system is None else _blocks(system, "system", images_from="system")[0]
     stop = body.get("stop_sequences")
     if stop is not None and (
         not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop)

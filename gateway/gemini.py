@@ -44,6 +44,7 @@ from gateway.gemini_wire import (
     not_found_message,
 )
 from gateway.shaping import orchestrator_extension, orchestrator_headers
+from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.pipeline.journal import journaled, request_refusal_record
 from routing.pipeline.ledger import RequestStatus
@@ -205,6 +206,8 @@ async def _count_tokens(request: HttpRequest, model: str) -> HttpResponseBase:
         tokens = await cpu_bound(tokens_estimate, prompt)
     else:
         tokens = tokens_estimate(prompt)
+    # Each image as the pipeline plans it (providers.adapters.types.IMAGE_TOKENS_ESTIMATE).
+    tokens += IMAGE_TOKENS_ESTIMATE * sum(len(m.images) for m in parsed.messages)
     return gemini_json({"totalTokens": tokens})
 
 
@@ -256,7 +259,7 @@ def _failure(event: Failed, request: GatewayRequest) -> HttpResponse:
 
 def _failure_message(event: Failed, request: GatewayRequest) -> tuple[str, int]:
     """A name that is no model nor policy is Google's 404 for a model it does not serve."""
-    if event.code == "INVALID_REQUEST" and event.message.startswith("unknown model"):
+    if event.details.get("unknown_model") is not None:
         return f"{not_found_message(request.model or '')} ({event.message})", 404
     return event.message, event.http_status
 

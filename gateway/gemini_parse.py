@@ -3,12 +3,14 @@
 Fields are read by their JSON names (`systemInstruction`, `maxOutputTokens`) or by their proto
 names (`system_instruction`, `max_output_tokens`), as Google's own parser accepts both.
 
-The common request carries text only (`providers.adapters.types.Message`), so a part that is
-not text (inline images, files, function calls) is refused with INVALID_ARGUMENT naming it,
-never dropped; so are the settings that would change the answer's form (JSON mode, tools,
-several candidates). Sampling hints the common request has no place for (`topK`, `seed`,
-penalties, `thinkingConfig`) and `safetySettings` are accepted and not passed on. A field
-Google does not know is refused, as Google refuses it.
+The common request carries text and inline images (`providers.adapters.types.Message`): an
+`inlineData` part holding an image in a user turn is passed on (to models that accept images),
+and any other part that is not text (images in a model turn or the system instruction, other
+media, `fileData` URIs, which the gateway does not fetch, function calls) is refused with
+INVALID_ARGUMENT naming it, never dropped; so are the settings that would change the answer's
+form (JSON mode, tools, several candidates). Sampling hints the common request has no place for
+(`topK`, `seed`, penalties, `thinkingConfig`) and `safetySettings` are accepted and not passed
+on. A field Google does not know is refused, as Google refuses it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 from analytics.models import RequestLog
 from gateway.auth import GatewayError
-from providers.adapters.types import Message
+from gateway.images import image_of_base64
+from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.request_metadata import metadata_read
@@ -64,8 +67,9 @@ CONFIG_FIELDS = {
     "speechConfig",
     "enableEnhancedCivicAnswers",
 }
-# Parts other than text, by JSON name; each is refused with its own name.
-MEDIA_PARTS = ("inlineData", "fileData")
+# Parts other than text, by JSON name; each is refused with its own name where not accepted.
+INLINE_DATA = "inlineData"
+FILE_DATA = "fileData"
 TOOL_PARTS = ("functionCall", "functionResponse", "executableCode", "codeExecutionResult")
 MAX_STOP_SEQUENCES = 5
 
@@ -91,23 +95,47 @@ def _fields(raw: dict[str, Any], known: set[str], where: str) -> dict[str, Any]:
     return fields
 
 
-def _parts_text(parts: Any, where: str) -> str:
+def _inline_image(raw: Any, where: str) -> Image:
+    """The image of an `inlineData` blob (`mimeType` and base64 `data`, by either name). The
+    data may be URL-safe base64, as Google reads bytes either way (and as google-genai sends
+    them); the image carries it in standard base64, the form every provider reads."""
+    if not isinstance(raw, dict):
+        raise _invalid(where, "must be an object with mimeType and data")
+    blob = {json_name(name): value for name, value in raw.items()}
+    data = blob.get("data")
+    if isinstance(data, str):
+        data = data.replace("-", "+").replace("_", "/").rstrip("=")
+        data += "=" * (-len(data) % 4)
+    return image_of_base64(blob.get("mimeType"), data, where)
+
+
+def _parts(parts: Any, where: str, *, images_from: str | None) -> tuple[str, tuple[Image, ...]]:
+    """The text of a turn's parts and the images of its `inlineData` parts, in their order.
+    `images_from` names who sent them when images are not accepted there (only user turns
+    carry them)."""
     if not isinstance(parts, list) or not parts:
         raise _invalid(f"{where}.parts", "must be a non-empty list of parts")
     texts = []
+    images = []
     for index, raw in enumerate(parts):
         part_at = f"{where}.parts[{index}]"
         if not isinstance(raw, dict):
             raise _invalid(part_at, "must be an object")
         part = {json_name(name): value for name, value in raw.items()}
-        media = next((name for name in MEDIA_PARTS if name in part), None)
-        if media is not None:
+        if FILE_DATA in part:
             raise _invalid(
-                f"{part_at}.{media}",
-                "images, audio, video and files are not supported: this gateway passes text "
-                "only to its models, so a request with one is refused rather than answered "
-                "without it",
+                f"{part_at}.{FILE_DATA}",
+                "file URIs are not supported: this gateway does not fetch files or images; "
+                "send an image inline as inlineData (mimeType and base64 data)",
             )
+        if INLINE_DATA in part:
+            if images_from is not None:
+                raise _invalid(
+                    f"{part_at}.{INLINE_DATA}",
+                    f"images are accepted in user turns only, not in {images_from}",
+                )
+            images.append(_inline_image(part[INLINE_DATA], f"{part_at}.{INLINE_DATA}"))
+            continue
         tool = next((name for name in TOOL_PARTS if name in part), None)
         if tool is not None:
             raise _invalid(f"{part_at}.{tool}", "function calling is not supported")
@@ -115,10 +143,12 @@ def _parts_text(parts: Any, where: str) -> str:
             continue  # a model's own thinking, sent back: not part of the conversation
         text = part.get("text")
         if not isinstance(text, str):
-            raise _invalid(f"{part_at}.text", "must be a string (only text parts are supported)")
+            raise _invalid(
+                f"{part_at}.text", "must be a string (only text and inlineData parts are supported)"
+            )
         texts.append(text)
     # Parts are separate passages to the model: kept apart, not run together.
-    return "\n\n".join(texts)
+    return "\n\n".join(texts), tuple(images)
 
 
 def parse_contents(raw: Any) -> tuple[Message, ...]:
@@ -133,8 +163,10 @@ def parse_contents(raw: Any) -> tuple[Message, ...]:
         role = item.get("role", "user")
         if not isinstance(role, str) or role not in ROLES:
             raise _invalid(f"{where}.role", "must be 'user' or 'model'")
-        text = _parts_text(item.get("parts"), where)
-        messages.append(Message(role=ROLES[role], content=text))  # type: ignore[arg-type]
+        text, images = _parts(
+            item.get("parts"), where, images_from=None if role == "user" else "model turns"
+        )
+        messages.append(Message(role=ROLES[role], content=text, images=images))  # type: ignore[arg-type]
     return tuple(messages)
 
 
@@ -143,7 +175,7 @@ def _system(raw: Any) -> str | None:
         return None
     if not isinstance(raw, dict):
         raise _invalid("systemInstruction", "must be a Content object with text parts")
-    return _parts_text(raw.get("parts"), "systemInstruction")
+    return _parts(raw.get("parts"), "systemInstruction", images_from="systemInstruction")[0]
 
 
 def _number(config: dict[str, Any], field: str, low: float, high: float) -> float | None:

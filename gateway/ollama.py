@@ -174,7 +174,7 @@ def _headers(request_id: str, started: Started | Finished | None) -> dict[str, s
 def _failure_message(event: Failed, call: OllamaCall) -> tuple[str, int]:
     """The message and status of a failure; a name that is no model nor policy is Ollama's
     404 (clients offer to pull the model, or list the others)."""
-    if event.code == "INVALID_REQUEST" and event.message.startswith("unknown model"):
+    if event.details.get("unknown_model") is not None:
         return not_found_message(call.model), 404
     return event.message, event.http_status
 

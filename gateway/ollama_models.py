@@ -46,6 +46,8 @@ class OllamaModel:
     """The provider's kind (`openai`, `ollama`, ...), or `policy` for `auto` and policies."""
     modified_at: datetime
     context_window: int | None
+    accepts_images: bool = False
+    """Marked as reading images: `/api/show` lists the `vision` capability, as Ollama does."""
 
 
 def ollama_models() -> tuple[OllamaModel, ...]:
@@ -67,6 +69,7 @@ def ollama_models() -> tuple[OllamaModel, ...]:
                 m.provider.kind,
                 m.provider.updated_at,
                 m.context_window,
+                m.accepts_images,
             )
             for m in rows
         ),
@@ -163,7 +166,7 @@ async def show(request: HttpRequest) -> HttpResponse:
             "template": "{{ .Prompt }}",
             "details": _details(model),
             "model_info": info,
-            "capabilities": ["completion"],
+            "capabilities": ["completion", "vision"] if model.accepts_images else ["completion"],
             "modified_at": ollama_time(model.modified_at),
         }
     )

@@ -1,10 +1,12 @@
 """Ollama's `/api/chat` and `/api/generate` bodies into the common `GatewayRequest`.
 
-Kept: `model`, `messages` (roles system, user, assistant) or `prompt` and `system`, `stream`
-(true when absent, as Ollama has it), and the `options` temperature, top_p, num_predict (the
-answer's `max_tokens`; -1 and -2 mean no limit) and stop. What would change the answer and cannot
-be honoured here (images, tools, `format`, `think`, `suffix`, `context`, `template`, logprobs)
-is refused when set, naming the field; what only tunes a local runtime (`keep_alive`, `raw`,
+Kept: `model`, `messages` (roles system, user, assistant; a user message's `images`) or `prompt`,
+`system` and `images`, `stream` (true when absent, as Ollama has it), and the `options`
+temperature, top_p, num_predict (the answer's `max_tokens`; -1 and -2 mean no limit) and stop.
+Images are base64 without a media type, as Ollama takes them: the type is read from their first
+bytes (gateway/images.py). What would change the answer and cannot be honoured here (tools,
+`format`, `think`, `suffix`, `context`, `template`, logprobs, images outside a user turn) is
+refused when set, naming the field; what only tunes a local runtime (`keep_alive`, `raw`,
 `num_ctx`, `seed`, `top_k` and the other options) is accepted and ignored.
 """
 
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics.models import RequestLog
-from providers.adapters.types import Message
+from gateway.images import image_of_bare_base64
+from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.validation import (
@@ -72,12 +75,13 @@ def generate_call(
     body: Any, *, caller: Caller, session_header: str | None, cache_control: str | None
 ) -> OllamaCall:
     common = _common(body, session_header)
-    _unset(body, "images", "format", "think", "suffix", "context", "template", "logprobs")
+    _unset(body, "format", "think", "suffix", "context", "template", "logprobs")
     prompt = _text(body, "prompt")
     system = _text(body, "system")
+    images = _images(body.get("images"), "images")
     messages: tuple[Message, ...] = (Message(role="system", content=system),) if system else ()
-    if prompt:
-        messages += (Message(role="user", content=prompt),)
+    if prompt or images:
+        messages += (Message(role="user", content=prompt, images=images),)
     return _call(common, messages, caller, session_header, cache_control, load=not messages)
 
 
@@ -171,8 +175,23 @@ def _message(item: Any, field: str) -> Message:
         raise FieldInvalid(f"{field}.role", "tool is not supported by this gateway")
     if not isinstance(role, str) or role not in ROLES:
         raise FieldInvalid(f"{field}.role", "must be one of system, user, assistant")
-    _unset(item, "images", "tool_calls", path=f"{field}.")
-    return Message(role=role, content=_text(item, "content", f"{field}."))  # type: ignore[arg-type]
+    _unset(item, "tool_calls", path=f"{field}.")
+    images = _images(item.get("images"), f"{field}.images")
+    if images and role != "user":
+        raise FieldInvalid(f"{field}.images", f"are read only in user messages, not in {role}")
+    content = _text(item, "content", f"{field}.")
+    return Message(role=role, content=content, images=images)  # type: ignore[arg-type]
+
+
+def _images(value: Any, field: str) -> tuple[Image, ...]:
+    """Ollama's `images`: base64 strings, each a PNG, JPEG, GIF or WEBP image."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise FieldInvalid(field, "must be a list of base64 images")
+    return tuple(
+        image_of_bare_base64(item, f"{field}[{index}]") for index, item in enumerate(value)
+    )
 
 
 def _number(options: dict[str, Any], name: str, low: float, high: float) -> float | None:

@@ -14,7 +14,8 @@ from django.http import HttpRequest
 from analytics.models import RequestLog
 from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.auth import GatewayError, body_size_check, caller_from_key
-from providers.adapters.types import Message
+from gateway.images import image_of_url
+from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.pipeline.journal import request_refusal_record
@@ -37,6 +38,9 @@ from routing.validation import (
 )
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# OpenAI's `image_url.detail`: checked, then left to the provider's default (images are sent as
+# their data URL alone).
+IMAGE_DETAILS = ("auto", "low", "high")
 
 
 def _invalid(field: str, message: str) -> GatewayError:
@@ -52,19 +56,39 @@ def _number(body: dict[str, Any], field: str, low: float, high: float) -> float 
     return float(value)
 
 
-def _content_text(content: Any, field: str) -> str:
+def _content(content: Any, field: str, role: str) -> tuple[str, tuple[Image, ...]]:
+    """A message's text (its text parts joined) and its images, in order. Images are read only
+    in user messages: the providers take them nowhere else."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for index, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise _invalid(f"{field}[{index}]", "only text content parts are supported")
+        return content, ()
+    if not isinstance(content, list):
+        raise _invalid(field, "must be a string or a list of text and image_url parts")
+    texts: list[str] = []
+    images: list[Image] = []
+    for index, part in enumerate(content):
+        at = f"{field}[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
             if not isinstance(part.get("text"), str):
-                raise _invalid(f"{field}[{index}].text", "must be a string")
+                raise _invalid(f"{at}.text", "must be a string")
             texts.append(part["text"])
-        return "".join(texts)
-    raise _invalid(field, "must be a string or a list of text parts")
+        elif kind == "image_url":
+            if role != "user":
+                raise _invalid(at, f"images are read only in user messages, not in {role}")
+            images.append(_image(part.get("image_url"), f"{at}.image_url"))
+        else:
+            named = f"{kind!r} parts are" if isinstance(kind, str) else "this part is"
+            raise _invalid(at, f"{named} not supported: only text and image_url content parts")
+    return "".join(texts), tuple(images)
+
+
+def _image(value: Any, field: str) -> Image:
+    if not isinstance(value, dict):
+        raise _invalid(field, "must be an object with a url")
+    detail = value.get("detail")
+    if detail is not None and detail not in IMAGE_DETAILS:
+        raise _invalid(f"{field}.detail", f"must be one of {', '.join(IMAGE_DETAILS)}")
+    return image_of_url(value.get("url"), f"{field}.url")
 
 
 def parse_messages(raw: Any) -> tuple[Message, ...]:
@@ -81,8 +105,8 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
             raise _invalid(
                 f"messages[{index}].role", "must be one of system, developer, user, assistant"
             )
-        text = _content_text(item.get("content"), f"messages[{index}].content")
-        messages.append(Message(role=role, content=text))  # type: ignore[arg-type]
+        text, images = _content(item.get("content"), f"messages[{index}].content", str(raw_role))
+        messages.append(Message(role=role, content=text, images=images))  # type: ignore[arg-type]
     return tuple(messages)
 
 

@@ -118,6 +118,11 @@ class LLMModel(models.Model):
         help_text="Blank: cached input is billed at the input price.",
     )
     task_strengths = models.JSONField(default=list, blank=True)
+    accepts_images = models.BooleanField(
+        default=False,
+        help_text="The model reads images in a message (vision). Requests that carry images are "
+        "routed only to such models.",
+    )
     enabled = models.BooleanField(default=True)
     is_baseline = models.BooleanField(
         default=False, help_text="The premium model that savings are measured against."

@@ -18,6 +18,7 @@ from providers.adapters.types import (
     ChatResult,
     Endpoint,
     InvalidResponse,
+    Message,
     ProviderError,
     Usage,
 )
@@ -62,7 +63,7 @@ class AnthropicMessagesAdapter:
             "model": request.model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": [
-                {"role": m.role, "content": m.content}
+                {"role": m.role, "content": _content(m)}
                 for m in request.messages
                 if m.role != "system"
             ],
@@ -156,6 +157,23 @@ class AnthropicMessagesAdapter:
                 break
             params = {"limit": "1000", "after_id": str(body["last_id"])}
         return models
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """A message's text, or, when it carries images, its content blocks: the images first (as
+    Anthropic recommends), then the text unless it is empty."""
+    if not message.images:
+        return message.content
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+        }
+        for image in message.images
+    ]
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    return blocks
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:

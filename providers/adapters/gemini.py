@@ -21,6 +21,7 @@ from providers.adapters.types import (
     ChatResult,
     Endpoint,
     InvalidResponse,
+    Message,
     Usage,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
@@ -49,7 +50,7 @@ class GeminiAdapter:
     def payload(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "contents": [
-                {"role": ROLES[m.role], "parts": [{"text": m.content}]}
+                {"role": ROLES[m.role], "parts": _parts(m)}
                 for m in request.messages
                 if m.role != "system"
             ]
@@ -147,6 +148,20 @@ class GeminiAdapter:
                 break
             params = {"pageSize": "1000", "pageToken": str(token)}
         return models
+
+
+def _parts(message: Message) -> list[dict[str, Any]]:
+    """A turn's parts: its text, after its images when it carries any (as Google recommends),
+    by the JSON names the rest of the body uses; an empty text is left out beside images."""
+    if not message.images:
+        return [{"text": message.content}]
+    parts: list[dict[str, Any]] = [
+        {"inlineData": {"mimeType": image.media_type, "data": image.data}}
+        for image in message.images
+    ]
+    if message.content:
+        parts.append({"text": message.content})
+    return parts
 
 
 def _candidate(data: Mapping[str, Any]) -> tuple[str, str | None]:

@@ -18,6 +18,7 @@ from providers.adapters.types import (
     ChatResult,
     Endpoint,
     InvalidResponse,
+    Message,
     Usage,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
@@ -43,7 +44,7 @@ class OllamaAdapter:
             options["stop"] = list(request.stop)
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": stream,
         }
         if options:
@@ -105,6 +106,14 @@ class OllamaAdapter:
             return [str(model["name"]) for model in body["models"]]
         except (KeyError, TypeError):
             raise InvalidResponse("tag list has no models[].name") from None
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A message as `/api/chat` takes it: with images, their base64 beside the text."""
+    body: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        body["images"] = [image.data for image in message.images]
+    return body
 
 
 def _usage(data: Mapping[str, Any]) -> Usage | None:

@@ -20,6 +20,7 @@ from providers.adapters.types import (
     ChatResult,
     Endpoint,
     InvalidResponse,
+    Message,
     ProviderError,
     Usage,
 )
@@ -43,7 +44,7 @@ class OpenAIChatAdapter:
     def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": stream,
         }
         if stream:
@@ -147,6 +148,19 @@ class OpenAIChatAdapter:
 
 class OpenAICompatibleAdapter(OpenAIChatAdapter):
     max_tokens_field = "max_tokens"
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A message as Chat Completions takes it: its text as a string, or with images a list of
+    parts, the images (as data URLs) before the text, and no text part for empty text."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image.data_url}} for image in message.images
+    ]
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    return {"role": message.role, "content": parts}
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:

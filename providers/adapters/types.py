@@ -9,10 +9,36 @@ from typing import Literal, Protocol
 Role = Literal["system", "user", "assistant"]
 
 
+# An image inside a message counts as this many prompt tokens when a request is planned (the
+# context window, the budget hold, the token rate limit) before the provider reports its own
+# count. The providers' own costs for one image run from about 85 to about 1,600 tokens by size;
+# the plan takes the top of that range so a hold is never short.
+IMAGE_TOKENS_ESTIMATE = 1600
+IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image sent inline: its media type and its bytes in base64. Images are never fetched
+    from a URL by the gateway."""
+
+    media_type: str
+    data: str
+
+    @property
+    def data_url(self) -> str:
+        """The image as a `data:` URL (what OpenAI-compatible servers read)."""
+        return f"data:{self.media_type};base64,{self.data}"
+
+
 @dataclass(frozen=True)
 class Message:
+    """One turn. `images` belong to the turn and go to the provider before its text (the order
+    the providers recommend); only models marked as accepting images are given them."""
+
     role: Role
     content: str
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True)

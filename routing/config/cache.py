@@ -185,6 +185,7 @@ def _load(version: str) -> ConfigSnapshot:
             context_window=m.context_window,
             max_output_tokens=m.max_output_tokens,
             task_strengths=tuple(str(s) for s in (m.task_strengths or [])),
+            accepts_images=m.accepts_images,
             enabled=m.enabled and m.provider.enabled,
             provider_enabled=m.provider.enabled,
             is_baseline=m.is_baseline,

@@ -70,6 +70,7 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
             "max_output_tokens",
             "prices",
             "task_strengths",
+            "accepts_images",
             "enabled",
             "is_baseline",
         ),
@@ -90,6 +91,9 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
         ),
         "enabled": r.typed(items.get("enabled"), f"{where} enabled", bool, True),
         "is_baseline": r.typed(items.get("is_baseline"), f"{where} is_baseline", bool, False),
+        "accepts_images": r.typed(
+            items.get("accepts_images"), f"{where} accepts_images", bool, False
+        ),
         "task_strengths": [],
     }
     for key in ("context_window", "max_output_tokens"):
@@ -197,6 +201,8 @@ def provider_export(provider: Provider) -> dict[str, Any]:
         if model.task_strengths:
             item["task_strengths"] = list(model.task_strengths)
         item["enabled"] = model.enabled
+        if model.accepts_images:
+            item["accepts_images"] = True
         if model.is_baseline:
             item["is_baseline"] = True
         models.append(item)

@@ -31,6 +31,7 @@ DEFAULT_TIER_LADDER: dict[str, tuple[str, ...]] = {
 FILTER_ACTIONS = frozenset({"local_only", "cloud_only", "smaller_cloud_or_local", "free_only"})
 # The reason a candidate's window is too small starts with this (read by `token_limit_exceeded`).
 CONTEXT_REFUSAL = "context window"
+IMAGES_REFUSAL = "does not accept images"
 
 
 RungBalancer = Callable[[tuple[Rung, ...], BalanceSpec], Sequence[RungOrder]]
@@ -200,6 +201,8 @@ def ineligible_reason(
 ) -> str | None:
     if not model.enabled:
         return "disabled"
+    if request.images and not model.accepts_images:
+        return IMAGES_REFUSAL
     needed = request.prompt_tokens + request.max_output_tokens
     if needed > model.context_window:
         return f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from routing.engine.ranking import (
     CONTEXT_REFUSAL,
+    IMAGES_REFUSAL,
     RungBalancer,
     balance_trace,
     balanced_chain,
@@ -25,6 +26,7 @@ from routing.engine.ranking import (
 )
 from routing.engine.values import (
     AgentSnapshot,
+    ImagesRefused,
     JsonDict,
     ModelSpec,
     ModelUnavailable,
@@ -37,6 +39,7 @@ from routing.engine.values import (
     Rung,
     RungOrder,
     StickyInfo,
+    UnknownModel,
 )
 
 TRACE_VERSION = 1
@@ -71,6 +74,8 @@ def decide(
     }
     if router_trace is not None:
         trace["router"] = router_trace
+    if request.images:
+        trace["request"]["images"] = request.images
     if request.private:
         # Which detectors fired and who asked; never the text that made them fire.
         trace["privacy"] = {
@@ -180,6 +185,10 @@ def decide(
     trace["chain"] = [m.ref for m in chain]
     trace["pick"] = pick_trace(chain, sources, orders, policy, sticky)
     trace["outcome"] = "routed" if chain else "no eligible model"
+    if request.images and not chain and not _any_reads_images(registry, request):
+        trace["outcome"] = "images: no model accepts images"
+        decision = _decision((), request, policy, trace, sticky, trace["outcome"])
+        raise ImagesRefused(decision, message=f"{_images_why(request)}, and {_no_reader(request)}")
     if request.private and not chain:
         trace["outcome"] = "privacy: no local model"
         decision = _decision((), request, policy, trace, sticky, "privacy: no local model")
@@ -219,11 +228,15 @@ def _overridden(
     ref = request.override or ""
     model = registry.by_ref.get(ref)
     if model is None:
-        raise RoutingError(f"unknown model {ref!r}; expected provider:model of a registered model")
+        raise UnknownModel(
+            f"unknown model {ref!r}; expected provider:model of a registered model", model=ref
+        )
     if not model.enabled:
         raise _unavailable(model, "override", request, policy, trace)
     if request.private and not model.is_local:
         raise _privacy_refusal(model, "override", request, policy, trace)
+    if request.images and not model.accepts_images:
+        raise _images_refusal(model, "override", request, policy, trace)
     needed = request.prompt_tokens + request.max_output_tokens
     trace.update(
         state_rules=[],
@@ -300,8 +313,9 @@ def _requested(
         model = registry.by_ref.get(ref)
         where = f"{field}: " if field else ""
         if model is None:
-            raise RoutingError(
+            raise UnknownModel(
                 f"{where}unknown model {ref!r}; expected provider:model of a registered model",
+                model=ref,
                 field=field,
             )
         if model.id in seen:
@@ -312,6 +326,8 @@ def _requested(
         reason = ""
         if request.private and not model.is_local:
             reason = "privacy: local models only"
+        elif request.images and not model.accepts_images:
+            reason = IMAGES_REFUSAL
         elif needed > model.context_window:
             reason = f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"
         trace["candidates"].append(
@@ -331,6 +347,13 @@ def _requested(
         outcome="requested chain" if chain else "no model of the requested chain fits",
     )
     blocked = "" if chain else "no model of the requested chain fits"
+    if request.images and not any(registry.by_ref[ref].accepts_images for ref, _, _ in named):
+        trace["outcome"] = "images: no model of the requested chain accepts images"
+        decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
+        raise ImagesRefused(
+            decision,
+            message=f"{_images_why(request)}, and no model of the requested chain accepts images",
+        )
     if request.private and not any(registry.by_ref[ref].is_local for ref, _, _ in named):
         trace["outcome"] = "privacy: no local model in the requested chain"
         decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
@@ -378,4 +401,52 @@ def _privacy_refusal(
     decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
     return PrivacyRefused(
         decision, message=f"{privacy_why(request)}, and {model.ref} is a cloud model"
+    )
+
+
+def _images_why(request: RouteRequest) -> str:
+    count = request.images
+    return f"this request carries {count} image{'s' if count != 1 else ''}"
+
+
+def _any_reads_images(registry: RegistrySnapshot, request: RouteRequest) -> bool:
+    """Whether an enabled model that accepts images exists for this request (a private request
+    needs a local one); when one does, an empty chain has another cause (its window, an agent)."""
+    return any(
+        m.enabled and m.accepts_images and (m.is_local or not request.private)
+        for m in registry.models
+    )
+
+
+def _no_reader(request: RouteRequest) -> str:
+    if request.private:
+        return "no enabled local model accepts images"
+    return "no enabled model accepts images (mark one that does in the admin: accepts images)"
+
+
+def _images_refusal(
+    model: ModelSpec, source: str, request: RouteRequest, policy: PolicySpec, trace: JsonDict
+) -> ImagesRefused:
+    """The refusal of a named model that does not read images, for a request that carries some."""
+    trace.update(
+        state_rules=[],
+        rule=None,
+        candidates=[
+            {
+                "model": model.ref,
+                "id": model.id,
+                "source": source,
+                "kept": False,
+                "reason": IMAGES_REFUSAL,
+            }
+        ],
+        sticky=None,
+        balance=balance_trace(policy, ()),
+        pick=None,
+        chain=[],
+        outcome=f"images: {model.ref} {IMAGES_REFUSAL}",
+    )
+    decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
+    return ImagesRefused(
+        decision, message=f"{_images_why(request)}, and {model.ref} {IMAGES_REFUSAL}"
     )

@@ -35,6 +35,7 @@ class ModelSpec:
     context_window: int
     max_output_tokens: int
     task_strengths: tuple[str, ...] = ()
+    accepts_images: bool = False
     enabled: bool = True
     is_baseline: bool = False
     provider_enabled: bool = True
@@ -240,6 +241,8 @@ class RouteRequest:
     """Who asked to keep the request on local models: "api_key", "request" (the caller's flag)."""
     privacy_triggered: tuple[str, ...] = ()
     """The privacy agent's detectors that fired on the prompt (routing/privacy.py)."""
+    images: int = 0
+    """Images the messages carry: only models that accept images can answer."""
 
     @property
     def private(self) -> bool:
@@ -279,6 +282,16 @@ class RoutingError(ValueError):
         self.field = field
 
 
+class UnknownModel(RoutingError):
+    """The caller named a model (or policy) that is not in the registry. A door whose protocol
+    has its own answer for that (Ollama's and Gemini's 404) tells it by this type, not by the
+    message's words."""
+
+    def __init__(self, message: str, *, model: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.model = model
+
+
 class ModelUnavailable(RoutingError):
     """A model the caller named exists but cannot answer: it or its provider is disabled.
     Not the caller's typo (MODEL_UNAVAILABLE, not INVALID_REQUEST); `decision` holds the trace."""
@@ -308,6 +321,18 @@ class TokenLimitExceeded(RoutingError):
         self.decision = decision
         self.needed_tokens = needed_tokens
         self.largest_window = largest_window
+
+
+class ImagesRefused(RoutingError):
+    """A request that carries images and that no model able to read them can answer: none is
+    enabled (routed), or the model the caller named (or every model of its chain) does not
+    accept images."""
+
+    code = "IMAGES_NOT_SUPPORTED"
+
+    def __init__(self, decision: RouteDecision, *, message: str) -> None:
+        super().__init__(message)
+        self.decision = decision
 
 
 class PrivacyRefused(RoutingError):

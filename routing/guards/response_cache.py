@@ -49,11 +49,20 @@ class CachedAnswer:
     key: str
 
 
+_ADDED_LATER = frozenset({"images"})
+
+
 def _fields_of(value: Any) -> Any:
     # Every field of a dataclass, so a field added to ChatRequest or Message (tools, a
     # response format) is part of the key without anyone remembering to add it here.
+    # Fields added since keys were first stored are left out while empty, so that adding one
+    # does not change the key of every request that does not use it.
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return {
+            f.name: field_value
+            for f in dataclasses.fields(value)
+            if (field_value := getattr(value, f.name)) != () or f.name not in _ADDED_LATER
+        }
     raise TypeError(f"{type(value).__name__} has no canonical form")
 
 

@@ -28,7 +28,7 @@ from core.dependencies import (
     dependency_message,
 )
 from core.threads import in_thread
-from providers.adapters.types import Endpoint, Message, ProviderError
+from providers.adapters.types import IMAGE_TOKENS_ESTIMATE, Endpoint, Message, ProviderError
 from providers.models import Provider
 from providers.selectors import provider_endpoint
 from routing.budgets import BudgetExceeded, Reservation, budget_release, budget_reserve
@@ -36,12 +36,14 @@ from routing.config.cache import ConfigSnapshot, routing_config_get
 from routing.engine import token_limit_exceeded
 from routing.engine.classify import estimate_tokens
 from routing.engine.values import (
+    ImagesRefused,
     ModelSpec,
     ModelUnavailable,
     PrivacyRefused,
     RouteDecision,
     RoutingError,
     TokenLimitExceeded,
+    UnknownModel,
 )
 from routing.guards.admission import GuardReads, RateCheck
 from routing.guards.breaker import BreakerConfig, Permit
@@ -94,7 +96,7 @@ def resolve_target(config: ConfigSnapshot, model: str | None) -> tuple[str | Non
         raise RoutingError(
             f"model name {model!r} is ambiguous; use one of {', '.join(sorted(named))}"
         )
-    raise RoutingError(f"unknown model or policy {model!r}")
+    raise UnknownModel(f"unknown model or policy {model!r}", model=model)
 
 
 def resolve_chain(config: ConfigSnapshot, entries: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,8 +198,11 @@ def prepare(request: GatewayRequest) -> Prepared:
     """Everything before the first upstream byte, in one worker-thread call: the route, the
     guards (one Redis round trip) and the first model's budget hold (one statement)."""
     prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
+    images = sum(len(m.images) for m in request.messages)
     # Tokens are charged up front at their likely size and corrected once usage is known.
-    token_charge = estimate_tokens(prompt) + (request.max_tokens or 0)
+    token_charge = (
+        estimate_tokens(prompt) + images * IMAGE_TOKENS_ESTIMATE + (request.max_tokens or 0)
+    )
     config = routing_config_get()
     try:
         policy_name, override = resolve_target(config, request.model)
@@ -211,6 +216,7 @@ def prepare(request: GatewayRequest) -> Prepared:
             max_output_tokens=request.max_tokens or 0,
             local_only=local_only_of(request),
             privacy_text=_scan_text(request.messages),
+            images=images,
         )
         # Refused before any guard or hold: the caller's mistake, which no retry can fix.
         too_long = token_limit_exceeded(decision, config.registry)
@@ -361,9 +367,9 @@ async def hold_taking(call: Awaitable[_R], ledger: Ledger) -> _R:
 
 async def admit_request(request: GatewayRequest, ledger: Ledger) -> Admitted | Failed:
     """The request admitted, its route and guards' answers on the ledger; or its refusal."""
-    if not request.messages or not any(m.content.strip() for m in request.messages):
+    if not request.messages or not any(m.content.strip() or m.images for m in request.messages):
         failed = ledger.fail(
-            RequestStatus.INVALID, "INVALID_REQUEST", "messages must contain some text"
+            RequestStatus.INVALID, "INVALID_REQUEST", "messages must contain some text or an image"
         )
         await in_thread(journal_open)(request=request)
         return failed
@@ -418,6 +424,9 @@ def _routing_refusal(ledger: Ledger, exc: RoutingError) -> Failed:
         ledger.decision = exc.decision
         details = {"needed_tokens": exc.needed_tokens, "largest_window": exc.largest_window}
         return ledger.fail(RequestStatus.INVALID, "TOKEN_LIMIT_EXCEEDED", str(exc), details=details)
+    if isinstance(exc, ImagesRefused):
+        ledger.decision = exc.decision
+        return ledger.fail(RequestStatus.INVALID, exc.code, str(exc))
     if isinstance(exc, PrivacyRefused):
         ledger.decision = exc.decision
         refused: dict[str, Any] = {
@@ -431,9 +440,7 @@ def _routing_refusal(ledger: Ledger, exc: RoutingError) -> Failed:
         if exc.field:
             named["field"] = exc.field
         return ledger.fail(RequestStatus.ERROR, "MODEL_UNAVAILABLE", str(exc), details=named)
-    return ledger.fail(
-        RequestStatus.INVALID,
-        "INVALID_REQUEST",
-        str(exc),
-        details={"field": exc.field} if exc.field else {},
-    )
+    mistake: dict[str, Any] = {"field": exc.field} if exc.field else {}
+    if isinstance(exc, UnknownModel):
+        mistake["unknown_model"] = exc.model
+    return ledger.fail(RequestStatus.INVALID, "INVALID_REQUEST", str(exc), details=mistake)

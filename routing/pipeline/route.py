@@ -14,6 +14,7 @@ from django.core.cache import caches
 from django.utils import timezone
 
 from core.dependencies import REDIS_AWAY
+from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
 from routing import conf
 from routing.config.cache import routing_config_get, shared_read
 from routing.engine import decide
@@ -95,6 +96,7 @@ def route_decide(
     fallback_chain: tuple[str, ...] = (),
     local_only: tuple[str, ...] = (),
     privacy_text: str | None = None,
+    images: int = 0,
 ) -> RouteDecision:
     """Choose the chain of models for a prompt. Raises RoutingError for a bad override, task
     type, complexity or policy name (the caller's mistake, reported as a 400), ModelUnavailable
@@ -103,7 +105,9 @@ def route_decide(
     `override`, or alone, instead of a routed chain. `local_only` names who asked to keep the
     request on local models ("api_key", "request"); the policy's privacy agent scans
     `privacy_text` (the whole conversation; the prompt when None) and keeps it there too when a
-    detector fires. Raises PrivacyRefused when no local model can take such a request."""
+    detector fires. Raises PrivacyRefused when no local model can take such a request. `images`
+    (how many the messages carry) keeps the request on models that accept images, each counted
+    as IMAGE_TOKENS_ESTIMATE prompt tokens; ImagesRefused when none can take it."""
     sent_task_type = task_type
     if task_type is not None:
         task_type = task_type_resolve(task_type)
@@ -145,7 +149,7 @@ def route_decide(
     request = RouteRequest(
         task_type=task_type,
         complexity=complexity,
-        prompt_tokens=estimate_tokens(prompt),
+        prompt_tokens=estimate_tokens(prompt) + images * IMAGE_TOKENS_ESTIMATE,
         max_output_tokens=max_output_tokens,
         override=override or None,
         fallback_chain=fallback_chain,
@@ -153,6 +157,7 @@ def route_decide(
         classification=classification,
         router=verdict,
         local_only=local_only,
+        images=images,
         privacy_triggered=(
             privacy_scan(prompt if privacy_text is None else privacy_text, policy.privacy.detectors)
             if policy.privacy.enabled

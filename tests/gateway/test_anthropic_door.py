@@ -467,10 +467,10 @@ def test_an_error_after_the_first_token_is_an_error_event(
                         "content": [
                             {"type": "text", "text": "What is this?"},
                             {
-                                "type": "image",
+                                "type": "document",
                                 "source": {
                                     "type": "base64",
-                                    "media_type": "image/png",
+                                    "media_type": "application/pdf",
                                     "data": "AA==",
                                 },
                             },
@@ -478,8 +478,20 @@ def test_an_error_after_the_first_token_is_an_error_event(
                     }
                 ],
             },
-            "messages[0].content[1]: image blocks are not supported: this gateway passes text "
-            "only to its models, so a request with one is refused rather than answered without it",
+            "messages[0].content[1]: document blocks are not supported: this gateway passes text "
+            "and images only to its models, so a request with one is refused rather than answered "
+            "without it",
+        ),
+        (
+            {
+                "model": "auto",
+                "max_tokens": 8,
+                "messages": [
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}
+                ],
+            },
+            "messages[0].content[0].type: only 'text' and 'image' content blocks are supported "
+            "(no documents, tool use or thinking blocks)",
         ),
     ],
     ids=[
@@ -496,7 +508,8 @@ def test_an_error_after_the_first_token_is_an_error_event(
         "user-id-number",
         "system-block-text",
         "tools",
-        "image",
+        "document",
+        "tool-result",
     ],
 )
 def test_bad_input_is_an_invalid_request_error_and_logged(
@@ -547,7 +560,11 @@ def test_the_sdk_sees_a_bad_request_error(live_server_url: str, upstream: Upstre
         )
 
     assert raised.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
-    assert "messages[0].content[0]: image blocks are not supported" in raised.value.message
+    assert raised.value.body["error"]["message"] == (  # type: ignore[index]
+        "messages[0].content[0].source: image source type 'url' is not supported: this gateway "
+        "does not fetch images (URLs or files); send the image inline as "
+        '{"type": "base64", "media_type": "image/png", "data": "<base64>"}'
+    )
 
 
 def test_an_unknown_model_is_refused_and_logged(

@@ -478,11 +478,18 @@ def test_the_sdk_raises_on_an_error_mid_stream(
                 "contents": [
                     {
                         "role": "user",
-                        "parts": [{"inline_data": {"mime_type": "image/png", "data": "iVBO"}}],
+                        "parts": [
+                            {"file_data": {"mime_type": "image/png", "file_uri": "gs://b/c"}}
+                        ],
                     }
                 ]
             },
-            "contents[0].parts[0].inlineData: images, audio, video and files are not supported",
+            "contents[0].parts[0].fileData: file URIs are not supported: this gateway does not "
+            "fetch files or images; send an image inline as inlineData (mimeType and base64 data)",
+        ),
+        (
+            {"contents": [{"role": "user", "parts": [{"functionCall": {"name": "f"}}]}]},
+            "contents[0].parts[0].functionCall: function calling is not supported",
         ),
         ([1, 2], "body: must be a JSON object"),
     ],
@@ -500,7 +507,8 @@ def test_the_sdk_raises_on_an_error_mid_stream(
         "system-string",
         "unknown-field",
         "tools",
-        "image",
+        "file-data",
+        "function-call",
         "array",
     ],
 )
@@ -542,7 +550,7 @@ def test_a_body_that_is_not_json_is_refused(live_server_url: str, upstream: Upst
     assert row.status == "invalid"
 
 
-def test_the_sdk_sees_an_image_refused(live_server_url: str, upstream: UpstreamServer) -> None:
+def test_the_sdk_sees_a_file_uri_refused(live_server_url: str, upstream: UpstreamServer) -> None:
     gateway_registry(upstream)
     key = new_key()
 
@@ -550,12 +558,16 @@ def test_the_sdk_sees_an_image_refused(live_server_url: str, upstream: UpstreamS
     with pytest.raises(errors.ClientError) as raised:
         gemini.models.generate_content(
             model="auto",
-            contents=[types.Part.from_bytes(data=b"\x89PNG", mime_type="image/png"), "What?"],
+            contents=[
+                types.Part.from_uri(file_uri="https://example.com/cat.png", mime_type="image/png"),
+                "What?",
+            ],
         )
 
     assert (raised.value.code, raised.value.status) == (400, "INVALID_ARGUMENT")
-    assert "inlineData: images, audio, video and files are not supported" in str(
-        raised.value.message
+    assert raised.value.message == (
+        "contents[0].parts[0].fileData: file URIs are not supported: this gateway does not "
+        "fetch files or images; send an image inline as inlineData (mimeType and base64 data)"
     )
 
 

@@ -361,7 +361,7 @@ BAD_INPUT = [
         "/api/chat",
         {"model": "auto", "messages": [{"role": "user", "content": "hi", "images": ["aGk="]}]},
         400,
-        "messages[0].images is not supported by this gateway",
+        "messages[0].images[0] is not a PNG, JPEG, GIF or WEBP image (read from its bytes)",
     ),
     (
         "/api/chat",

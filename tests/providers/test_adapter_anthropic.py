@@ -10,6 +10,7 @@ from providers.adapters.types import (
     ChatResult,
     ContextTooLong,
     Endpoint,
+    Image,
     Message,
     ProviderError,
     ProviderUnavailable,
@@ -58,6 +59,72 @@ async def test_stream_sends_system_top_level_and_the_documented_headers(upstream
     assert sent.headers["x-api-key"] == API_KEY
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in sent.headers
+
+
+async def test_images_go_as_base64_blocks_before_the_text(upstream):
+    upstream.reply("POST", PATH, Reply.json(fixture("anthropic/message.json")))
+    seeing = ChatRequest(
+        model="claude-sonnet-4-20250514",
+        messages=(
+            Message(role="system", content="Be exact."),
+            Message(
+                role="user",
+                content="Which is bigger?",
+                images=(Image("image/png", "iVBORw0KGgo="), Image("image/jpeg", "/9j/4AAQ")),
+            ),
+            Message(role="assistant", content="The first."),
+            Message(role="user", content="", images=(Image("image/webp", "UklGRg=="),)),
+        ),
+        max_tokens=32,
+    )
+
+    await ADAPTER.complete(endpoint(upstream), seeing)
+
+    [sent] = upstream.requests
+    assert sent.json() == {
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 32,
+        "system": "Be exact.",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/png",
+                            "data": "iVBORw0KGgo=",
+                        },
+                    },
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/jpeg",
+                            "data": "/9j/4AAQ",
+                        },
+                    },
+                    {"type": "text", "text": "Which is bigger?"},
+                ],
+            },
+            {"role": "assistant", "content": "The first."},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/webp",
+                            "data": "UklGRg==",
+                        },
+                    }
+                ],
+            },
+        ],
+        "stream": False,
+    }
 
 
 async def test_stream_chunks_usage_and_stop_reason(upstream):

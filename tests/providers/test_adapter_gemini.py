@@ -10,6 +10,7 @@ from providers.adapters.types import (
     ChatResult,
     ContextTooLong,
     Endpoint,
+    Image,
     Message,
     ProviderAuthFailed,
     ProviderError,
@@ -67,6 +68,45 @@ async def test_stream_sends_contents_system_instruction_and_config(upstream):
     }
     assert sent.headers["x-goog-api-key"] == API_KEY
     assert "key" not in sent.query, "the key travels in a header, never in the URL"
+
+
+async def test_images_go_as_inline_data_parts_before_the_text(upstream):
+    upstream.reply("POST", COMPLETE_PATH, Reply.json(fixture("gemini/generate_content.json")))
+    seeing = ChatRequest(
+        model="gemini-2.5-flash",
+        messages=(
+            Message(role="system", content="Be exact."),
+            Message(
+                role="user",
+                content="Which is bigger?",
+                images=(Image("image/png", "iVBORw0KGgo="), Image("image/jpeg", "/9j/4AAQ")),
+            ),
+            Message(role="assistant", content="The first."),
+            Message(role="user", content="", images=(Image("image/gif", "R0lGODlh"),)),
+        ),
+    )
+
+    await ADAPTER.complete(endpoint(upstream), seeing)
+
+    [sent] = upstream.requests
+    assert sent.json() == {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                    {"inlineData": {"mimeType": "image/jpeg", "data": "/9j/4AAQ"}},
+                    {"text": "Which is bigger?"},
+                ],
+            },
+            {"role": "model", "parts": [{"text": "The first."}]},
+            {
+                "role": "user",
+                "parts": [{"inlineData": {"mimeType": "image/gif", "data": "R0lGODlh"}}],
+            },
+        ],
+        "systemInstruction": {"parts": [{"text": "Be exact."}]},
+    }
 
 
 async def test_stream_chunks_and_cumulative_usage(upstream):

@@ -9,6 +9,7 @@ from providers.adapters.types import (
     ChatRequest,
     ChatResult,
     Endpoint,
+    Image,
     Message,
     ProviderError,
     ProviderRejected,
@@ -53,6 +54,35 @@ async def test_stream_sends_the_documented_request(upstream):
         "options": {"num_predict": 64, "temperature": 0.2, "top_p": 0.9, "stop": ["\n\n"]},
     }
     assert "authorization" not in sent.headers
+
+
+async def test_images_ride_beside_their_message_as_base64(upstream):
+    upstream.reply("POST", "/api/chat", Reply.json(fixture("ollama/chat.json")))
+    png = "iVBORw0KGgo="
+    gif = "R0lGODlhAQABAAAAACw="
+    request = ChatRequest(
+        model="llava",
+        messages=(
+            Message(role="system", content="Answer in one sentence."),
+            Message(
+                role="user",
+                content="What is in these?",
+                images=(Image("image/png", png), Image("image/gif", gif)),
+            ),
+        ),
+    )
+
+    await ADAPTER.complete(endpoint(upstream), request)
+
+    [sent] = upstream.requests
+    assert sent.json() == {
+        "model": "llava",
+        "messages": [
+            {"role": "system", "content": "Answer in one sentence."},
+            {"role": "user", "content": "What is in these?", "images": [png, gif]},
+        ],
+        "stream": False,
+    }
 
 
 async def test_stream_chunks_and_counts(upstream):

@@ -10,6 +10,7 @@ from providers.adapters.types import (
     ChatResult,
     ContextTooLong,
     Endpoint,
+    Image,
     Message,
     ProviderAuthFailed,
     ProviderError,
@@ -64,6 +65,56 @@ async def test_stream_sends_the_documented_request(upstream):
     assert sent.headers["authorization"] == f"Bearer {API_KEY}"
     assert sent.headers["accept"] == "text/event-stream"
     assert sent.headers["content-type"] == "application/json"
+
+
+PNG = Image(media_type="image/png", data="iVBORw0KGgo=")
+GIF = Image(media_type="image/gif", data="R0lGODlhAQABAAAAACw=")
+
+
+async def test_images_go_before_the_text_as_data_url_parts(upstream):
+    upstream.reply("POST", PATH, Reply.json(fixture("openai/chat_completion.json")))
+    request = ChatRequest(
+        model="gpt-4o-mini",
+        messages=(
+            Message(role="system", content="Answer in one sentence."),
+            Message(role="user", content="What is in these?", images=(PNG, GIF)),
+            Message(role="assistant", content="A dot and a dot."),
+            Message(role="user", content="", images=(GIF,)),
+        ),
+    )
+
+    await COMPATIBLE.complete(endpoint(upstream, api_key=None), request)
+
+    [sent] = upstream.requests
+    assert sent.json() == {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "Answer in one sentence."},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": f"data:image/png;base64,{PNG.data}"},
+                    },
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": f"data:image/gif;base64,{GIF.data}"},
+                    },
+                    {"type": "text", "text": "What is in these?"},
+                ],
+            },
+            {"role": "assistant", "content": "A dot and a dot."},
+            # No text: no text part.
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": f"data:image/gif;base64,{GIF.data}"}}
+                ],
+            },
+        ],
+        "stream": False,
+    }
 
 
 async def test_stream_chunks_and_usage_with_cached_tokens(upstream):
