@@ -28,8 +28,9 @@ from core.dependencies import (
     dependency_away,
     dependency_message,
 )
-from gateway.auth import GATEWAY_AUTH, GatewayError, rate_limit_headers
+from gateway.auth import GATEWAY_AUTH, ErrorOut, GatewayError, rate_limit_headers
 from gateway.batch import batch_create, batch_progress, execute_result, task_request
+from gateway.manage import router as manage_router
 from gateway.service_access import service_access_required
 from gateway.tasks import batch_item_enqueue
 from routing.guards.response_cache import ResponseCache, cache_control_opts_out
@@ -69,6 +70,8 @@ api = NinjaAPI(
     docs_url="/docs",
     parser=StrictJSONParser(),
 )
+# Staff only: register and switch providers, models and agents at runtime (gateway/manage.py).
+api.add_router("/manage", manage_router)
 
 
 def envelope(
@@ -210,10 +213,6 @@ class ExecuteOut(Schema):
     routing: dict[str, Any]
     cached: bool
     rate_limit: dict[str, Any] | None
-
-
-class ErrorOut(Schema):
-    error: dict[str, Any]
 
 
 ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 413, 429, 502, 503, 504)}

@@ -12,10 +12,17 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from ninja import Schema
 from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
 
 from gateway.apikeys import apikey_authenticate
 from routing.pipeline.events import ERROR_STATUS, Caller, RateLimitInfo
+
+
+class ErrorOut(Schema):
+    """The native API's error envelope, `{"error": {"code", "message", "details"}}`."""
+
+    error: dict[str, Any]
 
 
 class GatewayError(Exception):

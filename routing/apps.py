@@ -32,12 +32,27 @@ class RoutingConfig(AppConfig):
     verbose_name = "Routing"
 
     def ready(self) -> None:
-        # Cache invalidation only (no domain logic): any edit of the registry or of a policy,
-        # from the admin, a service or config_import, makes every process reload the config.
+        # Cache invalidation only (no domain logic): any edit of the registry, of a policy or of
+        # an agent switch, from the admin, a service, config_import or the management API,
+        # makes every process reload the config.
         from providers.models import LLMModel, Provider
-        from routing.models import RoutingPolicy, RoutingRule, RuleFallback, StateRule
+        from routing.models import (
+            AgentSwitch,
+            RoutingPolicy,
+            RoutingRule,
+            RuleFallback,
+            StateRule,
+        )
 
-        for model in (Provider, LLMModel, RoutingPolicy, RoutingRule, RuleFallback, StateRule):
+        for model in (
+            Provider,
+            LLMModel,
+            RoutingPolicy,
+            RoutingRule,
+            RuleFallback,
+            StateRule,
+            AgentSwitch,
+        ):
             post_save.connect(
                 _config_changed, sender=model, dispatch_uid=f"routing-{model.__name__}"
             )

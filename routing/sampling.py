@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import import_module
 from typing import Any
@@ -66,7 +67,48 @@ def _agents() -> list[Agent]:
             agent.initialize()
             _custom[path] = agent
         agents.append(_custom[path])
-    return agents
+    # Switched off at runtime (`AgentSwitch`, read with the configuration): not sampled.
+    return [a for a in agents if _name_of(a) not in config.disabled_agents]
+
+
+def _name_of(agent: Agent) -> str:
+    return getattr(agent, "name", type(agent).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredAgent:
+    """An agent that sampling runs: built in, named in settings `ORCHESTRATOR_AGENTS`, or
+    named by the default policy (`path` is the dotted path of the last two)."""
+
+    name: str
+    source: str
+    path: str = ""
+
+
+def agents_configured() -> list[ConfiguredAgent]:
+    """Every agent sampling knows of, switched off or not, each name once; a custom agent's
+    name is read from its class without starting it."""
+    found = [ConfiguredAgent(name, "builtin") for name in BUILTIN_AGENTS]
+    names = set(BUILTIN_AGENTS)
+    sources = (("settings", conf.custom_agents()), ("policy", routing_config_get().policy_agents))
+    for source, paths in sources:
+        for path in paths:
+            name = _custom_name(path)
+            if name not in names:
+                names.add(name)
+                found.append(ConfiguredAgent(name, source, path))
+    return found
+
+
+def _custom_name(path: str) -> str:
+    if path in _custom:
+        return _name_of(_custom[path])
+    module_name, _, attr = path.rpartition(".")
+    try:
+        agent_class = getattr(import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        return attr
+    return str(getattr(agent_class, "name", "") or attr)
 
 
 def _previous(snapshot: dict[str, Any] | None) -> dict[str, dict[str, str]]:
@@ -83,7 +125,7 @@ def agents_sample(*, now: datetime | None = None) -> list[AgentSample]:
     previous = _previous(cache.get(SNAPSHOT_KEY))
     rows: list[AgentSample] = []
     for agent in _agents():
-        name = getattr(agent, "name", type(agent).__name__)
+        name = _name_of(agent)
         try:
             checks = checks_from(agent.check(previous=previous.get(name, {})))
         except Exception as error:
@@ -125,22 +167,37 @@ def agents_sample(*, now: datetime | None = None) -> list[AgentSample]:
 
 
 def agents_snapshot_current(
-    *, now: datetime, published: dict[str, Any] | bool | None = False
+    *,
+    now: datetime,
+    published: dict[str, Any] | bool | None = False,
+    disabled: frozenset[str] | None = None,
 ) -> AgentSnapshot:
-    """The published snapshot; a stale or failed sample reads as an explicit unknown state.
+    """The published snapshot; a stale or failed sample reads as an explicit unknown state,
+    and so does an agent switched off at runtime (reason "disabled").
 
     `published` is the snapshot already read from the cache (None: nothing was published);
-    left out, it is read here.
+    left out, it is read here. `disabled` is the configuration's `disabled_agents`; left out,
+    it is read from the (memoized) configuration.
     """
     if published is False:
         published = cache.get(SNAPSHOT_KEY)
+    if disabled is None:
+        disabled = routing_config_get().disabled_agents
+    off = tuple(AgentState(a, UNKNOWN, reason="disabled") for a in sorted(disabled))
     if not isinstance(published, dict):
         return AgentSnapshot(
-            tuple(AgentState(a, UNKNOWN, reason="no sample yet") for a in BUILTIN_AGENTS)
+            tuple(
+                AgentState(a, UNKNOWN, reason="no sample yet")
+                for a in BUILTIN_AGENTS
+                if a not in disabled
+            )
+            + off
         )
     stale_after = timedelta(seconds=conf.stale_after_s())
-    states = []
+    states = list(off)
     for entry in published["agents"]:
+        if entry["agent"] in disabled:
+            continue  # sampled before it was switched off
         sampled_at = datetime.fromisoformat(entry["sampled_at"])
         age = now - sampled_at
         if age > stale_after:

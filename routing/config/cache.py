@@ -33,7 +33,7 @@ from routing.engine.values import (
     RuleSpec,
     StateRuleSpec,
 )
-from routing.models import RoutingPolicy
+from routing.models import AgentSwitch, RoutingPolicy
 from routing.privacy import PrivacySpec
 from routing.router.ladder import knob_from
 
@@ -71,6 +71,8 @@ class ConfigSnapshot:
     policy_agents: tuple[str, ...]
     cloud_targets: tuple[tuple[str, str], ...]
     loaded_at: float
+    # Agents switched off at runtime (`AgentSwitch`): not sampled, unknown in the snapshot.
+    disabled_agents: frozenset[str] = frozenset()
 
     def policy(self, name: str | None) -> PolicySpec:
         key = name or self.default_policy
@@ -221,6 +223,9 @@ def _load(version: str) -> ConfigSnapshot:
         policy_agents=agents,
         cloud_targets=cloud_targets,
         loaded_at=time.monotonic(),
+        disabled_agents=frozenset(
+            AgentSwitch.objects.filter(enabled=False).values_list("name", flat=True)
+        ),
     )
 
 

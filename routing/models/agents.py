@@ -23,3 +23,20 @@ class AgentSample(models.Model):
     def __str__(self) -> str:
         suffix = f"/{self.target}" if self.target else ""
         return f"{self.agent}{suffix}={self.state}"
+
+
+class AgentSwitch(models.Model):
+    """An agent turned on or off at runtime (`PATCH /api/manage/agents/{name}`). No row: on.
+
+    Read with the routing configuration (`routing.config.cache`), whose version every save
+    bumps: a disabled agent is not sampled and reads as unknown in the snapshot."""
+
+    name = models.CharField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}={'on' if self.enabled else 'off'}"

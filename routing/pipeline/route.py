@@ -164,7 +164,9 @@ def route_decide(
             else ()
         ),
     )
-    snapshot = agents_snapshot_current(now=timezone.now(), published=shared.snapshot)
+    snapshot = agents_snapshot_current(
+        now=timezone.now(), published=shared.snapshot, disabled=config.disabled_agents
+    )
     decision = decide(request, policy, snapshot, config.registry, balance=rungs_balance)
     if conf.debug_routing():
         logger.info(json.dumps({"routing_decision": decision.trace}, sort_keys=True))

@@ -2,8 +2,8 @@
 a server error, and every refusal is the door's JSON error envelope.
 
 - The native API (`/api`) from its own OpenAPI document, with schemathesis: bodies that match
-  the schema (positive) and bodies that break it (negative), with a valid key, plus a share of
-  requests with the key missing or wrong.
+  the schema (positive) and bodies that break it (negative), with a valid key (a staff user's
+  for the management API), plus a share of requests with the key missing or wrong.
 - `/v1/chat/completions` from hand-written hypothesis strategies: wrong types in every field,
   huge numbers, long message lists, invalid UTF-8, deep nesting, bodies that are not JSON.
 
@@ -23,6 +23,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import schemathesis
+from django.contrib.auth import get_user_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.core import NotSet
@@ -43,6 +44,11 @@ NATIVE_ERROR_KEYS = {"code", "message", "details"}
 OPENAI_ERROR_KEYS = {"message", "type", "param", "code"}
 # A refusal of a request that was logged also names its log row.
 TRACE_ID = {"trace_id"}
+
+
+def staff_key() -> str:
+    get_user_model().objects.get_or_create(username="fuzz-staff", defaults={"is_staff": True})
+    return new_key(owner_username="fuzz-staff")
 
 
 def fuzz_settings() -> settings:
@@ -104,7 +110,8 @@ def test_native_api_from_its_openapi_document(
     label: str,
     mode: schemathesis.GenerationMode,
 ) -> None:
-    key = new_key()
+    # The management API answers staff only: fuzzed with a staff key, its bodies are read.
+    key = staff_key() if "/api/manage/" in label else new_key()
     operation = OPERATIONS[label]
     auth = st.sampled_from(
         [{"Authorization": f"Bearer {key}"}] * 8 + [{"Authorization": "Bearer wrong"}, {}]
