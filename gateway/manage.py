@@ -210,6 +210,7 @@ class ModelOut(Schema):
     output_price_per_mtok_usd: str | None
     cached_input_price_per_mtok_usd: str | None
     task_strengths: list[str]
+    accepts_images: bool
     enabled: bool
     is_baseline: bool
 
@@ -255,6 +256,9 @@ class ModelIn(Strict):
         None, max_length=32, description="As the input price; null: billed at the input price."
     )
     task_strengths: Strengths = Field([], description="Task types it is good at (docs/routing.md).")
+    accepts_images: bool = Field(
+        False, strict=True, description="It reads images (vision): requests with images go to it."
+    )
     enabled: bool = Field(True, strict=True)
     is_baseline: bool = Field(
         False, strict=True, description="The premium model savings are measured against (one)."
@@ -275,6 +279,7 @@ class ModelPatch(Strict):
         Strengths | None,
         WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 16}),
     ] = None
+    accepts_images: Annotated[StrictBool | None, BOOLEAN] = None
     enabled: Annotated[StrictBool | None, BOOLEAN] = None
     is_baseline: Annotated[StrictBool | None, BOOLEAN] = None
 

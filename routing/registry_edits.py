@@ -52,6 +52,7 @@ MODEL_FIELDS = (
     "max_output_tokens",
     *PRICE_FIELDS,
     "task_strengths",
+    "accepts_images",
     "enabled",
     "is_baseline",
 )

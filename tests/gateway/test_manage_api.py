@@ -159,12 +159,18 @@ def test_a_staff_key_creates_lists_and_changes_a_model_each_write_audited(staff:
             "input_price_per_mtok_usd": "0.25",
             "output_price_per_mtok_usd": None,
             "task_strengths": ["code"],
+            "accepts_images": True,
         },
     )
     changed = patch(
         staff,
         "/models/lab:qwen/qwen3:8b",
-        {"input_price_per_mtok_usd": "0.3", "output_price_per_mtok_usd": "1.2", "enabled": False},
+        {
+            "input_price_per_mtok_usd": "0.3",
+            "output_price_per_mtok_usd": "1.2",
+            "enabled": False,
+            "accepts_images": False,
+        },
     )
     enabled = staff.get("/api/manage/models", {"provider": "lab", "enabled": "true"})
     disabled = staff.get("/api/manage/models", {"provider": "lab", "enabled": "false"})
@@ -174,13 +180,18 @@ def test_a_staff_key_creates_lists_and_changes_a_model_each_write_audited(staff:
     assert created.json()["ref"] == "lab:qwen/qwen3:8b"
     assert created.json()["input_price_per_mtok_usd"] == "0.250000"
     assert created.json()["output_price_per_mtok_usd"] is None
+    assert created.json()["accepts_images"] is True
     assert changed.status_code == 200, changed.content
     assert changed.json()["output_price_per_mtok_usd"] == "1.200000"
     assert enabled.json() == {"models": []}
     assert [m["ref"] for m in disabled.json()["models"]] == ["lab:qwen/qwen3:8b"]
     assert elsewhere.json() == {"models": []}
     model = LLMModel.objects.get(name="qwen/qwen3:8b")
-    assert (model.input_price_per_mtok_usd, model.enabled) == (Decimal("0.3"), False)
+    assert (model.input_price_per_mtok_usd, model.enabled, model.accepts_images) == (
+        Decimal("0.3"),
+        False,
+        False,
+    )
     first, second = AuditEvent.objects.order_by("id")
     assert (first.action, first.target_kind, first.target_ref) == (
         "create",
@@ -190,11 +201,13 @@ def test_a_staff_key_creates_lists_and_changes_a_model_each_write_audited(staff:
     assert first.changes["input_price_per_mtok_usd"] == {"old": None, "new": "0.250000"}
     assert first.changes["output_price_per_mtok_usd"] == {"old": None, "new": None}
     assert first.changes["task_strengths"] == {"old": None, "new": ["code"]}
+    assert first.changes["accepts_images"] == {"old": None, "new": True}
     assert first.changes["tier"] == {"old": None, "new": "small_local"}
     assert (second.action, second.target_ref) == ("update", "lab:qwen/qwen3:8b")
     assert second.changes == {
         "input_price_per_mtok_usd": {"old": "0.250000", "new": "0.300000"},
         "output_price_per_mtok_usd": {"old": None, "new": "1.200000"},
+        "accepts_images": {"old": True, "new": False},
         "enabled": {"old": True, "new": False},
     }
 
