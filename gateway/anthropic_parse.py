@@ -8,24 +8,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from django.http import HttpRequest
 
 from analytics.models import RequestLog
-from core.threads import LARGE_BODY_BYTES, cpu_bound
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from gateway.images import image_of_base64
+from gateway.refusals import json_body, model_of, refusal_logged
 from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
-from routing.pipeline.journal import request_refusal_record
-from routing.pipeline.ledger import RequestStatus
 from routing.request_metadata import metadata_read
 from routing.validation import (
     MODEL_MAX_CHARS,
     SESSION_MAX_CHARS,
     FieldInvalid,
-    log_safe,
     max_tokens_check,
     nul_check,
     text_check,
@@ -232,26 +228,7 @@ def _messages_request(
 async def body_read(request: HttpRequest, caller: Caller, *, logged: bool) -> Any:
     """The request's JSON body; a body that is not JSON is refused (and logged when the
     request would have been)."""
-    try:
-        raw = request.body
-        return (
-            await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
-        )
-    except (ValueError, UnicodeDecodeError) as exc:
-        message = f"body: not valid JSON ({exc})"
-        trace_id = None
-        if logged:
-            refused = GatewayRequest(messages=(), entry_point="anthropic", caller=caller)
-            await request_refusal_record(
-                request=refused,
-                status=RequestStatus.INVALID,
-                error_code="INVALID_REQUEST",
-                message=message,
-            )
-            trace_id = str(refused.request_id)
-        raise GatewayError(
-            "INVALID_REQUEST", message, details={"field": "body"}, trace_id=trace_id
-        ) from exc
+    return await json_body(request, caller, entry_point="anthropic", logged=logged)
 
 
 async def caller_read(request: HttpRequest) -> Caller:
@@ -274,16 +251,5 @@ async def messages_request_read(request: HttpRequest) -> tuple[GatewayRequest, b
             headers=request.headers,
         )
     except GatewayError as exc:
-        model = body.get("model") if isinstance(body, dict) else None
-        refused = GatewayRequest(
-            messages=(),
-            entry_point="anthropic",
-            caller=caller,
-            # Named on the refusal's row only when the row can hold it.
-            model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
-        )
-        await request_refusal_record(
-            request=refused, status=RequestStatus.INVALID, error_code=exc.code, message=exc.message
-        )
-        exc.trace_id = str(refused.request_id)
+        await refusal_logged(exc, entry_point="anthropic", caller=caller, model=model_of(body))
         raise

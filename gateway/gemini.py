@@ -43,13 +43,13 @@ from gateway.gemini_wire import (
     method_refusal,
     not_found_message,
 )
+from gateway.refusals import json_body, refusal_logged
 from gateway.shaping import orchestrator_extension, orchestrator_headers
 from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
-from routing.pipeline.journal import journaled, request_refusal_record
-from routing.pipeline.ledger import RequestStatus
+from routing.pipeline.journal import journaled
 from routing.services import chat_stream
-from routing.validation import MODEL_MAX_CHARS, log_safe
+from routing.validation import MODEL_MAX_CHARS
 
 GENERATE = "generateContent"
 STREAM = "streamGenerateContent"
@@ -128,26 +128,7 @@ async def _caller(request: HttpRequest) -> Caller:
 async def _body_of(request: HttpRequest, caller: Caller, *, logged: bool) -> Any:
     """The request's JSON body; a body that is not JSON is refused (and logged when the
     request would have been)."""
-    try:
-        raw = request.body
-        return (
-            await cpu_bound(orjson.loads, raw) if len(raw) > LARGE_BODY_BYTES else orjson.loads(raw)
-        )
-    except (ValueError, UnicodeDecodeError) as exc:
-        message = f"body: not valid JSON ({exc})"
-        trace_id = None
-        if logged:
-            refused = GatewayRequest(messages=(), entry_point="gemini", caller=caller)
-            await request_refusal_record(
-                request=refused,
-                status=RequestStatus.INVALID,
-                error_code="INVALID_REQUEST",
-                message=message,
-            )
-            trace_id = str(refused.request_id)
-        raise GatewayError(
-            "INVALID_REQUEST", message, details={"field": "body"}, trace_id=trace_id
-        ) from exc
+    return await json_body(request, caller, entry_point="gemini", logged=logged)
 
 
 async def _gateway_request(request: HttpRequest, model: str, *, stream: bool) -> GatewayRequest:
@@ -164,17 +145,7 @@ async def _gateway_request(request: HttpRequest, model: str, *, stream: bool) ->
             headers=request.headers,
         )
     except GatewayError as exc:
-        refused = GatewayRequest(
-            messages=(),
-            entry_point="gemini",
-            caller=caller,
-            # Named on the refusal's row only when the row can hold it.
-            model=log_safe(model, MODEL_MAX_CHARS),
-        )
-        await request_refusal_record(
-            request=refused, status=RequestStatus.INVALID, error_code=exc.code, message=exc.message
-        )
-        exc.trace_id = str(refused.request_id)
+        await refusal_logged(exc, entry_point="gemini", caller=caller, model=model)
         raise
 
 

@@ -39,12 +39,13 @@ from gateway.ollama_wire import (
     ollama_json,
     ollama_time,
 )
-from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
-from routing.pipeline.journal import journaled, request_refusal_record
-from routing.pipeline.ledger import RequestStatus
+from gateway.refusals import model_of, refusal_logged
+from gateway.shaping import orchestrator_headers
+from routing.pipeline.events import Delta, Event, Failed, Finished, Started
+from routing.pipeline.journal import journaled
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream
-from routing.validation import MODEL_MAX_CHARS, FieldInvalid, log_safe
+from routing.validation import FieldInvalid
 
 NS_PER_MS = 1_000_000
 CallParser = Callable[..., OllamaCall]
@@ -124,21 +125,9 @@ async def _ollama_call(request: HttpRequest, parse: CallParser) -> OllamaCall:
         refusal = _invalid(exc) if isinstance(exc, FieldInvalid) else None
         if refusal is None:
             refusal = GatewayError("INVALID_REQUEST", f"body: not valid JSON ({exc})")
-        model = body.get("model") if isinstance(body, dict) else None
-        refused = GatewayRequest(
-            messages=(),
-            entry_point=RequestLog.EntryPoint.OLLAMA,
-            caller=caller,
-            # Named on the refusal's row only when the row can hold it.
-            model=log_safe(model, MODEL_MAX_CHARS) if isinstance(model, str) else None,
+        await refusal_logged(
+            refusal, entry_point=RequestLog.EntryPoint.OLLAMA, caller=caller, model=model_of(body)
         )
-        await request_refusal_record(
-            request=refused,
-            status=RequestStatus.INVALID,
-            error_code=refusal.code,
-            message=refusal.message,
-        )
-        refusal.trace_id = str(refused.request_id)
         raise refusal from exc
 
 
@@ -161,16 +150,6 @@ def _now() -> str:
     return ollama_time(datetime.now(UTC))
 
 
-def _headers(request_id: str, started: Started | Finished | None) -> dict[str, str]:
-    headers = {"x-orchestrator-request-id": request_id}
-    if started is not None:
-        headers["x-orchestrator-model"] = started.model_ref
-        headers["x-orchestrator-provider"] = started.provider_name
-        headers["x-orchestrator-cached"] = "true" if started.cached else "false"
-        headers["x-cache"] = "hit" if started.cached else "miss"
-    return headers
-
-
 def _failure_message(event: Failed, call: OllamaCall) -> tuple[str, int]:
     """The message and status of a failure; a name that is no model nor policy is Ollama's
     404 (clients offer to pull the model, or list the others)."""
@@ -182,7 +161,9 @@ def _failure_message(event: Failed, call: OllamaCall) -> tuple[str, int]:
 def _failure(event: Failed, call: OllamaCall) -> HttpResponse:
     request_id = str(call.request.request_id)
     message, status = _failure_message(event, call)
-    headers = _headers(request_id, None) | rate_limit_headers(event.rate_limit, event.retry_after_s)
+    headers = orchestrator_headers(request_id, None) | rate_limit_headers(
+        event.rate_limit, event.retry_after_s
+    )
     return ollama_error(message, status, headers=headers)
 
 
@@ -234,7 +215,7 @@ async def _completed(
             if isinstance(event, Failed):
                 return _failure(event, call)
             if isinstance(event, Finished):
-                headers = _headers(str(call.request.request_id), event)
+                headers = orchestrator_headers(str(call.request.request_id), event)
                 headers |= rate_limit_headers(event.rate_limit)
                 return ollama_json(_last(event, call, shape(event.text)), headers=headers)
         raise RuntimeError("chat_stream ended without a terminal event")
@@ -296,7 +277,7 @@ async def _streamed(
     response = StreamingHttpResponse(body(), content_type="application/x-ndjson")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    headers = _headers(str(call.request.request_id), started)
+    headers = orchestrator_headers(str(call.request.request_id), started)
     if started is not None:
         headers |= rate_limit_headers(started.rate_limit)
     for name, value in headers.items():
