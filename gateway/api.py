@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -90,6 +91,14 @@ def envelope(
         error["trace_id"] = trace_id
         headers = (headers or {}) | {"x-orchestrator-request-id": trace_id}
     return JsonResponse({"error": error}, status=status, headers=headers)
+
+
+@csrf_exempt
+def unknown_endpoint(request: HttpRequest) -> HttpResponse:
+    """Any path under /api/ that no route of the native API (nor the Ollama door) matches: the
+    API's own 404 envelope, never Django's HTML page (a path parameter that cannot match its
+    route, such as an empty model reference, lands here too)."""
+    return envelope("INVALID_REQUEST", f"Unknown endpoint {request.path}.", 404)
 
 
 @api.exception_handler(GatewayError)

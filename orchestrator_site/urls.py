@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/show", ollama_models.show, name="ollama-show"),
     path("api/version", ollama_models.version, name="ollama-version"),
     path("api/", native_api.api.urls),
+    re_path(r"^api/.+", native_api.unknown_endpoint, name="api-unknown"),
     path("v1/chat/completions", openai_door.chat_completions, name="openai-chat"),
     path("v1/models", openai_door.models_list, name="openai-models"),
     path("v1/messages", anthropic_door.messages, name="anthropic-messages"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.test import Client
 
 from analytics.models import RequestLog
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
@@ -304,3 +305,24 @@ def test_unknown_model_is_an_invalid_request(
 
     assert response.status_code == 400
     assert openai_error(response)["code"] == "INVALID_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/nothing-here"),
+        ("POST", "/api/execute/extra"),
+        ("PATCH", "/api/manage/models/"),
+        ("PATCH", "/api/manage/providers/a/b"),
+    ],
+)
+def test_a_path_under_api_that_no_route_matches_is_the_apis_json_404(
+    client: Client, method: str, path: str
+) -> None:
+    response = client.generic(method, path)
+
+    assert response.status_code == 404
+    assert response["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {"code": "INVALID_REQUEST", "message": f"Unknown endpoint {path}.", "details": {}}
+    }
