@@ -145,6 +145,71 @@ def _metadata(
     return found
 
 
+# What the door does with each top-level field of a chat completions body (docs/api.md has the
+# table). Read: the fields below and the gateway's extensions. Accepted with no effect: fields
+# that do not change the answer. Refused unless they hold their neutral value: fields that would
+# change the answer and that no adapter carries yet, so an answer never silently ignores them.
+READ_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "stream_options",
+        "n",
+        "user",
+        "metadata",
+        # The gateway's extensions.
+        "cache",
+        "task_type",
+        "fallback_chain",
+    }
+)
+NO_EFFECT_FIELDS = frozenset(
+    {"service_tier", "store", "prompt_cache_key", "safety_identifier", "parallel_tool_calls"}
+)
+NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "logprobs": (None, False),
+    "top_logprobs": (None,),
+    "logit_bias": (None, {}),
+    "seed": (None,),
+    "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0),
+    "modalities": (None, ["text"]),
+    "audio": (None,),
+    "prediction": (None,),
+    "reasoning_effort": (None,),
+    "web_search_options": (None,),
+    "verbosity": (None,),
+}
+
+
+def _fields_check(body: dict[str, Any]) -> None:
+    """Refuse, naming it, a field the gateway would otherwise drop: one that would change the
+    answer (unless it holds its neutral value), or one OpenAI does not define either."""
+    for name, value in body.items():
+        if name in READ_FIELDS or name in NO_EFFECT_FIELDS:
+            continue
+        neutral = NEUTRAL_VALUES.get(name)
+        if neutral is None:
+            raise _invalid(name, "unknown field")
+        if not any((value == n and type(value) is not bool) or value is n for n in neutral):
+            raise _invalid(
+                name,
+                "not supported by this gateway yet: the answer would ignore it, so the request "
+                "is refused (leave it out; docs/api.md lists what each field does)",
+            )
+
+
 def _chat_request(
     body: Any,
     *,
@@ -158,6 +223,7 @@ def _chat_request(
     # What cannot be logged is refused before it is answered (routing/validation.py).
     nul_check(body)
     nul_check(session_header, "x-session-id")
+    _fields_check(body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid("model", "is required (a model, a policy name or 'auto')")
