@@ -376,29 +376,46 @@ def privacy_why(request: RouteRequest) -> str:
     return "this request must stay on local models (" + "; ".join(reasons) + ")"
 
 
-def _privacy_refusal(
-    model: ModelSpec, source: str, request: RouteRequest, policy: PolicySpec, trace: JsonDict
-) -> PrivacyRefused:
-    """The refusal of a named cloud model for a request kept on local models."""
+def _named_refused(
+    model: ModelSpec,
+    source: str,
+    request: RouteRequest,
+    policy: PolicySpec,
+    trace: JsonDict,
+    *,
+    reason: str,
+    outcome: str,
+) -> RouteDecision:
+    """The empty decision of a request whose named model cannot take it, `reason` recorded on
+    the model's candidate and `outcome` on the trace."""
     trace.update(
         state_rules=[],
         rule=None,
         candidates=[
-            {
-                "model": model.ref,
-                "id": model.id,
-                "source": source,
-                "kept": False,
-                "reason": "privacy: local models only",
-            }
+            {"model": model.ref, "id": model.id, "source": source, "kept": False, "reason": reason}
         ],
         sticky=None,
         balance=balance_trace(policy, ()),
         pick=None,
         chain=[],
+        outcome=outcome,
+    )
+    return _decision((), request, policy, trace, None, outcome, override=True)
+
+
+def _privacy_refusal(
+    model: ModelSpec, source: str, request: RouteRequest, policy: PolicySpec, trace: JsonDict
+) -> PrivacyRefused:
+    """The refusal of a named cloud model for a request kept on local models."""
+    decision = _named_refused(
+        model,
+        source,
+        request,
+        policy,
+        trace,
+        reason="privacy: local models only",
         outcome=f"privacy: {model.ref} is a cloud model",
     )
-    decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
     return PrivacyRefused(
         decision, message=f"{privacy_why(request)}, and {model.ref} is a cloud model"
     )
@@ -428,25 +445,15 @@ def _images_refusal(
     model: ModelSpec, source: str, request: RouteRequest, policy: PolicySpec, trace: JsonDict
 ) -> ImagesRefused:
     """The refusal of a named model that does not read images, for a request that carries some."""
-    trace.update(
-        state_rules=[],
-        rule=None,
-        candidates=[
-            {
-                "model": model.ref,
-                "id": model.id,
-                "source": source,
-                "kept": False,
-                "reason": IMAGES_REFUSAL,
-            }
-        ],
-        sticky=None,
-        balance=balance_trace(policy, ()),
-        pick=None,
-        chain=[],
+    decision = _named_refused(
+        model,
+        source,
+        request,
+        policy,
+        trace,
+        reason=IMAGES_REFUSAL,
         outcome=f"images: {model.ref} {IMAGES_REFUSAL}",
     )
-    decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
     return ImagesRefused(
         decision, message=f"{_images_why(request)}, and {model.ref} {IMAGES_REFUSAL}"
     )
