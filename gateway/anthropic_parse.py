@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from analytics.models import RequestLog
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from gateway.images import image_of_base64
-from gateway.refusals import json_body, model_of, refusal_logged
+from gateway.refusals import field_refused, json_body, model_of, number_field, refusal_logged
 from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
@@ -31,28 +31,15 @@ ROLES = ("user", "assistant", "system")
 AUTH_MESSAGE = "Missing, invalid or revoked API key (x-api-key or Authorization: Bearer)."
 
 
-def _invalid(field: str, message: str) -> GatewayError:
-    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
-
-
-def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _invalid(field, f"must be a number between {low:g} and {high:g}")
-    return float(value)
-
-
 def _image_block(block: dict[str, Any], where: str) -> Image:
     """The image of an `image` block whose source is base64 data; a URL or file source is
     refused (the gateway never fetches an image)."""
     source = block.get("source")
     if not isinstance(source, dict):
-        raise _invalid(f"{where}.source", "must be an object")
+        raise field_refused(f"{where}.source", "must be an object")
     kind = source.get("type")
     if kind != "base64":
-        raise _invalid(
+        raise field_refused(
             f"{where}.source",
             f"image source type {kind!r} is not supported: this gateway does not fetch images "
             "(URLs or files); send the image inline as "
@@ -68,35 +55,35 @@ def _blocks(content: Any, field: str, *, images_from: str | None) -> tuple[str, 
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
-        raise _invalid(field, "must be a string or a list of content blocks")
+        raise field_refused(field, "must be a string or a list of content blocks")
     texts = []
     images = []
     for index, block in enumerate(content):
         where = f"{field}[{index}]"
         if not isinstance(block, dict):
-            raise _invalid(where, "must be an object")
+            raise field_refused(where, "must be an object")
         kind = block.get("type")
         if kind == "image":
             if images_from is not None:
-                raise _invalid(
+                raise field_refused(
                     where, f"image blocks are accepted in user turns only, not in {images_from}"
                 )
             images.append(_image_block(block, where))
             continue
         if kind == "document":
-            raise _invalid(
+            raise field_refused(
                 where,
                 "document blocks are not supported: this gateway passes text and images only "
                 "to its models, so a request with one is refused rather than answered without it",
             )
         if kind != "text":
-            raise _invalid(
+            raise field_refused(
                 f"{where}.type",
                 "only 'text' and 'image' content blocks are supported (no documents, tool use "
                 "or thinking blocks)",
             )
         if not isinstance(block.get("text"), str):
-            raise _invalid(f"{where}.text", "must be a string")
+            raise field_refused(f"{where}.text", "must be a string")
         texts.append(block["text"])
     # Blocks are separate passages to the model: kept apart, not run together.
     return "\n\n".join(texts), tuple(images)
@@ -104,14 +91,16 @@ def _blocks(content: Any, field: str, *, images_from: str | None) -> tuple[str, 
 
 def parse_messages(raw: Any) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
-        raise _invalid("messages", "must be a non-empty list")
+        raise field_refused("messages", "must be a non-empty list")
     messages = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise _invalid(f"messages[{index}]", "must be an object")
+            raise field_refused(f"messages[{index}]", "must be an object")
         role = item.get("role")
         if not isinstance(role, str) or role not in ROLES:
-            raise _invalid(f"messages[{index}].role", "must be 'user', 'assistant' or 'system'")
+            raise field_refused(
+                f"messages[{index}].role", "must be 'user', 'assistant' or 'system'"
+            )
         text, images = _blocks(
             item.get("content"),
             f"messages[{index}].content",
@@ -127,13 +116,13 @@ def _session(body: dict[str, Any], session_header: str | None) -> str:
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise _invalid("metadata", "must be an object")
+        raise field_refused("metadata", "must be an object")
     for key in metadata:
         if key != "user_id":
-            raise _invalid(f"metadata.{key}", "is not a metadata field (only user_id is)")
+            raise field_refused(f"metadata.{key}", "is not a metadata field (only user_id is)")
     user_id = metadata.get("user_id")
     if user_id is not None and not isinstance(user_id, str):
-        raise _invalid("metadata.user_id", "must be a string")
+        raise field_refused("metadata.user_id", "must be a string")
     return (session_header or user_id or "")[:SESSION_MAX_CHARS]
 
 
@@ -158,7 +147,7 @@ def parse_messages_request(
             headers=headers,
         )
     except FieldInvalid as exc:
-        raise _invalid(exc.field, exc.message) from exc
+        raise field_refused(exc.field, exc.message) from exc
 
 
 def _messages_request(
@@ -171,39 +160,39 @@ def _messages_request(
     headers: Mapping[str, str] | None = None,
 ) -> tuple[GatewayRequest, bool]:
     if not isinstance(body, dict):
-        raise _invalid("body", "must be a JSON object")
+        raise field_refused("body", "must be a JSON object")
     # What cannot be logged is refused before it is answered (routing/validation.py).
     nul_check(body)
     nul_check(session_header, "x-session-id")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _invalid("model", "is required (a model, a policy name or 'auto')")
+        raise field_refused("model", "is required (a model, a policy name or 'auto')")
     text_check(model, "model", MODEL_MAX_CHARS)
     max_tokens = max_tokens_check(body.get("max_tokens"), "max_tokens")
     if max_tokens is None and not count_only:
-        raise _invalid("max_tokens", "is required (an integer, the most tokens to generate)")
+        raise field_refused("max_tokens", "is required (an integer, the most tokens to generate)")
     system = body.get("system")
     system_text = None if system is None else _blocks(system, "system", images_from="system")[0]
     stop = body.get("stop_sequences")
     if stop is not None and (
         not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop)
     ):
-        raise _invalid("stop_sequences", "must be a list of non-empty strings")
+        raise field_refused("stop_sequences", "must be a list of non-empty strings")
     top_k = body.get("top_k")
     # Accepted as a sampling hint and not passed on: the common request has no top_k.
     if top_k is not None and (type(top_k) is not int or top_k < 0):
-        raise _invalid("top_k", "must be a non-negative integer")
+        raise field_refused("top_k", "must be a non-negative integer")
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
-        raise _invalid("tools", "must be a list")
+        raise field_refused("tools", "must be a list")
     if tools:
-        raise _invalid("tools", "tool use is not supported by this gateway")
+        raise field_refused("tools", "tool use is not supported by this gateway")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise _invalid("stream", "must be a boolean")
+        raise field_refused("stream", "must be a boolean")
     use_cache = body.get("cache", True)
     if not isinstance(use_cache, bool):
-        raise _invalid("cache", "must be a boolean")
+        raise field_refused("cache", "must be a boolean")
     messages = parse_messages(body.get("messages"))
     if system_text:
         messages = (Message(role="system", content=system_text), *messages)
@@ -213,8 +202,8 @@ def _messages_request(
         caller=caller,
         model=model,
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0, 1),
-        top_p=_number(body, "top_p", 0, 1),
+        temperature=number_field(body, "temperature", 0, 1),
+        top_p=number_field(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
         session_id=_session(body, session_header),
         # Anthropic's metadata holds only user_id: project and tags come from the headers.

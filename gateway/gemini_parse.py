@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from analytics.models import RequestLog
-from gateway.auth import GatewayError
 from gateway.images import image_of_base64
+from gateway.refusals import field_refused, number_field
 from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
@@ -74,10 +74,6 @@ TOOL_PARTS = ("functionCall", "functionResponse", "executableCode", "codeExecuti
 MAX_STOP_SEQUENCES = 5
 
 
-def _invalid(field: str, message: str) -> GatewayError:
-    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
-
-
 def json_name(name: str) -> str:
     """`max_output_tokens` -> `maxOutputTokens`; a JSON name is left as it is."""
     return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
@@ -90,7 +86,7 @@ def _fields(raw: dict[str, Any], known: set[str], where: str) -> dict[str, Any]:
         field = json_name(name) if isinstance(name, str) else str(name)
         if field not in known:
             path = f"{where}.{name}" if where else str(name)
-            raise _invalid(path, "is not a field of this request (Cannot find field)")
+            raise field_refused(path, "is not a field of this request (Cannot find field)")
         fields[field] = value
     return fields
 
@@ -100,7 +96,7 @@ def _inline_image(raw: Any, where: str) -> Image:
     data may be URL-safe base64, as Google reads bytes either way (and as google-genai sends
     them); the image carries it in standard base64, the form every provider reads."""
     if not isinstance(raw, dict):
-        raise _invalid(where, "must be an object with mimeType and data")
+        raise field_refused(where, "must be an object with mimeType and data")
     blob = {json_name(name): value for name, value in raw.items()}
     data = blob.get("data")
     if isinstance(data, str):
@@ -114,23 +110,23 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> tuple[str, tup
     `images_from` names who sent them when images are not accepted there (only user turns
     carry them)."""
     if not isinstance(parts, list) or not parts:
-        raise _invalid(f"{where}.parts", "must be a non-empty list of parts")
+        raise field_refused(f"{where}.parts", "must be a non-empty list of parts")
     texts = []
     images = []
     for index, raw in enumerate(parts):
         part_at = f"{where}.parts[{index}]"
         if not isinstance(raw, dict):
-            raise _invalid(part_at, "must be an object")
+            raise field_refused(part_at, "must be an object")
         part = {json_name(name): value for name, value in raw.items()}
         if FILE_DATA in part:
-            raise _invalid(
+            raise field_refused(
                 f"{part_at}.{FILE_DATA}",
                 "file URIs are not supported: this gateway does not fetch files or images; "
                 "send an image inline as inlineData (mimeType and base64 data)",
             )
         if INLINE_DATA in part:
             if images_from is not None:
-                raise _invalid(
+                raise field_refused(
                     f"{part_at}.{INLINE_DATA}",
                     f"images are accepted in user turns only, not in {images_from}",
                 )
@@ -138,12 +134,12 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> tuple[str, tup
             continue
         tool = next((name for name in TOOL_PARTS if name in part), None)
         if tool is not None:
-            raise _invalid(f"{part_at}.{tool}", "function calling is not supported")
+            raise field_refused(f"{part_at}.{tool}", "function calling is not supported")
         if part.get("thought") is True:
             continue  # a model's own thinking, sent back: not part of the conversation
         text = part.get("text")
         if not isinstance(text, str):
-            raise _invalid(
+            raise field_refused(
                 f"{part_at}.text", "must be a string (only text and inlineData parts are supported)"
             )
         texts.append(text)
@@ -153,16 +149,16 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> tuple[str, tup
 
 def parse_contents(raw: Any) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
-        raise _invalid("contents", "must be a non-empty list of Content objects")
+        raise field_refused("contents", "must be a non-empty list of Content objects")
     messages = []
     for index, item in enumerate(raw):
         where = f"contents[{index}]"
         if not isinstance(item, dict):
-            raise _invalid(where, "must be an object")
+            raise field_refused(where, "must be an object")
         # A single turn may leave its role out; Google reads it as the user's.
         role = item.get("role", "user")
         if not isinstance(role, str) or role not in ROLES:
-            raise _invalid(f"{where}.role", "must be 'user' or 'model'")
+            raise field_refused(f"{where}.role", "must be 'user' or 'model'")
         text, images = _parts(
             item.get("parts"), where, images_from=None if role == "user" else "model turns"
         )
@@ -174,19 +170,12 @@ def _system(raw: Any) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise _invalid("systemInstruction", "must be a Content object with text parts")
+        raise field_refused("systemInstruction", "must be a Content object with text parts")
     return _parts(raw.get("parts"), "systemInstruction", images_from="systemInstruction")[0]
 
 
 def _number(config: dict[str, Any], field: str, low: float, high: float) -> float | None:
-    value = config.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _invalid(
-            f"generationConfig.{field}", f"must be a number between {low:g} and {high:g}"
-        )
-    return float(value)
+    return number_field(config, field, low, high, name=f"generationConfig.{field}")
 
 
 def _stop(config: dict[str, Any]) -> tuple[str, ...]:
@@ -198,7 +187,7 @@ def _stop(config: dict[str, Any]) -> tuple[str, ...]:
         or len(stop) > MAX_STOP_SEQUENCES
         or not all(isinstance(s, str) and s for s in stop)
     ):
-        raise _invalid(
+        raise field_refused(
             "generationConfig.stopSequences",
             f"must be a list of up to {MAX_STOP_SEQUENCES} non-empty strings",
         )
@@ -210,27 +199,29 @@ def _config(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise _invalid("generationConfig", "must be an object")
+        raise field_refused("generationConfig", "must be an object")
     config = _fields(raw, CONFIG_FIELDS, "generationConfig")
     count = config.get("candidateCount")
     if count is not None and (type(count) is not int or count != 1):
-        raise _invalid("generationConfig.candidateCount", "only 1 candidate is supported")
+        raise field_refused("generationConfig.candidateCount", "only 1 candidate is supported")
     mime = config.get("responseMimeType")
     if mime is not None and mime != "text/plain":
-        raise _invalid(
+        raise field_refused(
             "generationConfig.responseMimeType", "only text/plain is supported (no JSON mode)"
         )
     for field in ("responseSchema", "responseJsonSchema", "speechConfig"):
         if config.get(field) is not None:
-            raise _invalid(f"generationConfig.{field}", "is not supported by this gateway")
+            raise field_refused(f"generationConfig.{field}", "is not supported by this gateway")
     modalities = config.get("responseModalities")
     if modalities is not None and modalities not in ([], ["TEXT"]):
-        raise _invalid("generationConfig.responseModalities", "only TEXT is supported")
+        raise field_refused("generationConfig.responseModalities", "only TEXT is supported")
     if config.get("responseLogprobs") is True:
-        raise _invalid("generationConfig.responseLogprobs", "log probabilities are not supported")
+        raise field_refused(
+            "generationConfig.responseLogprobs", "log probabilities are not supported"
+        )
     top_k = config.get("topK")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int | float)):
-        raise _invalid("generationConfig.topK", "must be a number")
+        raise field_refused("generationConfig.topK", "must be a number")
     return config
 
 
@@ -256,7 +247,7 @@ def parse_generate_request(
             headers=headers,
         )
     except FieldInvalid as exc:
-        raise _invalid(exc.field, exc.message) from exc
+        raise field_refused(exc.field, exc.message) from exc
 
 
 def _generate_request(
@@ -270,21 +261,23 @@ def _generate_request(
     headers: Mapping[str, str] | None,
 ) -> GatewayRequest:
     if not isinstance(body, dict):
-        raise _invalid("body", "must be a JSON object")
+        raise field_refused("body", "must be a JSON object")
     # What cannot be logged is refused before it is answered (routing/validation.py).
     nul_check(body)
     nul_check(session_header, "x-session-id")
     if not model:
-        raise _invalid("model", "is required in the path: /v1beta/models/{model}:generateContent")
+        raise field_refused(
+            "model", "is required in the path: /v1beta/models/{model}:generateContent"
+        )
     text_check(model, "model", MODEL_MAX_CHARS)
     fields = _fields(body, REQUEST_FIELDS, "")
     if fields.get("tools"):
-        raise _invalid("tools", "function calling and tools are not supported by this gateway")
+        raise field_refused("tools", "function calling and tools are not supported by this gateway")
     if fields.get("cachedContent") is not None:
-        raise _invalid("cachedContent", "cached contents are not supported by this gateway")
+        raise field_refused("cachedContent", "cached contents are not supported by this gateway")
     safety = fields.get("safetySettings")
     if safety is not None and not isinstance(safety, list):
-        raise _invalid("safetySettings", "must be a list")
+        raise field_refused("safetySettings", "must be a list")
     messages = parse_contents(fields.get("contents"))
     system = _system(fields.get("systemInstruction"))
     if system:

@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from analytics.models import RequestLog
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from gateway.images import image_of_url
-from gateway.refusals import json_body, model_of, refusal_logged
+from gateway.refusals import field_refused, json_body, model_of, number_field, refusal_logged
 from providers.adapters.types import Image, Message
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
@@ -39,26 +39,13 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 IMAGE_DETAILS = ("auto", "low", "high")
 
 
-def _invalid(field: str, message: str) -> GatewayError:
-    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
-
-
-def _number(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _invalid(field, f"must be a number between {low:g} and {high:g}")
-    return float(value)
-
-
 def _content(content: Any, field: str, role: str) -> tuple[str, tuple[Image, ...]]:
     """A message's text (its text parts joined) and its images, in order. Images are read only
     in user messages: the providers take them nowhere else."""
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
-        raise _invalid(field, "must be a string or a list of text and image_url parts")
+        raise field_refused(field, "must be a string or a list of text and image_url parts")
     texts: list[str] = []
     images: list[Image] = []
     for index, part in enumerate(content):
@@ -66,39 +53,39 @@ def _content(content: Any, field: str, role: str) -> tuple[str, tuple[Image, ...
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             if not isinstance(part.get("text"), str):
-                raise _invalid(f"{at}.text", "must be a string")
+                raise field_refused(f"{at}.text", "must be a string")
             texts.append(part["text"])
         elif kind == "image_url":
             if role != "user":
-                raise _invalid(at, f"images are read only in user messages, not in {role}")
+                raise field_refused(at, f"images are read only in user messages, not in {role}")
             images.append(_image(part.get("image_url"), f"{at}.image_url"))
         else:
             named = f"{kind!r} parts are" if isinstance(kind, str) else "this part is"
-            raise _invalid(at, f"{named} not supported: only text and image_url content parts")
+            raise field_refused(at, f"{named} not supported: only text and image_url content parts")
     return "".join(texts), tuple(images)
 
 
 def _image(value: Any, field: str) -> Image:
     if not isinstance(value, dict):
-        raise _invalid(field, "must be an object with a url")
+        raise field_refused(field, "must be an object with a url")
     detail = value.get("detail")
     if detail is not None and detail not in IMAGE_DETAILS:
-        raise _invalid(f"{field}.detail", f"must be one of {', '.join(IMAGE_DETAILS)}")
+        raise field_refused(f"{field}.detail", f"must be one of {', '.join(IMAGE_DETAILS)}")
     return image_of_url(value.get("url"), f"{field}.url")
 
 
 def parse_messages(raw: Any) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
-        raise _invalid("messages", "must be a non-empty list")
+        raise field_refused("messages", "must be a non-empty list")
     messages = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise _invalid(f"messages[{index}]", "must be an object")
+            raise field_refused(f"messages[{index}]", "must be an object")
         raw_role = item.get("role")
         # A role of any other type (a list, an object) is refused, not looked up.
         role = ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
-            raise _invalid(
+            raise field_refused(
                 f"messages[{index}].role", "must be one of system, developer, user, assistant"
             )
         text, images = _content(item.get("content"), f"messages[{index}].content", str(raw_role))
@@ -126,7 +113,7 @@ def parse_chat_request(
             headers=headers,
         )
     except FieldInvalid as exc:
-        raise _invalid(exc.field, exc.message) from exc
+        raise field_refused(exc.field, exc.message) from exc
 
 
 def _metadata(
@@ -138,7 +125,7 @@ def _metadata(
     width, as it is for the session)."""
     raw = body.get("metadata")
     if raw is not None and not isinstance(raw, dict):
-        raise _invalid("metadata", "must be an object")
+        raise field_refused("metadata", "must be an object")
     found = metadata_read(body=raw, headers=headers)
     if isinstance(user, str) and user and not (raw and raw.get("user_id") is not None):
         found = replace(found, end_user=metadata_text(user[:END_USER_MAX_CHARS], "user", 10**6))
@@ -201,9 +188,9 @@ def _fields_check(body: dict[str, Any]) -> None:
             continue
         neutral = NEUTRAL_VALUES.get(name)
         if neutral is None:
-            raise _invalid(name, "unknown field")
+            raise field_refused(name, "unknown field")
         if not any((value == n and type(value) is not bool) or value is n for n in neutral):
-            raise _invalid(
+            raise field_refused(
                 name,
                 "not supported by this gateway yet: the answer would ignore it, so the request "
                 "is refused (leave it out; docs/api.md lists what each field does)",
@@ -219,40 +206,40 @@ def _chat_request(
     headers: Mapping[str, str] | None = None,
 ) -> tuple[GatewayRequest, bool, bool]:
     if not isinstance(body, dict):
-        raise _invalid("body", "must be a JSON object")
+        raise field_refused("body", "must be a JSON object")
     # What cannot be logged is refused before it is answered (routing/validation.py).
     nul_check(body)
     nul_check(session_header, "x-session-id")
     _fields_check(body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _invalid("model", "is required (a model, a policy name or 'auto')")
+        raise field_refused("model", "is required (a model, a policy name or 'auto')")
     text_check(model, "model", MODEL_MAX_CHARS)
     n = body.get("n")
     if n is not None and (type(n) is not int or n != 1):
-        raise _invalid("n", "only n=1 is supported")
+        raise field_refused("n", "only n=1 is supported")
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None and (
         not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop)
     ):
-        raise _invalid("stop", "must be a string or a list of up to 4 strings")
+        raise field_refused("stop", "must be a string or a list of up to 4 strings")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise _invalid("stream", "must be a boolean")
+        raise field_refused("stream", "must be a boolean")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
-        raise _invalid("stream_options", "must be an object")
+        raise field_refused("stream_options", "must be an object")
     user = body.get("user", "")
     metadata = _metadata(body, user, headers)
     use_cache = body.get("cache", True)
     if not isinstance(use_cache, bool):
-        raise _invalid("cache", "must be a boolean")
+        raise field_refused("cache", "must be a boolean")
     # Extensions (docs/api.md): the caller's own chain, and the task type routing would guess.
     task_type = body.get("task_type")
     if task_type is not None and not isinstance(task_type, str):
-        raise _invalid("task_type", "must be a string")
+        raise field_refused("task_type", "must be a string")
     text_check(task_type, "task_type", TASK_TYPE_MAX_CHARS)
     request = GatewayRequest(
         messages=parse_messages(body.get("messages")),
@@ -263,8 +250,8 @@ def _chat_request(
         task_type=task_type or None,
         max_tokens=max_tokens_check(body.get("max_completion_tokens"), "max_completion_tokens")
         or max_tokens_check(body.get("max_tokens"), "max_tokens"),
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
+        temperature=number_field(body, "temperature", 0, 2),
+        top_p=number_field(body, "top_p", 0, 1),
         stop=tuple(stop or ()),
         session_id=(session_header or (user if isinstance(user, str) else ""))[:128],
         metadata=metadata,

@@ -38,6 +38,24 @@ async def refusal_logged(
     return refusal
 
 
+def field_refused(field: str, message: str) -> GatewayError:
+    """INVALID_REQUEST naming `field` (each door shows it where its protocol names a field)."""
+    return GatewayError("INVALID_REQUEST", f"{field}: {message}", details={"field": field})
+
+
+def number_field(
+    body: dict[str, Any], field: str, low: float, high: float, *, name: str | None = None
+) -> float | None:
+    """`body[field]` as a float in [low, high], None when absent; refused naming `name` (the
+    field's path in the request, `field` by default) when it is anything else."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise field_refused(name or field, f"must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
 def model_of(body: Any) -> object:
     """The `model` a JSON body names, whatever its type (None when it is no object)."""
     return body.get("model") if isinstance(body, dict) else None
