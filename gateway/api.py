@@ -217,14 +217,18 @@ class ExecuteOut(Schema):
     request_id: str
     response: str
     model_id: str
-    agent_checks: list[dict[str, Any]]
+    agent_checks: dict[str, dict[str, Any]] = Field(
+        ...,
+        description="Each agent the decision read, by name: proceed, state, target (its "
+        "recommendation: local, cloud or empty), reason, metrics, source, targets.",
+    )
     metrics: MetricsOut
     routing: dict[str, Any]
     cached: bool
     rate_limit: dict[str, Any] | None
 
 
-ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 413, 429, 502, 503, 504)}
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 402, 403, 413, 429, 502, 503, 504)}
 
 
 def _task(

@@ -76,13 +76,48 @@ def task_request(
     )
 
 
+def agent_checks(trace: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The agents a decision read, keyed by agent name, in the seed designs' shape: `proceed`,
+    `state`, `target` (the agent's recommendation: local, cloud or ""), `reason`, `metrics`,
+    plus `source` (sampled or request) and `targets` (per-target states, by target)."""
+    checks: dict[str, dict[str, Any]] = {}
+    for entry in trace.get("agents", []):
+        check = checks.setdefault(
+            entry["agent"],
+            {
+                "proceed": True,
+                "state": "unknown",
+                "target": "",
+                "reason": "",
+                "metrics": {},
+                "source": entry.get("source", "sampled"),
+                "targets": {},
+            },
+        )
+        if entry["target"]:
+            check["targets"][entry["target"]] = {
+                "state": entry["state"],
+                "reason": entry["reason"],
+                "metrics": entry["metrics"],
+            }
+        else:
+            check.update(
+                proceed=entry.get("proceed", True),
+                state=entry["state"],
+                target=entry.get("recommend", ""),
+                reason=entry["reason"],
+                metrics=entry["metrics"],
+            )
+    return checks
+
+
 def execute_result(event: Finished) -> dict[str, Any]:
     """The native API's answer for a finished request (also stored on batch items)."""
     return {
         "request_id": str(event.request_id),
         "response": event.text,
         "model_id": event.model_ref,
-        "agent_checks": list(event.decision_trace.get("agents", [])),
+        "agent_checks": agent_checks(event.decision_trace),
         "metrics": {
             "total_latency": event.latency_ms / 1000,
             "time_to_first_token": (

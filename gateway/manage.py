@@ -336,6 +336,9 @@ class AgentOut(Schema):
     reason: str
     targets: list[AgentTargetOut]
     last_sampled_at: datetime | None
+    per_request: bool = Field(
+        ..., description="It checks each request instead of being sampled: no sampled state."
+    )
 
 
 class AgentsOut(Schema):

@@ -20,7 +20,7 @@ class RoutingRuleInline(admin.TabularInline):
 class StateRuleInline(admin.TabularInline):
     model = StateRule
     extra = 0
-    fields = ("position", "agent", "state", "action")
+    fields = ("position", "agent", "state", "target", "action")
 
 
 @admin.register(RoutingPolicy)

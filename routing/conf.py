@@ -15,9 +15,20 @@ def interval_s() -> int:
     return int(getattr(settings, "ORCHESTRATOR_AGENT_INTERVAL_S", 15))
 
 
-def stale_after_s() -> int:
-    """A sample older than three intervals means sampling stopped: its state becomes unknown."""
-    return 3 * interval_s()
+def stale_after_s(agent_interval_s: float | None = None) -> float:
+    """A sample older than three intervals (the agent's own `check_interval` when longer than
+    the sampling interval) means sampling stopped: its state becomes unknown."""
+    return 3 * max(float(agent_interval_s or 0), float(interval_s()))
+
+
+def check_timeout_s() -> float:
+    """How long a sampled agent's async check may run before it is cancelled (unknown)."""
+    return float(getattr(settings, "ORCHESTRATOR_AGENT_CHECK_TIMEOUT_S", 30))
+
+
+def request_agent_timeout_s() -> float:
+    """How long a request agent's async check may hold a request before it is cancelled."""
+    return float(getattr(settings, "ORCHESTRATOR_REQUEST_AGENT_TIMEOUT_MS", 200)) / 1000
 
 
 def retention_h() -> int:

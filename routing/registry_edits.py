@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from providers.credentials import ENV_VAR_NAME
 from providers.models import BASELINE_UNIQUE_MESSAGE, LLMModel, Provider
+from routing.agents.base import agent_canonical
 from routing.engine.taxonomy import TASK_TYPES
 from routing.engine.values import AgentState
 from routing.models import AgentSample, AgentSwitch, AuditEvent
@@ -355,6 +356,7 @@ class AgentStatus:
     reason: str
     targets: list[dict[str, str]]
     last_sampled_at: datetime | None
+    per_request: bool = False
 
 
 def agents_status(*, now: datetime) -> list[AgentStatus]:
@@ -371,7 +373,9 @@ def agents_status(*, now: datetime) -> list[AgentStatus]:
     for agent in agents_configured():
         states = [s for s in snapshot.states if s.agent == agent.name]
         overall = next((s for s in states if not s.target), None) or AgentState(
-            agent.name, "unknown", reason="no sample yet"
+            agent.name,
+            "unknown",
+            reason="checks each request" if agent.per_request else "no sample yet",
         )
         found.append(
             AgentStatus(
@@ -387,13 +391,16 @@ def agents_status(*, now: datetime) -> list[AgentStatus]:
                     if s.target
                 ],
                 last_sampled_at=last.get(agent.name),
+                per_request=agent.per_request,
             )
         )
     return found
 
 
 def agent_switch(*, caller: Caller, name: str, enabled: bool) -> AgentStatus:
-    """Turn an agent on or off at runtime; unknown names are refused."""
+    """Turn an agent on or off at runtime (a seed alias names the built-in agent); unknown
+    names are refused."""
+    name = agent_canonical(name)
     if name not in {agent.name for agent in agents_configured()}:
         raise EditNotFound(f"No agent called {name!r}.")
     with transaction.atomic():

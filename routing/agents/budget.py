@@ -88,6 +88,12 @@ def _overall_state(status: BudgetStatus) -> tuple[str, str]:
     return state, reason
 
 
+def _recommend(state: str) -> str:
+    """Near a hard limit the agent recommends the local models, which cost nothing; the budget
+    guard, not the agent, refuses what would overspend."""
+    return "local" if state == CRITICAL else ""
+
+
 def budget_checks(statuses: Sequence[BudgetStatus]) -> list[AgentCheck]:
     """The overall check (target "") first, then one check per budget, named by the budget."""
     if not statuses:
@@ -99,7 +105,6 @@ def budget_checks(statuses: Sequence[BudgetStatus]) -> list[AgentCheck]:
             AgentCheck(
                 state=state,
                 target=status.name,
-                proceed=state != CRITICAL,
                 reason=reason,
                 metrics=_metrics(status),
             )
@@ -118,9 +123,9 @@ def budget_checks(statuses: Sequence[BudgetStatus]) -> list[AgentCheck]:
     )
     overall = AgentCheck(
         state=state,
-        proceed=state != CRITICAL,
         reason=reason,
         metrics={**_metrics(tightest), "budgets": len(statuses)},
+        recommend=_recommend(state),
     )
     return [overall, *per_budget]
 
@@ -148,7 +153,7 @@ class BudgetAgent:
             if status
             else {}
         )
-        return AgentCheck(state=state, proceed=state != CRITICAL, reason=reason, metrics=metrics)
+        return AgentCheck(state=state, reason=reason, metrics=metrics, recommend=_recommend(state))
 
     def shutdown(self) -> None:
         return None

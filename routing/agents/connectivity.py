@@ -150,10 +150,12 @@ class ConnectivityAgent:
         if not checks:
             return [AgentCheck(NO_TARGETS, reason="no enabled cloud provider")]
         best = max(checks, key=lambda c: RANK[c.state])
+        # No cloud provider reachable: run the request here (a recommendation; the default
+        # policy's state rule makes it local only).
         overall = AgentCheck(
             best.state,
-            proceed=best.state != DISCONNECTED,
             reason=f"best provider {best.target}: {best.reason}",
             metrics={c.target: c.state for c in checks},
+            recommend="local" if best.state == DISCONNECTED else "",
         )
         return [overall, *checks]

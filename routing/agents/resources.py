@@ -6,6 +6,7 @@ No NVIDIA library or no GPU is a normal state: the readings then hold no GPUs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from types import ModuleType
@@ -29,11 +30,68 @@ class GpuReading:
 
 @dataclass(frozen=True, slots=True)
 class ResourceReadings:
+    """One reading of the machine. The I/O rates are megabits per second (network) and
+    megabytes per second (disk) since the previous reading; None at the first reading, or when
+    the machine reports no counters."""
+
     cpu_pct: float
     memory_pct: float
     load_1m: float
     gpus: tuple[GpuReading, ...] = ()
     gpu_status: str = "no NVIDIA GPU"
+    net_sent_mbps: float | None = None
+    net_recv_mbps: float | None = None
+    disk_read_mbs: float | None = None
+    disk_write_mbs: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IoCounters:
+    """Cumulative byte counters at one moment (psutil's network and disk counters)."""
+
+    at: float
+    net_sent: int | None
+    net_recv: int | None
+    disk_read: int | None
+    disk_write: int | None
+
+
+def read_io_counters(at: float) -> IoCounters:
+    net = psutil.net_io_counters()
+    try:
+        disk = psutil.disk_io_counters()
+    except (RuntimeError, OSError):  # no disk statistics (some containers)
+        disk = None
+    return IoCounters(
+        at=at,
+        net_sent=net.bytes_sent if net else None,
+        net_recv=net.bytes_recv if net else None,
+        disk_read=disk.read_bytes if disk else None,
+        disk_write=disk.write_bytes if disk else None,
+    )
+
+
+def io_rates(
+    before: IoCounters | None, after: IoCounters
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """(net sent Mbit/s, net received Mbit/s, disk read MB/s, disk written MB/s) between two
+    counter readings; None where either lacks the counter, the clock did not move, or a
+    counter went backwards (a reset)."""
+    if before is None or after.at <= before.at:
+        return None, None, None, None
+    seconds = after.at - before.at
+
+    def rate(old: int | None, new: int | None, unit: float) -> float | None:
+        if old is None or new is None or new < old:
+            return None
+        return round((new - old) / seconds / unit, 3)
+
+    return (
+        rate(before.net_sent, after.net_sent, 125_000),
+        rate(before.net_recv, after.net_recv, 125_000),
+        rate(before.disk_read, after.disk_read, 1_000_000),
+        rate(before.disk_write, after.disk_write, 1_000_000),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +106,12 @@ class ResourceThresholds:
     critical_gpu_pct: float = 95.0
     margin_pct: float = 5.0
     margin_load: float = 0.5
+    # Network (Mbit/s, sent or received) and disk (MB/s, read or written) throughput; 0 leaves
+    # the reading unjudged (the default: what is busy depends on the machine).
+    net_mbps: float = 0.0
+    critical_net_mbps: float = 0.0
+    disk_mbs: float = 0.0
+    critical_disk_mbs: float = 0.0
 
 
 def _nvml_module() -> ModuleType | None:
@@ -85,16 +149,28 @@ def read_gpus(nvml: Any) -> tuple[tuple[GpuReading, ...], str]:
         nvml.nvmlShutdown()
 
 
-def read_resources(nvml: Any = _nvml_module) -> ResourceReadings:
-    """The real probe. `nvml` is the pynvml module (or a factory of it); None means absent."""
+def read_resources(
+    nvml: Any = _nvml_module,
+    io_before: IoCounters | None = None,
+    io_now: IoCounters | None = None,
+) -> ResourceReadings:
+    """The real probe. `nvml` is the pynvml module (or a factory of it); None means absent.
+    The I/O rates are measured from `io_before` (the previous counters) to `io_now` (read
+    here when not given)."""
     module = nvml() if callable(nvml) and not isinstance(nvml, ModuleType) else nvml
     gpus, gpu_status = read_gpus(module)
+    now = io_now or read_io_counters(time.monotonic())
+    sent, recv, read, written = io_rates(io_before, now)
     return ResourceReadings(
         cpu_pct=float(psutil.cpu_percent(interval=None)),
         memory_pct=float(psutil.virtual_memory().percent),
         load_1m=float(psutil.getloadavg()[0]),
         gpus=gpus,
         gpu_status=gpu_status,
+        net_sent_mbps=sent,
+        net_recv_mbps=recv,
+        disk_read_mbs=read,
+        disk_write_mbs=written,
     )
 
 
@@ -112,6 +188,26 @@ def resource_state(
     for gpu in readings.gpus:
         busiest = max(gpu.utilization_pct, gpu.memory_pct)
         measures.append((f"gpu{gpu.index}", busiest, (t.gpu_pct, t.critical_gpu_pct), t.margin_pct))
+    io = (
+        (
+            "net_mbps",
+            (readings.net_sent_mbps, readings.net_recv_mbps),
+            t.net_mbps,
+            t.critical_net_mbps,
+        ),
+        (
+            "disk_mbs",
+            (readings.disk_read_mbs, readings.disk_write_mbs),
+            t.disk_mbs,
+            t.critical_disk_mbs,
+        ),
+    )
+    for name, rates, limit, critical in io:
+        known = [r for r in rates if r is not None]
+        if limit > 0 and known:
+            # A critical limit of 0 is never reached; the margin is a tenth of the limit.
+            limits = (limit, critical if critical > 0 else float("inf"))
+            measures.append((name, max(known), limits, limit / 10))
     level, why = 0, "all readings below thresholds"
     for name, value, limits, margin in measures:
         this = level_with_hysteresis(value, limits, margin, prev)
@@ -130,17 +226,26 @@ class ResourceMonitor:
     ) -> None:
         self.thresholds = thresholds or ResourceThresholds()
         self.probe = probe
+        self._io: IoCounters | None = None
 
     def initialize(self) -> None:
-        # psutil's first cpu_percent() without an interval has no reference point and reads 0.
+        # psutil's first cpu_percent() without an interval has no reference point and reads 0;
+        # the I/O rates too are measured from one reading to the next.
         psutil.cpu_percent(interval=None)
+        self._io = read_io_counters(time.monotonic())
 
     def check(self, *, previous: dict[str, str] | None = None, **_: Any) -> AgentCheck:
-        readings = self.probe()
+        if self.probe is read_resources:
+            io_before, self._io = self._io, read_io_counters(time.monotonic())
+            readings = read_resources(io_before=io_before, io_now=self._io)
+        else:
+            readings = self.probe()
         state, reason = resource_state(readings, self.thresholds, (previous or {}).get(""))
         metrics = asdict(readings)
         metrics["gpus"] = [asdict(g) for g in readings.gpus]
-        return AgentCheck(state=state, proceed=state != "CRITICAL", reason=reason, metrics=metrics)
+        # A machine at its limit should not also run the model: the cloud is recommended.
+        recommend = "cloud" if state == "CRITICAL" else ""
+        return AgentCheck(state=state, reason=reason, metrics=metrics, recommend=recommend)
 
     def shutdown(self) -> None:
         return None

@@ -248,7 +248,7 @@ def policy_spec(policy: RoutingPolicy) -> PolicySpec:
             for rule in policy.rules.all()
         ),
         state_rules=tuple(
-            StateRuleSpec(s.agent, s.state, s.action) for s in policy.state_rules.all()
+            StateRuleSpec(s.agent, s.state, s.action, s.target) for s in policy.state_rules.all()
         ),
         sticky_sessions=policy.sticky_sessions,
         response_cache=policy.response_cache,

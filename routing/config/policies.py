@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from providers.models import LLMModel
+from routing.agents.base import agent_canonical
 from routing.config.base import (
     ApplyFailed,
     ApplyReport,
@@ -114,22 +115,35 @@ def policy_parse(r: Reader, node: yaml.Node) -> Located | None:
                 },
             )
         )
-    seen_states: set[tuple[str, str]] = set()
+    seen_states: set[tuple[str, str, str]] = set()
     for state_node in r.sequence(items.get("state_rules"), f"{where} state_rules"):
-        rule = r.mapping(state_node, f"{where} state rule", ("agent", "state", "action"), ())
+        rule = r.mapping(
+            state_node, f"{where} state rule", ("agent", "action"), ("state", "target")
+        )
         if rule is None:
             continue
-        agent = r.typed(rule.get("agent"), f"{where} state rule agent", str, "")
+        agent = agent_canonical(r.typed(rule.get("agent"), f"{where} state rule agent", str, ""))
         state = r.typed(rule.get("state"), f"{where} state rule state", str, "")
+        target = r.choice(
+            rule.get("target"),
+            f"{where} state rule target",
+            tuple(StateRule.Target.values),
+            "",
+        )
         action = r.choice(
             rule.get("action"), f"{where} state rule action", tuple(StateRule.Action.values)
         )
-        for message in policy_rules.state_errors(agent, state):
+        if not state and not target:
+            r.error(state_node, f"{where}: a state rule needs a state, a target, or both")
+        for message in policy_rules.state_errors(agent, state) if state else []:
             r.error(rule.get("state", state_node), f"{where}: {message}")
-        if (agent, state) in seen_states:
-            r.error(state_node, f"{where}: a second state rule for {agent}={state}")
-        seen_states.add((agent, state))
-        data["state_rules"].append({"agent": agent, "state": state, "action": action})
+        if (agent, state, target) in seen_states:
+            r.error(state_node, f"{where}: a second state rule for {agent}={state} {target}")
+        seen_states.add((agent, state, target))
+        entry = {"agent": agent, "state": state, "action": action}
+        if target:
+            entry["target"] = target
+        data["state_rules"].append(entry)
     return Located(node, data)
 
 
@@ -278,7 +292,9 @@ def policy_export(policy: RoutingPolicy) -> dict[str, Any]:
     if rules:
         out["rules"] = rules
     states = [
-        {"agent": s.agent, "state": s.state, "action": s.action} for s in policy.state_rules.all()
+        {"agent": s.agent, "state": s.state, "action": s.action}
+        | ({"target": s.target} if s.target else {})
+        for s in policy.state_rules.all()
     ]
     if states:
         out["state_rules"] = states

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from routing.agents.base import agent_canonical
 from routing.agents.connectivity import ConnectivityThresholds
 from routing.agents.resources import ResourceThresholds
 from routing.engine.taxonomy import COMPLEXITIES, TIERS
@@ -125,7 +126,7 @@ def thresholds_errors(value: Any) -> list[str]:
         return ["must be a mapping of agent to thresholds"]
     errors = []
     for group, overrides in value.items():
-        cls = THRESHOLD_GROUPS.get(group)
+        cls = THRESHOLD_GROUPS.get(agent_canonical(group))
         if cls is None:
             errors.append(f"unknown agent {group!r}; expected one of {', '.join(THRESHOLD_GROUPS)}")
             continue
@@ -151,7 +152,7 @@ def agents_errors(value: Any) -> list[str]:
 
 
 def state_errors(agent: str, state: str) -> list[str]:
-    known = KNOWN_STATES.get(agent)
+    known = KNOWN_STATES.get(agent_canonical(agent))
     if known is not None and state not in known:
         return [f"unknown state {state!r} for agent {agent!r}; expected one of {', '.join(known)}"]
     return []
@@ -159,4 +160,8 @@ def state_errors(agent: str, state: str) -> list[str]:
 
 def thresholds_for(value: dict[str, Any], group: str) -> Any:
     """The thresholds dataclass of one agent, with a policy's overrides applied."""
-    return THRESHOLD_GROUPS[group](**(value or {}).get(group, {}))
+    overrides: dict[str, Any] = {}
+    for name, given in (value or {}).items():  # a seed alias names the same agent
+        if agent_canonical(name) == group:
+            overrides.update(given)
+    return THRESHOLD_GROUPS[group](**overrides)

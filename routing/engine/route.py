@@ -25,6 +25,8 @@ from routing.engine.ranking import (
     tiers_for,
 )
 from routing.engine.values import (
+    UNKNOWN,
+    AgentBlocked,
     AgentSnapshot,
     ImagesRefused,
     JsonDict,
@@ -83,6 +85,7 @@ def decide(
             "local_only": list(request.local_only),
             "action": "local_only",
         }
+    _refuse_if_blocked(request, policy, snapshot, trace)
     if request.fallback_chain:
         trace["request"]["fallback_chain"] = list(request.fallback_chain)
         return _requested(request, policy, registry, trace)
@@ -92,21 +95,39 @@ def decide(
     actions: list[tuple[str, str]] = []
     if request.private:
         actions.append(("local_only", "privacy"))
+    # Recommendations first, so that a matched state rule's preference (appended after them)
+    # wins; a request agent's (checked last) wins over a sampled one's.
+    recommendations = sorted(
+        (s for s in snapshot.states if not s.target and s.recommend),
+        key=lambda s: s.source == "request",
+    )
+    trace["recommendations"] = [
+        {"agent": s.agent, "recommend": s.recommend, "source": s.source} for s in recommendations
+    ]
+    for state in recommendations:
+        actions.append((f"prefer_{state.recommend}", f"{state.agent} recommends {state.recommend}"))
     state_trace: list[JsonDict] = []
     for state_rule in policy.state_rules:
-        observed = snapshot.overall(state_rule.agent)
-        matched = observed == state_rule.state
-        state_trace.append(
-            {
-                "agent": state_rule.agent,
-                "state": state_rule.state,
-                "action": state_rule.action,
-                "observed": observed,
-                "matched": matched,
-            }
-        )
+        found = snapshot.overall_of(state_rule.agent)
+        matched = state_rule.matches(found)
+        entry: JsonDict = {
+            "agent": state_rule.agent,
+            "state": state_rule.state,
+            "action": state_rule.action,
+            "observed": found.state if found else UNKNOWN,
+            "matched": matched,
+        }
+        if state_rule.target:
+            entry["target"] = state_rule.target
+            entry["observed_target"] = found.recommend if found else ""
+        state_trace.append(entry)
         if matched:
-            actions.append((state_rule.action, f"{state_rule.agent} {state_rule.state}"))
+            what = " ".join(
+                w
+                for w in (state_rule.state, state_rule.target and (f"target {state_rule.target}"))
+                if w
+            )
+            actions.append((state_rule.action, f"{state_rule.agent} {what}"))
     trace["state_rules"] = state_trace
 
     rule = rule_match(policy.rules, request.task_type, request.complexity)
@@ -198,6 +219,25 @@ def decide(
     return _decision(
         tuple(chain), request, policy, trace, sticky, "" if chain else "no eligible model"
     )
+
+
+def _refuse_if_blocked(
+    request: RouteRequest, policy: PolicySpec, snapshot: AgentSnapshot, trace: JsonDict
+) -> None:
+    """Raise AgentBlocked when an agent's overall check says the request may not proceed:
+    before anything else, a model the caller named included."""
+    stop = next((s for s in snapshot.states if not s.target and not s.proceed), None)
+    if stop is None:
+        return
+    trace.update(
+        candidates=[],
+        chain=[],
+        sticky=None,
+        pick=None,
+        outcome=f"blocked by agent {stop.agent}",
+    )
+    decision = _decision((), request, policy, trace, None, f"blocked by agent {stop.agent}")
+    raise AgentBlocked(decision, agent=stop.agent, state=stop.state, reason=stop.reason)
 
 
 def _decision(

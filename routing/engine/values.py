@@ -116,9 +116,20 @@ class RuleSpec:
 
 @dataclass(frozen=True, slots=True)
 class StateRuleSpec:
+    """Matches an agent's overall state (`state`, "" for any) and its recommendation
+    (`target`: "local", "cloud", "" for any); at least one of them is set."""
+
     agent: str
     state: str
     action: str
+    target: str = ""
+
+    def matches(self, observed: AgentState | None) -> bool:
+        state = observed.state if observed else UNKNOWN
+        recommend = observed.recommend if observed else ""
+        return (not self.state or self.state == state) and (
+            not self.target or self.target == recommend
+        )
 
 
 BALANCE_STRATEGIES = ("none", "round_robin", "least_latency", "weighted")
@@ -187,13 +198,19 @@ class RouterVerdict:
 
 @dataclass(frozen=True, slots=True)
 class AgentState:
-    """The latest state of one agent for one target ("" is the agent's overall state)."""
+    """The latest state of one agent for one target ("" is the agent's overall state).
+    `proceed` false on an overall state refuses the request; `recommend` ("local", "cloud",
+    "") is where the agent would run it. `source` is "sampled" (the background snapshot) or
+    "request" (a request agent's check of this request)."""
 
     agent: str
     state: str
     target: str = ""
     reason: str = ""
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    proceed: bool = True
+    recommend: str = ""
+    source: str = "sampled"
 
     def as_json(self) -> JsonDict:
         return {
@@ -202,6 +219,9 @@ class AgentState:
             "state": self.state,
             "reason": self.reason,
             "metrics": dict(self.metrics),
+            "proceed": self.proceed,
+            "recommend": self.recommend,
+            "source": self.source,
         }
 
 
@@ -211,10 +231,23 @@ class AgentSnapshot:
     taken_at: str | None = None
 
     def overall(self, agent: str) -> str:
+        found = self.overall_of(agent)
+        return found.state if found else UNKNOWN
+
+    def overall_of(self, agent: str) -> AgentState | None:
         for state in self.states:
             if state.agent == agent and not state.target:
-                return state.state
-        return UNKNOWN
+                return state
+        return None
+
+    def with_states(self, states: tuple[AgentState, ...]) -> AgentSnapshot:
+        """This snapshot plus `states` (a request agent's checks), which replace any sampled
+        entry of the same agent."""
+        if not states:
+            return self
+        names = {s.agent for s in states}
+        kept = tuple(s for s in self.states if s.agent not in names)
+        return AgentSnapshot(kept + states, taken_at=self.taken_at)
 
     def target_state(self, agent: str, target: str) -> str | None:
         for state in self.states:
@@ -348,3 +381,20 @@ class PrivacyRefused(RoutingError):
         privacy = decision.trace.get("privacy") or {}
         self.triggered = tuple(privacy.get("triggered") or ())
         self.local_only = tuple(privacy.get("local_only") or ())
+
+
+class AgentBlocked(RoutingError):
+    """An agent's check said `proceed: false` for this request: refused before any model is
+    called, whatever the request named."""
+
+    code = "AGENT_BLOCKED"
+
+    def __init__(self, decision: RouteDecision, *, agent: str, state: str, reason: str) -> None:
+        super().__init__(
+            f"the {agent} agent does not let this request proceed ({state}"
+            + (f": {reason})" if reason else ")")
+        )
+        self.decision = decision
+        self.agent = agent
+        self.state = state
+        self.reason = reason

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from providers.models import LLMModel
+from routing.agents.base import agent_canonical
 from routing.engine import policy_rules
 from routing.engine.taxonomy import COMPLEXITY_CHOICES, TASK_TYPE_CHOICES
 
@@ -133,7 +134,12 @@ class RuleFallback(models.Model):
 
 
 class StateRule(models.Model):
-    """What a policy does when an agent reports a state."""
+    """What a policy does when an agent reports a state, or recommends where to run (`target`),
+    or both."""
+
+    class Target(models.TextChoices):
+        LOCAL = "local", "Recommends local"
+        CLOUD = "cloud", "Recommends cloud"
 
     class Action(models.TextChoices):
         LOCAL_ONLY = "local_only", "Local models only"
@@ -146,22 +152,36 @@ class StateRule(models.Model):
 
     policy = models.ForeignKey(RoutingPolicy, on_delete=models.CASCADE, related_name="state_rules")
     position = models.PositiveIntegerField(default=0)
-    agent = models.CharField(max_length=64)
-    state = models.CharField(max_length=32)
+    agent = models.CharField(
+        max_length=64,
+        help_text="The agent's name (a seed name such as resource_monitor is read "
+        "as the built-in agent it names).",
+    )
+    state = models.CharField(max_length=32, blank=True, help_text="Blank: any state.")
+    target = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=Target.choices,
+        help_text="Match the agent's recommendation too (blank: any).",
+    )
     action = models.CharField(max_length=32, choices=Action.choices)
 
     class Meta:
         ordering = ["policy", "position", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["policy", "agent", "state"], name="staterule_unique_match"
+                fields=["policy", "agent", "state", "target"], name="staterule_unique_match"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.policy.name}: {self.agent}={self.state} -> {self.action}"
+        target = f" target={self.target}" if self.target else ""
+        return f"{self.policy.name}: {self.agent}={self.state or '*'}{target} -> {self.action}"
 
     def clean(self) -> None:
-        errors = policy_rules.state_errors(self.agent, self.state)
+        self.agent = agent_canonical(self.agent)
+        if not self.state and not self.target:
+            raise ValidationError({"state": ["give a state, a target, or both"]})
+        errors = policy_rules.state_errors(self.agent, self.state) if self.state else []
         if errors:
             raise ValidationError({"state": errors})

@@ -36,6 +36,7 @@ from routing.config.cache import ConfigSnapshot, routing_config_get
 from routing.engine import token_limit_exceeded
 from routing.engine.classify import estimate_tokens
 from routing.engine.values import (
+    AgentBlocked,
     ImagesRefused,
     ModelSpec,
     ModelUnavailable,
@@ -135,6 +136,38 @@ def _scan_text(messages: tuple[Message, ...]) -> str:
     return "\n".join(m.content for m in messages)
 
 
+def agent_context(request: GatewayRequest, images: int) -> dict[str, Any]:
+    """The door's part of what a request agent reads (routing.agents.context adds the
+    route's): the messages, what the caller named, who it is and its metadata."""
+    caller, metadata = request.caller, request.metadata
+    return {
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "images": images,
+        "model": request.model,
+        "fallback_chain": list(request.fallback_chain),
+        "entry_point": request.entry_point,
+        "request_id": str(request.request_id),
+        "api_key": (
+            {
+                "id": caller.api_key_id,
+                "local_only": caller.local_only,
+                "rpm_limit": caller.rpm_limit,
+                "tpm_limit": caller.tpm_limit,
+            }
+            if caller.api_key_id is not None
+            else None
+        ),
+        "user": caller.user_id,
+        "metadata": {
+            "user_id": metadata.end_user,
+            "project_id": metadata.project,
+            "tags": list(metadata.tags),
+            "session_id": request.session_id,
+            "local_only": metadata.local_only,
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Prepared:
     """Everything decided before the first upstream byte, gathered in one thread hop."""
@@ -217,6 +250,7 @@ def prepare(request: GatewayRequest) -> Prepared:
             local_only=local_only_of(request),
             privacy_text=_scan_text(request.messages),
             images=images,
+            request_context=partial(agent_context, request, images),
         )
         # Refused before any guard or hold: the caller's mistake, which no retry can fix.
         too_long = token_limit_exceeded(decision, config.registry)
@@ -424,6 +458,10 @@ def _routing_refusal(ledger: Ledger, exc: RoutingError) -> Failed:
         ledger.decision = exc.decision
         details = {"needed_tokens": exc.needed_tokens, "largest_window": exc.largest_window}
         return ledger.fail(RequestStatus.INVALID, "TOKEN_LIMIT_EXCEEDED", str(exc), details=details)
+    if isinstance(exc, AgentBlocked):
+        ledger.decision = exc.decision
+        blocked = {"agent": exc.agent, "state": exc.state, "reason": exc.reason}
+        return ledger.fail(RequestStatus.INVALID, exc.code, str(exc), details=blocked)
     if isinstance(exc, ImagesRefused):
         ledger.decision = exc.decision
         return ledger.fail(RequestStatus.INVALID, exc.code, str(exc))

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from functools import cache as memoize
 from importlib import import_module
+from typing import Any
 
 from django.core.cache import caches
 from django.utils import timezone
@@ -16,6 +18,8 @@ from django.utils import timezone
 from core.dependencies import REDIS_AWAY
 from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
 from routing import conf
+from routing.agents.context import request_agents_check
+from routing.agents.context import request_context as agent_request_context
 from routing.config.cache import routing_config_get, shared_read
 from routing.engine import decide
 from routing.engine.classify import HeuristicClassifier, PromptClassifier, estimate_tokens
@@ -34,7 +38,7 @@ from routing.guards.balancer import Balancer
 from routing.privacy import privacy_scan
 from routing.router.model import ArtifactError
 from routing.router.store import active_router
-from routing.sampling import agents_snapshot_current, background_sampling_ensure
+from routing.sampling import agents_snapshot_current, background_sampling_ensure, request_agents
 
 logger = logging.getLogger("routing.decisions")
 
@@ -97,6 +101,7 @@ def route_decide(
     local_only: tuple[str, ...] = (),
     privacy_text: str | None = None,
     images: int = 0,
+    request_context: Callable[[], Mapping[str, Any]] | None = None,
 ) -> RouteDecision:
     """Choose the chain of models for a prompt. Raises RoutingError for a bad override, task
     type, complexity or policy name (the caller's mistake, reported as a 400), ModelUnavailable
@@ -107,7 +112,10 @@ def route_decide(
     `privacy_text` (the whole conversation; the prompt when None) and keeps it there too when a
     detector fires. Raises PrivacyRefused when no local model can take such a request. `images`
     (how many the messages carry) keeps the request on models that accept images, each counted
-    as IMAGE_TOKENS_ESTIMATE prompt tokens; ImagesRefused when none can take it."""
+    as IMAGE_TOKENS_ESTIMATE prompt tokens; ImagesRefused when none can take it. The request
+    agents (routing.agents.context) check what `request_context()` gives (the door's part of
+    what they read) and join the agents' snapshot; AgentBlocked when one says the request may not
+    proceed."""
     sent_task_type = task_type
     if task_type is not None:
         task_type = task_type_resolve(task_type)
@@ -167,6 +175,19 @@ def route_decide(
     snapshot = agents_snapshot_current(
         now=timezone.now(), published=shared.snapshot, disabled=config.disabled_agents
     )
+    checking = request_agents(config)
+    if checking:
+        context = agent_request_context(
+            base=request_context() if request_context else {},
+            prompt=prompt,
+            task_type=task_type,
+            complexity=complexity,
+            prompt_tokens=request.prompt_tokens,
+            max_output_tokens=max_output_tokens,
+            policy=policy.name,
+            models=config.registry.models,
+        )
+        snapshot = snapshot.with_states(request_agents_check(checking, context))
     decision = decide(request, policy, snapshot, config.registry, balance=rungs_balance)
     if conf.debug_routing():
         logger.info(json.dumps({"routing_decision": decision.trace}, sort_keys=True))

@@ -7,9 +7,11 @@ import pytest
 from routing.agents.hysteresis import level_with_hysteresis
 from routing.agents.resources import (
     GpuReading,
+    IoCounters,
     ResourceMonitor,
     ResourceReadings,
     ResourceThresholds,
+    io_rates,
     read_gpus,
     read_resources,
     resource_state,
@@ -159,11 +161,65 @@ def test_monitor_check_with_injected_probe_and_previous_state():
     assert held.metrics["gpus"] == []
 
 
-def test_monitor_critical_does_not_proceed():
+def test_monitor_critical_recommends_the_cloud_and_never_blocks():
     check = ResourceMonitor(probe=lambda: readings(mem=99)).check()
 
-    assert (check.state, check.proceed, check.reason) == (
+    assert (check.state, check.proceed, check.recommend, check.reason) == (
         "CRITICAL",
-        False,
+        True,
+        "cloud",
         "memory 99 (threshold 95)",
     )
+    calm = ResourceMonitor(probe=lambda: readings(mem=50)).check()
+    assert (calm.state, calm.recommend) == ("AVAILABLE", "")
+
+
+def test_io_rates_are_measured_between_two_counter_readings():
+    before = IoCounters(at=10.0, net_sent=0, net_recv=1_000_000, disk_read=0, disk_write=None)
+    after = IoCounters(
+        at=12.0, net_sent=2_500_000, net_recv=1_000_000, disk_read=8_000_000, disk_write=5
+    )
+
+    # 2.5 MB sent in 2 s = 10 Mbit/s; 8 MB read in 2 s = 4 MB/s; no earlier write counter.
+    assert io_rates(before, after) == (10.0, 0.0, 4.0, None)
+    assert io_rates(None, after) == (None, None, None, None)
+    reset = IoCounters(at=13.0, net_sent=1, net_recv=1_000_000, disk_read=8_000_000, disk_write=5)
+    assert io_rates(after, reset) == (None, 0.0, 0.0, 0.0)
+
+
+def test_io_is_judged_only_where_a_threshold_is_set():
+    busy = ResourceReadings(
+        cpu_pct=10, memory_pct=10, load_1m=0.1, net_recv_mbps=900.0, disk_write_mbs=30.0
+    )
+
+    assert resource_state(busy, ResourceThresholds(), None) == (
+        "AVAILABLE",
+        "all readings below thresholds",
+    )
+    assert resource_state(busy, ResourceThresholds(net_mbps=500), None) == (
+        "CONSTRAINED",
+        "net_mbps 900 (threshold 500)",
+    )
+    assert resource_state(busy, ResourceThresholds(net_mbps=500, critical_net_mbps=800), None) == (
+        "CRITICAL",
+        "net_mbps 900 (threshold 800)",
+    )
+    assert resource_state(busy, ResourceThresholds(disk_mbs=25), None) == (
+        "CONSTRAINED",
+        "disk_mbs 30 (threshold 25)",
+    )
+    # Left by a tenth of the threshold: 46 MB/s against 50 stays constrained, 44 does not.
+    held = ResourceReadings(cpu_pct=10, memory_pct=10, load_1m=0.1, disk_read_mbs=46.0)
+    assert resource_state(held, ResourceThresholds(disk_mbs=50), "CONSTRAINED")[0] == "CONSTRAINED"
+    left = ResourceReadings(cpu_pct=10, memory_pct=10, load_1m=0.1, disk_read_mbs=44.0)
+    assert resource_state(left, ResourceThresholds(disk_mbs=50), "CONSTRAINED")[0] == "AVAILABLE"
+
+
+def test_the_real_monitor_reports_io_rates_from_its_second_check():
+    monitor = ResourceMonitor()
+    monitor.initialize()
+
+    metrics = monitor.check().metrics
+
+    for key in ("net_sent_mbps", "net_recv_mbps"):
+        assert isinstance(metrics[key], float) and metrics[key] >= 0

@@ -44,8 +44,11 @@ def sampled() -> list[AgentCheck]:
     return checks
 
 
-def states(checks: list[AgentCheck]) -> list[tuple[str, str, bool]]:
-    return [(c.target, c.state, c.proceed) for c in checks]
+def states(checks: list[AgentCheck]) -> list[tuple[str, str, str]]:
+    """(target, state, recommendation); a budget agent never blocks (`proceed` stays true):
+    the budget guard refuses what would overspend."""
+    assert all(c.proceed for c in checks)
+    return [(c.target, c.state, c.recommend) for c in checks]
 
 
 @pytest.mark.django_db
@@ -71,10 +74,10 @@ def test_each_budget_is_a_target_and_the_global_ones_decide_the_overall_state() 
     checks = sampled()
 
     assert states(checks) == [
-        ("", "budget_constrained", True),
-        ("ann", "budget_available", True),
-        ("key-7", "budget_critical", False),
-        ("team", "budget_constrained", True),
+        ("", "budget_constrained", ""),
+        ("ann", "budget_available", ""),
+        ("key-7", "budget_critical", ""),
+        ("team", "budget_constrained", ""),
     ]
     assert checks[0].reason == "team: 85% of 10.00000000 USD"
     assert checks[0].metrics == {
@@ -98,13 +101,13 @@ def test_critical_at_the_documented_share_or_the_limit(settings) -> None:
     settings.ORCHESTRATOR_BUDGET_CRITICAL_SHARE = "0.95"
     near = budget("near", "100.00")
     open_period(near, spent="90.00", reserved="4.99")  # 94.99 %
-    assert states(sampled())[0] == ("", "budget_constrained", True)
+    assert states(sampled())[0] == ("", "budget_constrained", "")
 
     BudgetPeriod.objects.filter(budget=near).update(reserved_usd=Decimal("5.00"))  # 95 %
-    assert states(sampled())[0] == ("", "budget_critical", False)
+    assert states(sampled())[0] == ("", "budget_critical", "local")
 
     settings.ORCHESTRATOR_BUDGET_CRITICAL_SHARE = "1"
-    assert states(sampled())[0] == ("", "budget_constrained", True)
+    assert states(sampled())[0] == ("", "budget_constrained", "")
     BudgetPeriod.objects.filter(budget=near).update(spent_usd=Decimal("95.00"))  # at the limit
     overall = sampled()[0]
     assert (overall.state, overall.reason) == (
@@ -121,8 +124,8 @@ def test_a_tracking_only_budget_never_makes_the_overall_state_critical() -> None
     checks = sampled()
 
     assert states(checks) == [
-        ("", "budget_constrained", True),
-        ("tracked", "budget_critical", False),
+        ("", "budget_constrained", ""),
+        ("tracked", "budget_critical", ""),
     ]
     assert checks[0].reason == "tracked: 1.20000000 of 1.00000000 USD (tracking only)"
 
@@ -133,7 +136,7 @@ def test_scoped_budgets_alone_leave_the_overall_state_available() -> None:
 
     checks = sampled()
 
-    assert states(checks) == [("", "budget_available", True), ("key-3", "budget_critical", False)]
+    assert states(checks) == [("", "budget_available", ""), ("key-3", "budget_critical", "")]
     assert checks[0].reason == "no global budget; 1 scoped budget(s) reported per target"
 
 

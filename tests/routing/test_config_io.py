@@ -171,8 +171,9 @@ BAD_CASES = [
         GOOD.replace("cpu_pct: 70", "cpu: 70"),
         [
             "line 40: policy 'house' thresholds: resources: unknown threshold 'cpu'; "
-            "expected one of cpu_pct, critical_cpu_pct, critical_gpu_pct, critical_load_1m, "
-            "critical_memory_pct, gpu_pct, load_1m, margin_load, margin_pct, memory_pct"
+            "expected one of cpu_pct, critical_cpu_pct, critical_disk_mbs, critical_gpu_pct, "
+            "critical_load_1m, critical_memory_pct, critical_net_mbps, disk_mbs, gpu_pct, "
+            "load_1m, margin_load, margin_pct, memory_pct, net_mbps"
         ],
     ),
     (

@@ -169,7 +169,16 @@ def test_failed_sample_is_unknown(registry_rows):
     decision = route_decide(prompt="hi", task_type="simple", complexity="simple")
 
     assert decision.trace["agents"] == [
-        {"agent": "resources", "target": "", "state": "unknown", "reason": "r", "metrics": {}}
+        {
+            "agent": "resources",
+            "target": "",
+            "state": "unknown",
+            "reason": "r",
+            "metrics": {},
+            "proceed": True,
+            "recommend": "",
+            "source": "sampled",
+        }
     ]
 
 

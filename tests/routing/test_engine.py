@@ -258,6 +258,9 @@ def test_trace_records_every_skip_with_its_reason():
         "state": "DISCONNECTED",
         "reason": "",
         "metrics": {},
+        "proceed": True,
+        "recommend": "",
+        "source": "sampled",
     }
 
 

@@ -122,7 +122,7 @@ def test_hysteresis_carries_across_samples(registry_rows, quiet_resources):
     states = []
     for cpu in (81.0, 78.0, 74.0):
         quiet_resources["cpu"] = cpu
-        sampling.agents_sample()
+        sampling.agents_sample(every=True)
         states.append(sampling.agents_snapshot_current(now=timezone.now()).overall("resources"))
 
     assert states == ["CONSTRAINED", "CONSTRAINED", "AVAILABLE"]
