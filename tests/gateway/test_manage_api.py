@@ -449,7 +449,7 @@ def test_agents_are_listed_with_their_state_and_one_can_be_switched_off(
     off = patch(staff, "/agents/resources", {"enabled": False})
     again = patch(staff, "/agents/resources", {"enabled": False})
     samples = AgentSample.objects.filter(agent="resources").count()
-    sampling.agents_sample()
+    sampling.agents_sample(every=True)
     after = {a["name"]: a for a in staff.get("/api/manage/agents").json()["agents"]}
 
     assert [(a["name"], a["source"], a["enabled"], a["state"]) for a in listed] == [
