@@ -6,9 +6,13 @@ a sampled agent has its own `check_interval`; seed names are aliases of the buil
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
+import types
 from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -267,6 +271,53 @@ async def test_the_seed_daily_budget_agent_runs_unchanged(
     ]
     assert third["preference"] == "prefer_local"
     assert third["chain"] == ["home:tiny", "alpha:alpha-model", "beta:beta-model"]
+
+
+def documented_daily_budget_agent() -> type:
+    """The daily-budget agent as docs/routing.md shows it, loaded from the page itself and
+    given the 2.5-cent cap, importable by dotted path like a user's module."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "routing.md").read_text()
+    (source,) = [
+        block
+        for block in re.findall(r"^```python\n(.*?)^```", doc, re.S | re.M)
+        if "class DailyBudgetAgent" in block
+    ]
+    module = types.ModuleType("docs_routing_agents")
+    exec(compile(source, "docs/routing.md", "exec"), module.__dict__)
+    documented = module.__dict__["DailyBudgetAgent"]
+
+    class Capped(documented):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            super().__init__(daily_limit=0.025)
+
+    module.__dict__["Capped"] = Capped
+    Capped.__module__ = module.__name__
+    sys.modules[module.__name__] = module
+    return Capped
+
+
+async def test_the_daily_budget_agent_of_the_docs_runs_as_written(
+    upstream: UpstreamServer, settings: Any
+) -> None:
+    documented_daily_budget_agent()
+    await database_sync_to_async(with_local)(upstream)
+    settings.ORCHESTRATOR_AGENTS = ["docs_routing_agents.Capped"]
+
+    answers = [await answer(ask("hello there", max_tokens=1000)) for _ in range(3)]
+
+    assert [a.model_ref for a in answers if isinstance(a, Finished)] == [
+        "alpha:alpha-model",
+        "alpha:alpha-model",
+        "home:tiny",
+    ]
+    third = answers[2]
+    assert isinstance(third, Finished)
+    entry = agent_entry(third.decision_trace, "daily_budget")
+    assert (entry["state"], entry["recommend"], entry["source"]) == (
+        "BUDGET_EXCEEDED",
+        "local",
+        "request",
+    )
 
 
 async def test_a_request_agent_reads_the_prompt_the_key_and_the_metadata(
