@@ -200,9 +200,11 @@ def _contents(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     """The turns but the system's. The `tool` turns that answer one turn's calls go back
     together, as the `functionResponse` parts of one user turn, each named by its call's
     function (Gemini matches them to the calls by name and order)."""
-    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    names: dict[str, str] = {}
     contents: list[dict[str, Any]] = []
     for message in messages:
+        # The latest call of an id names its result (ids may repeat from turn to turn).
+        names |= {call.id: call.name for call in message.tool_calls}
         if message.role == "system":
             continue
         if message.role == "tool":

@@ -55,10 +55,9 @@ class OllamaAdapter:
             options["top_p"] = request.top_p
         if request.stop:
             options["stop"] = list(request.stop)
-        names = {c.id: c.name for m in request.messages for c in m.tool_calls}
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message(m, names) for m in request.messages],
+            "messages": _messages(request.messages),
             "stream": stream,
         }
         if request.tools and (request.tool_choice is None or request.tool_choice.mode != "none"):
@@ -144,6 +143,16 @@ class OllamaAdapter:
             return [str(model["name"]) for model in body["models"]]
         except (KeyError, TypeError):
             raise InvalidResponse("tag list has no models[].name") from None
+
+
+def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    names: dict[str, str] = {}
+    out = []
+    for message in messages:
+        # The latest call of an id names its result (ids may repeat from turn to turn).
+        names |= {call.id: call.name for call in message.tool_calls}
+        out.append(_message(message, names))
+    return out
 
 
 def _message(message: Message, names: dict[str, str]) -> dict[str, Any]:
