@@ -225,6 +225,19 @@ def decide(
             capability=lacking,
             message=f"{_needs_why(lacking)}, and {_no_capable(lacking, request)}",
         )
+    if not chain and len(request.needs) > 1 and not _all_needs_somewhere(registry, request):
+        first = CAPABILITIES[request.needs[0]]
+        both = " and ".join(
+            _capable(CAPABILITIES[n]).removeprefix("accepts ") for n in request.needs
+        )
+        trace["outcome"] = f"no model accepts {both} together"
+        decision = _decision((), request, policy, trace, sticky, trace["outcome"])
+        raise CapabilityRefused(
+            decision,
+            capability=first,
+            message=f"{_needs_why(first)} and asks for a JSON answer (response_format), and no "
+            f"enabled model accepts {both} together",
+        )
     if request.private and not chain:
         trace["outcome"] = "privacy: no local model"
         decision = _decision((), request, policy, trace, sticky, "privacy: no local model")
@@ -564,6 +577,16 @@ def _capability_nowhere(registry: RegistrySnapshot, request: RouteRequest) -> Ca
         ):
             return need
     return None
+
+
+def _all_needs_somewhere(registry: RegistrySnapshot, request: RouteRequest) -> bool:
+    """Whether one enabled model the request may use has every capability it needs."""
+    return any(
+        m.enabled
+        and (m.is_local or not request.private)
+        and all(getattr(m, CAPABILITIES[n].flag) for n in request.needs)
+        for m in registry.models
+    )
 
 
 def _no_capable(capability: Capability, request: RouteRequest) -> str:

@@ -32,7 +32,7 @@ from tests.routing.streams import openai_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -44,7 +44,7 @@ WEATHER = {
         },
     },
 }
-TIME = {
+TIME: Any = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
 }
@@ -95,7 +95,7 @@ def test_a_tool_call_answer_routed_past_a_model_without_tools_costed_and_logged(
     raw = client(live_server_url, new_key()).chat.completions.with_raw_response.create(
         model="auto",
         messages=QUESTION,
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tools=[WEATHER, TIME],
         tool_choice="auto",
         parallel_tool_calls=True,
     )
@@ -241,7 +241,7 @@ def test_the_sdk_assembles_a_streamed_tool_call(
     stream = client(live_server_url, new_key()).chat.completions.create(
         model="auto",
         messages=QUESTION,
-        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tools=[WEATHER, TIME],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         stream=True,
     )
@@ -273,7 +273,7 @@ def test_tools_no_enabled_model_accepts_are_refused_with_their_own_code(
         client(live_server_url, new_key()).chat.completions.create(
             model="auto",
             messages=QUESTION,
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
         )
 
     error = refused.value.body
@@ -323,7 +323,7 @@ def test_response_format_goes_only_to_a_json_model_passed_through(
 ) -> None:
     tools_registry(upstream, beta=("accepts_json_output",))
     upstream.reply("POST", chat_path("beta"), Reply.sse(openai_sse(['{"city":', '"Paris"}'])))
-    form = {
+    form: Any = {
         "type": "json_schema",
         "json_schema": {
             "name": "city",
@@ -335,7 +335,7 @@ def test_response_format_goes_only_to_a_json_model_passed_through(
     completion = client(live_server_url, new_key()).chat.completions.create(
         model="auto",
         messages=QUESTION,
-        response_format=form,  # type: ignore[arg-type]
+        response_format=form,
     )
 
     assert completion.choices[0].message.content == '{"city":"Paris"}'
@@ -458,7 +458,7 @@ def test_the_same_tool_request_twice_calls_the_model_twice(
         completion = sdk.chat.completions.create(
             model="auto",
             messages=QUESTION,
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
             temperature=0,
         )
         assert completion.choices[0].finish_reason == "tool_calls"
