@@ -348,6 +348,11 @@ def test_the_tool_and_json_flags_import_and_export() -> None:
     assert (tiny.accepts_tools, tiny.accepts_json_output) == (True, True)
     assert exported.count("accepts_tools: true") == 1
     assert exported.count("accepts_json_output: true") == 1
-    LLMModel.objects.all().delete()
+    for model in (RoutingPolicy, LLMModel, Provider):
+        model.objects.all().delete()
     config_apply(text=exported)
-    assert LLMModel.objects.filter(accepts_tools=True).count() == 1
+    assert list(
+        LLMModel.objects.filter(accepts_tools=True, accepts_json_output=True).values_list(
+            "name", flat=True
+        )
+    ) == ["tiny"]
