@@ -211,6 +211,8 @@ class ModelOut(Schema):
     cached_input_price_per_mtok_usd: str | None
     task_strengths: list[str]
     accepts_images: bool
+    accepts_tools: bool
+    accepts_json_output: bool
     enabled: bool
     is_baseline: bool
 
@@ -259,6 +261,14 @@ class ModelIn(Strict):
     accepts_images: bool = Field(
         False, strict=True, description="It reads images (vision): requests with images go to it."
     )
+    accepts_tools: bool = Field(
+        False, strict=True, description="It calls tools: requests with tools go to it."
+    )
+    accepts_json_output: bool = Field(
+        False,
+        strict=True,
+        description="It answers in JSON on request: requests with response_format go to it.",
+    )
     enabled: bool = Field(True, strict=True)
     is_baseline: bool = Field(
         False, strict=True, description="The premium model savings are measured against (one)."
@@ -280,6 +290,8 @@ class ModelPatch(Strict):
         WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 16}),
     ] = None
     accepts_images: Annotated[StrictBool | None, BOOLEAN] = None
+    accepts_tools: Annotated[StrictBool | None, BOOLEAN] = None
+    accepts_json_output: Annotated[StrictBool | None, BOOLEAN] = None
     enabled: Annotated[StrictBool | None, BOOLEAN] = None
     is_baseline: Annotated[StrictBool | None, BOOLEAN] = None
 

@@ -29,6 +29,7 @@ from core.threads import in_thread
 from gateway.auth import GatewayError, caller_from_key, rate_limit_headers
 from gateway.openai_parse import chat_request_read
 from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
+from providers.adapters.types import ToolCallDelta
 from providers.models import LLMModel
 from routing.pipeline.events import (
     Delta,
@@ -144,7 +145,7 @@ async def _completed(events: AsyncGenerator[Event, None], request: GatewayReques
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": event.text},
+                            "message": _message(event),
                             "finish_reason": event.finish_reason or "stop",
                             "logprobs": None,
                         }
@@ -159,6 +160,46 @@ async def _completed(events: AsyncGenerator[Event, None], request: GatewayReques
                 headers["x-orchestrator-fallbacks"] = str(event.fallbacks)
                 return json_response(body, headers=headers)
         raise RuntimeError("chat_stream ended without a terminal event")
+
+
+def _message(event: Finished) -> dict[str, Any]:
+    """The answer's message: its text, and the tool calls it made (content null when it
+    said nothing besides them, as OpenAI answers)."""
+    if not event.tool_calls:
+        return {"role": "assistant", "content": event.text}
+    return {
+        "role": "assistant",
+        "content": event.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in event.tool_calls
+        ],
+    }
+
+
+def tool_call_deltas(pieces: tuple[ToolCallDelta, ...]) -> list[dict[str, Any]]:
+    """Streamed pieces of tool calls as OpenAI's `delta.tool_calls`: a call's first piece has
+    its index, id, type and name (and the first of its arguments), a later one its index and
+    more arguments; pieces of one call that arrived together are one."""
+    out: list[dict[str, Any]] = []
+    for piece in pieces:
+        last = out[-1] if out else None
+        if last is not None and last["index"] == piece.index and not (piece.id or piece.name):
+            last["function"]["arguments"] += piece.arguments
+            continue
+        item: dict[str, Any] = {"index": piece.index}
+        if piece.id or piece.name:
+            item["id"] = piece.id
+            item["type"] = "function"
+            item["function"] = {"name": piece.name, "arguments": piece.arguments}
+        else:
+            item["function"] = {"arguments": piece.arguments}
+        out.append(item)
+    return out
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -206,6 +247,15 @@ async def _streamed(
     def text_chunk(text: str) -> bytes:
         return text_head + orjson.dumps(text) + text_tail
 
+    def delta_chunks(delta: Delta) -> list[bytes]:
+        """A delta's text chunk, then one chunk per tool call it carries a piece of."""
+        out = [text_chunk(delta.text)] if delta.text else []
+        if delta.tool_calls:
+            out += [
+                _sse(chunk({"tool_calls": [call]})) for call in tool_call_deltas(delta.tool_calls)
+            ]
+        return out
+
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "id": chunk_id,
@@ -226,8 +276,8 @@ async def _streamed(
             pending: Event | None = first
             while pending is not None:
                 if type(pending) is Delta:
-                    if pending.text:
-                        out.append(text_chunk(pending.text))
+                    if pending.text or pending.tool_calls:
+                        out += delta_chunks(pending)
                     if out:
                         yield b"".join(out) if len(out) > 1 else out[0]
                         out = []
@@ -235,7 +285,9 @@ async def _streamed(
                     async for pending in events:
                         if type(pending) is not Delta:
                             break
-                        if pending.text:
+                        if pending.tool_calls:
+                            yield b"".join(delta_chunks(pending))
+                        elif pending.text:
                             yield text_chunk(pending.text)
                     else:
                         pending = None

@@ -4,6 +4,7 @@ and its refusal logged, before anything is admitted or routed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -14,7 +15,14 @@ from analytics.models import RequestLog
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from gateway.images import image_of_url
 from gateway.refusals import field_refused, json_body, model_of, number_field, refusal_logged
-from providers.adapters.types import Image, Message
+from providers.adapters.types import (
+    Image,
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.request_metadata import (
@@ -33,7 +41,16 @@ from routing.validation import (
     text_check,
 )
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+# OpenAI's rule for a function's name.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOOL_CHOICES = ("auto", "none", "required")
 # OpenAI's `image_url.detail`: checked, then left to the provider's default (images are sent as
 # their data URL alone).
 IMAGE_DETAILS = ("auto", "low", "high")
@@ -86,11 +103,157 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
         role = ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
             raise field_refused(
-                f"messages[{index}].role", "must be one of system, developer, user, assistant"
+                f"messages[{index}].role",
+                "must be one of system, developer, user, assistant, tool",
             )
-        text, images = _content(item.get("content"), f"messages[{index}].content", str(raw_role))
-        messages.append(Message(role=role, content=text, images=images))  # type: ignore[arg-type]
+        at = f"messages[{index}]"
+        calls = _tool_calls(item.get("tool_calls"), f"{at}.tool_calls", role)
+        content = item.get("content")
+        # An assistant turn that called tools may say nothing.
+        text, images = (
+            ("", ())
+            if content is None and calls
+            else _content(content, f"{at}.content", str(raw_role))
+        )
+        call_id = item.get("tool_call_id")
+        if role == "tool":
+            if not isinstance(call_id, str) or not call_id:
+                raise field_refused(f"{at}.tool_call_id", "is required in a tool message")
+        elif call_id is not None:
+            raise field_refused(f"{at}.tool_call_id", "is read only in tool messages")
+        messages.append(
+            Message(
+                role=role,  # type: ignore[arg-type]
+                content=text,
+                images=images,
+                tool_calls=calls,
+                tool_call_id=call_id if role == "tool" else None,
+            )
+        )
     return tuple(messages)
+
+
+def _tool_calls(raw: Any, field: str, role: str) -> tuple[ToolCall, ...]:
+    """An assistant turn's `tool_calls`: each a function call with its id, name and arguments
+    (the JSON text the model wrote, kept as it is)."""
+    if raw is None:
+        return ()
+    if role != "assistant":
+        raise field_refused(field, "is read only in assistant messages")
+    if not isinstance(raw, list):
+        raise field_refused(field, "must be a list of tool calls")
+    calls = []
+    for index, call in enumerate(raw):
+        at = f"{field}[{index}]"
+        if not isinstance(call, dict) or call.get("type", "function") != "function":
+            raise field_refused(at, "must be an object of type function")
+        call_id, function = call.get("id"), call.get("function")
+        if not isinstance(call_id, str) or not call_id:
+            raise field_refused(f"{at}.id", "must be a non-empty string")
+        if not isinstance(function, dict):
+            raise field_refused(f"{at}.function", "must be an object with a name and arguments")
+        name, arguments = function.get("name"), function.get("arguments")
+        if not isinstance(name, str) or not name:
+            raise field_refused(f"{at}.function.name", "must be a non-empty string")
+        if not isinstance(arguments, str):
+            raise field_refused(f"{at}.function.arguments", "must be a string (JSON text)")
+        calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
+    return tuple(calls)
+
+
+def _tools(raw: Any) -> tuple[Tool, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise field_refused("tools", "must be a list of function tools")
+    tools = []
+    for index, item in enumerate(raw):
+        at = f"tools[{index}]"
+        if not isinstance(item, dict) or item.get("type") != "function":
+            raise field_refused(f"{at}.type", "only function tools are supported")
+        function = item.get("function")
+        if not isinstance(function, dict):
+            raise field_refused(f"{at}.function", "must be an object")
+        name = function.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            raise field_refused(
+                f"{at}.function.name", "must be 1 to 64 letters, digits, underscores or dashes"
+            )
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise field_refused(f"{at}.function.description", "must be a string")
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise field_refused(f"{at}.function.parameters", "must be a JSON Schema object")
+        strict = function.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise field_refused(f"{at}.function.strict", "must be a boolean")
+        unknown = set(function) - {"name", "description", "parameters", "strict"}
+        if unknown:
+            raise field_refused(f"{at}.function.{sorted(unknown)[0]}", "unknown field")
+        tools.append(Tool(name, description, parameters, strict))
+    names = [t.name for t in tools]
+    if len(set(names)) != len(names):
+        raise field_refused("tools", "two tools have the same name")
+    return tuple(tools)
+
+
+def _tool_choice(raw: Any, tools: tuple[Tool, ...]) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw in TOOL_CHOICES:
+        choice = ToolChoice(mode=raw)  # type: ignore[arg-type]
+    elif (
+        isinstance(raw, dict)
+        and raw.get("type") == "function"
+        and isinstance(raw.get("function"), dict)
+        and isinstance(raw["function"].get("name"), str)
+    ):
+        name = raw["function"]["name"]
+        if name not in {t.name for t in tools}:
+            raise field_refused("tool_choice", f"names {name!r}, which is not among the tools")
+        choice = ToolChoice(mode="function", name=name)
+    else:
+        raise field_refused(
+            "tool_choice",
+            'must be "auto", "none", "required" or {"type": "function", "function": {"name": …}}',
+        )
+    if not tools and choice.mode != "none":
+        raise field_refused("tool_choice", "is read only with tools")
+    return choice if tools else None
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat(type="json_object")
+    if kind != "json_schema":
+        raise field_refused("response_format.type", "must be text, json_object or json_schema")
+    schema = raw.get("json_schema")
+    if not isinstance(schema, dict):
+        raise field_refused("response_format.json_schema", "must be an object")
+    name = schema.get("name")
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+        raise field_refused(
+            "response_format.json_schema.name",
+            "must be 1 to 64 letters, digits, underscores or dashes",
+        )
+    body = schema.get("schema")
+    if body is not None and not isinstance(body, dict):
+        raise field_refused("response_format.json_schema.schema", "must be a JSON Schema object")
+    description = schema.get("description")
+    if description is not None and not isinstance(description, str):
+        raise field_refused("response_format.json_schema.description", "must be a string")
+    strict = schema.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise field_refused("response_format.json_schema.strict", "must be a boolean")
+    return ResponseFormat(
+        type="json_schema", name=name, schema=body, description=description, strict=strict
+    )
 
 
 def parse_chat_request(
@@ -150,21 +313,20 @@ READ_FIELDS = frozenset(
         "n",
         "user",
         "metadata",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
         # The gateway's extensions.
         "cache",
         "task_type",
         "fallback_chain",
     }
 )
-NO_EFFECT_FIELDS = frozenset(
-    {"service_tier", "store", "prompt_cache_key", "safety_identifier", "parallel_tool_calls"}
-)
+NO_EFFECT_FIELDS = frozenset({"service_tier", "store", "prompt_cache_key", "safety_identifier"})
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "response_format": (None, {"type": "text"}),
     "logprobs": (None, False),
     "top_logprobs": (None,),
     "logit_bias": (None, {}),
@@ -190,6 +352,10 @@ def _fields_check(body: dict[str, Any]) -> None:
         if neutral is None:
             raise field_refused(name, "unknown field")
         if not any((value == n and type(value) is not bool) or value is n for n in neutral):
+            if name in ("functions", "function_call"):
+                raise field_refused(
+                    name, "deprecated by OpenAI and not read here: use tools and tool_choice"
+                )
             raise field_refused(
                 name,
                 "not supported by this gateway yet: the answer would ignore it, so the request "
@@ -241,6 +407,10 @@ def _chat_request(
     if task_type is not None and not isinstance(task_type, str):
         raise field_refused("task_type", "must be a string")
     text_check(task_type, "task_type", TASK_TYPE_MAX_CHARS)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise field_refused("parallel_tool_calls", "must be a boolean")
+    tools = _tools(body.get("tools"))
     request = GatewayRequest(
         messages=parse_messages(body.get("messages")),
         entry_point=RequestLog.EntryPoint.OPENAI,
@@ -257,6 +427,10 @@ def _chat_request(
         metadata=metadata,
         use_cache=use_cache and not cache_control_opts_out(cache_control),
         buffered=not stream,
+        tools=tools,
+        tool_choice=_tool_choice(body.get("tool_choice"), tools),
+        parallel_tool_calls=parallel if tools else None,
+        response_format=_response_format(body.get("response_format")),
     )
     return request, stream, bool(options.get("include_usage"))
 

@@ -123,6 +123,16 @@ class LLMModel(models.Model):
         help_text="The model reads images in a message (vision). Requests that carry images are "
         "routed only to such models.",
     )
+    accepts_tools = models.BooleanField(
+        default=False,
+        help_text="The model calls tools (functions) its provider's protocol carries. Requests "
+        "that offer tools or carry tool calls are routed only to such models.",
+    )
+    accepts_json_output = models.BooleanField(
+        default=False,
+        help_text="The model answers in JSON on request (response_format json_object or "
+        "json_schema). Requests that ask for a JSON answer are routed only to such models.",
+    )
     enabled = models.BooleanField(default=True)
     is_baseline = models.BooleanField(
         default=False, help_text="The premium model that savings are measured against."

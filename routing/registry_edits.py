@@ -54,6 +54,8 @@ MODEL_FIELDS = (
     *PRICE_FIELDS,
     "task_strengths",
     "accepts_images",
+    "accepts_tools",
+    "accepts_json_output",
     "enabled",
     "is_baseline",
 )

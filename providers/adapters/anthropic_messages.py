@@ -1,13 +1,21 @@
 """Anthropic Messages (`POST {base}/v1/messages`), `base_url` without the version, e.g.
 `https://api.anthropic.com`.
 
-A stream is SSE with named events: `message_start` (input usage), `content_block_delta`
-(`text_delta` pieces), `message_delta` (stop reason, cumulative output usage),
-`message_stop` (the terminator), `ping`, and `error` for failures after the 200 status.
+A stream is SSE with named events: `message_start` (input usage), `content_block_start` (a
+`tool_use` block's id and name), `content_block_delta` (`text_delta` pieces, and
+`input_json_delta` pieces of a tool call's arguments), `message_delta` (stop reason, cumulative
+output usage), `message_stop` (the terminator), `ping`, and `error` for failures after the 200
+status.
+
+Tools are translated exactly: a function becomes a tool with its `input_schema`, an assistant
+turn's tool calls `tool_use` blocks, a `tool` turn a `tool_result` block in a user turn, and the
+answer's `tool_use` blocks tool calls (stop reason `tool_use`: finish reason `tool_calls`).
+Anthropic has no JSON answer mode: a request for one is refused.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -17,9 +25,14 @@ from providers.adapters.types import (
     ChatRequest,
     ChatResult,
     Endpoint,
+    FeatureUnsupported,
     InvalidResponse,
     Message,
     ProviderError,
+    ProviderRejected,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     Usage,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
@@ -58,15 +71,16 @@ class AnthropicMessagesAdapter:
         return headers
 
     def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        if request.response_format is not None:
+            raise FeatureUnsupported(
+                "response_format: Anthropic's Messages API has no JSON answer mode",
+                code="JSON_OUTPUT_NOT_SUPPORTED",
+            )
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [
-                {"role": m.role, "content": _content(m)}
-                for m in request.messages
-                if m.role != "system"
-            ],
+            "messages": _messages(request.messages),
             "stream": stream,
         }
         if system:
@@ -77,6 +91,16 @@ class AnthropicMessagesAdapter:
             body["top_p"] = request.top_p
         if request.stop:
             body["stop_sequences"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [
+                {"name": tool.name}
+                | ({"description": tool.description} if tool.description is not None else {})
+                | {"input_schema": tool.parameters or {"type": "object", "properties": {}}}
+                for tool in request.tools
+            ]
+            choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
+            if choice is not None:
+                body["tool_choice"] = choice
         return body
 
     async def stream(
@@ -86,6 +110,8 @@ class AnthropicMessagesAdapter:
         headers = self.headers(endpoint) | {"accept": "text/event-stream"}
         usage: dict[str, Any] = {}
         finish_reason: str | None = None
+        # A content block's index, for each tool_use block: the index of its tool call.
+        calls: dict[int, int] = {}
         async with open_stream(
             endpoint,
             url,
@@ -100,10 +126,30 @@ class AnthropicMessagesAdapter:
                 kind = data.get("type", event.event)
                 if kind == "message_start":
                     usage.update((data.get("message") or {}).get("usage") or {})
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    if block.get("type") == "tool_use":
+                        calls[data.get("index", -1)] = len(calls)
+                        yield ChatChunk(
+                            tool_calls=(
+                                ToolCallDelta(
+                                    index=len(calls) - 1,
+                                    id=str(block.get("id") or ""),
+                                    name=str(block.get("name") or ""),
+                                ),
+                            )
+                        )
                 elif kind == "content_block_delta":
                     delta = data.get("delta") or {}
                     if delta.get("type") == "text_delta" and delta.get("text"):
                         yield ChatChunk(text=delta["text"])
+                    elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                        call = calls.get(data.get("index", -1))
+                        if call is None:
+                            raise InvalidResponse("input_json_delta outside a tool_use block")
+                        yield ChatChunk(
+                            tool_calls=(ToolCallDelta(index=call, arguments=delta["partial_json"]),)
+                        )
                 elif kind == "message_delta":
                     # Its usage counts are cumulative, so they replace the earlier ones.
                     usage.update(data.get("usage") or {})
@@ -131,14 +177,20 @@ class AnthropicMessagesAdapter:
             text = "".join(
                 block["text"] for block in body["content"] if block.get("type") == "text"
             )
-        except (KeyError, TypeError):
-            raise InvalidResponse("message has no content[] text blocks") from None
+            calls = tuple(
+                ToolCall(id=block["id"], name=block["name"], arguments=_arguments(block["input"]))
+                for block in body["content"]
+                if block.get("type") == "tool_use"
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise InvalidResponse("message has no content[] text or tool_use blocks") from None
         reason = body.get("stop_reason")
         return ChatResult(
             text=text,
             model=body.get("model") or request.model,
             usage=_usage(body["usage"]) if body.get("usage") else None,
             finish_reason=_finish_reason(reason) if reason else None,
+            tool_calls=calls,
         )
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
@@ -157,6 +209,81 @@ class AnthropicMessagesAdapter:
                 break
             params = {"limit": "1000", "after_id": str(body["last_id"])}
         return models
+
+
+def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """The turns but the system's. The results of one turn's tool calls go back together, as
+    `tool_result` blocks of one user turn (Anthropic wants them all in the turn after it)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        if message.role == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.content,
+            }
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and last["role"] == "user"
+                and isinstance(last["content"], list)
+                and all(block["type"] == "tool_result" for block in last["content"])
+            ):
+                last["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result]})
+            continue
+        if message.tool_calls:
+            blocks: list[dict[str, Any]] = (
+                [{"type": "text", "text": message.content}] if message.content else []
+            )
+            blocks += [
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": _input(call),
+                }
+                for call in message.tool_calls
+            ]
+            out.append({"role": "assistant", "content": blocks})
+            continue
+        out.append({"role": message.role, "content": _content(message)})
+    return out
+
+
+def _input(call: ToolCall) -> Any:
+    """A tool call's arguments as the object Anthropic takes (the JSON text parsed)."""
+    try:
+        value = json.loads(call.arguments or "{}")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderRejected(
+            f"tool call {call.id}: its arguments are not a JSON object", status=400
+        )
+    return value
+
+
+def _arguments(value: Any) -> str:
+    """A tool_use block's input as the JSON text of a call's arguments."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
+    """OpenAI's `tool_choice` (auto, none, required, a function) as Anthropic's (auto, none,
+    any, tool); `parallel_tool_calls: false` as `disable_parallel_tool_use`."""
+    if choice is None and parallel is not False:
+        return None
+    mode = choice.mode if choice is not None else "auto"
+    found: dict[str, Any] = {"type": {"required": "any", "function": "tool"}.get(mode, mode)}
+    if choice is not None and choice.mode == "function":
+        found["name"] = choice.name
+    if parallel is False and mode != "none":
+        found["disable_parallel_tool_use"] = True
+    return found
 
 
 def _content(message: Message) -> str | list[dict[str, Any]]:

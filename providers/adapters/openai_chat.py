@@ -22,7 +22,12 @@ from providers.adapters.types import (
     InvalidResponse,
     Message,
     ProviderError,
+    ResponseFormat,
+    Tool,
+    ToolCallDelta,
+    ToolChoice,
     Usage,
+    tool_calls_join,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
@@ -57,6 +62,14 @@ class OpenAIChatAdapter:
             body["top_p"] = request.top_p
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.response_format is not None:
+            body["response_format"] = _response_format(request.response_format)
         return body
 
     async def stream(
@@ -80,6 +93,7 @@ class OpenAIChatAdapter:
         ) as batches:
             async for events in batches:
                 texts: list[str] = []
+                calls: list[ToolCallDelta] = []
                 try:
                     for event in events:
                         data = event.data
@@ -97,22 +111,30 @@ class OpenAIChatAdapter:
                         for choice in chunk.get("choices") or ():
                             if choice.get("index", 0) != 0:
                                 continue
-                            text = (choice.get("delta") or {}).get("content")
+                            delta = choice.get("delta") or {}
+                            text = delta.get("content")
                             if text:
                                 texts.append(text)
+                            if delta.get("tool_calls"):
+                                calls.extend(_tool_call_deltas(delta["tool_calls"]))
                             if choice.get("finish_reason"):
                                 finish_reason = _finish_reason(choice["finish_reason"])
                     else:
                         done = False
                 except ProviderError:
-                    if texts:
-                        yield ChatChunk(text="".join(texts))
+                    if texts or calls:
+                        yield ChatChunk(text="".join(texts), tool_calls=tuple(calls))
                     raise
                 if done:
-                    yield ChatChunk(text="".join(texts), usage=usage, finish_reason=finish_reason)
+                    yield ChatChunk(
+                        text="".join(texts),
+                        usage=usage,
+                        finish_reason=finish_reason,
+                        tool_calls=tuple(calls),
+                    )
                     return
-                if texts:
-                    yield ChatChunk(text="".join(texts))
+                if texts or calls:
+                    yield ChatChunk(text="".join(texts), tool_calls=tuple(calls))
         raise InvalidResponse("stream ended without data: [DONE]")
 
     async def complete(self, endpoint: Endpoint, request: ChatRequest) -> ChatResult:
@@ -125,15 +147,22 @@ class OpenAIChatAdapter:
         )
         try:
             choice = body["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise InvalidResponse("completion has no choices[0].message.content") from None
+            message = choice["message"]
+            text = message.get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise InvalidResponse("completion has no choices[0].message") from None
         reason = choice.get("finish_reason")
+        calls = tool_calls_join(
+            _tool_call_deltas(
+                [{"index": i} | call for i, call in enumerate(message.get("tool_calls") or ())]
+            )
+        )
         return ChatResult(
             text=text,
             model=body.get("model") or request.model,
             usage=_usage(body["usage"]) if body.get("usage") else None,
             finish_reason=_finish_reason(reason) if reason else None,
+            tool_calls=calls,
         )
 
     async def list_models(self, endpoint: Endpoint) -> list[str]:
@@ -152,7 +181,24 @@ class OpenAICompatibleAdapter(OpenAIChatAdapter):
 
 def _message(message: Message) -> dict[str, Any]:
     """A message as Chat Completions takes it: its text as a string, or with images a list of
-    parts, the images (as data URLs) before the text, and no text part for empty text."""
+    parts, the images (as data URLs) before the text, and no text part for empty text. An
+    assistant turn that called tools has its calls (and null content when it said nothing); a
+    tool turn names the call it answers."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {
+            "role": message.role,
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
     if not message.images:
         return {"role": message.role, "content": message.content}
     parts: list[dict[str, Any]] = [
@@ -161,6 +207,59 @@ def _message(message: Message) -> dict[str, Any]:
     if message.content:
         parts.append({"type": "text", "text": message.content})
     return {"role": message.role, "content": parts}
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.parameters is not None:
+        function["parameters"] = tool.parameters
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: ToolChoice) -> Any:
+    if choice.mode == "function":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def _response_format(form: ResponseFormat) -> dict[str, Any]:
+    if form.type == "json_object":
+        return {"type": "json_object"}
+    schema: dict[str, Any] = {"name": form.name}
+    if form.description is not None:
+        schema["description"] = form.description
+    if form.schema is not None:
+        schema["schema"] = form.schema
+    if form.strict is not None:
+        schema["strict"] = form.strict
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _tool_call_deltas(raw: Any) -> list[ToolCallDelta]:
+    """The pieces of tool calls in a delta's (or a message's) `tool_calls`."""
+    if not isinstance(raw, list):
+        raise InvalidResponse(f"unreadable tool_calls: {raw!r}")
+    pieces = []
+    for item in raw:
+        function = item.get("function") if isinstance(item, dict) else None
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(function, dict | None) or type(index) is not int:
+            raise InvalidResponse(f"unreadable tool call: {item!r}")
+        function = function or {}
+        arguments = function.get("arguments") or ""
+        pieces.append(
+            ToolCallDelta(
+                index=index,
+                id=item.get("id") or None,
+                name=function.get("name") or None,
+                arguments=arguments if isinstance(arguments, str) else str(arguments),
+            )
+        )
+    return pieces
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 # An image inside a message counts as this many prompt tokens when a request is planned (the
@@ -32,13 +32,69 @@ class Image:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for: its id (what the `tool` turn answering it names),
+    the function's name and its arguments as the JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call, in OpenAI's shape: the first piece of call `index`
+    carries its id and name, the later ones only more of its arguments' text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does and its parameters' JSON Schema."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """Whether the model may call tools: `auto` (it decides), `none`, `required` (some tool),
+    or `function` (the tool `name`)."""
+
+    mode: Literal["auto", "none", "required", "function"]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """The answer's form: `json_object` (any JSON object) or `json_schema` (JSON that matches
+    `schema`, named `name`)."""
+
+    type: Literal["json_object", "json_schema"]
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
 class Message:
     """One turn. `images` belong to the turn and go to the provider before its text (the order
-    the providers recommend); only models marked as accepting images are given them."""
+    the providers recommend); only models marked as accepting images are given them. An
+    assistant turn may carry the `tool_calls` it made; a `tool` turn is the result of the call
+    `tool_call_id`."""
 
     role: Role
     content: str
     images: tuple[Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +105,10 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +130,7 @@ class ChatChunk:
     text: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +139,20 @@ class ChatResult:
     model: str
     usage: Usage | None
     finish_reason: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+def tool_calls_join(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]:
+    """The whole calls that streamed pieces make, in the order of their index."""
+    calls: dict[int, list[str]] = {}
+    for delta in deltas:
+        call = calls.setdefault(delta.index, ["", "", ""])
+        if delta.id:
+            call[0] = delta.id
+        if delta.name:
+            call[1] = delta.name
+        call[2] += delta.arguments
+    return tuple(ToolCall(id=i, name=n, arguments=a) for _, (i, n, a) in sorted(calls.items()))
 
 
 @dataclass(frozen=True)
@@ -129,6 +204,15 @@ class ProviderRejected(ProviderError):
     """Not worth retrying the same request here: 400, 401, 403, 404."""
 
     code = "MODEL_ERROR"
+
+
+class FeatureUnsupported(ProviderRejected):
+    """The request asks for something this provider's protocol, as the gateway speaks it, does
+    not carry (tools, a JSON answer): refused rather than dropped. Another model may take it."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, status=400)
+        self.code = code
 
 
 class ProviderAuthFailed(ProviderRejected):

@@ -188,6 +188,8 @@ def _load(version: str) -> ConfigSnapshot:
             max_output_tokens=m.max_output_tokens,
             task_strengths=tuple(str(s) for s in (m.task_strengths or [])),
             accepts_images=m.accepts_images,
+            accepts_tools=m.accepts_tools,
+            accepts_json_output=m.accepts_json_output,
             enabled=m.enabled and m.provider.enabled,
             provider_enabled=m.provider.enabled,
             is_baseline=m.is_baseline,

@@ -71,6 +71,8 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
             "prices",
             "task_strengths",
             "accepts_images",
+            "accepts_tools",
+            "accepts_json_output",
             "enabled",
             "is_baseline",
         ),
@@ -93,6 +95,10 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
         "is_baseline": r.typed(items.get("is_baseline"), f"{where} is_baseline", bool, False),
         "accepts_images": r.typed(
             items.get("accepts_images"), f"{where} accepts_images", bool, False
+        ),
+        "accepts_tools": r.typed(items.get("accepts_tools"), f"{where} accepts_tools", bool, False),
+        "accepts_json_output": r.typed(
+            items.get("accepts_json_output"), f"{where} accepts_json_output", bool, False
         ),
         "task_strengths": [],
     }
@@ -203,6 +209,10 @@ def provider_export(provider: Provider) -> dict[str, Any]:
         item["enabled"] = model.enabled
         if model.accepts_images:
             item["accepts_images"] = True
+        if model.accepts_tools:
+            item["accepts_tools"] = True
+        if model.accepts_json_output:
+            item["accepts_json_output"] = True
         if model.is_baseline:
             item["is_baseline"] = True
         models.append(item)

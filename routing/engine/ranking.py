@@ -20,6 +20,7 @@ from routing.engine.values import (
     Rung,
     RungOrder,
     StickyInfo,
+    capability_missing,
 )
 from routing.router.ladder import complexity_for, rung_for, rung_thresholds, tier_order
 
@@ -203,6 +204,9 @@ def ineligible_reason(
         return "disabled"
     if request.images and not model.accepts_images:
         return IMAGES_REFUSAL
+    lacking = capability_missing(model, request) if request.needs else None
+    if lacking is not None:
+        return lacking.refusal
     needed = request.prompt_tokens + request.max_output_tokens
     if needed > model.context_window:
         return f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"

@@ -25,9 +25,12 @@ from routing.engine.ranking import (
     tiers_for,
 )
 from routing.engine.values import (
+    CAPABILITIES,
     UNKNOWN,
     AgentBlocked,
     AgentSnapshot,
+    Capability,
+    CapabilityRefused,
     ImagesRefused,
     JsonDict,
     ModelSpec,
@@ -42,6 +45,7 @@ from routing.engine.values import (
     RungOrder,
     StickyInfo,
     UnknownModel,
+    capability_missing,
 )
 
 TRACE_VERSION = 1
@@ -78,6 +82,8 @@ def decide(
         trace["router"] = router_trace
     if request.images:
         trace["request"]["images"] = request.images
+    if request.needs:
+        trace["request"]["needs"] = list(request.needs)
     if request.private:
         # Which detectors fired and who asked; never the text that made them fire.
         trace["privacy"] = {
@@ -210,6 +216,28 @@ def decide(
         trace["outcome"] = "images: no model accepts images"
         decision = _decision((), request, policy, trace, sticky, trace["outcome"])
         raise ImagesRefused(decision, message=f"{_images_why(request)}, and {_no_reader(request)}")
+    lacking = None if chain else _capability_nowhere(registry, request)
+    if lacking is not None:
+        trace["outcome"] = f"{lacking.name}: no model {_capable(lacking)}"
+        decision = _decision((), request, policy, trace, sticky, trace["outcome"])
+        raise CapabilityRefused(
+            decision,
+            capability=lacking,
+            message=f"{_needs_why(lacking)}, and {_no_capable(lacking, request)}",
+        )
+    if not chain and len(request.needs) > 1 and not _all_needs_somewhere(registry, request):
+        first = CAPABILITIES[request.needs[0]]
+        both = " and ".join(
+            _capable(CAPABILITIES[n]).removeprefix("accepts ") for n in request.needs
+        )
+        trace["outcome"] = f"no model accepts {both} together"
+        decision = _decision((), request, policy, trace, sticky, trace["outcome"])
+        raise CapabilityRefused(
+            decision,
+            capability=first,
+            message=f"{_needs_why(first)} and asks for a JSON answer (response_format), and no "
+            f"enabled model accepts {both} together",
+        )
     if request.private and not chain:
         trace["outcome"] = "privacy: no local model"
         decision = _decision((), request, policy, trace, sticky, "privacy: no local model")
@@ -277,6 +305,22 @@ def _overridden(
         raise _privacy_refusal(model, "override", request, policy, trace)
     if request.images and not model.accepts_images:
         raise _images_refusal(model, "override", request, policy, trace)
+    lacking = capability_missing(model, request)
+    if lacking is not None:
+        decision = _named_refused(
+            model,
+            "override",
+            request,
+            policy,
+            trace,
+            reason=lacking.refusal,
+            outcome=f"{lacking.name}: {model.ref} {lacking.refusal}",
+        )
+        raise CapabilityRefused(
+            decision,
+            capability=lacking,
+            message=f"{_needs_why(lacking)}, and {model.ref} {lacking.refusal}",
+        )
     needed = request.prompt_tokens + request.max_output_tokens
     trace.update(
         state_rules=[],
@@ -368,6 +412,8 @@ def _requested(
             reason = "privacy: local models only"
         elif request.images and not model.accepts_images:
             reason = IMAGES_REFUSAL
+        elif (lacking := capability_missing(model, request)) is not None:
+            reason = lacking.refusal
         elif needed > model.context_window:
             reason = f"{CONTEXT_REFUSAL} {model.context_window} < {needed} tokens needed"
         trace["candidates"].append(
@@ -394,6 +440,16 @@ def _requested(
             decision,
             message=f"{_images_why(request)}, and no model of the requested chain accepts images",
         )
+    for name in request.needs:
+        need = CAPABILITIES[name]
+        if not any(getattr(registry.by_ref[ref], need.flag) for ref, _, _ in named):
+            trace["outcome"] = f"{need.name}: no model of the requested chain {_capable(need)}"
+            decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
+            raise CapabilityRefused(
+                decision,
+                capability=need,
+                message=f"{_needs_why(need)}, and no model of the requested chain {_capable(need)}",
+            )
     if request.private and not any(registry.by_ref[ref].is_local for ref, _, _ in named):
         trace["outcome"] = "privacy: no local model in the requested chain"
         decision = _decision((), request, policy, trace, None, trace["outcome"], override=True)
@@ -496,4 +552,46 @@ def _images_refusal(
     )
     return ImagesRefused(
         decision, message=f"{_images_why(request)}, and {model.ref} {IMAGES_REFUSAL}"
+    )
+
+
+def _capable(capability: Capability) -> str:
+    """ "accepts tools": what a model that has the capability is (the refusal's affirmative)."""
+    return capability.refusal.removeprefix("does not ").replace("accept ", "accepts ")
+
+
+def _needs_why(capability: Capability) -> str:
+    if capability.name == "tools":
+        return "this request uses tools (tools, tool_calls or tool messages)"
+    return "this request asks for a JSON answer (response_format)"
+
+
+def _capability_nowhere(registry: RegistrySnapshot, request: RouteRequest) -> Capability | None:
+    """The first capability the request needs that no enabled model it may use has (a private
+    request needs a local one); None when each has one, and an empty chain has another cause."""
+    for name in request.needs:
+        need = CAPABILITIES[name]
+        if not any(
+            m.enabled and getattr(m, need.flag) and (m.is_local or not request.private)
+            for m in registry.models
+        ):
+            return need
+    return None
+
+
+def _all_needs_somewhere(registry: RegistrySnapshot, request: RouteRequest) -> bool:
+    """Whether one enabled model the request may use has every capability it needs."""
+    return any(
+        m.enabled
+        and (m.is_local or not request.private)
+        and all(getattr(m, CAPABILITIES[n].flag) for n in request.needs)
+        for m in registry.models
+    )
+
+
+def _no_capable(capability: Capability, request: RouteRequest) -> str:
+    local = " local" if request.private else ""
+    flag = capability.flag.replace("_", " ")
+    return (
+        f"no enabled{local} model {_capable(capability)} (mark one that does in the admin: {flag})"
     )

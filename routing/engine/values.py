@@ -36,6 +36,8 @@ class ModelSpec:
     max_output_tokens: int
     task_strengths: tuple[str, ...] = ()
     accepts_images: bool = False
+    accepts_tools: bool = False
+    accepts_json_output: bool = False
     enabled: bool = True
     is_baseline: bool = False
     provider_enabled: bool = True
@@ -276,6 +278,9 @@ class RouteRequest:
     """The privacy agent's detectors that fired on the prompt (routing/privacy.py)."""
     images: int = 0
     """Images the messages carry: only models that accept images can answer."""
+    needs: tuple[str, ...] = ()
+    """The capabilities the request needs (names of CAPABILITIES: "tools", "json_output"):
+    only models that have them can answer."""
 
     @property
     def private(self) -> bool:
@@ -365,6 +370,57 @@ class ImagesRefused(RoutingError):
 
     def __init__(self, decision: RouteDecision, *, message: str) -> None:
         super().__init__(message)
+        self.decision = decision
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """Something a request may need that only models marked for it can do: the model's flag,
+    the request's field that asks for it and the code of the refusal when no model can."""
+
+    name: str
+    flag: str
+    field: str
+    code: str
+    refusal: str
+
+
+CAPABILITIES: Mapping[str, Capability] = {
+    "tools": Capability(
+        name="tools",
+        flag="accepts_tools",
+        field="tools",
+        code="TOOLS_NOT_SUPPORTED",
+        refusal="does not accept tools",
+    ),
+    "json_output": Capability(
+        name="json_output",
+        flag="accepts_json_output",
+        field="response_format",
+        code="JSON_OUTPUT_NOT_SUPPORTED",
+        refusal="does not accept JSON output",
+    ),
+}
+
+
+def capability_missing(model: ModelSpec, request: RouteRequest) -> Capability | None:
+    """The first capability the request needs that the model lacks."""
+    for name in request.needs:
+        capability = CAPABILITIES[name]
+        if not getattr(model, capability.flag):
+            return capability
+    return None
+
+
+class CapabilityRefused(RoutingError):
+    """A request that needs tools (or a JSON answer) that no model able to give it can answer:
+    none is enabled (routed), or the model the caller named (or every model of its chain) lacks
+    the capability. `code` names it (TOOLS_NOT_SUPPORTED, JSON_OUTPUT_NOT_SUPPORTED) and
+    `field` the request's field that asked for it."""
+
+    def __init__(self, decision: RouteDecision, *, capability: Capability, message: str) -> None:
+        super().__init__(message, field=capability.field)
+        self.code = capability.code
         self.decision = decision
 
 

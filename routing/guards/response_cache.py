@@ -49,7 +49,17 @@ class CachedAnswer:
     key: str
 
 
-_ADDED_LATER = frozenset({"images"})
+_ADDED_LATER = frozenset(
+    {
+        "images",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "tool_calls",
+        "tool_call_id",
+    }
+)
 
 
 def _fields_of(value: Any) -> Any:
@@ -61,7 +71,8 @@ def _fields_of(value: Any) -> Any:
         return {
             f.name: field_value
             for f in dataclasses.fields(value)
-            if (field_value := getattr(value, f.name)) != () or f.name not in _ADDED_LATER
+            if (field_value := getattr(value, f.name)) not in ((), None)
+            or f.name not in _ADDED_LATER
         }
     raise TypeError(f"{type(value).__name__} has no canonical form")
 

@@ -37,6 +37,7 @@ from routing.engine import token_limit_exceeded
 from routing.engine.classify import estimate_tokens
 from routing.engine.values import (
     AgentBlocked,
+    CapabilityRefused,
     ImagesRefused,
     ModelSpec,
     ModelUnavailable,
@@ -53,7 +54,7 @@ from routing.guards.response_cache import CachedAnswer
 from routing.pipeline.cache import cache_plan
 from routing.pipeline.events import Failed, GatewayRequest, RateLimitInfo, Started
 from routing.pipeline.journal import journal_open, journal_open_commands
-from routing.pipeline.ledger import Ledger, RequestStatus, max_cost
+from routing.pipeline.ledger import Ledger, RequestStatus, max_cost, tools_json
 from routing.pipeline.route import route_decide
 from routing.pipeline.shared import breakers, guards
 
@@ -227,14 +228,34 @@ def _rate_check(request: GatewayRequest, token_charge: int) -> RateCheck | None:
     )
 
 
+def needs_of(request: GatewayRequest) -> tuple[str, ...]:
+    """The capabilities (routing.engine.values.CAPABILITIES) only some models have that the
+    request needs."""
+    needs = ("tools",) if request.uses_tools else ()
+    return needs + (("json_output",) if request.response_format is not None else ())
+
+
+def _tool_tokens(request: GatewayRequest) -> int:
+    calls = [c for m in request.messages for c in m.tool_calls]
+    if not request.tools and not calls:
+        return 0
+    text = tools_json(request.tools) + "".join(c.name + c.arguments for c in calls)
+    return estimate_tokens(text)
+
+
 def prepare(request: GatewayRequest) -> Prepared:
     """Everything before the first upstream byte, in one worker-thread call: the route, the
     guards (one Redis round trip) and the first model's budget hold (one statement)."""
     prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
     images = sum(len(m.images) for m in request.messages)
+    # The tools offered and the calls made are prompt tokens too: counted as the JSON sent.
+    tool_tokens = _tool_tokens(request)
     # Tokens are charged up front at their likely size and corrected once usage is known.
     token_charge = (
-        estimate_tokens(prompt) + images * IMAGE_TOKENS_ESTIMATE + (request.max_tokens or 0)
+        estimate_tokens(prompt)
+        + images * IMAGE_TOKENS_ESTIMATE
+        + tool_tokens
+        + (request.max_tokens or 0)
     )
     config = routing_config_get()
     try:
@@ -250,6 +271,8 @@ def prepare(request: GatewayRequest) -> Prepared:
             local_only=local_only_of(request),
             privacy_text=_scan_text(request.messages),
             images=images,
+            needs=needs_of(request),
+            extra_prompt_tokens=tool_tokens,
             request_context=partial(agent_context, request, images),
         )
         # Refused before any guard or hold: the caller's mistake, which no retry can fix.
@@ -465,6 +488,9 @@ def _routing_refusal(ledger: Ledger, exc: RoutingError) -> Failed:
     if isinstance(exc, ImagesRefused):
         ledger.decision = exc.decision
         return ledger.fail(RequestStatus.INVALID, exc.code, str(exc))
+    if isinstance(exc, CapabilityRefused):
+        ledger.decision = exc.decision
+        return ledger.fail(RequestStatus.INVALID, exc.code, str(exc), details={"field": exc.field})
     if isinstance(exc, PrivacyRefused):
         ledger.decision = exc.decision
         refused: dict[str, Any] = {

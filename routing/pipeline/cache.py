@@ -39,6 +39,10 @@ def chat_request(request: GatewayRequest, model: ModelSpec) -> ChatRequest:
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls,
+        response_format=request.response_format,
     )
 
 
@@ -58,6 +62,12 @@ def cache_plan(
         return None, "opted_out"
     if not response_cache_enabled():
         return None, "disabled"
+    # The cache's key holds the messages' text only: an answer that depends on tools, tool
+    # calls or an answer format is never kept or served.
+    if request.uses_tools:
+        return None, "tools"
+    if request.response_format is not None:
+        return None, "response_format"
     policy = config.policies.get(decision.policy_name)
     chat = chat_request(request, first)
     refusal = cache_refusal(chat, mode=policy.response_cache if policy else CACHE_DETERMINISTIC)

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from providers.adapters.types import Message, Usage
+from providers.adapters.types import (
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
 from routing.request_metadata import NO_METADATA, RequestMetadata
 
 
@@ -56,6 +64,17 @@ class GatewayRequest:
     buffered: bool = False
     """The client gets the answer whole (a non-streamed completion, the native API, a batch
     item): nothing is shown before the end, so a failure mid-answer can still fall back."""
+    tools: tuple[Tool, ...] = ()
+    """Functions the model may call: only models marked `accepts_tools` are routed to."""
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    """A JSON answer: only models marked `accepts_json_output` are routed to."""
+
+    @property
+    def uses_tools(self) -> bool:
+        """The request offers tools, or its conversation holds tool calls or their results."""
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,7 @@ class Started:
 @dataclass(frozen=True)
 class Delta:
     text: str
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,7 @@ class Finished:
     cached: bool
     decision_trace: dict[str, Any]
     rate_limit: RateLimitInfo | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,8 @@ ERROR_STATUS: dict[str, int] = {
     "TOKEN_LIMIT_EXCEEDED": 400,
     "PRIVACY_NO_LOCAL_MODEL": 400,
     "IMAGES_NOT_SUPPORTED": 400,
+    "TOOLS_NOT_SUPPORTED": 400,
+    "JSON_OUTPUT_NOT_SUPPORTED": 400,
     "AUTHENTICATION_FAILED": 401,
     "BUDGET_EXCEEDED": 402,
     "AGENT_BLOCKED": 403,

@@ -24,11 +24,15 @@ from providers.adapters.types import (
     ChatRequest,
     ContextTooLong,
     Endpoint,
+    FeatureUnsupported,
     ProviderAuthFailed,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
+    ToolCall,
+    ToolCallDelta,
     Usage,
+    tool_calls_join,
 )
 from routing.engine.values import ModelSpec
 from routing.pipeline.events import Delta, Fallback, Started
@@ -114,6 +118,8 @@ class ChainOutcome:
     log: list[AttemptRecord] = field(default_factory=list)
     streaming: list[str] = field(default_factory=list)
     """The text of the attempt in progress so far (what a client that leaves now received)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tool calls of the answer (or of the part of it streamed before a failure)."""
 
     @property
     def succeeded(self) -> bool:
@@ -132,6 +138,9 @@ def next_could_succeed(error: ProviderError, failed: ModelSpec, candidate: Model
     """After a non-retryable error, whether another model may still answer the same request."""
     if isinstance(error, ProviderAuthFailed):
         return candidate.provider_name != failed.provider_name
+    if isinstance(error, FeatureUnsupported):
+        # This provider's protocol does not carry what the request asks; another's may.
+        return candidate.provider_kind != failed.provider_kind
     if isinstance(error, ContextTooLong):
         return candidate.context_window > failed.context_window
     if isinstance(error, ProviderRejected):
@@ -216,18 +225,21 @@ async def execute_chain(
         for attempt in range(1, retry.attempts_per_model + 1):
             outcome.attempts += 1
             pieces: list[str] = []
+            calls: list[ToolCallDelta] = []
             outcome.streaming = pieces
             try:
                 async with aclosing(
                     runtime.adapter.stream(runtime.endpoint, chat_request)
                 ) as chunks:
                     async for chunk in chunks:
-                        if chunk.text:
+                        if chunk.text or chunk.tool_calls:
                             if outcome.time_to_first_token_ms is None:
                                 outcome.time_to_first_token_ms = _ms_since(began)
-                            pieces.append(chunk.text)
+                            if chunk.text:
+                                pieces.append(chunk.text)
+                            calls.extend(chunk.tool_calls)
                             if not buffered:
-                                yield Delta(chunk.text)
+                                yield Delta(chunk.text, chunk.tool_calls)
                         if chunk.usage is not None:
                             outcome.usage = chunk.usage
                         if chunk.finish_reason is not None:
@@ -244,10 +256,12 @@ async def execute_chain(
                 if buffered:
                     # Nothing of it reached the client: the next attempt starts afresh.
                     pieces.clear()
+                    calls.clear()
                     outcome.usage = outcome.finish_reason = None
                     outcome.time_to_first_token_ms = None
-                if pieces:
+                if pieces or calls:
                     outcome.text = "".join(pieces)
+                    outcome.tool_calls = tool_calls_join(calls)
                     outcome.error = error
                     outcome.partial = True
                     return
@@ -262,9 +276,10 @@ async def execute_chain(
             breaker.record_success(model.id)
             outcome.log.append(AttemptRecord(model.ref, "ok"))
             outcome.text = "".join(pieces)
+            outcome.tool_calls = tool_calls_join(calls)
             outcome.error = None
-            if buffered and outcome.text:
-                yield Delta(outcome.text)
+            if buffered and (outcome.text or calls):
+                yield Delta(outcome.text, tuple(calls))
             return
     outcome.error = last_error or ProviderUnavailable("no model in the chain could be tried")
 

@@ -15,6 +15,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from analytics.outcome import RequestOutcome
 from analytics.pricing import (
     CostResult,
@@ -26,7 +28,14 @@ from analytics.pricing import (
     prices_ceiling,
 )
 from core.threads import LARGE_BODY_BYTES, cpu_bound
-from providers.adapters.types import Message, ProviderAuthFailed, ProviderError, Usage
+from providers.adapters.types import (
+    Message,
+    ProviderAuthFailed,
+    ProviderError,
+    Tool,
+    ToolCall,
+    Usage,
+)
 from routing.budgets import BudgetClose, Reservation
 from routing.config.cache import ConfigSnapshot
 from routing.engine.values import ModelSpec, RouteDecision
@@ -114,7 +123,7 @@ class Ledger:
             decision_trace=trace,
             # A request kept on local models keeps its text off the log (docs/routing.md).
             prompt_text=None if self.private else prompt_text(request.messages),
-            response_text=None if self.private else self.chain.text,
+            response_text=None if self.private else answer_text(self.chain),
         )
 
     @property
@@ -184,11 +193,43 @@ class Ledger:
             cached=cached,
             decision_trace=trace,
             rate_limit=rate_limit,
+            tool_calls=chain.tool_calls,
         )
 
 
-def prompt_text(messages: tuple[Message, ...]) -> str:
-    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+def _calls_json(calls: tuple[ToolCall, ...]) -> str:
+    return orjson.dumps(
+        [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
+    ).decode()
+
+
+def prompt_text(messages: tuple[Message, ...], tools: tuple[Tool, ...] = ()) -> str:
+    """The conversation as the log keeps it (and as tokens are counted without a reported
+    usage): each turn's role and text, the tool calls an assistant turn made, and the tools
+    offered, as JSON."""
+    turns = [
+        f"{m.role}: {m.content}"
+        + (f"\ntool_calls: {_calls_json(m.tool_calls)}" if m.tool_calls else "")
+        for m in messages
+    ]
+    if tools:
+        turns.append(f"tools: {tools_json(tools)}")
+    return "\n\n".join(turns)
+
+
+def tools_json(tools: tuple[Tool, ...]) -> str:
+    """The tools offered, as the JSON a provider is sent (what their prompt tokens count)."""
+    return orjson.dumps(
+        [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
+    ).decode()
+
+
+def answer_text(chain: ChainOutcome) -> str:
+    """The answer's text, and its tool calls as JSON after it."""
+    if not chain.tool_calls:
+        return chain.text
+    calls = f"tool_calls: {_calls_json(chain.tool_calls)}"
+    return f"{chain.text}\n\n{calls}" if chain.text else calls
 
 
 BREAKER_OPEN = "circuit breaker open"
@@ -276,8 +317,8 @@ async def cost_off_loop(
             cost_for,
             None,
             prices_of(model),
-            prompt=prompt_text(request.messages),
-            completion=ledger.chain.text,
+            prompt=prompt_text(request.messages, request.tools),
+            completion=answer_text(ledger.chain),
         )
         _cost_apply(ledger, result, config)
     else:
@@ -289,8 +330,9 @@ def _cost(
 ) -> None:
     usage = ledger.chain.usage
     # The texts are only counted when the provider reported no usage.
-    prompt = prompt_text(request.messages) if usage is None else ""
-    result = cost_for(usage, prices_of(model), prompt=prompt, completion=ledger.chain.text)
+    prompt = prompt_text(request.messages, request.tools) if usage is None else ""
+    completion = answer_text(ledger.chain) if usage is None else ""
+    result = cost_for(usage, prices_of(model), prompt=prompt, completion=completion)
     _cost_apply(ledger, result, config)
 
 

@@ -101,6 +101,8 @@ def route_decide(
     local_only: tuple[str, ...] = (),
     privacy_text: str | None = None,
     images: int = 0,
+    needs: tuple[str, ...] = (),
+    extra_prompt_tokens: int = 0,
     request_context: Callable[[], Mapping[str, Any]] | None = None,
 ) -> RouteDecision:
     """Choose the chain of models for a prompt. Raises RoutingError for a bad override, task
@@ -112,7 +114,10 @@ def route_decide(
     `privacy_text` (the whole conversation; the prompt when None) and keeps it there too when a
     detector fires. Raises PrivacyRefused when no local model can take such a request. `images`
     (how many the messages carry) keeps the request on models that accept images, each counted
-    as IMAGE_TOKENS_ESTIMATE prompt tokens; ImagesRefused when none can take it. The request
+    as IMAGE_TOKENS_ESTIMATE prompt tokens; ImagesRefused when none can take it. `needs` (the
+    capabilities the request needs: tools, a JSON answer) keeps it on models that have them;
+    CapabilityRefused when none can take it. `extra_prompt_tokens` (the tools' JSON) adds to the
+    prompt's estimate. The request
     agents (routing.agents.context) check what `request_context()` gives (the door's part of
     what they read) and join the agents' snapshot; AgentBlocked when one says the request may not
     proceed."""
@@ -157,7 +162,9 @@ def route_decide(
     request = RouteRequest(
         task_type=task_type,
         complexity=complexity,
-        prompt_tokens=estimate_tokens(prompt) + images * IMAGE_TOKENS_ESTIMATE,
+        prompt_tokens=estimate_tokens(prompt)
+        + images * IMAGE_TOKENS_ESTIMATE
+        + extra_prompt_tokens,
         max_output_tokens=max_output_tokens,
         override=override or None,
         fallback_chain=fallback_chain,
@@ -166,6 +173,7 @@ def route_decide(
         router=verdict,
         local_only=local_only,
         images=images,
+        needs=needs,
         privacy_triggered=(
             privacy_scan(prompt if privacy_text is None else privacy_text, policy.privacy.detectors)
             if policy.privacy.enabled

@@ -181,7 +181,7 @@ def test_refusal_after_authentication_names_its_log_row(
     gateway_registry(upstream)
     key = new_key()
 
-    answer = chat(live_server_url, key, {"model": "auto", "messages": [{"role": "tool"}]})
+    answer = chat(live_server_url, key, {"model": "auto", "messages": [{"role": "function"}]})
 
     assert answer.status_code == 400
     error = openai_error(answer)
@@ -218,7 +218,7 @@ def test_validation_errors_name_the_field(live_server_url: str, upstream: Upstre
     bad_role = execute(live_server_url, key, {"messages": [{"role": "robot", "content": "x"}]})
     bad_temperature = execute(live_server_url, key, {"prompt": "x", "temperature": 7})
     nothing = execute(live_server_url, key, {})
-    v1_role = chat(live_server_url, key, {"model": "auto", "messages": [{"role": "tool"}]})
+    v1_role = chat(live_server_url, key, {"model": "auto", "messages": [{"role": "function"}]})
     v1_model = chat(live_server_url, key, {"messages": [{"role": "user", "content": "x"}]})
     v1_tokens = chat(
         live_server_url,

@@ -212,6 +212,30 @@ def test_a_staff_key_creates_lists_and_changes_a_model_each_write_audited(staff:
     }
 
 
+def test_the_tool_and_json_flags_are_set_created_and_patched(staff: Client) -> None:
+    local_provider()
+
+    created = post(
+        staff,
+        "/models",
+        {"provider": "lab", "name": "caller", "tier": "small_local", "accepts_tools": True},
+    )
+    changed = patch(staff, "/models/lab:caller", {"accepts_json_output": True})
+    refused = patch(staff, "/models/lab:caller", {"accepts_tools": "yes"})
+
+    assert created.status_code == 201, created.content
+    assert (created.json()["accepts_tools"], created.json()["accepts_json_output"]) == (
+        True,
+        False,
+    )
+    assert changed.status_code == 200, changed.content
+    assert refused.status_code == 400
+    model = LLMModel.objects.get(name="caller")
+    assert (model.accepts_tools, model.accepts_json_output) == (True, True)
+    update = AuditEvent.objects.filter(action="update").get()
+    assert update.changes == {"accepts_json_output": {"old": False, "new": True}}
+
+
 def test_a_patch_that_changes_nothing_records_nothing(staff: Client) -> None:
     LLMModel.objects.create(provider=local_provider(), name="tiny", tier="small_local")
 

@@ -1,6 +1,7 @@
 """No field of a chat completions body is dropped silently: a field that would change the answer
-and that the gateway cannot carry yet (tools, response_format, seed, ...) is refused with a 400
-naming it, unless it holds its neutral value; a field OpenAI does not define is refused too;
+and that the gateway cannot carry yet (seed, logprobs, ...) is refused with a 400 naming it,
+unless it holds its neutral value; the deprecated `functions` and `function_call` are refused
+pointing to tools; a field OpenAI does not define is refused too;
 fields that change nothing (service_tier, store, ...) are accepted. Through the openai SDK
 against the live server and a local upstream."""
 
@@ -34,10 +35,9 @@ def client(live_server_url: str, key: str) -> openai.OpenAI:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("tools", [TOOL]),
-        ("tool_choice", "auto"),
-        ("response_format", {"type": "json_object"}),
         ("seed", 7),
+        ("frequency_penalty", 0.5),
+        ("top_logprobs", 2),
         ("logprobs", True),
         ("presence_penalty", 0.5),
         ("logit_bias", {"50256": -100}),
@@ -62,6 +62,29 @@ def test_a_field_the_answer_would_ignore_is_refused_by_name(
     assert upstream.requests == []
     (row,) = wait_rows(1)
     assert (row.status, row.error_code) == (RequestLog.Status.INVALID, "INVALID_REQUEST")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("functions", [TOOL["function"]]), ("function_call", {"name": "weather"})],
+)
+def test_the_deprecated_function_fields_are_refused_pointing_to_tools(
+    live_server_url: str, upstream: UpstreamServer, field: str, value: Any
+) -> None:
+    gateway_registry(upstream)
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(live_server_url, new_key()).chat.completions.create(
+            model="auto", messages=MESSAGES, extra_body={field: value}
+        )
+
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["message"]) == (
+        field,
+        f"{field}: deprecated by OpenAI and not read here: use tools and tool_choice",
+    )
+    assert upstream.requests == []
 
 
 def test_a_field_openai_does_not_define_is_refused(

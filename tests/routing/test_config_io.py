@@ -330,3 +330,29 @@ def test_a_policy_balance_is_validated_and_kept() -> None:
     assert "strategy 'fastest' is not one of none, round_robin, least_latency, weighted" in str(
         refused.value.errors
     )
+
+
+@pytest.mark.django_db
+def test_the_tool_and_json_flags_import_and_export() -> None:
+    flagged = GOOD.replace(
+        "        task_strengths: [simple, general]\n",
+        "        task_strengths: [simple, general]\n"
+        "        accepts_tools: true\n"
+        "        accepts_json_output: true\n",
+        1,
+    )
+    config_apply(text=flagged)
+    tiny = LLMModel.objects.get(name="tiny")
+    exported = config_export()
+
+    assert (tiny.accepts_tools, tiny.accepts_json_output) == (True, True)
+    assert exported.count("accepts_tools: true") == 1
+    assert exported.count("accepts_json_output: true") == 1
+    for model in (RoutingPolicy, LLMModel, Provider):
+        model.objects.all().delete()
+    config_apply(text=exported)
+    assert list(
+        LLMModel.objects.filter(accepts_tools=True, accepts_json_output=True).values_list(
+            "name", flat=True
+        )
+    ) == ["tiny"]
