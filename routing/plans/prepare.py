@@ -5,11 +5,12 @@ and the plan's refusal when it cannot fit the caller's budgets or rate limits.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from typing import Any
 
 from providers.adapters.types import Message
+from routing.budgets.amounts import usd_quantize
 from routing.config.cache import ConfigSnapshot, routing_config_get
 from routing.engine.tokens import estimate_tokens, plan_tokens, window_usable
 from routing.engine.values import ModelSpec, RouteDecision, RoutingError
@@ -163,7 +164,10 @@ def plan_prepare(request: GatewayRequest, document: str) -> PlanReady | PlanRefu
     ]
     total_cost: Decimal | None = None
     if all(cost is not None for cost in costs):
-        total_cost = sum((cost for cost in costs if cost is not None), Decimal(0))
+        # Rounded up to the budgets' places, as the hold itself is.
+        total_cost = usd_quantize(
+            sum((cost for cost in costs if cost is not None), Decimal(0)), rounding=ROUND_CEILING
+        )
     ready = PlanReady(
         decision=decision,
         config=config,
