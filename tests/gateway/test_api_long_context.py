@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from analytics.models import RequestLog
+from analytics.models import DailyRollup, RequestLog
+from analytics.rollups import local_day, rollup_rebuild_day
+from analytics.traffic import gateway_metrics
 from providers.models import LLMModel
 from routing.models import Budget
 from tests.gateway.test_api_errors import execute, native_error
@@ -58,8 +60,12 @@ class CountingUpstream(UpstreamServer):
 
 @pytest.fixture(scope="module")
 def counting_server() -> Iterator[CountingUpstream]:
-    with CountingUpstream() as server:
+    server = CountingUpstream()
+    server.start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -166,12 +172,18 @@ def test_a_document_too_long_for_every_window_is_answered_by_parts(
     assert len(children) == 6
     assert {row.parent_id for row in children} == {whole.request_id}
     assert all(row.cost_usd == Decimal("0.00145") for row in children)
-    assert sum((row.cost_usd for row in children), Decimal(0)) == whole.cost_usd
+    assert sum((row.cost_usd or Decimal(0) for row in children), Decimal(0)) == whole.cost_usd
     ids = plan["request_ids"]
     assert {str(row.request_id) for row in children} == set(ids["parts"] + ids["reduce_1"])
     assert set(whole.parts.values_list("request_id", flat=True)) == {
         row.request_id for row in children
     }
+    # Reports count the plan once: its row, not its calls' as well.
+    totals = gateway_metrics(window_s=3600)
+    assert (totals.total, totals.input_tokens, totals.cost_usd) == (1, 6000, Decimal("0.0087"))
+    rollup_rebuild_day(day=local_day(whole.created_at))
+    (rolled,) = DailyRollup.objects.all()
+    assert (rolled.requests, rolled.input_tokens, rolled.cost_usd) == (1, 6000, Decimal("0.0087"))
 
 
 def test_a_plan_the_budget_cannot_hold_is_refused_before_any_call(
