@@ -92,6 +92,8 @@ class PlanRun:
     failed: list[Failed] = field(default_factory=list)
     request_ids: dict[str, list[str]] = field(default_factory=dict)
     rate_limit: RateLimitInfo | None = None
+    stopped: bool = False
+    """A call failed: no other call starts (those in flight are being cancelled)."""
 
 
 async def _plan_stream(
@@ -307,6 +309,9 @@ async def _call_answer(
     call: GatewayRequest, label: str, limit: asyncio.Semaphore, run: PlanRun
 ) -> Finished:
     async with limit:
+        if run.stopped:
+            # Woken by the failed call's freed place, before the cancellation reached it.
+            raise asyncio.CancelledError
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             if attempt:
                 call = replace(call, request_id=uuid.uuid4())
@@ -317,6 +322,7 @@ async def _call_answer(
                 return terminal
             run.failed.append(terminal)
             if terminal.code != "RATE_LIMIT_EXCEEDED" or attempt == RATE_LIMIT_RETRIES:
+                run.stopped = True
                 raise PartFailed(terminal, label)
             await asyncio.sleep(min(terminal.retry_after_s or 1.0, RATE_LIMIT_WAIT_MAX_S))
     raise AssertionError("unreachable")

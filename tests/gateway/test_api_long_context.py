@@ -322,3 +322,31 @@ def test_an_object_context_is_still_key_value_lines(
         "role": "system",
         "content": "Context:\n- team: ops\n- week: 12",
     }
+
+
+def test_a_part_that_fails_fails_the_plan_and_names_the_part(
+    live_server_url: str, counting: CountingUpstream
+) -> None:
+    small_windows(counting)
+    refused = Reply.json({"error": {"message": "content policy"}}, status=400)
+    counting.reply("POST", chat_path("alpha"), refused)
+    key = new_key()
+
+    response = execute(
+        live_server_url, key, {"prompt": PROMPT, "context": DOCUMENT, "max_tokens": 100}
+    )
+
+    assert response.status_code == 502
+    error = native_error(response)
+    assert error["code"] == "MODEL_ERROR"
+    assert error["message"].startswith("part ")
+    assert " of 5 failed: " in error["message"]
+    # No combining step after a failed part, and no part beyond the first four started.
+    assert 1 <= len(counting.requests) <= 4
+    rows = wait_rows(1 + len(counting.requests), entry_point="native")
+    (whole,) = [row for row in rows if row.parent_id is None]
+    assert str(whole.request_id) == error["trace_id"]
+    assert (whole.status, whole.error_code) == (RequestLog.Status.ERROR, "MODEL_ERROR")
+    children = [row for row in rows if row.parent_id is not None]
+    assert {row.parent_id for row in children} == {whole.request_id}
+    assert error["details"]["failed_request_id"] in {str(row.request_id) for row in children}
