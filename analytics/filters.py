@@ -55,8 +55,9 @@ class ReportFilter:
         return any(getattr(self, name) for name in RAW_ONLY_FIELDS)
 
     def raw_q(self) -> Q:
-        """`dimension_q` and the conditions only the raw log can answer."""
-        q = self.dimension_q()
+        """`dimension_q` and the conditions only the raw log can answer. The calls of a plan by
+        parts are left out: their plan's own row carries their tokens and costs."""
+        q = self.dimension_q() & Q(parent__isnull=True)
         if self.end_user:
             q &= Q(end_user=self.end_user)
         if self.tag:

@@ -78,6 +78,19 @@ class RequestLog(models.Model):
     premium_probability = models.FloatField(null=True, blank=True)
     quality_loss = models.FloatField(null=True, blank=True)
     is_demo = models.BooleanField(default=False)
+    # A part (or reduce step) of a plan by parts links to the plan's own row, which carries the
+    # whole request's tokens and cost: reports read the plan's row and leave its parts out
+    # (`parent` is set), so nothing is counted twice. No database constraint: a part's row is
+    # written as soon as the part ends, before the plan's.
+    parent = models.ForeignKey(
+        "self",
+        to_field="request_id",
+        db_constraint=False,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="parts",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -51,5 +51,7 @@ class RequestOutcome:
     fallbacks: int = 0
     cache_hit: bool = False
     decision_trace: dict[str, Any] = field(default_factory=dict)
+    parent_id: uuid.UUID | None = None
+    """The request id of the plan by parts this request was one part of."""
     prompt_text: str | None = None
     response_text: str | None = None

@@ -89,7 +89,10 @@ def _insert_select(
 def _rebuild_days(first: date, last: date) -> int:
     raw = (
         RequestLog.objects.filter(
-            created_at__gte=day_start(first), created_at__lt=day_start(last + timedelta(days=1))
+            created_at__gte=day_start(first),
+            created_at__lt=day_start(last + timedelta(days=1)),
+            # A plan's calls are in their plan's row (its tokens and costs are their sums).
+            parent__isnull=True,
         )
         .annotate(day=TruncDate("created_at", tzinfo=timezone.get_default_timezone()))
         .order_by()

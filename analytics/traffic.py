@@ -50,7 +50,10 @@ def gateway_metrics(*, window_s: int = 86400) -> GatewayMetrics:
     response times cover successful requests only. Demo rows (`is_demo`) are synthetic
     history, not traffic: they are left out here as in `model_statuses`."""
     rows = RequestLog.objects.filter(
-        created_at__gte=timezone.now() - timedelta(seconds=window_s), is_demo=False
+        created_at__gte=timezone.now() - timedelta(seconds=window_s),
+        is_demo=False,
+        # A plan's calls are summed on their plan's row.
+        parent__isnull=True,
     ).order_by()
     sums = rows.aggregate(
         total=Count("id"),

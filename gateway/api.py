@@ -37,6 +37,7 @@ from gateway.tasks import batch_item_enqueue
 from routing.guards.response_cache import ResponseCache, cache_control_opts_out
 from routing.pipeline.events import Caller, Failed, Finished
 from routing.pipeline.journal import journaled
+from routing.plans.run import long_context_stream
 from routing.prometheus import prometheus_text
 from routing.request_metadata import metadata_read
 from routing.services import chat_stream
@@ -186,7 +187,12 @@ class ExecuteIn(Schema):
     max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS, strict=True)
     temperature: float | None = Field(None, ge=0, le=2)
     system_prompt: str | None = None
-    context: dict[str, Any] | None = Field(None, description="Injected into the prompt.")
+    context: dict[str, Any] | str | None = Field(
+        None,
+        description="Injected into the prompt as a system message: an object as `key: value` "
+        "lines, or a text (a document). A text too long for every model's context window is "
+        "answered by parts (docs/routing.md, Long context: plans by parts).",
+    )
     metadata: dict[str, Any] | None = Field(
         None,
         description='e.g. {"cache": false, "user_id": "u-1", "project_id": "search", '
@@ -224,6 +230,11 @@ class ExecuteOut(Schema):
     )
     metrics: MetricsOut
     routing: dict[str, Any]
+    plan: dict[str, Any] | None = Field(
+        None,
+        description="Set when the answer was assembled from parts of a long `context`: parts, "
+        "reduce steps, calls, model, part boundaries and each call's request id.",
+    )
     cached: bool
     rate_limit: dict[str, Any] | None
 
@@ -275,8 +286,15 @@ async def execute(request: HttpRequest, payload: ExecuteIn) -> HttpResponse:
     task = _task(
         payload, cache_control=request.headers.get("cache-control"), headers=request.headers
     )
+    # A text context is the request's document: too long for every model, it is read by parts.
+    document = task.pop("context") if isinstance(payload.context, str) and payload.context else None
     gateway_request = task_request(task, caller=caller, entry_point="native")
-    events = journaled(chat_stream(gateway_request), request=gateway_request)
+    stream = (
+        chat_stream(gateway_request)
+        if document is None
+        else long_context_stream(gateway_request, document=document)
+    )
+    events = journaled(stream, request=gateway_request)
     async with contextlib.aclosing(events):
         async for event in events:
             if isinstance(event, Failed):

@@ -24,6 +24,7 @@ from providers.adapters.types import Message
 from routing.models import ApiKey, Batch, BatchItem, DeadLetter
 from routing.pipeline.events import Caller, Failed, Finished, GatewayRequest, RateLimitInfo
 from routing.pipeline.journal import journal_close, journal_loop_idle
+from routing.plans.prepare import document_message
 from routing.request_metadata import RequestMetadata
 from routing.services import chat_stream
 
@@ -35,12 +36,16 @@ MAX_ATTEMPTS = 3
 
 def task_messages(task: dict[str, Any]) -> tuple[Message, ...]:
     """The conversation a native task describes: system prompt, context, then the prompt or
-    the given messages. Context is injected as a system message of `key: value` lines."""
+    the given messages. Context is injected as a system message: a text as it is, an object as
+    `key: value` lines."""
     messages: list[Message] = []
     if task.get("system_prompt"):
         messages.append(Message(role="system", content=task["system_prompt"]))
-    if task.get("context"):
-        lines = "\n".join(f"- {key}: {value}" for key, value in task["context"].items())
+    context = task.get("context")
+    if isinstance(context, str) and context:
+        messages.append(document_message(context))
+    elif context:
+        lines = "\n".join(f"- {key}: {value}" for key, value in context.items())
         messages.append(Message(role="system", content=f"Context:\n{lines}"))
     for message in task.get("messages") or ():
         messages.append(Message(role=message["role"], content=message["content"]))
@@ -132,6 +137,8 @@ def execute_result(event: Finished) -> dict[str, Any]:
             "baseline_cost": usd_json(event.baseline_cost_usd),
         },
         "routing": event.decision_trace,
+        # An answer assembled from parts of a long document (routing/plans) says so.
+        "plan": event.decision_trace.get("plan"),
         "cached": event.cached,
         "rate_limit": rate_limit_json(event.rate_limit),
     }

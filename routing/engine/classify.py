@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from routing.engine.tokens import estimate_tokens
+
+__all__ = ["Classification", "HeuristicClassifier", "PromptClassifier", "estimate_tokens"]
+
 LONG_CONTEXT_TOKENS = 8000
 SIMPLE_MAX_TOKENS = 24
 
@@ -23,11 +27,6 @@ class Classification:
 
 class PromptClassifier(Protocol):
     def classify(self, text: str) -> Classification: ...
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters per token for English text and code; never zero for a prompt."""
-    return max(1, (len(text) + 3) // 4) if text else 0
 
 
 def _words(*phrases: str) -> re.Pattern[str]:

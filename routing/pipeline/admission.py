@@ -361,6 +361,9 @@ def admit_model(
     request: GatewayRequest, decision: RouteDecision, config: ConfigSnapshot, model: ModelSpec
 ) -> Reservation | ProviderError | None:
     """Hold the most `model` could cost against the budgets covering the request."""
+    if request.parent_request_id is not None:
+        # A part of a plan: the plan's hold, taken for all its calls up front, covers it.
+        return None
     prompt_tokens = int(decision.trace.get("request", {}).get("prompt_tokens", 0))
     most = max_cost(model, config, prompt_tokens, request.max_tokens)
     if most == 0:

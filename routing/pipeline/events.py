@@ -61,6 +61,9 @@ class GatewayRequest:
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     metadata: RequestMetadata = NO_METADATA
     """The caller's end user, project and tags (routing/request_metadata.py), kept on the log."""
+    parent_request_id: uuid.UUID | None = None
+    """The plan by parts this request is one part (or reduce step) of (routing/plans): its log
+    row links to the plan's, and the plan's budget hold covers it (it takes none of its own)."""
     buffered: bool = False
     """The client gets the answer whole (a non-streamed completion, the native API, a batch
     item): nothing is shown before the end, so a failure mid-answer can still fall back."""
@@ -183,6 +186,8 @@ ERROR_STATUS: dict[str, int] = {
     "JSON_OUTPUT_NOT_SUPPORTED": 400,
     "AUTHENTICATION_FAILED": 401,
     "BUDGET_EXCEEDED": 402,
+    "PLAN_EXCEEDS_BUDGET": 402,
+    "PLAN_EXCEEDS_RATE_LIMIT": 429,
     "AGENT_BLOCKED": 403,
     "MODEL_UNAVAILABLE": 503,
     "SERVICE_UNAVAILABLE": 503,

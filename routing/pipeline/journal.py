@@ -111,6 +111,7 @@ def _opening(request: GatewayRequest) -> dict[str, str]:
         ),
         "requested_model": request.model or "",
         "task_type": request.task_type or "",
+        "parent_id": "" if request.parent_request_id is None else str(request.parent_request_id),
     }
 
 
@@ -234,6 +235,7 @@ def _recovered_outcome(rid: str, entry: dict[str, str]) -> RequestOutcome:
         "tags": tuple(tag for tag in entry.get("tags", "").split(",") if tag),
         "requested_model": entry.get("requested_model", ""),
         "task_type": entry.get("task_type", ""),
+        "parent_id": uuid.UUID(entry["parent_id"]) if entry.get("parent_id") else None,
     }
     staged = json.loads(entry["outcome"]) if entry.get("outcome") else None
     trace = {"journal": "recovered: the process ended before the request was recorded"}

@@ -121,6 +121,7 @@ class Ledger:
             fallbacks=self.chain.fallbacks,
             cache_hit=self.cache_hit,
             decision_trace=trace,
+            parent_id=request.parent_request_id,
             # A request kept on local models keeps its text off the log (docs/routing.md).
             prompt_text=None if self.private else prompt_text(request.messages),
             response_text=None if self.private else answer_text(self.chain),
