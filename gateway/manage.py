@@ -211,6 +211,8 @@ class ModelOut(Schema):
     cached_input_price_per_mtok_usd: str | None
     task_strengths: list[str]
     accepts_images: bool
+    embedding_dimensions: int | None
+    answers_chat: bool
     enabled: bool
     is_baseline: bool
 
@@ -259,6 +261,15 @@ class ModelIn(Strict):
     accepts_images: bool = Field(
         False, strict=True, description="It reads images (vision): requests with images go to it."
     )
+    embedding_dimensions: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        description="The length of its embedding vectors; null for chat models.",
+    )
+    answers_chat: bool = Field(
+        True, strict=True, description="False for embedding-only models (chat never routes there)."
+    )
     enabled: bool = Field(True, strict=True)
     is_baseline: bool = Field(
         False, strict=True, description="The premium model savings are measured against (one)."
@@ -280,6 +291,8 @@ class ModelPatch(Strict):
         WithJsonSchema({"type": "array", "items": {"type": "string"}, "maxItems": 16}),
     ] = None
     accepts_images: Annotated[StrictBool | None, BOOLEAN] = None
+    embedding_dimensions: int | None = Field(None, strict=True, ge=1)
+    answers_chat: Annotated[StrictBool | None, BOOLEAN] = None
     enabled: Annotated[StrictBool | None, BOOLEAN] = None
     is_baseline: Annotated[StrictBool | None, BOOLEAN] = None
 

@@ -54,6 +54,8 @@ MODEL_FIELDS = (
     *PRICE_FIELDS,
     "task_strengths",
     "accepts_images",
+    "embedding_dimensions",
+    "answers_chat",
     "enabled",
     "is_baseline",
 )

@@ -188,6 +188,8 @@ def _load(version: str) -> ConfigSnapshot:
             max_output_tokens=m.max_output_tokens,
             task_strengths=tuple(str(s) for s in (m.task_strengths or [])),
             accepts_images=m.accepts_images,
+            embedding_dimensions=m.embedding_dimensions,
+            answers_chat=m.answers_chat,
             enabled=m.enabled and m.provider.enabled,
             provider_enabled=m.provider.enabled,
             is_baseline=m.is_baseline,

@@ -71,6 +71,8 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
             "prices",
             "task_strengths",
             "accepts_images",
+            "embedding_dimensions",
+            "answers_chat",
             "enabled",
             "is_baseline",
         ),
@@ -93,6 +95,10 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
         "is_baseline": r.typed(items.get("is_baseline"), f"{where} is_baseline", bool, False),
         "accepts_images": r.typed(
             items.get("accepts_images"), f"{where} accepts_images", bool, False
+        ),
+        "answers_chat": r.typed(items.get("answers_chat"), f"{where} answers_chat", bool, True),
+        "embedding_dimensions": r.typed(
+            items.get("embedding_dimensions"), f"{where} embedding_dimensions", int, None
         ),
         "task_strengths": [],
     }
@@ -203,6 +209,10 @@ def provider_export(provider: Provider) -> dict[str, Any]:
         item["enabled"] = model.enabled
         if model.accepts_images:
             item["accepts_images"] = True
+        if model.embedding_dimensions is not None:
+            item["embedding_dimensions"] = model.embedding_dimensions
+        if not model.answers_chat:
+            item["answers_chat"] = False
         if model.is_baseline:
             item["is_baseline"] = True
         models.append(item)

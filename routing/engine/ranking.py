@@ -193,6 +193,9 @@ def not_considered(
     return len(universe - seen)
 
 
+EMBEDDING_ONLY = "embedding model: does not answer chat"
+
+
 def ineligible_reason(
     model: ModelSpec,
     request: RouteRequest,
@@ -201,6 +204,8 @@ def ineligible_reason(
 ) -> str | None:
     if not model.enabled:
         return "disabled"
+    if not model.answers_chat:
+        return EMBEDDING_ONLY
     if request.images and not model.accepts_images:
         return IMAGES_REFUSAL
     needed = request.prompt_tokens + request.max_output_tokens

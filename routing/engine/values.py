@@ -36,6 +36,10 @@ class ModelSpec:
     max_output_tokens: int
     task_strengths: tuple[str, ...] = ()
     accepts_images: bool = False
+    embedding_dimensions: int | None = None
+    """The length of the vectors the model embeds text into; None for chat models."""
+    answers_chat: bool = True
+    """False for embedding-only models: chat routing never picks them."""
     enabled: bool = True
     is_baseline: bool = False
     provider_enabled: bool = True
