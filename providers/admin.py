@@ -204,7 +204,15 @@ class LLMModelAdmin(ConstraintErrorsAsMessages):
         "enabled",
         "is_baseline",
     )
-    list_filter = ("tier", "accepts_images", "answers_chat", "enabled", "is_baseline", "provider__kind", "provider")
+    list_filter = (
+        "tier",
+        "accepts_images",
+        "answers_chat",
+        "enabled",
+        "is_baseline",
+        "provider__kind",
+        "provider",
+    )
     search_fields = ("name", "display_name", "provider__name")
     list_select_related = ("provider",)
     # Only the prices can be empty in the list; an empty price is unknown, not free.

@@ -31,6 +31,14 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class EmbeddingWanted:
+    """What marks a request as an embeddings request: its texts are its messages (one user
+    message per input), and it is answered with one vector per input."""
+
+    dimensions: int | None = None
+
+
+@dataclass(frozen=True)
 class GatewayRequest:
     messages: tuple[Message, ...]
     entry_point: str  # analytics.models.RequestLog.EntryPoint value
@@ -56,6 +64,8 @@ class GatewayRequest:
     buffered: bool = False
     """The client gets the answer whole (a non-streamed completion, the native API, a batch
     item): nothing is shown before the end, so a failure mid-answer can still fall back."""
+    embedding: EmbeddingWanted | None = None
+    """Set for an embeddings request: routed to embedding models only, answered with vectors."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,8 @@ class Finished:
     cached: bool
     decision_trace: dict[str, Any]
     rate_limit: RateLimitInfo | None = None
+    embeddings: tuple[tuple[float, ...], ...] = ()
+    """An embeddings request's vectors, one per input in order."""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from providers.adapters.embeddings import EMBEDDERS, EmbeddingRequest
 from providers.adapters.types import (
     Adapter,
+    ChatChunk,
     ChatRequest,
     ContextTooLong,
     Endpoint,
@@ -30,6 +32,7 @@ from providers.adapters.types import (
     ProviderUnavailable,
     Usage,
 )
+from routing.engine.classify import estimate_tokens
 from routing.engine.values import ModelSpec
 from routing.pipeline.events import Delta, Fallback, Started
 
@@ -114,6 +117,7 @@ class ChainOutcome:
     log: list[AttemptRecord] = field(default_factory=list)
     streaming: list[str] = field(default_factory=list)
     """The text of the attempt in progress so far (what a client that leaves now received)."""
+    embeddings: tuple[tuple[float, ...], ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -151,6 +155,8 @@ class ChainContext:
     started_event: Callable[[ModelSpec], Started]
     admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None
     breaker: Breaker | None = None
+    embedding_request_for: Callable[[ModelSpec], EmbeddingRequest] | None = None
+    """Set for an embeddings request: each model is asked for vectors instead of text."""
 
 
 async def execute_chain(
@@ -218,9 +224,14 @@ async def execute_chain(
             pieces: list[str] = []
             outcome.streaming = pieces
             try:
-                async with aclosing(
-                    runtime.adapter.stream(runtime.endpoint, chat_request)
-                ) as chunks:
+                answer = (
+                    _embedded(
+                        runtime.endpoint, model, context.embedding_request_for(model), outcome
+                    )
+                    if context.embedding_request_for is not None
+                    else runtime.adapter.stream(runtime.endpoint, chat_request)
+                )
+                async with aclosing(answer) as chunks:
                     async for chunk in chunks:
                         if chunk.text:
                             if outcome.time_to_first_token_ms is None:
@@ -267,6 +278,22 @@ async def execute_chain(
                 yield Delta(outcome.text)
             return
     outcome.error = last_error or ProviderUnavailable("no model in the chain could be tried")
+
+
+async def _embedded(
+    endpoint: Endpoint, model: ModelSpec, request: EmbeddingRequest, outcome: ChainOutcome
+) -> AsyncGenerator[ChatChunk, None]:
+    """An embeddings call as the walk's one-chunk answer: the vectors go on `outcome`, the
+    usage on the chunk (counted from the inputs when the provider reports none)."""
+    embed = EMBEDDERS.get(model.provider_kind)
+    if embed is None:
+        raise ProviderRejected(
+            f"provider kind {model.provider_kind!r} has no embeddings protocol", status=None
+        )
+    result = await embed(endpoint, request)
+    outcome.embeddings = result.vectors
+    usage = result.usage or Usage(input=sum(estimate_tokens(text) for text in request.inputs))
+    yield ChatChunk(usage=usage, finish_reason="stop")
 
 
 def _ms_since(began: float) -> int:
