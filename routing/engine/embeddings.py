@@ -130,6 +130,20 @@ def embedding_decide(
             message="the request is kept on local models, and no enabled local embedding model "
             "can answer it",
         )
+    if not chain and dimensions is not None:
+        # Enabled embedding models exist, and every one is too short: the caller's `dimensions`
+        # is what no retry can fix, refused as a field (400) rather than as unavailability.
+        sizes = [
+            m.embedding_dimensions or 0
+            for m in ranked
+            if not _reason(m, local_only, None) and m.embedding_dimensions is not None
+        ]
+        if sizes and max(sizes) < dimensions:
+            raise RoutingError(
+                f"no enabled embedding model gives {dimensions} dimensions (the most is "
+                f"{max(sizes)})",
+                field="dimensions",
+            )
     blocked = "" if chain else "no enabled embedding model fits this request"
     return _decision(tuple(chain), trace, override=override is not None, blocked=blocked)
 

@@ -26,6 +26,7 @@ from providers.adapters.types import (
     ChatRequest,
     ContextTooLong,
     Endpoint,
+    InvalidResponse,
     ProviderAuthFailed,
     ProviderError,
     ProviderRejected,
@@ -291,6 +292,16 @@ async def _embedded(
             f"provider kind {model.provider_kind!r} has no embeddings protocol", status=None
         )
     result = await embed(endpoint, request)
+    # A server that ignores `dimensions` (llama.cpp's does), or a registry entry whose
+    # `embedding_dimensions` is wrong, would hand the client vectors of another length than
+    # the one it asked for or stores: such an answer is refused, and the walk goes on.
+    expected = request.dimensions or model.embedding_dimensions
+    lengths = sorted({len(vector) for vector in result.vectors})
+    if expected is not None and lengths != [expected]:
+        raise InvalidResponse(
+            f"{model.ref} answered vectors of {', '.join(map(str, lengths))} dimensions; "
+            f"{expected} were expected"
+        )
     outcome.embeddings = result.vectors
     usage = result.usage or Usage(input=sum(estimate_tokens(text) for text in request.inputs))
     yield ChatChunk(usage=usage, finish_reason="stop")
