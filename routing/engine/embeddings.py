@@ -51,10 +51,14 @@ def embedding_decide(
     inputs: int,
     dimensions: int | None = None,
     local_only: tuple[str, ...] = (),
+    privacy_triggered: tuple[str, ...] = (),
 ) -> RouteDecision:
     """The chain of embedding models for a request of `inputs` texts (`prompt_tokens` in all).
-    Raises RoutingError for a named model that does not embed or cannot give `dimensions`,
-    ModelUnavailable for a disabled one, PrivacyRefused when no local model may answer."""
+    `local_only` names who keeps it on local models (the key, the request);
+    `privacy_triggered`, the privacy agent's detectors that fired on its texts, keeps it there
+    too. Raises RoutingError for a named model that does not embed or cannot give
+    `dimensions`, ModelUnavailable for a disabled one, PrivacyRefused when no local model may
+    answer."""
     trace: JsonDict = {
         "version": 1,
         "policy": EMBEDDING_TASK,
@@ -68,8 +72,14 @@ def embedding_decide(
             "dimensions": dimensions,
         },
     }
-    if local_only:
-        trace["privacy"] = {"triggered": [], "local_only": list(local_only), "action": "local_only"}
+    if local_only or privacy_triggered:
+        # Which detectors fired and who asked; never the text that made them fire.
+        trace["privacy"] = {
+            "triggered": list(privacy_triggered),
+            "local_only": list(local_only),
+            "action": "local_only",
+        }
+        local_only = (*local_only, *(("privacy",) if privacy_triggered else ()))
     candidates: list[JsonDict] = []
     if override is not None:
         model = registry.by_ref.get(override)

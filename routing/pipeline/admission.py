@@ -57,6 +57,7 @@ from routing.pipeline.journal import journal_open, journal_open_commands
 from routing.pipeline.ledger import Ledger, RequestStatus, max_cost
 from routing.pipeline.route import route_decide
 from routing.pipeline.shared import breakers, guards
+from routing.privacy import privacy_scan
 
 logger = logging.getLogger(__name__)
 
@@ -340,6 +341,7 @@ def _embedding_route(
             f"{policy_name!r} is a routing policy; embeddings name an embedding model or 'auto'",
             field="model",
         )
+    policy = config.policies.get(config.default_policy)
     return embedding_decide(
         registry=config.registry,
         override=override,
@@ -347,6 +349,13 @@ def _embedding_route(
         inputs=len(request.messages),
         dimensions=request.embedding.dimensions,
         local_only=local_only_of(request),
+        # The default policy's privacy agent reads the texts as it reads a chat's messages:
+        # what it keeps off cloud models in a chat stays off them as an embedding too.
+        privacy_triggered=(
+            privacy_scan(_scan_text(request.messages), policy.privacy.detectors)
+            if policy is not None and policy.privacy.enabled
+            else ()
+        ),
     )
 
 
