@@ -35,6 +35,8 @@ class RequestLog(models.Model):
         ANTHROPIC = "anthropic", "Anthropic Messages API"
         OLLAMA = "ollama", "Ollama API"
         GEMINI = "gemini", "Gemini API"
+        EMBEDDINGS = "embeddings", "OpenAI embeddings"
+        COMPLETIONS = "completions", "OpenAI text completions"
 
     request_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(db_index=True)

@@ -213,6 +213,8 @@ class ModelOut(Schema):
     accepts_images: bool
     accepts_tools: bool
     accepts_json_output: bool
+    embedding_dimensions: int | None
+    answers_chat: bool
     enabled: bool
     is_baseline: bool
 
@@ -269,6 +271,15 @@ class ModelIn(Strict):
         strict=True,
         description="It answers in JSON on request: requests with response_format go to it.",
     )
+    embedding_dimensions: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        description="The length of its embedding vectors; null for chat models.",
+    )
+    answers_chat: bool = Field(
+        True, strict=True, description="False for embedding-only models (chat never routes there)."
+    )
     enabled: bool = Field(True, strict=True)
     is_baseline: bool = Field(
         False, strict=True, description="The premium model savings are measured against (one)."
@@ -292,6 +303,8 @@ class ModelPatch(Strict):
     accepts_images: Annotated[StrictBool | None, BOOLEAN] = None
     accepts_tools: Annotated[StrictBool | None, BOOLEAN] = None
     accepts_json_output: Annotated[StrictBool | None, BOOLEAN] = None
+    embedding_dimensions: int | None = Field(None, strict=True, ge=1)
+    answers_chat: Annotated[StrictBool | None, BOOLEAN] = None
     enabled: Annotated[StrictBool | None, BOOLEAN] = None
     is_baseline: Annotated[StrictBool | None, BOOLEAN] = None
 

@@ -5,7 +5,14 @@ from django.urls import include, path, re_path
 from analytics import views as analytics_views
 from gateway import anthropic as anthropic_door
 from gateway import api as native_api
-from gateway import gemini, gemini_models, ollama, ollama_models
+from gateway import (
+    gemini,
+    gemini_models,
+    ollama,
+    ollama_models,
+    openai_completions,
+    openai_embeddings,
+)
 from gateway import openai as openai_door
 from orchestrator_site import views
 from orchestrator_site.forms import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
@@ -24,6 +31,8 @@ urlpatterns = [
     re_path(r"^api/.+", native_api.unknown_endpoint, name="api-unknown"),
     path("v1/chat/completions", openai_door.chat_completions, name="openai-chat"),
     path("v1/models", openai_door.models_list, name="openai-models"),
+    path("v1/embeddings", openai_embeddings.embeddings, name="openai-embeddings"),
+    path("v1/completions", openai_completions.completions, name="openai-completions"),
     path("v1/messages", anthropic_door.messages, name="anthropic-messages"),
     path("v1/messages/count_tokens", anthropic_door.count_tokens, name="anthropic-count-tokens"),
     # The Gemini door (gateway/gemini.py): the model is part of the path, and every other path

@@ -201,6 +201,8 @@ class LLMModelAdmin(ConstraintErrorsAsMessages):
         "accepts_images",
         "accepts_tools",
         "accepts_json_output",
+        "embedding_dimensions",
+        "answers_chat",
         "enabled",
         "is_baseline",
     )
@@ -209,6 +211,7 @@ class LLMModelAdmin(ConstraintErrorsAsMessages):
         "accepts_images",
         "accepts_tools",
         "accepts_json_output",
+        "answers_chat",
         "enabled",
         "is_baseline",
         "provider__kind",

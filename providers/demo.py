@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from providers import local_model
 from providers.models import LLMModel, Provider
 
 
@@ -24,6 +25,7 @@ class DemoModel:
     cached_price: Decimal | None
     strengths: tuple[str, ...]
     is_baseline: bool = False
+    embedding_dimensions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ def local_provider(base_url: str) -> DemoProvider:
                 Decimal(0),
                 Decimal(0),
                 ("simple", "general"),
+                embedding_dimensions=local_model.EMBEDDING_DIMENSIONS,
             ),
         ),
     )
@@ -187,6 +190,7 @@ def demo_registry_load(*, local_model_url: str | None) -> list[Provider]:
                     "cached_input_price_per_mtok_usd": model.cached_price,
                     "task_strengths": list(model.strengths),
                     "is_baseline": model.is_baseline and not has_baseline,
+                    "embedding_dimensions": model.embedding_dimensions,
                 },
             )
         loaded.append(provider)

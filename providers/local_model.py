@@ -14,6 +14,12 @@ import httpx
 
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m-instruct"
+EMBEDDING_DIMENSIONS = 576
+"""The length of the bundled model's embeddings (its hidden size)."""
+# One server answers chat and embeddings: `--embedding True` lets the loaded model embed, and
+# the GGUF's pooling type is overridden to mean (1), so /v1/embeddings gives one vector per
+# input; without it SmolLM2 (a chat model, with no pooling type of its own) gives one per token.
+EMBEDDING_FLAGS = ("--embedding", "True", "--kv_overrides", "llama.pooling_type=int:1")
 SERVER_ENV_CLASHES = frozenset({"HOST", "PORT", "MODEL", "N_CTX", "INTERRUPT_REQUESTS"})
 
 
@@ -66,6 +72,7 @@ def start_server(
         MODEL_ALIAS,
         "--interrupt_requests",
         "False",
+        *EMBEDDING_FLAGS,
         "--n_ctx",
         str(n_ctx),
         "--host",

@@ -133,6 +133,18 @@ class LLMModel(models.Model):
         help_text="The model answers in JSON on request (response_format json_object or "
         "json_schema). Requests that ask for a JSON answer are routed only to such models.",
     )
+    embedding_dimensions = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Blank for chat models. Set: the model answers /v1/embeddings with vectors of "
+        "this length, and embeddings are routed only to such models.",
+    )
+    answers_chat = models.BooleanField(
+        default=True,
+        help_text="The model answers chat and text completions. Off for embedding-only models, "
+        "which chat routing never picks.",
+    )
     enabled = models.BooleanField(default=True)
     is_baseline = models.BooleanField(
         default=False, help_text="The premium model that savings are measured against."

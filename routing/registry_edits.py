@@ -56,6 +56,8 @@ MODEL_FIELDS = (
     "accepts_images",
     "accepts_tools",
     "accepts_json_output",
+    "embedding_dimensions",
+    "answers_chat",
     "enabled",
     "is_baseline",
 )
@@ -287,7 +289,7 @@ def _model_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def model_create(*, caller: Caller, provider: str, values: Mapping[str, Any]) -> LLMModel:
     _no_nul({"provider": provider, **values})
-    _non_null(values, nullable=PRICE_FIELDS)
+    _non_null(values, nullable=(*PRICE_FIELDS, "embedding_dimensions"))
     found = _model_values(values)
     owner = Provider.objects.filter(name=provider).first()
     if owner is None:
@@ -307,7 +309,7 @@ def model_create(*, caller: Caller, provider: str, values: Mapping[str, Any]) ->
 
 def model_update(*, caller: Caller, ref: str, values: Mapping[str, Any]) -> LLMModel:
     _no_nul(values)
-    _non_null(values, nullable=PRICE_FIELDS)
+    _non_null(values, nullable=(*PRICE_FIELDS, "embedding_dimensions"))
     found = _model_values(values)
     provider, _, name = ref.partition(":")
     if "\x00" in ref or not name:

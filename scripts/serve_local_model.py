@@ -42,6 +42,7 @@ def server_argv(*, host: str, port: int, n_ctx: int) -> list[str]:
         local_model.MODEL_ALIAS,
         "--interrupt_requests",
         "False",
+        *local_model.EMBEDDING_FLAGS,
         "--n_ctx",
         str(n_ctx),
         "--host",

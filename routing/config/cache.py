@@ -190,6 +190,8 @@ def _load(version: str) -> ConfigSnapshot:
             accepts_images=m.accepts_images,
             accepts_tools=m.accepts_tools,
             accepts_json_output=m.accepts_json_output,
+            embedding_dimensions=m.embedding_dimensions,
+            answers_chat=m.answers_chat,
             enabled=m.enabled and m.provider.enabled,
             provider_enabled=m.provider.enabled,
             is_baseline=m.is_baseline,

@@ -73,6 +73,8 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
             "accepts_images",
             "accepts_tools",
             "accepts_json_output",
+            "embedding_dimensions",
+            "answers_chat",
             "enabled",
             "is_baseline",
         ),
@@ -99,6 +101,10 @@ def model_parse(r: Reader, node: yaml.Node, provider: str) -> Located | None:
         "accepts_tools": r.typed(items.get("accepts_tools"), f"{where} accepts_tools", bool, False),
         "accepts_json_output": r.typed(
             items.get("accepts_json_output"), f"{where} accepts_json_output", bool, False
+        ),
+        "answers_chat": r.typed(items.get("answers_chat"), f"{where} answers_chat", bool, True),
+        "embedding_dimensions": r.typed(
+            items.get("embedding_dimensions"), f"{where} embedding_dimensions", int, None
         ),
         "task_strengths": [],
     }
@@ -213,6 +219,10 @@ def provider_export(provider: Provider) -> dict[str, Any]:
             item["accepts_tools"] = True
         if model.accepts_json_output:
             item["accepts_json_output"] = True
+        if model.embedding_dimensions is not None:
+            item["embedding_dimensions"] = model.embedding_dimensions
+        if not model.answers_chat:
+            item["answers_chat"] = False
         if model.is_baseline:
             item["is_baseline"] = True
         models.append(item)

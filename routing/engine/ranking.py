@@ -194,6 +194,9 @@ def not_considered(
     return len(universe - seen)
 
 
+EMBEDDING_ONLY = "embedding model: does not answer chat"
+
+
 def ineligible_reason(
     model: ModelSpec,
     request: RouteRequest,
@@ -202,6 +205,8 @@ def ineligible_reason(
 ) -> str | None:
     if not model.enabled:
         return "disabled"
+    if not model.answers_chat:
+        return EMBEDDING_ONLY
     if request.images and not model.accepts_images:
         return IMAGES_REFUSAL
     lacking = capability_missing(model, request) if request.needs else None

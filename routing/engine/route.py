@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from routing.engine.ranking import (
     CONTEXT_REFUSAL,
+    EMBEDDING_ONLY,
     IMAGES_REFUSAL,
     RungBalancer,
     balance_trace,
@@ -301,6 +302,8 @@ def _overridden(
         )
     if not model.enabled:
         raise _unavailable(model, "override", request, policy, trace)
+    if not model.answers_chat:
+        raise RoutingError(f"{ref!r} is an {EMBEDDING_ONLY}; use /v1/embeddings", field="model")
     if request.private and not model.is_local:
         raise _privacy_refusal(model, "override", request, policy, trace)
     if request.images and not model.accepts_images:
@@ -407,6 +410,11 @@ def _requested(
         seen.add(model.id)
         if not model.enabled:
             raise _unavailable(model, source, request, policy, trace, field)
+        if not model.answers_chat:
+            raise RoutingError(
+                f"{where}{ref!r} is an {EMBEDDING_ONLY}; use /v1/embeddings",
+                field=field or "model",
+            )
         reason = ""
         if request.private and not model.is_local:
             reason = "privacy: local models only"

@@ -38,6 +38,10 @@ class ModelSpec:
     accepts_images: bool = False
     accepts_tools: bool = False
     accepts_json_output: bool = False
+    embedding_dimensions: int | None = None
+    """The length of the vectors the model embeds text into; None for chat models."""
+    answers_chat: bool = True
+    """False for embedding-only models: chat routing never picks them."""
     enabled: bool = True
     is_baseline: bool = False
     provider_enabled: bool = True

@@ -35,6 +35,7 @@ from routing.budgets import BudgetExceeded, Reservation, budget_release, budget_
 from routing.config.cache import ConfigSnapshot, routing_config_get
 from routing.engine import token_limit_exceeded
 from routing.engine.classify import estimate_tokens
+from routing.engine.embeddings import embedding_decide
 from routing.engine.values import (
     AgentBlocked,
     CapabilityRefused,
@@ -57,6 +58,7 @@ from routing.pipeline.journal import journal_open, journal_open_commands
 from routing.pipeline.ledger import Ledger, RequestStatus, max_cost, tools_json
 from routing.pipeline.route import route_decide
 from routing.pipeline.shared import breakers, guards
+from routing.privacy import privacy_scan
 
 logger = logging.getLogger(__name__)
 
@@ -260,23 +262,30 @@ def prepare(request: GatewayRequest) -> Prepared:
     config = routing_config_get()
     try:
         policy_name, override = resolve_target(config, request.model)
-        decision = route_decide(
-            prompt=prompt,
-            task_type=request.task_type,
-            override=override,
-            fallback_chain=resolve_chain(config, request.fallback_chain),
-            conversation_model_id=request.sticky_model_id,
-            policy_name=policy_name,
-            max_output_tokens=request.max_tokens or 0,
-            local_only=local_only_of(request),
-            privacy_text=_scan_text(request.messages),
-            images=images,
-            needs=needs_of(request),
-            extra_prompt_tokens=tool_tokens,
-            request_context=partial(agent_context, request, images),
-        )
+        if request.embedding is not None:
+            decision = _embedding_route(request, config, override, policy_name, token_charge)
+        else:
+            decision = route_decide(
+                prompt=prompt,
+                task_type=request.task_type,
+                override=override,
+                fallback_chain=resolve_chain(config, request.fallback_chain),
+                conversation_model_id=request.sticky_model_id,
+                policy_name=policy_name,
+                max_output_tokens=request.max_tokens or 0,
+                local_only=local_only_of(request),
+                privacy_text=_scan_text(request.messages),
+                images=images,
+                needs=needs_of(request),
+                extra_prompt_tokens=tool_tokens,
+                request_context=partial(agent_context, request, images),
+            )
         # Refused before any guard or hold: the caller's mistake, which no retry can fix.
-        too_long = token_limit_exceeded(decision, config.registry)
+        too_long = (
+            None
+            if request.embedding is not None
+            else token_limit_exceeded(decision, config.registry)
+        )
         if too_long is not None:
             raise too_long
     except RoutingError:
@@ -341,6 +350,38 @@ def prepare(request: GatewayRequest) -> Prepared:
     )
 
 
+def _embedding_route(
+    request: GatewayRequest,
+    config: ConfigSnapshot,
+    override: str | None,
+    policy_name: str | None,
+    prompt_tokens: int,
+) -> RouteDecision:
+    """The route of an embeddings request: embedding models only (routing/engine/embeddings)."""
+    assert request.embedding is not None
+    if policy_name is not None:
+        raise RoutingError(
+            f"{policy_name!r} is a routing policy; embeddings name an embedding model or 'auto'",
+            field="model",
+        )
+    policy = config.policies.get(config.default_policy)
+    return embedding_decide(
+        registry=config.registry,
+        override=override,
+        prompt_tokens=prompt_tokens,
+        inputs=len(request.messages),
+        dimensions=request.embedding.dimensions,
+        local_only=local_only_of(request),
+        # The default policy's privacy agent reads the texts as it reads a chat's messages:
+        # what it keeps off cloud models in a chat stays off them as an embedding too.
+        privacy_triggered=(
+            privacy_scan(_scan_text(request.messages), policy.privacy.detectors)
+            if policy is not None and policy.privacy.enabled
+            else ()
+        ),
+    )
+
+
 def _guards_away(first: ModelSpec | None, exc: Exception) -> GuardReads:
     """The guards' answers while Redis cannot be reached: no rate limit, the breaker closed, no
     cached answer (each fails open, docs/guards.md)."""
@@ -365,7 +406,9 @@ def admit_model(
         # A part of a plan: the plan's hold, taken for all its calls up front, covers it.
         return None
     prompt_tokens = int(decision.trace.get("request", {}).get("prompt_tokens", 0))
-    most = max_cost(model, config, prompt_tokens, request.max_tokens)
+    most = max_cost(
+        model, config, prompt_tokens, request.max_tokens, embedding=request.embedding is not None
+    )
     if most == 0:
         # A free model is never blocked by a cost budget: no hold, no database round trip.
         return None

@@ -12,6 +12,7 @@ from functools import partial
 
 from core.dependencies import REDIS_AWAY
 from core.threads import in_thread
+from providers.adapters.embeddings import EmbeddingRequest
 from providers.adapters.registry import adapter_for
 from providers.adapters.types import Endpoint, ProviderError
 from routing.budgets import Reservation, budget_release
@@ -99,6 +100,18 @@ def chain_context(request: GatewayRequest, ledger: Ledger, admitted: Admitted) -
         started_event=admitted.started,
         admit=admit,
         breaker=SharedBreakers(decision.chain, admitted.prepared.permit),
+        embedding_request_for=(
+            partial(embedding_request, request) if request.embedding is not None else None
+        ),
+    )
+
+
+def embedding_request(request: GatewayRequest, model: ModelSpec) -> EmbeddingRequest:
+    assert request.embedding is not None
+    return EmbeddingRequest(
+        model=model.name,
+        inputs=tuple(m.content for m in request.messages),
+        dimensions=request.embedding.dimensions,
     )
 
 

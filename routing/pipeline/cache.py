@@ -56,6 +56,8 @@ def cache_plan(
     else `(None, why not)` (docs/guards.md)."""
     if first is None:
         return None, "no_model"
+    if request.embedding is not None:
+        return None, "embeddings"
     if decision.trace.get("privacy"):
         return None, "privacy"
     if not request.use_cache:

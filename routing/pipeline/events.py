@@ -39,6 +39,14 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class EmbeddingWanted:
+    """What marks a request as an embeddings request: its texts are its messages (one user
+    message per input), and it is answered with one vector per input."""
+
+    dimensions: int | None = None
+
+
+@dataclass(frozen=True)
 class GatewayRequest:
     messages: tuple[Message, ...]
     entry_point: str  # analytics.models.RequestLog.EntryPoint value
@@ -73,6 +81,8 @@ class GatewayRequest:
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     """A JSON answer: only models marked `accepts_json_output` are routed to."""
+    embedding: EmbeddingWanted | None = None
+    """Set for an embeddings request: routed to embedding models only, answered with vectors."""
 
     @property
     def uses_tools(self) -> bool:
@@ -154,6 +164,8 @@ class Finished:
     decision_trace: dict[str, Any]
     rate_limit: RateLimitInfo | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    embeddings: tuple[tuple[float, ...], ...] = ()
+    """An embeddings request's vectors, one per input in order."""
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,15 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from providers.adapters.embeddings import EMBEDDERS, EmbeddingRequest
 from providers.adapters.types import (
     Adapter,
+    ChatChunk,
     ChatRequest,
     ContextTooLong,
     Endpoint,
     FeatureUnsupported,
+    InvalidResponse,
     ProviderAuthFailed,
     ProviderError,
     ProviderRejected,
@@ -34,6 +37,7 @@ from providers.adapters.types import (
     Usage,
     tool_calls_join,
 )
+from routing.engine.classify import estimate_tokens
 from routing.engine.values import ModelSpec
 from routing.pipeline.events import Delta, Fallback, Started
 
@@ -120,6 +124,7 @@ class ChainOutcome:
     """The text of the attempt in progress so far (what a client that leaves now received)."""
     tool_calls: tuple[ToolCall, ...] = ()
     """The tool calls of the answer (or of the part of it streamed before a failure)."""
+    embeddings: tuple[tuple[float, ...], ...] = ()
 
     @property
     def succeeded(self) -> bool:
@@ -160,6 +165,8 @@ class ChainContext:
     started_event: Callable[[ModelSpec], Started]
     admit: Callable[[ModelSpec], Awaitable[ProviderError | None]] | None = None
     breaker: Breaker | None = None
+    embedding_request_for: Callable[[ModelSpec], EmbeddingRequest] | None = None
+    """Set for an embeddings request: each model is asked for vectors instead of text."""
 
 
 async def execute_chain(
@@ -228,9 +235,14 @@ async def execute_chain(
             calls: list[ToolCallDelta] = []
             outcome.streaming = pieces
             try:
-                async with aclosing(
-                    runtime.adapter.stream(runtime.endpoint, chat_request)
-                ) as chunks:
+                answer = (
+                    _embedded(
+                        runtime.endpoint, model, context.embedding_request_for(model), outcome
+                    )
+                    if context.embedding_request_for is not None
+                    else runtime.adapter.stream(runtime.endpoint, chat_request)
+                )
+                async with aclosing(answer) as chunks:
                     async for chunk in chunks:
                         if chunk.text or chunk.tool_calls:
                             if outcome.time_to_first_token_ms is None:
@@ -282,6 +294,32 @@ async def execute_chain(
                 yield Delta(outcome.text, tuple(calls))
             return
     outcome.error = last_error or ProviderUnavailable("no model in the chain could be tried")
+
+
+async def _embedded(
+    endpoint: Endpoint, model: ModelSpec, request: EmbeddingRequest, outcome: ChainOutcome
+) -> AsyncGenerator[ChatChunk, None]:
+    """An embeddings call as the walk's one-chunk answer: the vectors go on `outcome`, the
+    usage on the chunk (counted from the inputs when the provider reports none)."""
+    embed = EMBEDDERS.get(model.provider_kind)
+    if embed is None:
+        raise ProviderRejected(
+            f"provider kind {model.provider_kind!r} has no embeddings protocol", status=None
+        )
+    result = await embed(endpoint, request)
+    # A server that ignores `dimensions` (llama.cpp's does), or a registry entry whose
+    # `embedding_dimensions` is wrong, would hand the client vectors of another length than
+    # the one it asked for or stores: such an answer is refused, and the walk goes on.
+    expected = request.dimensions or model.embedding_dimensions
+    lengths = sorted({len(vector) for vector in result.vectors})
+    if expected is not None and lengths != [expected]:
+        raise InvalidResponse(
+            f"{model.ref} answered vectors of {', '.join(map(str, lengths))} dimensions; "
+            f"{expected} were expected"
+        )
+    outcome.embeddings = result.vectors
+    usage = result.usage or Usage(input=sum(estimate_tokens(text) for text in request.inputs))
+    yield ChatChunk(usage=usage, finish_reason="stop")
 
 
 def _ms_since(began: float) -> int:

@@ -195,6 +195,7 @@ class Ledger:
             decision_trace=trace,
             rate_limit=rate_limit,
             tool_calls=chain.tool_calls,
+            embeddings=chain.embeddings,
         )
 
 
@@ -297,10 +298,16 @@ def baseline_prices(config: ConfigSnapshot) -> Prices | None:
 
 
 def max_cost(
-    model: ModelSpec, config: ConfigSnapshot, prompt_tokens: int, max_tokens: int | None
+    model: ModelSpec,
+    config: ConfigSnapshot,
+    prompt_tokens: int,
+    max_tokens: int | None,
+    *,
+    embedding: bool = False,
 ) -> Decimal | None:
+    """The most a request can cost on `model`; an embedding has no output tokens."""
     ceiling = prices_ceiling(prices_of(m) for m in config.registry.models)
-    output_tokens = max_tokens or model.max_output_tokens
+    output_tokens = 0 if embedding else max_tokens or model.max_output_tokens
     return max_cost_for(prompt_tokens, output_tokens, prices_of(model), ceiling)
 
 

@@ -65,3 +65,18 @@ async def test_lists_the_served_model(local_model_url):
     assert await adapter_for("openai_compatible").list_models(
         Endpoint(base_url=local_model_url)
     ) == [MODEL_ALIAS]
+
+
+async def test_the_same_server_embeds_one_mean_pooled_vector_per_input(local_model_url):
+    from providers.adapters.embeddings import EmbeddingRequest, openai_embed
+    from providers.local_model import EMBEDDING_DIMENSIONS
+
+    result = await openai_embed(
+        Endpoint(base_url=local_model_url),
+        EmbeddingRequest(model=MODEL_ALIAS, inputs=("hello world", "second")),
+    )
+
+    assert [len(v) for v in result.vectors] == [EMBEDDING_DIMENSIONS, EMBEDDING_DIMENSIONS]
+    assert result.vectors[0] != result.vectors[1]
+    assert result.usage is not None
+    assert result.usage.input == 3

@@ -175,6 +175,8 @@ async def test_v1_views_are_found_without_resolving_and_unknown_paths_get_openai
     assert set(_api_views()) == {
         "/v1/chat/completions",
         "/v1/models",
+        "/v1/embeddings",
+        "/v1/completions",
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/api/chat",
@@ -186,18 +188,18 @@ async def test_v1_views_are_found_without_resolving_and_unknown_paths_get_openai
     assert _api_views()["/v1/models"] is openai_api.models_list
 
     with caplog.at_level("WARNING", logger="django.request"):
-        missing = await asgi_request(application, "POST", "/v1/completions")
+        missing = await asgi_request(application, "POST", "/v1/audio/speech")
 
     assert missing.status == 404
     assert json.loads(missing.body) == {
         "error": {
-            "message": "Unknown endpoint /v1/completions.",
+            "message": "Unknown endpoint /v1/audio/speech.",
             "type": "not_found_error",
             "param": None,
             "code": "INVALID_REQUEST",
         }
     }
-    assert [r.getMessage() for r in caplog.records] == ["Not Found: /v1/completions"]
+    assert [r.getMessage() for r in caplog.records] == ["Not Found: /v1/audio/speech"]
 
 
 async def test_a_v1_request_starts_no_thread_and_sends_no_request_signals(
