@@ -40,6 +40,7 @@ from routing.pipeline.events import (
     Started,
 )
 from routing.pipeline.journal import journaled
+from routing.plans.run import long_context_stream
 from routing.services import chat_stream
 
 ERROR_TYPES = {
@@ -121,10 +122,15 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return openai_error("INVALID_REQUEST", "Use POST.", 405)
     try:
-        gateway_request, stream, include_usage = await chat_request_read(request)
+        gateway_request, stream, include_usage, document = await chat_request_read(request)
     except GatewayError as exc:
         return _error_of(exc)
-    events = journaled(chat_stream(gateway_request), request=gateway_request)
+    answer = (
+        chat_stream(gateway_request)
+        if document is None
+        else long_context_stream(gateway_request, document=document)
+    )
+    events = journaled(answer, request=gateway_request)
     if stream:
         return await _streamed(events, gateway_request, include_usage)
     return await _completed(events, gateway_request)

@@ -321,6 +321,7 @@ READ_FIELDS = frozenset(
         "cache",
         "task_type",
         "fallback_chain",
+        "context",
     }
 )
 NO_EFFECT_FIELDS = frozenset({"service_tier", "store", "prompt_cache_key", "safety_identifier"})
@@ -435,20 +436,41 @@ def _chat_request(
     return request, stream, bool(options.get("include_usage"))
 
 
-async def chat_request_read(request: HttpRequest) -> tuple[GatewayRequest, bool, bool]:
+def document_of(body: Any, stream: bool) -> str | None:
+    """The gateway's `context` extension: a long text the messages are about, answered by
+    parts when it fits no model's window (docs/routing.md, Long context). Opt-in only: a long
+    message is never split."""
+    if not isinstance(body, dict) or body.get("context") is None:
+        return None
+    document = body["context"]
+    if not isinstance(document, str) or not document:
+        raise field_refused("context", "must be a non-empty string (the document to read)")
+    if stream:
+        raise field_refused(
+            "context", "is answered whole, not streamed: send it without stream (or stream: false)"
+        )
+    return document
+
+
+async def chat_request_read(
+    request: HttpRequest,
+) -> tuple[GatewayRequest, bool, bool, str | None]:
+    """`(request, stream, include_usage, document)`: the request, whether and how it streams,
+    and its `context` extension's document, if any."""
     body_size_check(request)
     caller = await caller_from_key(request)
     if caller is None:
         raise GatewayError("AUTHENTICATION_FAILED", "Missing, invalid or revoked API key.")
     body = await json_body(request, caller, entry_point="openai")
     try:
-        return parse_chat_request(
+        parsed, stream, include_usage = parse_chat_request(
             body,
             caller=caller,
             session_header=request.headers.get("x-session-id"),
             cache_control=request.headers.get("cache-control"),
             headers=request.headers,
         )
+        return parsed, stream, include_usage, document_of(body, stream)
     except GatewayError as exc:
         await refusal_logged(exc, entry_point="openai", caller=caller, model=model_of(body))
         raise

@@ -350,3 +350,47 @@ def test_a_part_that_fails_fails_the_plan_and_names_the_part(
     children = wait_rows(len(counting.requests), parent=whole.request_id)
     assert len(children) >= len(counting.requests)
     assert error["details"]["failed_request_id"] in {str(row.request_id) for row in children}
+
+
+def test_the_openai_door_reads_a_document_by_parts_only_when_asked(
+    live_server_url: str, counting: CountingUpstream
+) -> None:
+    small_windows(counting)
+    answers(counting)
+    key = new_key()
+    url = f"{live_server_url}/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {key}"}
+    asked = {"model": "auto", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 100}
+
+    by_parts = httpx.post(url, headers=headers, json=asked | {"context": DOCUMENT}, timeout=30)
+    calls = len(counting.requests)
+    # The same document inside a message is never split: it is too long, and says so.
+    inline = httpx.post(
+        url,
+        headers=headers,
+        json=asked | {"messages": [{"role": "user", "content": PROMPT + "\n\n" + DOCUMENT}]},
+    )
+    streamed = httpx.post(url, headers=headers, json=asked | {"context": DOCUMENT, "stream": True})
+    empty = httpx.post(url, headers=headers, json=asked | {"context": ""})
+
+    assert by_parts.status_code == 200, by_parts.text
+    answer = by_parts.json()
+    assert answer["choices"][0]["message"] == {"role": "assistant", "content": "ok"}
+    plan = answer["orchestrator"]["decision"]["plan"]
+    assert (plan["parts"], plan["calls"], plan["boundaries"]) == (5, 6, BOUNDARIES)
+    assert (answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"]) == (6000, 120)
+    assert Decimal(answer["orchestrator"]["cost_usd"]) == Decimal("0.0087")
+    assert calls == 6
+    assert (inline.status_code, inline.json()["error"]["code"]) == (400, "context_length_exceeded")
+    for refused, message in (
+        (streamed, "context: is answered whole, not streamed"),
+        (empty, "context: must be a non-empty string"),
+    ):
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "context"
+        assert refused.json()["error"]["message"].startswith(message)
+    assert len(counting.requests) == 6
+    rows = wait_rows(10, entry_point="openai")
+    (whole,) = [r for r in rows if r.parent_id is None and r.status == RequestLog.Status.SUCCESS]
+    assert str(whole.request_id) == answer["orchestrator"]["request_id"]
+    assert [r.parent_id for r in rows].count(whole.request_id) == 6
