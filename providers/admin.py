@@ -199,7 +199,6 @@ class LLMModelAdmin(ConstraintErrorsAsMessages):
         "tier",
         *PRICE_FIELDS,
         "accepts_images",
-        "embedding_dimensions",
         "answers_chat",
         "enabled",
         "is_baseline",
