@@ -201,7 +201,6 @@ class LLMModelAdmin(ConstraintErrorsAsMessages):
         "accepts_images",
         "accepts_tools",
         "accepts_json_output",
-        "embedding_dimensions",
         "answers_chat",
         "enabled",
         "is_baseline",
