@@ -5,6 +5,7 @@ Responses API's typed events, stored per API key and continued by `previous_resp
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import openai
 import pytest
@@ -42,7 +43,7 @@ def test_whole_answer_is_a_response_costed_logged_and_stored(
     assert response.model == "alpha:alpha-model"
     assert response.max_output_tokens == 20
     assert response.temperature == 0.5
-    assert response.store is True
+    assert response.to_dict()["store"] is True
     (item,) = response.output
     assert item.type == "message"
     assert (item.role, item.status) == ("assistant", "completed")
@@ -143,7 +144,7 @@ def test_store_false_keeps_nothing(live_server_url: str, upstream: UpstreamServe
 
     response = sdk.responses.create(model="auto", input="Say hello", store=False)
 
-    assert response.store is False
+    assert response.to_dict()["store"] is False
     assert not StoredResponse.objects.filter(id=response.id).exists()
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve(response.id)
@@ -198,16 +199,11 @@ def test_fields_that_would_change_the_answer_are_refused(
         )
     with pytest.raises(openai.BadRequestError) as reasoning:
         sdk.responses.create(model="auto", input="hi", reasoning={"effort": "high"})
+    picture: Any = [
+        {"role": "user", "content": [{"type": "input_image", "image_url": "https://x/y.png"}]}
+    ]
     with pytest.raises(openai.BadRequestError) as image:
-        sdk.responses.create(
-            model="auto",
-            input=[
-                {
-                    "role": "user",
-                    "content": [{"type": "input_image", "image_url": "https://x/y.png"}],
-                }
-            ],
-        )
+        sdk.responses.create(model="auto", input=picture)
     with pytest.raises(openai.BadRequestError) as unknown:
         sdk.responses.create(model="auto", input="hi", extra_body={"colour": "red"})
     with pytest.raises(openai.BadRequestError) as schema:
