@@ -217,3 +217,46 @@ def test_fields_that_would_change_the_answer_are_refused(
     assert upstream.requests == []
     rows = wait_rows(5, entry_point="responses")
     assert {r.status for r in rows} == {RequestLog.Status.INVALID}
+
+
+def test_a_failure_after_the_first_text_ends_the_stream_with_response_failed(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    # Two pieces, then the connection is reset: the answer cannot fall back any more.
+    upstream.reply(
+        "POST",
+        chat_path("alpha"),
+        Reply.sse(openai_sse(["Hel", "lo", "!"], usage=(3, 3))).but(reset_after_chunks=2),
+    )
+    sdk = client(live_server_url, new_key())
+
+    events = list(sdk.responses.create(model="auto", input="Say hello", stream=True))
+
+    assert events[-1].type == "response.failed"
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert "response.completed" not in [e.type for e in events]
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Hel"
+    (row,) = wait_rows(1, entry_point="responses")
+    assert row.status == "partial"
+    assert not StoredResponse.objects.exists()
+
+
+def test_an_answer_cut_by_max_output_tokens_is_incomplete(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    cut = openai_sse(["Once upon"], usage=(5, 2)).replace(
+        b'"finish_reason": "stop"', b'"finish_reason": "length"'
+    )
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(cut))
+    sdk = client(live_server_url, new_key())
+
+    response = sdk.responses.create(model="auto", input="Tell a story", max_output_tokens=2)
+
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.output_text == "Once upon"
