@@ -234,7 +234,7 @@ def test_a_failure_after_the_first_text_ends_the_stream_with_response_failed(
     events = list(sdk.responses.create(model="auto", input="Say hello", stream=True))
 
     assert events[-1].type == "response.failed"
-    failed = events[-1].response  # type: ignore[union-attr]
+    failed = events[-1].response
     assert failed.status == "failed"
     assert failed.error is not None
     assert "response.completed" not in [e.type for e in events]
