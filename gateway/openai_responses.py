@@ -503,14 +503,27 @@ async def _streamed(
     return response
 
 
+def _deleted(response_id: str, caller: Caller) -> bool:
+    """Delete the stored response `response_id` if the caller's API key made it."""
+    if caller.api_key_id is None:
+        return False
+    found = StoredResponse.objects.filter(id=response_id, api_key_id=caller.api_key_id)
+    count, _ = found.delete()
+    return count > 0
+
+
 @csrf_exempt
 async def response_resource(request: HttpRequest, response_id: str) -> HttpResponse:
     """`GET /v1/responses/{id}`: a stored response, as it was answered, to the key that made
-    it."""
-    if request.method != "GET":
-        return openai_error("INVALID_REQUEST", "Use GET.", 405)
+    it; `DELETE` forgets it (a later `previous_response_id` naming it is not found)."""
+    if request.method not in ("GET", "DELETE"):
+        return openai_error("INVALID_REQUEST", "Use GET or DELETE.", 405)
     try:
         caller = await _caller(request)
+        if request.method == "DELETE":
+            if not await in_thread(_deleted)(response_id, caller):
+                raise _not_found(response_id, None)
+            return json_response({"id": response_id, "object": "response", "deleted": True})
         stored = await in_thread(_stored)(response_id, caller)
         if stored is None:
             raise _not_found(response_id, None)

@@ -135,6 +135,26 @@ def test_another_key_can_neither_read_nor_continue_a_response(
         f"Response with id {first.id!r} not found."
     )
     assert len(upstream.requests) == 1
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(first.id)
+    assert owner.responses.retrieve(first.id).id == first.id
+
+
+def test_a_deleted_response_is_gone(live_server_url: str, upstream: UpstreamServer) -> None:
+    gateway_registry(upstream)
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(openai_sse(["Hello!"])))
+    sdk = client(live_server_url, new_key())
+    first = sdk.responses.create(model="auto", input="Say hello")
+
+    sdk.responses.delete(first.id)
+
+    assert not StoredResponse.objects.filter(id=first.id).exists()
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.create(model="auto", input="And?", previous_response_id=first.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.delete(first.id)
 
 
 def test_store_false_keeps_nothing(live_server_url: str, upstream: UpstreamServer) -> None:
