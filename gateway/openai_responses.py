@@ -35,6 +35,7 @@ from gateway.shaping import json_response, orchestrator_extension, orchestrator_
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, Started
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
+from routing.validation import FieldInvalid, nul_check
 
 ENTRY_POINT = RequestLog.EntryPoint.RESPONSES
 ROLES = ("user", "assistant", "system", "developer")
@@ -158,6 +159,11 @@ def _input(raw: Any) -> list[dict[str, str]]:
 def parse_response_ask(body: Any) -> ResponseAsk:
     if not isinstance(body, dict):
         raise field_refused("body", "must be a JSON object")
+    # Checked here too, so that a NUL is named where the request put it.
+    try:
+        nul_check(body)
+    except FieldInvalid as exc:
+        raise field_refused(exc.field, exc.message) from exc
     for name, value in body.items():
         if name in READ_FIELDS or name in NO_EFFECT_FIELDS or name == "text":
             continue

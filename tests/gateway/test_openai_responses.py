@@ -229,13 +229,23 @@ def test_fields_that_would_change_the_answer_are_refused(
     with pytest.raises(openai.BadRequestError) as schema:
         sdk.responses.create(model="auto", input="hi", text={"format": {"type": "json_object"}})
 
+    with pytest.raises(openai.BadRequestError) as nul:
+        sdk.responses.create(model="auto", instructions="Be brief.", input="a\u0000b")
+    with pytest.raises(openai.BadRequestError) as too_many:
+        sdk.responses.create(model="auto", input="hi", max_output_tokens=0)
+
+    assert nul.value.body["param"] == "input"  # type: ignore[index]
+    assert too_many.value.body["param"] == "max_output_tokens"  # type: ignore[index]
+    assert too_many.value.body["message"].startswith(  # type: ignore[index]
+        "max_output_tokens: must be an integer from 1 to "
+    )
     assert tools.value.body["param"] == "tools"  # type: ignore[index]
     assert reasoning.value.body["param"] == "reasoning"  # type: ignore[index]
     assert image.value.body["param"] == "input[0].content[0]"  # type: ignore[index]
     assert unknown.value.body["message"] == "colour: unknown field"  # type: ignore[index]
     assert schema.value.body["param"] == "text.format"  # type: ignore[index]
     assert upstream.requests == []
-    rows = wait_rows(5, entry_point="responses")
+    rows = wait_rows(7, entry_point="responses")
     assert {r.status for r in rows} == {RequestLog.Status.INVALID}
 
 
