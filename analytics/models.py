@@ -37,6 +37,7 @@ class RequestLog(models.Model):
         GEMINI = "gemini", "Gemini API"
         EMBEDDINGS = "embeddings", "OpenAI embeddings"
         COMPLETIONS = "completions", "OpenAI text completions"
+        RESPONSES = "responses", "OpenAI Responses API"
 
     request_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(db_index=True)
@@ -306,3 +307,22 @@ class ExportJob(models.Model):
         if not self.total_rows:
             return 0
         return min(99, self.written_rows * 100 // self.total_rows)
+
+
+class StoredResponse(models.Model):
+    """An answer of `POST /v1/responses` kept for its API key (`store`, true unless the request
+    says otherwise): read back by `GET /v1/responses/{id}` and continued by a later request's
+    `previous_response_id`. `messages` is the conversation up to this turn as chat messages
+    (`{"role", "content"}`; the turn's `instructions` excluded, as they do not carry over), and
+    `response` the response object as it was answered."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    model_ref = models.CharField(max_length=255)
+    messages = models.JSONField()
+    output_text = models.TextField()
+    response = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.id

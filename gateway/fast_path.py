@@ -12,6 +12,7 @@ import contextlib
 import functools
 import io
 import logging
+import re
 import tempfile
 from typing import Any, cast
 
@@ -267,10 +268,13 @@ def _api_views() -> dict[str, Any]:
     return views
 
 
+RESPONSE_PATH = re.compile(r"/v1/responses/[^/]+")
+
+
 def _patterned_view(path: str) -> Any:
-    """The view of a door whose paths carry the model (the Gemini door's `/v1beta/...`),
-    found by the URLconf; None for any other path."""
-    if not is_gemini_path(path):
+    """The view of a door path that carries a value (the Gemini door's `/v1beta/...`, a stored
+    response's `/v1/responses/{id}`), found by the URLconf; None for any other path."""
+    if not (is_gemini_path(path) or RESPONSE_PATH.fullmatch(path)):
         return None
     match = resolve(path)
     return functools.partial(match.func, *match.args, **match.kwargs)

@@ -12,6 +12,7 @@ from gateway import (
     ollama_models,
     openai_completions,
     openai_embeddings,
+    openai_responses,
 )
 from gateway import openai as openai_door
 from orchestrator_site import views
@@ -33,6 +34,14 @@ urlpatterns = [
     path("v1/models", openai_door.models_list, name="openai-models"),
     path("v1/embeddings", openai_embeddings.embeddings, name="openai-embeddings"),
     path("v1/completions", openai_completions.completions, name="openai-completions"),
+    path("v1/responses", openai_responses.responses, name="openai-responses"),
+    # A stored response, by id: the one /v1 path that carries a value (resolved apart, as the
+    # Gemini door's are).
+    re_path(
+        r"^v1/responses/(?P<response_id>[^/]+)$",
+        openai_responses.response_resource,
+        name="openai-response",
+    ),
     path("v1/messages", anthropic_door.messages, name="anthropic-messages"),
     path("v1/messages/count_tokens", anthropic_door.count_tokens, name="anthropic-count-tokens"),
     # The Gemini door (gateway/gemini.py): the model is part of the path, and every other path

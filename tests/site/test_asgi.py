@@ -177,6 +177,7 @@ async def test_v1_views_are_found_without_resolving_and_unknown_paths_get_openai
         "/v1/models",
         "/v1/embeddings",
         "/v1/completions",
+        "/v1/responses",
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/api/chat",
