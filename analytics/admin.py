@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from analytics.models import ExportJob, RequestFeedback, RequestLog
+from analytics.models import ExportJob, RequestFeedback, RequestLog, StoredResponse
 
 
 @admin.register(RequestLog)
@@ -36,3 +36,20 @@ class RequestFeedbackAdmin(admin.ModelAdmin):
     list_display = ("created_at", "request", "positive")
     list_filter = ("positive",)
     raw_id_fields = ("request",)
+
+
+@admin.register(StoredResponse)
+class StoredResponseAdmin(admin.ModelAdmin):
+    """Answers of `/v1/responses` kept for `previous_response_id`: read and deleted here,
+    never edited (their text is model output, shown as text)."""
+
+    list_display = ("id", "created_at", "api_key_id", "model_ref")
+    search_fields = ("id",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from analytics.exports import export_job_run
-from analytics.retention import retention_apply
+from analytics.retention import responses_expire, retention_apply
 from analytics.rollups import rollup_advance
 
 
@@ -19,6 +19,14 @@ def rollup_advance_task() -> str | None:
 def retention_apply_task() -> int:
     return retention_apply(
         now=timezone.now(), keep_days=int(getattr(settings, "ORCHESTRATOR_RAW_RETENTION_DAYS", 0))
+    )
+
+
+@shared_task(name="analytics.tasks.responses_expire", time_limit=600, soft_time_limit=540)
+def responses_expire_task() -> int:
+    return responses_expire(
+        now=timezone.now(),
+        keep_days=int(getattr(settings, "ORCHESTRATOR_RESPONSES_RETENTION_DAYS", 30)),
     )
 
 

@@ -96,12 +96,17 @@ CELERY_BEAT_SCHEDULE = {
     "provider-health": {"task": "providers.tasks.provider_health_probe_all", "schedule": 60.0},
     "analytics-rollup": {"task": "analytics.tasks.rollup_advance", "schedule": 900.0},
     "analytics-retention": {"task": "analytics.tasks.retention_apply", "schedule": 3600.0},
+    "responses-expire": {"task": "analytics.tasks.responses_expire", "schedule": 3600.0},
 }
 
 # Analytics (docs/analytics.md): prompt/answer text kept only when on; raw rows older than the
 # retention (days, 0 = forever) are deleted once rolled up; the latency target of the score.
 ORCHESTRATOR_STORE_PAYLOADS = config.env_bool(ENV, "ORCHESTRATOR_STORE_PAYLOADS", False)
 ORCHESTRATOR_RAW_RETENTION_DAYS = config.env_int(ENV, "ORCHESTRATOR_RAW_RETENTION_DAYS", 0)
+# Stored /v1/responses answers (previous_response_id) are kept this many days (0 = forever).
+ORCHESTRATOR_RESPONSES_RETENTION_DAYS = config.env_int(
+    ENV, "ORCHESTRATOR_RESPONSES_RETENTION_DAYS", 30
+)
 ORCHESTRATOR_LATENCY_TARGET_MS = config.env_int(ENV, "ORCHESTRATOR_LATENCY_TARGET_MS", 2500)
 ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS = config.env_int(
     ENV, "ORCHESTRATOR_EXPORT_INLINE_MAX_ROWS", 200_000
