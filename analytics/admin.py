@@ -53,3 +53,11 @@ class StoredResponseAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> StoredResponse | None:
+        # The key is text: one Postgres cannot hold (a NUL) names no stored response.
+        if "\x00" in object_id:
+            return None
+        return super().get_object(request, object_id, from_field)

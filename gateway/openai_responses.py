@@ -92,6 +92,10 @@ class ResponseAsk:
     stream: bool
 
 
+# The stored response's id column (analytics.StoredResponse.id).
+RESPONSE_ID_MAX_CHARS = 64
+
+
 def _neutral(value: Any, allowed: tuple[Any, ...]) -> bool:
     return any((value == n and type(value) is not bool) or value is n for n in allowed)
 
@@ -208,9 +212,15 @@ def _not_found(response_id: str, field: str | None) -> GatewayError:
     )
 
 
+def _can_name_one(response_id: str) -> bool:
+    """Whether `response_id` could be a stored one's: text Postgres holds (no NUL), no longer
+    than the column. Anything else names no response and is not found, never a server error."""
+    return "\x00" not in response_id and len(response_id) <= RESPONSE_ID_MAX_CHARS
+
+
 def _stored(response_id: str, caller: Caller) -> StoredResponse | None:
     """The stored response `response_id`, if the caller's API key made it."""
-    if caller.api_key_id is None:
+    if caller.api_key_id is None or not _can_name_one(response_id):
         return None
     return StoredResponse.objects.filter(id=response_id, api_key_id=caller.api_key_id).first()
 
@@ -511,7 +521,7 @@ async def _streamed(
 
 def _deleted(response_id: str, caller: Caller) -> bool:
     """Delete the stored response `response_id` if the caller's API key made it."""
-    if caller.api_key_id is None:
+    if caller.api_key_id is None or not _can_name_one(response_id):
         return False
     found = StoredResponse.objects.filter(id=response_id, api_key_id=caller.api_key_id)
     count, _ = found.delete()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -290,3 +291,23 @@ def test_an_answer_cut_by_max_output_tokens_is_incomplete(
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
     assert response.output_text == "Once upon"
+
+
+@pytest.mark.parametrize("odd", ["%00", "%ff%fe", "a" * 300, "resp_%0a"])
+def test_an_odd_response_id_is_not_found(live_server_url: str, odd: str) -> None:
+    key = new_key()
+    headers = {"Authorization": f"Bearer {key}"}
+
+    read = httpx.get(f"{live_server_url}/v1/responses/{odd}", headers=headers)
+    gone = httpx.delete(f"{live_server_url}/v1/responses/{odd}", headers=headers)
+    continued = httpx.post(
+        f"{live_server_url}/v1/responses",
+        headers=headers,
+        json={"model": "auto", "input": "And?", "previous_response_id": "x" * 300},
+    )
+
+    for answer in (read, gone):
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["type"] == "not_found_error"
+    assert continued.status_code in (400, 404), continued.text
+    assert continued.json()["error"]["param"] == "previous_response_id"

@@ -97,5 +97,8 @@ def test_no_odd_path_on_any_route_is_a_server_error(live_server_url: str) -> Non
         if not path.startswith(("/admin/", "/accounts/"))
         and status not in (400, 404)
         and not (status == 405 and path.startswith("/api/manage/"))
+        # A stored response is read with an API key, which this scan does not carry: its odd
+        # ids are checked with one in tests/gateway/test_openai_responses.py.
+        and not (status == 401 and path.startswith("/v1/responses/"))
     }
     assert own == {}
