@@ -32,7 +32,12 @@ from gateway.anthropic_parse import (
     parse_messages_request,
 )
 from gateway.auth import GatewayError, rate_limit_headers
-from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
+from gateway.shaping import (
+    answer_opening,
+    json_response,
+    orchestrator_extension,
+    orchestrator_headers,
+)
 from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
 from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.pipeline.journal import journaled
@@ -204,23 +209,9 @@ async def _streamed(
     """Headers wait for the first token (or the terminal event), so they name the model that
     actually answers and a failure before any token is an ordinary HTTP error."""
     request_id = str(request.request_id)
-    started: Started | None = None
-    first: Delta | Finished | None = None
-    try:
-        async for event in events:
-            if isinstance(event, Started):
-                started = event
-            elif isinstance(event, Failed):
-                await events.aclose()
-                return _failure(event, request_id)
-            elif isinstance(event, Delta | Finished):
-                first = event
-                break
-    except BaseException:
-        await events.aclose()
-        raise
-    if first is None:
-        raise RuntimeError("chat_stream ended without a terminal event")
+    started, first = await answer_opening(events)
+    if isinstance(first, Failed):
+        return _failure(first, request_id)
     model = started.model_ref if started else getattr(first, "model_ref", "")
     opening: dict[str, Any] = {
         "id": f"msg_{request.request_id.hex}",

@@ -44,9 +44,9 @@ from gateway.gemini_wire import (
     not_found_message,
 )
 from gateway.refusals import json_body, refusal_logged
-from gateway.shaping import orchestrator_extension, orchestrator_headers
+from gateway.shaping import answer_opening, orchestrator_extension, orchestrator_headers
 from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
-from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
+from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
 from routing.validation import MODEL_MAX_CHARS
@@ -283,23 +283,9 @@ async def _streamed(
     """Headers wait for the first token (or the terminal event), so they name the model that
     actually answers and a failure before any token is an ordinary HTTP error."""
     request_id = str(request.request_id)
-    started: Started | None = None
-    first: Delta | Finished | None = None
-    try:
-        async for event in events:
-            if isinstance(event, Started):
-                started = event
-            elif isinstance(event, Failed):
-                await events.aclose()
-                return _failure(event, request)
-            elif isinstance(event, Delta | Finished):
-                first = event
-                break
-    except BaseException:
-        await events.aclose()
-        raise
-    if first is None:
-        raise RuntimeError("chat_stream ended without a terminal event")
+    started, first = await answer_opening(events)
+    if isinstance(first, Failed):
+        return _failure(first, request)
     model = started.model_ref if started else getattr(first, "model_ref", "")
     response_id = request.request_id.hex
     framing = _Framing(sse=sse)

@@ -28,7 +28,12 @@ from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from core.threads import in_thread
 from gateway.auth import GatewayError, caller_from_key, rate_limit_headers
 from gateway.openai_parse import chat_request_read
-from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
+from gateway.shaping import (
+    answer_opening,
+    json_response,
+    orchestrator_extension,
+    orchestrator_headers,
+)
 from providers.adapters.types import ToolCallDelta
 from providers.models import LLMModel
 from routing.pipeline.events import (
@@ -37,7 +42,6 @@ from routing.pipeline.events import (
     Failed,
     Finished,
     GatewayRequest,
-    Started,
 )
 from routing.pipeline.journal import journaled
 from routing.plans.run import long_context_stream
@@ -218,23 +222,9 @@ async def _streamed(
     """Headers wait for the first token (or the terminal event), so they name the model that
     actually answers and a failure before any token is an ordinary HTTP error."""
     request_id = str(request.request_id)
-    started: Started | None = None
-    first: Delta | Finished | None = None
-    try:
-        async for event in events:
-            if isinstance(event, Started):
-                started = event
-            elif isinstance(event, Failed):
-                await events.aclose()
-                return _failure(event, request_id)
-            elif isinstance(event, Delta | Finished):
-                first = event
-                break
-    except BaseException:
-        await events.aclose()
-        raise
-    if first is None:
-        raise RuntimeError("chat_stream ended without a terminal event")
+    started, first = await answer_opening(events)
+    if isinstance(first, Failed):
+        return _failure(first, request_id)
     model = started.model_ref if started else getattr(first, "model_ref", "")
     chunk_id = f"chatcmpl-{request.request_id.hex}"
     created = int(time.time())

@@ -24,8 +24,13 @@ from gateway.auth import GatewayError, body_size_check, caller_from_key, rate_li
 from gateway.openai import ERROR_TYPES, _error_of, _failure, openai_error
 from gateway.openai_parse import parse_chat_request
 from gateway.refusals import field_refused, json_body, model_of, refusal_logged
-from gateway.shaping import json_response, orchestrator_extension, orchestrator_headers
-from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest, Started
+from gateway.shaping import (
+    answer_opening,
+    json_response,
+    orchestrator_extension,
+    orchestrator_headers,
+)
+from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
 
@@ -163,21 +168,9 @@ async def _streamed(
 ) -> HttpResponseBase:
     """Headers wait for the first text (or the end), as the chat door's do, so a failure before
     any text is an ordinary HTTP error."""
-    started: Started | None = None
-    first: Event | None = None
-    try:
-        async for event in events:
-            if isinstance(event, Started):
-                started = event
-            elif isinstance(event, Failed):
-                await events.aclose()
-                return _failure(event, request_id)
-            elif isinstance(event, Delta | Finished):
-                first = event
-                break
-    except BaseException:
-        await events.aclose()
-        raise
+    started, first = await answer_opening(events)
+    if isinstance(first, Failed):
+        return _failure(first, request_id)
     model = started.model_ref if started else getattr(first, "model_ref", "")
     created = int(time.time())
 

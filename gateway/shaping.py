@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
 from django.http import HttpResponse
 
 from analytics.money import usd_json
-from routing.pipeline.events import Finished, Started
+from routing.pipeline.events import Delta, Event, Failed, Finished, Started
 
 
 def json_response(
@@ -50,3 +51,27 @@ def orchestrator_headers(request_id: str, started: Started | Finished | None) ->
         headers["x-orchestrator-cached"] = "true" if started.cached else "false"
         headers["x-cache"] = "hit" if started.cached else "miss"
     return headers
+
+
+async def answer_opening(
+    events: AsyncGenerator[Event, None],
+) -> tuple[Started | None, Delta | Finished | Failed]:
+    """A streamed answer's opening: the `Started` event (None when the answer is served without
+    one) and the first event that shows what the answer is, a first piece of text or its end, or
+    a failure before any (the stream is then closed). Every door's streamed answer waits for it
+    before its headers, so they name the model that actually answers and a failure before any
+    text is an ordinary HTTP error."""
+    started: Started | None = None
+    try:
+        async for event in events:
+            if isinstance(event, Started):
+                started = event
+            elif isinstance(event, Failed):
+                await events.aclose()
+                return started, event
+            elif isinstance(event, Delta | Finished):
+                return started, event
+    except BaseException:
+        await events.aclose()
+        raise
+    raise RuntimeError("chat_stream ended without a terminal event")
