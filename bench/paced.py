@@ -3,7 +3,8 @@ adds, the memory an open stream holds, and how many paced streams one core carri
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrator \
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/paced.py \
-        [--chunks 200] [--interval-ms 20] [--streams 25,50,100,200,400] [--max-chunk-cpu-ms X]
+        [--chunks 200] [--interval-ms 20] [--streams 25,50,100,200,400] [--paths sse,ws]
+        [--max-chunk-cpu-ms X]
 
 A fake OpenAI upstream of the bench's own (its own process, pinned to core 0) answers every
 streamed request with `--chunks` content chunks `--interval-ms` apart, then a usage chunk and
@@ -12,7 +13,11 @@ tell the delay the gateway added to each chunk (upstream send to client receive,
 loopback). The web process (`orchestrator_site.serve`, one worker) is pinned to core 1 on a
 scratch database with Redis, routing, the budget guard and the journal on, and the response
 cache off. For each level of `--streams`, that many `/v1/chat/completions` streams are opened
-at once (staggered over one chunk interval, as real traffic is) and read to the end; reported:
+at once (staggered over one chunk interval, as real traffic is) and read to the end, on each
+path of `--paths`: `sse` is `/v1/chat/completions` with `stream: true` (an API key), `ws` the
+browser chat's websocket (`/ws/chat/`, a signed-in user's session cookie, one socket per
+stream, each asking one new conversation's first turn; its `chat.delta` frames are timed).
+Reported, per path and level:
 
 - CPU of the web process per forwarded chunk (its CPU time over the level, less its idle CPU
   measured over as long a quiet period, divided by the chunks forwarded),
@@ -164,8 +169,56 @@ async def one_stream(port: int, key: str, index: int, delays_ms: list[float]) ->
     return received
 
 
+def _delays_note(text: str, now: int, delays_ms: list[float]) -> int:
+    """Times every `t<ns> ` token in `text` (a frame may carry several); returns how many."""
+    found = 0
+    for word in text.split():
+        if word.startswith("t") and word[1:].isdigit():
+            delays_ms.append((now - int(word[1:])) / 1e6)
+            found += 1
+    return found
+
+
+async def one_chat(port: int, cookie: str, index: int, delays_ms: list[float]) -> int:
+    """Ask one new conversation's first turn on the chat websocket and read the answer to its
+    `chat.done`; returns the content chunks received."""
+    from websockets.asyncio.client import connect
+
+    origin = f"http://127.0.0.1:{port}"
+    async with connect(
+        f"ws://127.0.0.1:{port}/ws/chat/",
+        origin=origin,  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie},
+        max_size=2**22,
+        compression=None,
+    ) as socket:
+        await socket.send(
+            json.dumps(
+                {
+                    "type": "chat.request",
+                    "conversation_id": None,
+                    "content": f"Tell story number {index}.",
+                    "model": "auto",
+                    "cache": False,
+                }
+            )
+        )
+        received = 0
+        async for raw in socket:
+            now = time.monotonic_ns()
+            frame = json.loads(raw)
+            kind = frame["type"]
+            if kind == "chat.delta":
+                received += _delays_note(frame["text"], now, delays_ms)
+            elif kind == "chat.done":
+                return received
+            elif kind == "chat.error":
+                raise RuntimeError(f"chat {index}: {frame}")
+    raise RuntimeError(f"chat {index}: the socket closed before chat.done")
+
+
 async def level(
-    port: int, key: str, streams: int, interval_s: float, sampler: Any
+    port: int, credential: str, streams: int, interval_s: float, sampler: Any, path: str = "sse"
 ) -> dict[str, Any]:
     delays: list[float] = []
     rss_before = sampler.process.memory_info().rss
@@ -175,7 +228,9 @@ async def level(
 
     async def staggered(index: int) -> int:
         await asyncio.sleep(interval_s * index / streams)
-        return await one_stream(port, key, index, delays)
+        if path == "ws":
+            return await one_chat(port, credential, index, delays)
+        return await one_stream(port, credential, index, delays)
 
     received = await asyncio.gather(*(staggered(i) for i in range(streams)))
     wall_s = time.perf_counter() - began
@@ -183,6 +238,7 @@ async def level(
     chunks = sum(received)
     delays.sort()
     return {
+        "path": path,
         "streams": streams,
         "chunks": chunks,
         "wall_s": round(wall_s, 2),
@@ -224,11 +280,30 @@ def registry_create(upstream_url: str) -> str:
     return apikey_create(name="paced", rpm_limit=10_000_000, tpm_limit=1_000_000_000).plaintext
 
 
+def session_cookie() -> str:
+    """A signed-in user's session, as the chat page's websocket sends it."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user = User.objects.create_user("paced", password="paced-bench-password")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--interval-ms", type=float, default=20.0)
     parser.add_argument("--streams", default="25,50,100,200,400")
+    parser.add_argument(
+        "--paths", default="sse,ws", help="sse (/v1 streams), ws (the chat websocket) or both"
+    )
     parser.add_argument("--max-delay-p99-ms", type=float, default=5.0)
     parser.add_argument("--max-chunk-cpu-ms", type=float, help="exit non-zero above this")
     parser.add_argument("--json", type=Path, help="write the results here too")
@@ -273,6 +348,10 @@ def main() -> None:
     try:
         upstream_port, port = free_port(), free_port()
         key = registry_create(f"http://127.0.0.1:{upstream_port}")
+        credentials = {"sse": key, "ws": session_cookie()}
+        paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+        if unknown := set(paths) - set(credentials):
+            sys.exit(f"--paths: unknown path(s) {', '.join(sorted(unknown))}; use sse and/or ws")
         for conn in connections.all():
             if hasattr(conn, "close_pool"):
                 conn.close_pool()
@@ -300,34 +379,45 @@ def main() -> None:
         ):
             sampler = Sampler(web.pid)
             try:
-                asyncio.run(level(port, key, 5, interval_s, sampler))  # warm-up
+                for path in paths:  # warm-up
+                    asyncio.run(level(port, credentials[path], 5, interval_s, sampler, path))
                 idle_began, idle_cpu = time.perf_counter(), sampler.cpu_s()
                 time.sleep(2.0)
                 idle_cpu_per_s = (sampler.cpu_s() - idle_cpu) / (time.perf_counter() - idle_began)
                 results["idle_cpu_share"] = round(idle_cpu_per_s, 4)
-                for streams in (int(s) for s in args.streams.split(",")):
-                    row = asyncio.run(level(port, key, streams, interval_s, sampler))
-                    # The process's own background work is not the chunks' cost.
-                    busy_s = row["cpu_s"] - idle_cpu_per_s * row["wall_s"]
-                    row["cpu_ms_per_chunk"] = round(busy_s * 1000 / max(1, row["chunks"]), 4)
-                    row["server_cpu_share"] = round(row["cpu_s"] / row["wall_s"], 3)
-                    results["levels"].append(row)
-                    print(json.dumps(row))
-                    if args.max_chunk_cpu_ms and row["cpu_ms_per_chunk"] > args.max_chunk_cpu_ms:
-                        failed = True
+                for path in paths:
+                    for streams in (int(s) for s in args.streams.split(",")):
+                        row = asyncio.run(
+                            level(port, credentials[path], streams, interval_s, sampler, path)
+                        )
+                        # The process's own background work is not the chunks' cost.
+                        busy_s = row["cpu_s"] - idle_cpu_per_s * row["wall_s"]
+                        row["cpu_ms_per_chunk"] = round(busy_s * 1000 / max(1, row["chunks"]), 4)
+                        row["server_cpu_share"] = round(row["cpu_s"] / row["wall_s"], 3)
+                        results["levels"].append(row)
+                        print(json.dumps(row))
+                        if (
+                            args.max_chunk_cpu_ms
+                            and row["cpu_ms_per_chunk"] > args.max_chunk_cpu_ms
+                        ):
+                            failed = True
             finally:
                 sampler.close()
-        within = [
-            r["streams"]
-            for r in results["levels"]
-            if r["added_delay_p99_ms"] is not None
-            and r["added_delay_p99_ms"] <= args.max_delay_p99_ms
-        ]
-        results["most_streams_within_delay_target"] = max(within) if within else 0
-        print(
-            f"most concurrent paced streams with added delay p99 <= {args.max_delay_p99_ms} ms "
-            f"on one core: {results['most_streams_within_delay_target']}"
-        )
+        results["most_streams_within_delay_target"] = {}
+        for path in paths:
+            within = [
+                r["streams"]
+                for r in results["levels"]
+                if r["path"] == path
+                and r["added_delay_p99_ms"] is not None
+                and r["added_delay_p99_ms"] <= args.max_delay_p99_ms
+            ]
+            most = max(within) if within else 0
+            results["most_streams_within_delay_target"][path] = most
+            print(
+                f"{path}: most concurrent paced streams with added delay p99 <= "
+                f"{args.max_delay_p99_ms} ms on one core: {most}"
+            )
     finally:
         for conn in connections.all():
             if hasattr(conn, "close_pool"):
