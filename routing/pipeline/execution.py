@@ -139,6 +139,17 @@ class ModelRuntime:
     endpoint: Endpoint
 
 
+def _breaker_tell(breaker: Breaker, model_id: int, error: ProviderError) -> None:
+    """A failed attempt's verdict for the model's circuit breaker. A refusal of the request's
+    shape says nothing against the model: a prompt over its window was answered (the provider
+    is up), and a feature its protocol does not carry was refused before any call (no verdict;
+    a half-open probe slot is held until the breaker's probe timeout)."""
+    if isinstance(error, ContextTooLong):
+        breaker.record_success(model_id)
+    elif not isinstance(error, FeatureUnsupported):
+        breaker.record_failure(model_id)
+
+
 def next_could_succeed(error: ProviderError, failed: ModelSpec, candidate: ModelSpec) -> bool:
     """After a non-retryable error, whether another model may still answer the same request."""
     if isinstance(error, ProviderAuthFailed):
@@ -257,7 +268,7 @@ async def execute_chain(
                         if chunk.finish_reason is not None:
                             outcome.finish_reason = chunk.finish_reason
             except ProviderError as error:
-                breaker.record_failure(model.id)
+                _breaker_tell(breaker, model.id, error)
                 discarded = sum(map(len, pieces)) if buffered else 0
                 outcome.log.append(
                     AttemptRecord(

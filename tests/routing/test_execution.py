@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from decimal import Decimal
@@ -7,7 +8,15 @@ from decimal import Decimal
 import pytest
 
 from providers.adapters.registry import adapter_for
-from providers.adapters.types import ChatRequest, Endpoint, Message, ProviderError, Usage
+from providers.adapters.types import (
+    ChatRequest,
+    Endpoint,
+    Message,
+    ProviderError,
+    Tool,
+    ToolChoice,
+    Usage,
+)
 from routing.engine.values import ModelSpec
 from routing.pipeline.events import Delta, Fallback, Started
 from routing.pipeline.execution import (
@@ -67,12 +76,13 @@ async def run(
     read_timeout_s: float = 5.0,
     admit=None,
     buffered: bool = False,
+    request: ChatRequest | None = None,
 ) -> tuple[list[Started | Delta | Fallback], ChainOutcome]:
     outcome = ChainOutcome()
 
     def runtime_for(model: ModelSpec) -> ModelRuntime:
         return ModelRuntime(
-            adapter=adapter_for("openai_compatible"),
+            adapter=adapter_for(model.provider_kind),
             endpoint=Endpoint(
                 base_url=f"{upstream.url}/{model.provider_name}/v1",
                 read_timeout_s=read_timeout_s,
@@ -95,8 +105,10 @@ async def run(
         event
         async for event in execute_chain(
             ChainContext(
-                chat_request_for=lambda m: ChatRequest(
-                    model=m.name, messages=(Message("user", "hi"),), max_tokens=16
+                chat_request_for=lambda m: dataclasses.replace(
+                    request or ChatRequest(model="", messages=(Message("user", "hi"),)),
+                    model=m.name,
+                    max_tokens=16,
                 ),
                 runtime_for=runtime_for,
                 started_event=started,
@@ -178,6 +190,56 @@ async def test_500_then_429_then_reset_then_third_model_answers(upstream: Upstre
     assert breaker.failures == [1, 1, 2, 2]
     assert breaker.successes == [3]
     assert len([r for r in upstream.requests if r.path == path("alpha")]) == 2
+
+
+async def test_a_prompt_over_the_window_is_no_failure_of_the_model(
+    upstream: UpstreamServer,
+) -> None:
+    # The provider answered (400, context length): it is up, so its breaker hears a success.
+    upstream.reply(
+        "POST",
+        path("alpha"),
+        Reply.json(fixture("openai/error_context_length.json"), status=400),
+    )
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["long"])))
+    breaker = SetBreaker()
+    wide = dataclasses.replace(B, context_window=128_000)
+
+    events, outcome = await run(upstream, (A, wide), breaker=breaker)
+
+    assert kinds(events) == [
+        "started alpha:m-a",
+        "fallback alpha:m-a->beta:m-b TOKEN_LIMIT_EXCEEDED",
+        "delta long",
+    ]
+    assert (breaker.failures, breaker.successes) == ([], [1, 2])
+    assert (outcome.model, outcome.attempts) == (wide, 2)
+
+
+async def test_a_feature_the_protocol_cannot_carry_gives_the_breaker_no_verdict(
+    upstream: UpstreamServer,
+) -> None:
+    # Ollama's protocol has no "required" tool choice: its adapter refuses before any call.
+    upstream.reply("POST", path("beta"), Reply.sse(openai_sse(["called"])))
+    breaker = SetBreaker()
+    local = dataclasses.replace(A, provider_kind="ollama")
+    request = ChatRequest(
+        model="",
+        messages=(Message("user", "weather?"),),
+        tools=(Tool("weather", parameters={"type": "object"}),),
+        tool_choice=ToolChoice("required"),
+    )
+
+    events, outcome = await run(upstream, (local, B), breaker=breaker, request=request)
+
+    assert kinds(events) == [
+        "started alpha:m-a",
+        "fallback alpha:m-a->beta:m-b TOOLS_NOT_SUPPORTED",
+        "delta called",
+    ]
+    assert (breaker.failures, breaker.successes) == ([], [2])
+    assert (outcome.model, outcome.text) == (B, "called")
+    assert [r.path for r in upstream.requests] == [path("beta")]
 
 
 async def test_timeout_is_retried_then_falls_back(upstream: UpstreamServer) -> None:
