@@ -160,11 +160,10 @@ async def one_stream(port: int, key: str, index: int, delays_ms: list[float]) ->
         # One HTTP chunk may hold several events when the gateway coalesces; each is timed.
         while (cut := pending.find(b"\n\n")) >= 0:
             event, pending = pending[:cut], pending[cut + 2 :]
-            start = event.find(b'"content":"t')
+            start = event.find(b'"content":"')
             if start >= 0:
-                sent_ns = int(event[start + 12 : event.index(b" ", start + 12)])
-                delays_ms.append((now - sent_ns) / 1e6)
-                received += 1
+                text = event[start + 11 : event.index(b'"', start + 11)].decode()
+                received += _delays_note(text, now, delays_ms)
     writer.close()
     return received
 
