@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -37,6 +38,7 @@ from tests.routing.streams import openai_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = "/v1/messages"
 CLAUDE_PATH = "/claude/v1/messages"
 WEATHER: Any = {
@@ -783,3 +785,47 @@ def test_malformed_tool_fields_are_refused_naming_them(
     (row,) = wait_rows(1, request_id=request_id)
     assert (row.status, row.error_code) == ("invalid", "INVALID_REQUEST")
     assert upstream.requests == []
+
+
+def test_the_tool_use_snippet_of_the_docs_runs(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    """docs/api.md's tool round trip, run as written with the anthropic SDK."""
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text[text.index("**Tool use** works as on Anthropic's API") :]
+    start = section.index("```python\n") + len("```python\n")
+    snippet = section[start : section.index("\n```", start)]
+    claude_registry(upstream)
+    upstream.reply(
+        "POST",
+        CLAUDE_PATH,
+        Reply.sse(fixture("anthropic/messages_stream_tool_use.sse")),
+        Reply.sse(fixture("anthropic/messages_stream.sse")),
+    )
+    scope: dict[str, Any] = {"client": client(live_server_url, new_key())}
+
+    exec(compile(snippet, "docs/api.md", "exec"), scope)
+
+    call_id = "toolu_01T1x1fJ34qAmk2tNTrN7Up6"
+    assert (scope["call"].id, scope["call"].input) == (call_id, {"city": "Paris"})
+    assert scope["final"].content[0].text == "The capital of France is Paris."
+    _, second = (r.json() for r in upstream.requests)
+    assert second["messages"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking the weather."},
+                {
+                    "type": "tool_use",
+                    "id": call_id,
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "18°C"}],
+        },
+    ]
