@@ -440,7 +440,7 @@ def test_an_anthropic_model_gets_the_tools_as_anthropic_sent_them(
             "stream": streamed,
             "system": "Use the tools.",
             "messages": history,
-            "tools": [WEATHER, TIME],
+            "tools": [WEATHER | {"strict": True}, TIME],
             "tool_choice": tool_choice,
         },
         new_key(),
@@ -517,7 +517,7 @@ def test_an_anthropic_model_gets_the_tools_as_anthropic_sent_them(
             {"role": "user", "content": "And in Paris?"},
         ],
         "stream": True,
-        "tools": [WEATHER, TIME],
+        "tools": [WEATHER | {"strict": True}, TIME],
         "tool_choice": tool_choice,
     }
     (row,) = wait_rows(1, entry_point="anthropic")
@@ -529,6 +529,92 @@ def test_an_anthropic_model_gets_the_tools_as_anthropic_sent_them(
     )
     # 412 tokens at $3 and 61 at $15 per million.
     assert row.cost_usd == Decimal("0.00215100")
+
+
+# The get_time call's arguments, as the upstream streams them, replaced.
+TIME_ARGUMENTS = b'"arguments":"{\\"zone\\":\\"CET\\"}"'
+
+
+def test_a_call_without_arguments_has_an_empty_input(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    tools_registry(upstream, alpha=("accepts_tools",))
+    stream = TOOL_CALLS_STREAM.replace(TIME_ARGUMENTS, b'"arguments":""')
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(stream))
+
+    message = client(live_server_url, new_key()).messages.create(
+        model="auto", max_tokens=64, messages=QUESTION, tools=[WEATHER, TIME]
+    )
+
+    assert [(b.type, b.id, b.input) for b in message.content] == [  # type: ignore[union-attr]
+        ("tool_use", WEATHER_ID, {"city": "Paris"}),
+        ("tool_use", TIME_ID, {}),
+    ]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_a_call_whose_arguments_are_not_an_object(
+    live_server_url: str, upstream: UpstreamServer, streamed: bool
+) -> None:
+    """Unstreamed, an answer no tool_use block can carry is an api_error naming the call;
+    streamed, the pieces go out as the model wrote them."""
+    tools_registry(upstream, alpha=("accepts_tools",))
+    stream = TOOL_CALLS_STREAM.replace(TIME_ARGUMENTS, b'"arguments":"CET"')
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(stream))
+
+    response = post(
+        live_server_url,
+        {
+            "model": "auto",
+            "max_tokens": 64,
+            "stream": streamed,
+            "messages": QUESTION,
+            "tools": [WEATHER, TIME],
+        },
+        new_key(),
+    )
+
+    request_id = response.headers["request-id"]
+    if streamed:
+        assert response.status_code == 200
+        events = frames(response.content)
+        assert events[-5:-2] == [
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 1,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": TIME_ID,
+                        "name": "get_time",
+                        "input": {},
+                    },
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": "CET"},
+                },
+            ),
+            ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        ]
+    else:
+        assert response.status_code == 502
+        assert response.json() == {
+            "type": "error",
+            "error": {
+                "type": "api_error",
+                "message": f"The model called the tool 'get_time' ({TIME_ID}) with arguments "
+                "that are not a JSON object, which a tool_use block cannot carry: 'CET'",
+            },
+            "request_id": request_id,
+        }
+    (row,) = wait_rows(1, request_id=request_id)
+    assert (row.status, row.input_tokens, row.output_tokens) == ("success", 82, 47)
 
 
 def test_tools_no_enabled_model_accepts_are_refused_in_anthropics_shape(
