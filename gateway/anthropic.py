@@ -4,11 +4,13 @@ OpenAI-compatible ones (gateway/openai.py): the request is read by `gateway.anth
 handed to `chat_stream` as a `GatewayRequest`, and its events translated into Anthropic's wire
 format.
 
-The common request carries text and inline images (`providers.adapters.types.Message`), so
-`image` blocks with a base64 source in user turns are passed on (to models that accept images)
-and other content blocks (URL images, documents, tool use, thinking) are refused with an
-`invalid_request_error` naming the block, never dropped: an answer that silently ignored half of
-the question would look like the model's mistake.
+The common request carries text, inline images and tool use (`providers.adapters.types`), so
+`image` blocks with a base64 source in user turns are passed on (to models that accept images),
+custom `tools` with `tool_use` and `tool_result` blocks to models that accept tools, and other
+content blocks (URL images, documents, thinking) and server tools are refused with an
+`invalid_request_error` naming them, never dropped: an answer that silently ignored half of the
+question would look like the model's mistake. An answer's tool calls are `tool_use` blocks, each
+a content block of its own when streamed (its input as `input_json_delta` pieces).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from gateway.shaping import (
     orchestrator_extension,
     orchestrator_headers,
 )
-from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
+from providers.adapters.types import IMAGE_TOKENS_ESTIMATE, ToolCall, ToolCallDelta
 from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.pipeline.journal import journaled
+from routing.pipeline.ledger import prompt_text
 from routing.services import chat_stream
 
 MESSAGES_PATH = "/v1/messages"
@@ -133,8 +136,9 @@ async def count_tokens(request: HttpRequest) -> HttpResponseBase:
         gateway_request, _ = parse_messages_request(body, caller=caller, count_only=True)
     except GatewayError as exc:
         return _error_of(exc)
-    # The prompt as the pipeline estimates it (routing.services: "role: text" per message).
-    prompt = "\n\n".join(f"{m.role}: {m.content}" for m in gateway_request.messages)
+    # The prompt as the pipeline estimates it ("role: text" per message, the tool calls made and
+    # the tools offered as the JSON sent).
+    prompt = prompt_text(gateway_request.messages, gateway_request.tools)
     if len(prompt) > LARGE_BODY_BYTES:
         tokens = await cpu_bound(tokens_estimate, prompt)
     else:
@@ -144,8 +148,43 @@ async def count_tokens(request: HttpRequest) -> HttpResponseBase:
     return json_response({"input_tokens": tokens})
 
 
-def _stop_reason(finish_reason: str | None) -> str:
-    return STOP_REASONS.get(finish_reason or "stop", "end_turn")
+def _stop_reason(event: Finished) -> str:
+    """`tool_use` when the model called tools and was not cut short (some providers say `stop`
+    there), else the finish reason as Anthropic's."""
+    if event.tool_calls and event.finish_reason in (None, "stop", "tool_calls"):
+        return "tool_use"
+    return STOP_REASONS.get(event.finish_reason or "stop", "end_turn")
+
+
+class ToolInputUnreadable(Exception):
+    """A tool call whose arguments are not a JSON object: Anthropic's `input` cannot hold it."""
+
+
+def tool_input(call: ToolCall) -> dict[str, Any]:
+    """A tool call's arguments (the JSON text the model wrote) as a `tool_use` block's `input`;
+    no arguments at all are `{}`."""
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(call.arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ToolInputUnreadable(
+            f"The model called the tool {call.name!r} ({call.id}) with arguments that are not a "
+            f"JSON object, which a tool_use block cannot carry: {call.arguments[:200]!r}"
+        )
+    return value
+
+
+def _content(event: Finished) -> list[dict[str, Any]]:
+    """The answer's content blocks: its text (left out when it only called tools), then a
+    `tool_use` block per call."""
+    blocks = [{"type": "text", "text": event.text}] if event.text or not event.tool_calls else []
+    return blocks + [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input(call)}
+        for call in event.tool_calls
+    ]
 
 
 def _usage(event: Finished) -> dict[str, int]:
@@ -174,13 +213,19 @@ async def _completed(events: AsyncGenerator[Event, None], request: GatewayReques
             if isinstance(event, Failed):
                 return _failure(event, request_id)
             if isinstance(event, Finished):
+                try:
+                    content = _content(event)
+                except ToolInputUnreadable as exc:
+                    return anthropic_error(
+                        str(exc), 502, headers=_headers(request_id, event), request_id=request_id
+                    )
                 body = {
                     "id": f"msg_{request.request_id.hex}",
                     "type": "message",
                     "role": "assistant",
                     "model": event.model_ref,
-                    "content": [{"type": "text", "text": event.text}],
-                    "stop_reason": _stop_reason(event.finish_reason),
+                    "content": content,
+                    "stop_reason": _stop_reason(event),
                     "stop_sequence": None,
                     "usage": _usage(event),
                     "orchestrator": orchestrator_extension(event),
@@ -194,6 +239,87 @@ async def _completed(events: AsyncGenerator[Event, None], request: GatewayReques
 def _sse(name: str, payload: dict[str, Any]) -> bytes:
     data = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+PING = _sse("ping", {"type": "ping"})
+
+
+class _Blocks:
+    """A streamed answer's content blocks, numbered as Anthropic numbers them: its text, and
+    each tool call, in a block of its own, started when its first piece arrives and stopped
+    when the next one starts (or the answer ends). The first block's start is followed by a
+    `ping`, as Anthropic sends it."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.open: int | None = None
+        self.open_is_text = False
+        self.of_call: dict[int, int] = {}
+        """Each tool call's block, by the call's index."""
+
+    def _start(self, block: dict[str, Any]) -> list[bytes]:
+        out = self.stop()
+        self.open = index = self.started
+        self.started += 1
+        out.append(
+            _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": block},
+            )
+        )
+        if index == 0:
+            out.append(PING)
+        return out
+
+    def stop(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        frame = _sse("content_block_stop", {"type": "content_block_stop", "index": self.open})
+        self.open, self.open_is_text = None, False
+        return [frame]
+
+    def text(self, text: str) -> list[bytes]:
+        out = [] if self.open_is_text else self._start({"type": "text", "text": ""})
+        self.open_is_text = True
+        delta = {"type": "text_delta", "text": text}
+        out.append(
+            _sse(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": self.open, "delta": delta},
+            )
+        )
+        return out
+
+    def tool_calls(self, pieces: tuple[ToolCallDelta, ...]) -> list[bytes]:
+        out: list[bytes] = []
+        for piece in pieces:
+            index = self.of_call.get(piece.index)
+            if index is None:
+                block: dict[str, Any] = {
+                    "type": "tool_use",
+                    "id": piece.id or "",
+                    "name": piece.name or "",
+                    "input": {},
+                }
+                out += self._start(block)
+                index = self.of_call[piece.index] = self.started - 1
+            if piece.arguments:
+                delta = {"type": "input_json_delta", "partial_json": piece.arguments}
+                out.append(
+                    _sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    )
+                )
+        return out
+
+    def end(self) -> list[bytes]:
+        """The last block's stop (an answer with no content at all has one empty text block)."""
+        return (
+            self.stop()
+            if self.started
+            else [*self._start({"type": "text", "text": ""}), *self.stop()]
+        )
 
 
 def _error_frame(message: str, status: int, request_id: str | None) -> bytes:
@@ -228,40 +354,25 @@ async def _streamed(
     async def body() -> AsyncIterator[bytes]:
         # What is ready at once goes out as one piece: the opening events with the first text,
         # the closing events together.
-        out = [
-            _sse("message_start", {"type": "message_start", "message": opening}),
-            _sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            ),
-            _sse("ping", {"type": "ping"}),
-        ]
+        out = [_sse("message_start", {"type": "message_start", "message": opening})]
+        blocks = _Blocks()
         try:
             pending: Event | None = first
             while pending is not None:
-                if isinstance(pending, Delta) and pending.text:
-                    delta = {"type": "text_delta", "text": pending.text}
-                    out.append(
-                        _sse(
-                            "content_block_delta",
-                            {"type": "content_block_delta", "index": 0, "delta": delta},
-                        )
-                    )
+                if isinstance(pending, Delta):
+                    if pending.text:
+                        out += blocks.text(pending.text)
+                    if pending.tool_calls:
+                        out += blocks.tool_calls(pending.tool_calls)
                 elif isinstance(pending, Finished):
-                    out.append(
-                        _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-                    )
+                    out += blocks.end()
                     out.append(
                         _sse(
                             "message_delta",
                             {
                                 "type": "message_delta",
                                 "delta": {
-                                    "stop_reason": _stop_reason(pending.finish_reason),
+                                    "stop_reason": _stop_reason(pending),
                                     "stop_sequence": None,
                                 },
                                 "usage": _usage(pending),

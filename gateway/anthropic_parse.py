@@ -1,20 +1,24 @@
 """The Anthropic door's requests: a Messages body (`/v1/messages`, `/v1/messages/count_tokens`),
-checked field by field, into the common `GatewayRequest`. Content blocks other than text and
-images (base64, in user turns) are refused naming the block, never dropped; a body that cannot
-be answered is refused here, and its refusal logged, before anything is admitted or routed."""
+checked field by field, into the common `GatewayRequest`. Text, images (base64, in user turns)
+and client tool use (`tools`, `tool_choice`, `tool_use` blocks in assistant turns, `tool_result`
+blocks in user turns) are read; other content blocks and server tools are refused naming them,
+never dropped. A body that cannot be answered is refused here, and its refusal logged, before
+anything is admitted or routed."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from django.http import HttpRequest
 
 from analytics.models import RequestLog
 from gateway.auth import GatewayError, body_size_check, caller_from_key
 from gateway.images import image_of_base64
+from gateway.openai_parse import TOOL_NAME
 from gateway.refusals import field_refused, json_body, model_of, number_field, refusal_logged
-from providers.adapters.types import Image, Message
+from providers.adapters.types import Image, Message, Tool, ToolCall, ToolChoice
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.request_metadata import metadata_read
@@ -29,6 +33,17 @@ from routing.validation import (
 
 ROLES = ("user", "assistant", "system")
 AUTH_MESSAGE = "Missing, invalid or revoked API key (x-api-key or Authorization: Bearer)."
+# The turns each tool block is read in.
+TOOL_BLOCK_ROLES = {"tool_use": "assistant", "tool_result": "user"}
+# A custom tool's fields: `cache_control` and `eager_input_streaming` do not change the answer
+# and are accepted with no effect; any other field would, and is refused.
+TOOL_FIELDS = frozenset({"type", "name", "description", "input_schema", "strict"})
+TOOL_NO_EFFECT_FIELDS = frozenset({"cache_control", "eager_input_streaming"})
+# Anthropic's `tool_choice` types as the common request's modes.
+TOOL_CHOICE_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
+# A failed tool's result reaches the model as its text after this mark (the common request's
+# tool turns carry text only, so `is_error` is said in the text rather than dropped).
+TOOL_ERROR_MARK = "Error: "
 
 
 def _image_block(block: dict[str, Any], where: str) -> Image:
@@ -48,51 +63,134 @@ def _image_block(block: dict[str, Any], where: str) -> Image:
     return image_of_base64(source.get("media_type"), source.get("data"), f"{where}.source")
 
 
+def _block(block: Any, where: str, *, images_from: str | None) -> str | Image:
+    """The text of a `text` block, or the image of an `image` block (base64 only). `images_from`
+    names who sent it when images are not accepted there (only user turns carry them); any other
+    block is refused."""
+    if not isinstance(block, dict):
+        raise field_refused(where, "must be an object")
+    kind = block.get("type")
+    if kind == "image":
+        if images_from is not None:
+            raise field_refused(
+                where, f"image blocks are accepted in user turns only, not in {images_from}"
+            )
+        return _image_block(block, where)
+    if kind == "document":
+        raise field_refused(
+            where,
+            "document blocks are not supported: this gateway passes text and images only "
+            "to its models, so a request with one is refused rather than answered without it",
+        )
+    if kind in TOOL_BLOCK_ROLES:
+        raise field_refused(where, f"{kind} blocks are read only in {TOOL_BLOCK_ROLES[kind]} turns")
+    if kind != "text":
+        raise field_refused(
+            f"{where}.type",
+            "only 'text', 'image', 'tool_use' (assistant turns) and 'tool_result' (user turns) "
+            "content blocks are supported (no documents, thinking or server tool blocks)",
+        )
+    if not isinstance(block.get("text"), str):
+        raise field_refused(f"{where}.text", "must be a string")
+    return str(block["text"])
+
+
+def _joined(parts: list[str | Image]) -> tuple[str, tuple[Image, ...]]:
+    # Blocks are separate passages to the model: kept apart, not run together.
+    texts = [part for part in parts if isinstance(part, str)]
+    return "\n\n".join(texts), tuple(part for part in parts if isinstance(part, Image))
+
+
 def _blocks(content: Any, field: str, *, images_from: str | None) -> tuple[str, tuple[Image, ...]]:
     """The text of a string or of a list of text blocks, and the images of its `image` blocks
-    (base64 only) in their order. `images_from` names who sent `content` when images are not
-    accepted there (only user turns carry them); any other block is refused."""
+    (base64 only) in their order; any other block is refused."""
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
         raise field_refused(field, "must be a string or a list of content blocks")
-    texts = []
-    images = []
+    return _joined(
+        [
+            _block(block, f"{field}[{index}]", images_from=images_from)
+            for index, block in enumerate(content)
+        ]
+    )
+
+
+def _assistant_turn(content: list[Any], field: str) -> Message:
+    """An assistant turn's text and the tools it called (its `tool_use` blocks), in order."""
+    parts: list[str | Image] = []
+    calls: list[ToolCall] = []
     for index, block in enumerate(content):
         where = f"{field}[{index}]"
-        if not isinstance(block, dict):
-            raise field_refused(where, "must be an object")
-        kind = block.get("type")
-        if kind == "image":
-            if images_from is not None:
+        if isinstance(block, dict) and block.get("type") == "tool_use":
+            calls.append(_tool_use(block, where))
+        else:
+            parts.append(_block(block, where, images_from="assistant turns"))
+    text, _ = _joined(parts)
+    return Message(role="assistant", content=text, tool_calls=tuple(calls))
+
+
+def _tool_use(block: dict[str, Any], where: str) -> ToolCall:
+    """A `tool_use` block as the call it records: its id, name and input (as JSON text)."""
+    call_id, name, tool_input = block.get("id"), block.get("name"), block.get("input")
+    if not isinstance(call_id, str) or not call_id:
+        raise field_refused(f"{where}.id", "must be a non-empty string")
+    if not isinstance(name, str) or not name:
+        raise field_refused(f"{where}.name", "must be a non-empty string")
+    if not isinstance(tool_input, dict):
+        raise field_refused(f"{where}.input", "must be an object (the tool's input)")
+    return ToolCall(id=call_id, name=name, arguments=orjson.dumps(tool_input).decode())
+
+
+def _user_turn(content: list[Any], field: str) -> list[Message]:
+    """A user turn: a `tool` turn for each of its `tool_result` blocks (which come first, as
+    Anthropic has them), then its text and images as one user turn, when it has any."""
+    results: list[Message] = []
+    parts: list[str | Image] = []
+    for index, block in enumerate(content):
+        where = f"{field}[{index}]"
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            if parts:
                 raise field_refused(
-                    where, f"image blocks are accepted in user turns only, not in {images_from}"
+                    where, "tool_result blocks come first in a user turn, before any text or image"
                 )
-            images.append(_image_block(block, where))
-            continue
-        if kind == "document":
-            raise field_refused(
-                where,
-                "document blocks are not supported: this gateway passes text and images only "
-                "to its models, so a request with one is refused rather than answered without it",
-            )
-        if kind != "text":
-            raise field_refused(
-                f"{where}.type",
-                "only 'text' and 'image' content blocks are supported (no documents, tool use "
-                "or thinking blocks)",
-            )
-        if not isinstance(block.get("text"), str):
-            raise field_refused(f"{where}.text", "must be a string")
-        texts.append(block["text"])
-    # Blocks are separate passages to the model: kept apart, not run together.
-    return "\n\n".join(texts), tuple(images)
+            results.append(_tool_result(block, where))
+        else:
+            parts.append(_block(block, where, images_from=None))
+    if results and not parts:
+        return results
+    text, images = _joined(parts)
+    return [*results, Message(role="user", content=text, images=images)]
+
+
+def _tool_result(block: dict[str, Any], where: str) -> Message:
+    """A `tool_result` block as the `tool` turn answering the call `tool_use_id`: its content,
+    a string or text blocks, and `is_error` said in the text (TOOL_ERROR_MARK)."""
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise field_refused(f"{where}.tool_use_id", "must be a non-empty string")
+    content = block.get("content", "")
+    if isinstance(content, list):
+        for index, item in enumerate(content):
+            if isinstance(item, dict) and item.get("type") == "image":
+                raise field_refused(
+                    f"{where}.content[{index}]",
+                    "image blocks are not supported in tool results: this gateway's tool turns "
+                    "carry text only, so the request is refused rather than answered without it",
+                )
+    text, _ = _blocks(content, f"{where}.content", images_from="tool results")
+    is_error = block.get("is_error", False)
+    if not isinstance(is_error, bool):
+        raise field_refused(f"{where}.is_error", "must be a boolean")
+    if is_error:
+        text = TOOL_ERROR_MARK + text if text else TOOL_ERROR_MARK.strip(": ")
+    return Message(role="tool", content=text, tool_call_id=call_id)
 
 
 def parse_messages(raw: Any) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
         raise field_refused("messages", "must be a non-empty list")
-    messages = []
+    messages: list[Message] = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
             raise field_refused(f"messages[{index}]", "must be an object")
@@ -101,13 +199,103 @@ def parse_messages(raw: Any) -> tuple[Message, ...]:
             raise field_refused(
                 f"messages[{index}].role", "must be 'user', 'assistant' or 'system'"
             )
-        text, images = _blocks(
-            item.get("content"),
-            f"messages[{index}].content",
-            images_from=None if role == "user" else f"{role} turns",
-        )
-        messages.append(Message(role=role, content=text, images=images))  # type: ignore[arg-type]
+        content, field = item.get("content"), f"messages[{index}].content"
+        if isinstance(content, list) and role == "user":
+            messages += _user_turn(content, field)
+        elif isinstance(content, list) and role == "assistant":
+            messages.append(_assistant_turn(content, field))
+        else:
+            text, images = _blocks(
+                content, field, images_from=None if role == "user" else f"{role} turns"
+            )
+            messages.append(Message(role=role, content=text, images=images))  # type: ignore[arg-type]
     return tuple(messages)
+
+
+def _tools(raw: Any) -> tuple[Tool, ...]:
+    """Custom tools (name, description, input_schema); a server tool (web search, computer
+    use, a text editor: a `type` other than `custom`) is refused naming it."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise field_refused("tools", "must be a list of tools")
+    tools = []
+    for index, item in enumerate(raw):
+        at = f"tools[{index}]"
+        if not isinstance(item, dict):
+            raise field_refused(at, "must be an object")
+        kind = item.get("type")
+        if kind is not None and kind != "custom":
+            raise field_refused(
+                f"{at}.type",
+                f"{kind!r} is not supported: this gateway offers its models custom tools only "
+                "(name, description, input_schema), not tools Anthropic's servers run or define "
+                "(web search, code execution, computer use, bash, text editor)",
+            )
+        name = item.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            raise field_refused(
+                f"{at}.name", "must be 1 to 64 letters, digits, underscores or dashes"
+            )
+        description = item.get("description")
+        if description is not None and not isinstance(description, str):
+            raise field_refused(f"{at}.description", "must be a string")
+        schema = item.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            raise field_refused(
+                f"{at}.input_schema", 'must be a JSON Schema object ({"type": "object", …})'
+            )
+        strict = item.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise field_refused(f"{at}.strict", "must be a boolean")
+        unknown = sorted(set(item) - TOOL_FIELDS - TOOL_NO_EFFECT_FIELDS)
+        if unknown:
+            raise field_refused(
+                f"{at}.{unknown[0]}",
+                "not supported by this gateway: the answer would ignore it, so the request is "
+                "refused",
+            )
+        tools.append(Tool(name, description, schema, strict))
+    names = [t.name for t in tools]
+    if len(set(names)) != len(names):
+        raise field_refused("tools", "two tools have the same name")
+    return tuple(tools)
+
+
+def _tool_choice(raw: Any, tools: tuple[Tool, ...]) -> tuple[ToolChoice | None, bool | None]:
+    """`(tool_choice, parallel_tool_calls)`: Anthropic's `{"type": auto | any | tool | none}`
+    as the common choice (any: `required`, tool: `function`), and its
+    `disable_parallel_tool_use` as whether calls may be parallel."""
+    if raw is None:
+        return None, None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    mode = TOOL_CHOICE_MODES.get(kind) if isinstance(kind, str) else None
+    if not isinstance(raw, dict) or mode is None:
+        raise field_refused(
+            "tool_choice",
+            'must be {"type": "auto"}, {"type": "any"}, {"type": "tool", "name": …} or '
+            '{"type": "none"}',
+        )
+    allowed = {"type"} | ({"disable_parallel_tool_use"} if mode != "none" else set())
+    allowed |= {"name"} if mode == "function" else set()
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise field_refused(f"tool_choice.{unknown[0]}", f"is not a field of {kind!r}")
+    name = raw.get("name")
+    if mode == "function":
+        if not isinstance(name, str) or not name:
+            raise field_refused("tool_choice.name", "must be a non-empty string")
+        if name not in {t.name for t in tools}:
+            raise field_refused("tool_choice.name", f"names {name!r}, which is not among the tools")
+    disable = raw.get("disable_parallel_tool_use")
+    if disable is not None and not isinstance(disable, bool):
+        raise field_refused("tool_choice.disable_parallel_tool_use", "must be a boolean")
+    if not tools:
+        if mode != "none":
+            raise field_refused("tool_choice", "is read only with tools")
+        return None, None
+    choice = ToolChoice(mode=mode, name=name if mode == "function" else None)  # type: ignore[arg-type]
+    return choice, None if disable is None else not disable
 
 
 def _session(body: dict[str, Any], session_header: str | None) -> str:
@@ -182,11 +370,8 @@ def _messages_request(
     # Accepted as a sampling hint and not passed on: the common request has no top_k.
     if top_k is not None and (type(top_k) is not int or top_k < 0):
         raise field_refused("top_k", "must be a non-negative integer")
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise field_refused("tools", "must be a list")
-    if tools:
-        raise field_refused("tools", "tool use is not supported by this gateway")
+    tools = _tools(body.get("tools"))
+    tool_choice, parallel = _tool_choice(body.get("tool_choice"), tools)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise field_refused("stream", "must be a boolean")
@@ -210,6 +395,9 @@ def _messages_request(
         metadata=metadata_read(body=body.get("metadata"), headers=headers, keys=("user_id",)),
         use_cache=use_cache and not cache_control_opts_out(cache_control),
         buffered=not stream,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
     )
     return request, stream
 

@@ -96,6 +96,7 @@ class AnthropicMessagesAdapter:
                 {"name": tool.name}
                 | ({"description": tool.description} if tool.description is not None else {})
                 | {"input_schema": tool.parameters or {"type": "object", "properties": {}}}
+                | ({"strict": tool.strict} if tool.strict is not None else {})
                 for tool in request.tools
             ]
             choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)

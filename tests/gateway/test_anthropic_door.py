@@ -453,9 +453,11 @@ def test_an_error_after_the_first_token_is_an_error_event(
                 "model": "auto",
                 "max_tokens": 8,
                 "messages": [{"role": "user", "content": "x"}],
-                "tools": [{"name": "t", "input_schema": {}}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
             },
-            "tools: tool use is not supported by this gateway",
+            "tools[0].type: 'web_search_20250305' is not supported: this gateway offers its "
+            "models custom tools only (name, description, input_schema), not tools Anthropic's "
+            "servers run or define (web search, code execution, computer use, bash, text editor)",
         ),
         (
             {
@@ -487,11 +489,21 @@ def test_an_error_after_the_first_token_is_an_error_event(
                 "model": "auto",
                 "max_tokens": 8,
                 "messages": [
-                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "t"}]},
                 ],
             },
-            "messages[0].content[0].type: only 'text' and 'image' content blocks are supported "
-            "(no documents, tool use or thinking blocks)",
+            "messages[1].content[0]: tool_result blocks are read only in user turns",
+        ),
+        (
+            {
+                "model": "auto",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": [{"type": "thinking", "thinking": "hm"}]}],
+            },
+            "messages[0].content[0].type: only 'text', 'image', 'tool_use' (assistant turns) and "
+            "'tool_result' (user turns) content blocks are supported (no documents, thinking or "
+            "server tool blocks)",
         ),
     ],
     ids=[
@@ -507,9 +519,10 @@ def test_an_error_after_the_first_token_is_an_error_event(
         "stop-sequences-string",
         "user-id-number",
         "system-block-text",
-        "tools",
+        "server-tool",
         "document",
-        "tool-result",
+        "tool-result-in-assistant-turn",
+        "thinking",
     ],
 )
 def test_bad_input_is_an_invalid_request_error_and_logged(

@@ -14,20 +14,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from django.core.cache import cache
 
 from analytics.models import RequestLog
-from providers.models import LLMModel
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
-from tests.routing.gateway_support import (
-    baseline_model,
-    chat_path,
-    every_task_to,
-    new_key,
-    settle_config,
-    upstream_models,
-    wait_rows,
-)
+from tests.routing.gateway_support import chat_path, new_key, tools_registry, wait_rows
 from tests.routing.streams import openai_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -64,26 +54,6 @@ TOOL_CALLS_STREAM = fixture("openai/chat_stream_tool_calls.sse")
 
 def client(live_server_url: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=key, max_retries=0)
-
-
-def tools_registry(
-    upstream: UpstreamServer,
-    *,
-    alpha: tuple[str, ...] = (),
-    beta: tuple[str, ...] = (),
-) -> dict[str, LLMModel]:
-    """`gateway_registry`'s models (alpha first, then beta, for every task), each with the
-    capability flags named (`accepts_tools`, `accepts_json_output`) set."""
-    cache.clear()
-    models = upstream_models(upstream)
-    for name, flags in (("alpha", alpha), ("beta", beta)):
-        for flag in flags:
-            setattr(models[name], flag, True)
-        models[name].save()
-    models["premium"] = baseline_model(upstream, enabled=False)
-    every_task_to("gateway-policy", models["alpha"], models["beta"])
-    settle_config()
-    return models
 
 
 def test_a_tool_call_answer_routed_past_a_model_without_tools_costed_and_logged(

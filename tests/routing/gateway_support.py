@@ -79,6 +79,26 @@ def gateway_registry(upstream: UpstreamServer) -> dict[str, LLMModel]:
     return models
 
 
+def tools_registry(
+    upstream: UpstreamServer,
+    *,
+    alpha: tuple[str, ...] = (),
+    beta: tuple[str, ...] = (),
+) -> dict[str, LLMModel]:
+    """`gateway_registry`'s models (alpha first, then beta, for every task), each with the
+    capability flags named (`accepts_tools`, `accepts_json_output`) set."""
+    cache.clear()
+    models = upstream_models(upstream)
+    for name, flags in (("alpha", alpha), ("beta", beta)):
+        for flag in flags:
+            setattr(models[name], flag, True)
+        models[name].save()
+    models["premium"] = baseline_model(upstream, enabled=False)
+    every_task_to("gateway-policy", models["alpha"], models["beta"])
+    settle_config()
+    return models
+
+
 def settle_config() -> None:
     """A server process trusts its last read of the shared configuration version for up to
     `SHARED_TTL_S`; wait that out so the live server routes to this test's rows."""
