@@ -115,6 +115,8 @@ def json_schema_of(raw: Any, where: str) -> dict[str, Any]:
     if fields.get("nullable") is True:
         if isinstance(schema.get("type"), str):
             schema["type"] = [schema["type"], "null"]
+        elif "anyOf" in schema:
+            schema["anyOf"] = [*schema["anyOf"], {"type": "null"}]
         else:
             schema = {"anyOf": [schema, {"type": "null"}]}
     return schema
