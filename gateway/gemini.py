@@ -57,6 +57,7 @@ from providers.adapters.types import (
     ToolCallDelta,
     tool_calls_join,
 )
+from routing.pipeline.admission import tool_tokens_estimate
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
@@ -194,8 +195,10 @@ async def _count_tokens(request: HttpRequest, model: str) -> HttpResponseBase:
         tokens = await cpu_bound(tokens_estimate, prompt)
     else:
         tokens = tokens_estimate(prompt)
-    # Each image as the pipeline plans it (providers.adapters.types.IMAGE_TOKENS_ESTIMATE).
+    # Each image as the pipeline plans it (providers.adapters.types.IMAGE_TOKENS_ESTIMATE),
+    # and the functions offered and the calls made as the JSON sent.
     tokens += IMAGE_TOKENS_ESTIMATE * sum(len(m.images) for m in parsed.messages)
+    tokens += tool_tokens_estimate(parsed)
     return gemini_json({"totalTokens": tokens})
 
 

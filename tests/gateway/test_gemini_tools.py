@@ -20,7 +20,9 @@ from google import genai
 from google.genai import errors, types
 
 from analytics.models import RequestLog
+from analytics.pricing import tokens_estimate
 from providers.models import LLMModel, Provider
+from routing.engine.tokens import estimate_tokens
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
 from tests.routing.gateway_support import (
@@ -848,3 +850,85 @@ def test_what_cannot_be_carried_is_refused_naming_the_field(
     (row,) = wait_rows(1, request_id=response.headers["x-orchestrator-request-id"])
     assert (row.status, row.error_code) == (RequestLog.Status.INVALID, "INVALID_REQUEST")
     assert upstream.requests == []
+
+
+def test_count_tokens_counts_the_functions_and_calls_as_the_pipeline_plans_them(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    contents = [QUESTION, MODEL_CALLED, answer(name="get_weather", response={"c": 18})]
+
+    response = post(
+        live_server_url,
+        "/v1beta/models/auto:countTokens",
+        {"contents": contents, "tools": TOOLS},
+        new_key(),
+    )
+
+    assert response.status_code == 200
+    prompt = 'user: Weather and time in Paris?\n\nassistant: \n\ntool: {"c":18}'
+    functions = (
+        '[{"name":"get_weather","description":"Current weather of a city","parameters":'
+        '{"type":"object","properties":{"city":{"type":"string","description":"The city"}},'
+        '"required":["city"]}},{"name":"get_time","description":null,"parameters":'
+        '{"type":"object","properties":{"zone":{"type":"string"}}}}]'
+    )
+    calls = 'get_weather{"city":"Paris"}'
+    assert response.json() == {
+        "totalTokens": tokens_estimate(prompt) + estimate_tokens(functions + calls)
+    }
+    assert upstream.requests == []
+
+
+def unreadable_call_stream() -> bytes:
+    """An OpenAI-compatible stream whose one call's arguments are no JSON object."""
+
+    def event(delta: dict[str, Any], finish: str | None) -> bytes:
+        chunk = {
+            "id": "chatcmpl-bad",
+            "object": "chat.completion.chunk",
+            "created": 1741569952,
+            "model": "gpt-test",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    call = {
+        "index": 0,
+        "id": "call_bad",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "Paris"},
+    }
+    return (
+        event({"role": "assistant", "content": None, "tool_calls": [call]}, None)
+        + event({}, "tool_calls")
+        + b"data: [DONE]\n\n"
+    )
+
+
+@pytest.mark.parametrize("path", [GENERATE, f"{STREAM}?alt=sse"], ids=["whole", "streamed"])
+def test_a_call_whose_arguments_are_no_object_ends_the_answer_with_an_error(
+    live_server_url: str, upstream: UpstreamServer, path: str
+) -> None:
+    tools_registry(upstream, alpha=("accepts_tools",))
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(unreadable_call_stream()))
+
+    response = post(live_server_url, path, {"contents": [QUESTION], "tools": TOOLS}, new_key())
+
+    request_id = response.headers["x-orchestrator-request-id"]
+    error = {
+        "code": 502,
+        "message": "The model called get_weather with arguments that are not a JSON object: "
+        "'Paris'",
+        "status": "UNAVAILABLE",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": request_id}
+        ],
+    }
+    if path == GENERATE:
+        assert response.status_code == 502
+        assert response.json() == {"error": error}
+    else:
+        # The headers went out with the call's first piece: the stream ends with the error.
+        assert response.status_code == 200
+        assert sse_events(response.content) == [{"error": error}]
