@@ -13,6 +13,11 @@ chunk (what google-genai asks for); without it, one JSON array whose elements ar
 written as they come (`[{...},\\r\\n{...}]`), for REST clients that read it incrementally.
 Text arrives in chunks without a finish reason; the last chunk has the finish reason and the
 `usageMetadata`, and the `orchestrator` extension object that the other doors add too.
+
+The answer's tool calls are `functionCall` parts (after its text, if any), with `finishReason`
+`STOP`, as Google answers. Gemini sends each call whole, never its arguments in pieces: a
+streamed call is gathered and sent once it is complete (when the next call starts, or with the
+last chunk).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from gateway.apikeys import apikey_authenticate
 from gateway.auth import GatewayError, body_size_check, rate_limit_headers
 from gateway.gemini_models import model_get
 from gateway.gemini_parse import parse_generate_request
+from gateway.gemini_tools import CallUnreadable, function_call_part
 from gateway.gemini_wire import (
     AUTH_MESSAGE,
     error_object,
@@ -45,7 +51,13 @@ from gateway.gemini_wire import (
 )
 from gateway.refusals import json_body, refusal_logged
 from gateway.shaping import answer_opening, orchestrator_extension, orchestrator_headers
-from providers.adapters.types import IMAGE_TOKENS_ESTIMATE
+from providers.adapters.types import (
+    IMAGE_TOKENS_ESTIMATE,
+    ToolCall,
+    ToolCallDelta,
+    tool_calls_join,
+)
+from routing.pipeline.admission import tool_tokens_estimate
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
@@ -78,7 +90,13 @@ OTHER_METHODS = frozenset(
 # before its key is looked up.
 MODEL_NAME = re.compile(rf"[\w.:/@+-]{{1,{MODEL_MAX_CHARS}}}")
 # The pipeline's normalised finish reasons (providers/adapters/types.py) as Gemini's.
-FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
+# A tool call ends Google's answer with STOP.
+FINISH_REASONS = {
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "content_filter": "SAFETY",
+    "tool_calls": "STOP",
+}
 
 
 def method_split(target: str) -> tuple[str, str | None]:
@@ -177,8 +195,10 @@ async def _count_tokens(request: HttpRequest, model: str) -> HttpResponseBase:
         tokens = await cpu_bound(tokens_estimate, prompt)
     else:
         tokens = tokens_estimate(prompt)
-    # Each image as the pipeline plans it (providers.adapters.types.IMAGE_TOKENS_ESTIMATE).
+    # Each image as the pipeline plans it (providers.adapters.types.IMAGE_TOKENS_ESTIMATE),
+    # and the functions offered and the calls made as the JSON sent.
     tokens += IMAGE_TOKENS_ESTIMATE * sum(len(m.images) for m in parsed.messages)
+    tokens += tool_tokens_estimate(parsed)
     return gemini_json({"totalTokens": tokens})
 
 
@@ -200,8 +220,13 @@ def _chunk(
     model: str,
     response_id: str,
     finished: Finished | None = None,
+    calls: tuple[ToolCall, ...] = (),
 ) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    """One response: its text part (left out when it is empty beside function calls), then a
+    `functionCall` part per call. Raises `CallUnreadable` for a call no part can hold."""
+    parts: list[dict[str, Any]] = [{"text": text}] if text or not calls else []
+    parts += [function_call_part(call) for call in calls]
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
     body: dict[str, Any] = {"candidates": [candidate]}
     if finished is not None:
         candidate["finishReason"] = FINISH_REASONS.get(finished.finish_reason or "stop", "STOP")
@@ -242,12 +267,16 @@ async def _completed(events: AsyncGenerator[Event, None], request: GatewayReques
             if isinstance(event, Failed):
                 return _failure(event, request)
             if isinstance(event, Finished):
-                body = _chunk(
-                    event.text,
-                    model=event.model_ref,
-                    response_id=request.request_id.hex,
-                    finished=event,
-                )
+                try:
+                    body = _chunk(
+                        event.text,
+                        model=event.model_ref,
+                        response_id=request.request_id.hex,
+                        finished=event,
+                        calls=event.tool_calls,
+                    )
+                except CallUnreadable as exc:
+                    return gemini_error(str(exc), 502, request_id=request_id)
                 headers = orchestrator_headers(request_id, event) | rate_limit_headers(
                     event.rate_limit
                 )
@@ -277,6 +306,29 @@ class _Framing:
         return b"]" if self.opened else b"[]"
 
 
+class _CallPieces:
+    """A streamed answer's tool calls, gathered piece by piece until each is whole: a call is
+    complete once a later one starts, and the last ones when the answer ends."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[int, list[ToolCallDelta]] = {}
+
+    def add(self, pieces: tuple[ToolCallDelta, ...]) -> tuple[ToolCall, ...]:
+        """The calls `pieces` complete."""
+        for piece in pieces:
+            self.pieces.setdefault(piece.index, []).append(piece)
+        if not pieces:
+            return ()
+        latest = max(self.pieces)
+        return self._take([index for index in sorted(self.pieces) if index < latest])
+
+    def rest(self) -> tuple[ToolCall, ...]:
+        return self._take(sorted(self.pieces))
+
+    def _take(self, indexes: list[int]) -> tuple[ToolCall, ...]:
+        return tool_calls_join(piece for index in indexes for piece in self.pieces.pop(index))
+
+
 async def _streamed(
     events: AsyncGenerator[Event, None], request: GatewayRequest, *, sse: bool
 ) -> HttpResponseBase:
@@ -289,18 +341,32 @@ async def _streamed(
     model = started.model_ref if started else getattr(first, "model_ref", "")
     response_id = request.request_id.hex
     framing = _Framing(sse=sse)
+    gathered = _CallPieces()
 
     async def body() -> AsyncIterator[bytes]:
         out: list[bytes] = []
         try:
             pending: Event | None = first
             while pending is not None:
-                if isinstance(pending, Delta) and pending.text:
-                    out.append(
-                        framing.frame(_chunk(pending.text, model=model, response_id=response_id))
-                    )
+                if isinstance(pending, Delta):
+                    if pending.text:
+                        out.append(
+                            framing.frame(
+                                _chunk(pending.text, model=model, response_id=response_id)
+                            )
+                        )
+                    whole = gathered.add(pending.tool_calls)
+                    if whole:
+                        chunk = _chunk("", model=model, response_id=response_id, calls=whole)
+                        out.append(framing.frame(chunk))
                 elif isinstance(pending, Finished):
-                    last = _chunk("", model=model, response_id=response_id, finished=pending)
+                    last = _chunk(
+                        "",
+                        model=model,
+                        response_id=response_id,
+                        finished=pending,
+                        calls=gathered.rest(),
+                    )
                     out.append(framing.frame(last))
                     out.append(framing.end())
                     yield b"".join(out)
@@ -316,6 +382,10 @@ async def _streamed(
                     yield b"".join(out)
                     out = []
                 pending = await anext(events, None)
+        except CallUnreadable as exc:
+            out.append(framing.frame({"error": error_object(str(exc), 502, request_id=request_id)}))
+            out.append(framing.end())
+            yield b"".join(out)
         except asyncio.CancelledError:
             if not cut_short_by_shutdown():
                 raise

@@ -3,26 +3,38 @@
 Fields are read by their JSON names (`systemInstruction`, `maxOutputTokens`) or by their proto
 names (`system_instruction`, `max_output_tokens`), as Google's own parser accepts both.
 
-The common request carries text and inline images (`providers.adapters.types.Message`): an
-`inlineData` part holding an image in a user turn is passed on (to models that accept images),
-and any other part that is not text (images in a model turn or the system instruction, other
-media, `fileData` URIs, which the gateway does not fetch, function calls) is refused with
-INVALID_ARGUMENT naming it, never dropped; so are the settings that would change the answer's
-form (JSON mode, tools, several candidates). Sampling hints the common request has no place for
-(`topK`, `seed`, penalties, `thinkingConfig`) and `safetySettings` are accepted and not passed
-on. A field Google does not know is refused, as Google refuses it.
+The common request carries text, inline images and function calling
+(`providers.adapters.types.Message`): an `inlineData` part holding an image in a user turn is
+passed on (to models that accept images); `tools[].functionDeclarations`, `toolConfig`, a model
+turn's `functionCall` parts and the `functionResponse` parts answering them, and JSON mode
+(`responseMimeType: application/json`, `responseSchema`, `responseJsonSchema`) are read by
+gateway/gemini_tools.py. Any other part that is not text (images in a model turn or the system
+instruction, other media, `fileData` URIs, which the gateway does not fetch, code execution) is
+refused with INVALID_ARGUMENT naming it, never dropped; so are the settings that would change
+the answer's form and that no provider here carries (Google's own tools, other response types,
+several candidates). Sampling hints the common request has no place for (`topK`, `seed`,
+penalties, `thinkingConfig`) and `safetySettings` are accepted and not passed on. A field Google
+does not know is refused, as Google refuses it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from analytics.models import RequestLog
+from gateway.gemini_names import fields_named, json_name
+from gateway.gemini_tools import (
+    function_call_of,
+    function_response_of,
+    response_format_of,
+    tool_choice_of,
+    tools_of,
+)
 from gateway.images import image_of_base64
 from gateway.refusals import field_refused, number_field
-from providers.adapters.types import Image, Message
+from providers.adapters.types import Image, Message, ToolCall
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.request_metadata import metadata_read
@@ -35,7 +47,8 @@ from routing.validation import (
     text_check,
 )
 
-ROLES = {"user": "user", "model": "assistant"}
+# `function` is the role older Gemini clients give the turn of `functionResponse` parts.
+ROLES = ("user", "model", "function")
 REQUEST_FIELDS = {
     "contents",
     "systemInstruction",
@@ -70,25 +83,10 @@ CONFIG_FIELDS = {
 # Parts other than text, by JSON name; each is refused with its own name where not accepted.
 INLINE_DATA = "inlineData"
 FILE_DATA = "fileData"
-TOOL_PARTS = ("functionCall", "functionResponse", "executableCode", "codeExecutionResult")
+FUNCTION_CALL = "functionCall"
+FUNCTION_RESPONSE = "functionResponse"
+CODE_PARTS = ("executableCode", "codeExecutionResult")
 MAX_STOP_SEQUENCES = 5
-
-
-def json_name(name: str) -> str:
-    """`max_output_tokens` -> `maxOutputTokens`; a JSON name is left as it is."""
-    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
-
-
-def _fields(raw: dict[str, Any], known: set[str], where: str) -> dict[str, Any]:
-    """`raw` by JSON names; a name that is not in `known` is refused."""
-    fields = {}
-    for name, value in raw.items():
-        field = json_name(name) if isinstance(name, str) else str(name)
-        if field not in known:
-            path = f"{where}.{name}" if where else str(name)
-            raise field_refused(path, "is not a field of this request (Cannot find field)")
-        fields[field] = value
-    return fields
 
 
 def _inline_image(raw: Any, where: str) -> Image:
@@ -105,12 +103,24 @@ def _inline_image(raw: Any, where: str) -> Image:
     return image_of_base64(blob.get("mimeType"), data, where)
 
 
-def _parts(parts: Any, where: str, *, images_from: str | None) -> tuple[str, tuple[Image, ...]]:
-    """The text of a turn's parts and the images of its `inlineData` parts, in their order.
-    `images_from` names who sent them when images are not accepted there (only user turns
-    carry them)."""
+@dataclass
+class _Turn:
+    """A turn's parts: its text, its images, and its `functionCall` and `functionResponse`
+    parts (each with where it is)."""
+
+    text: str
+    images: tuple[Image, ...]
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    responses: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _parts(parts: Any, where: str, *, images_from: str | None) -> _Turn:
+    """The text of a turn's parts, the images of its `inlineData` parts and its function
+    parts, in their order. `images_from` names who sent them when images are not accepted
+    there (only user turns carry them)."""
     if not isinstance(parts, list) or not parts:
         raise field_refused(f"{where}.parts", "must be a non-empty list of parts")
+    turn = _Turn(text="", images=())
     texts = []
     images = []
     for index, raw in enumerate(parts):
@@ -132,25 +142,39 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> tuple[str, tup
                 )
             images.append(_inline_image(part[INLINE_DATA], f"{part_at}.{INLINE_DATA}"))
             continue
-        tool = next((name for name in TOOL_PARTS if name in part), None)
-        if tool is not None:
-            raise field_refused(f"{part_at}.{tool}", "function calling is not supported")
+        if FUNCTION_CALL in part:
+            turn.calls.append((f"{part_at}.{FUNCTION_CALL}", part[FUNCTION_CALL]))
+            continue
+        if FUNCTION_RESPONSE in part:
+            turn.responses.append((f"{part_at}.{FUNCTION_RESPONSE}", part[FUNCTION_RESPONSE]))
+            continue
+        code = next((name for name in CODE_PARTS if name in part), None)
+        if code is not None:
+            raise field_refused(f"{part_at}.{code}", "code execution is not supported")
         if part.get("thought") is True:
             continue  # a model's own thinking, sent back: not part of the conversation
         text = part.get("text")
         if not isinstance(text, str):
             raise field_refused(
-                f"{part_at}.text", "must be a string (only text and inlineData parts are supported)"
+                f"{part_at}.text",
+                "must be a string (only text, inlineData and function parts are supported)",
             )
         texts.append(text)
     # Parts are separate passages to the model: kept apart, not run together.
-    return "\n\n".join(texts), tuple(images)
+    turn.text = "\n\n".join(texts)
+    turn.images = tuple(images)
+    return turn
 
 
 def parse_contents(raw: Any) -> tuple[Message, ...]:
+    """The turns. A model turn's `functionCall` parts are its tool calls; the
+    `functionResponse` parts of the user turn after it are `tool` turns answering them (before
+    that turn's own text, if any)."""
     if not isinstance(raw, list) or not raw:
         raise field_refused("contents", "must be a non-empty list of Content objects")
-    messages = []
+    messages: list[Message] = []
+    calls: tuple[ToolCall, ...] = ()
+    answered: set[str] = set()
     for index, item in enumerate(raw):
         where = f"contents[{index}]"
         if not isinstance(item, dict):
@@ -158,11 +182,34 @@ def parse_contents(raw: Any) -> tuple[Message, ...]:
         # A single turn may leave its role out; Google reads it as the user's.
         role = item.get("role", "user")
         if not isinstance(role, str) or role not in ROLES:
-            raise field_refused(f"{where}.role", "must be 'user' or 'model'")
-        text, images = _parts(
-            item.get("parts"), where, images_from=None if role == "user" else "model turns"
+            raise field_refused(f"{where}.role", "must be 'user', 'model' or 'function'")
+        turn = _parts(
+            item.get("parts"), where, images_from="model turns" if role == "model" else None
         )
-        messages.append(Message(role=ROLES[role], content=text, images=images))  # type: ignore[arg-type]
+        if role == "model":
+            if turn.responses:
+                raise field_refused(
+                    turn.responses[0][0], "is read only in user turns, after the model's call"
+                )
+            calls = tuple(
+                function_call_of(call, at, default_id=f"call_{index}_{n}")
+                for n, (at, call) in enumerate(turn.calls)
+            )
+            answered = set()
+            messages.append(Message(role="assistant", content=turn.text, tool_calls=calls))
+            continue
+        if turn.calls:
+            raise field_refused(turn.calls[0][0], "is read only in model turns")
+        messages += [
+            function_response_of(response, at, calls=calls, answered=answered)
+            for at, response in turn.responses
+        ]
+        if role == "function" and (turn.text or turn.images):
+            raise field_refused(
+                f"{where}.parts", "a function turn holds functionResponse parts only"
+            )
+        if turn.text or turn.images or not turn.responses:
+            messages.append(Message(role="user", content=turn.text, images=turn.images))
     return tuple(messages)
 
 
@@ -171,7 +218,11 @@ def _system(raw: Any) -> str | None:
         return None
     if not isinstance(raw, dict):
         raise field_refused("systemInstruction", "must be a Content object with text parts")
-    return _parts(raw.get("parts"), "systemInstruction", images_from="systemInstruction")[0]
+    turn = _parts(raw.get("parts"), "systemInstruction", images_from="systemInstruction")
+    function_parts = turn.calls + turn.responses
+    if function_parts:
+        raise field_refused(function_parts[0][0], "is read only in contents")
+    return turn.text
 
 
 def _number(config: dict[str, Any], field: str, low: float, high: float) -> float | None:
@@ -200,18 +251,12 @@ def _config(raw: Any) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise field_refused("generationConfig", "must be an object")
-    config = _fields(raw, CONFIG_FIELDS, "generationConfig")
+    config = fields_named(raw, CONFIG_FIELDS, "generationConfig")
     count = config.get("candidateCount")
     if count is not None and (type(count) is not int or count != 1):
         raise field_refused("generationConfig.candidateCount", "only 1 candidate is supported")
-    mime = config.get("responseMimeType")
-    if mime is not None and mime != "text/plain":
-        raise field_refused(
-            "generationConfig.responseMimeType", "only text/plain is supported (no JSON mode)"
-        )
-    for field in ("responseSchema", "responseJsonSchema", "speechConfig"):
-        if config.get(field) is not None:
-            raise field_refused(f"generationConfig.{field}", "is not supported by this gateway")
+    if config.get("speechConfig") is not None:
+        raise field_refused("generationConfig.speechConfig", "is not supported by this gateway")
     modalities = config.get("responseModalities")
     if modalities is not None and modalities not in ([], ["TEXT"]):
         raise field_refused("generationConfig.responseModalities", "only TEXT is supported")
@@ -270,9 +315,8 @@ def _generate_request(
             "model", "is required in the path: /v1beta/models/{model}:generateContent"
         )
     text_check(model, "model", MODEL_MAX_CHARS)
-    fields = _fields(body, REQUEST_FIELDS, "")
-    if fields.get("tools"):
-        raise field_refused("tools", "function calling and tools are not supported by this gateway")
+    fields = fields_named(body, REQUEST_FIELDS, "")
+    tools, tool_choice = tool_choice_of(fields.get("toolConfig"), tools_of(fields.get("tools")))
     if fields.get("cachedContent") is not None:
         raise field_refused("cachedContent", "cached contents are not supported by this gateway")
     safety = fields.get("safetySettings")
@@ -299,4 +343,7 @@ def _generate_request(
         metadata=metadata_read(headers=headers),
         use_cache=not cache_control_opts_out(cache_control),
         buffered=not stream,
+        tools=tools,
+        tool_choice=tool_choice,
+        response_format=response_format_of(config),
     )

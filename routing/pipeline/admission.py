@@ -237,7 +237,9 @@ def needs_of(request: GatewayRequest) -> tuple[str, ...]:
     return needs + (("json_output",) if request.response_format is not None else ())
 
 
-def _tool_tokens(request: GatewayRequest) -> int:
+def tool_tokens_estimate(request: GatewayRequest) -> int:
+    """The prompt tokens of the tools offered and the calls made: counted as the JSON sent
+    (also what the doors' token counts add)."""
     calls = [c for m in request.messages for c in m.tool_calls]
     if not request.tools and not calls:
         return 0
@@ -251,7 +253,7 @@ def prepare(request: GatewayRequest) -> Prepared:
     prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
     images = sum(len(m.images) for m in request.messages)
     # The tools offered and the calls made are prompt tokens too: counted as the JSON sent.
-    tool_tokens = _tool_tokens(request)
+    tool_tokens = tool_tokens_estimate(request)
     # Tokens are charged up front at their likely size and corrected once usage is known.
     token_charge = (
         estimate_tokens(prompt)

@@ -464,14 +464,14 @@ def test_the_sdk_raises_on_an_error_mid_stream(
             "generationConfig.stopSequences: must be a list of up to 5",
         ),
         (
-            hello() | {"generationConfig": {"responseMimeType": "application/json"}},
-            "generationConfig.responseMimeType: only text/plain",
+            hello() | {"generationConfig": {"responseMimeType": "text/x.enum"}},
+            "generationConfig.responseMimeType: must be text/plain or application/json",
         ),
         (hello() | {"systemInstruction": "Be brief."}, "systemInstruction: must be a Content"),
         (hello() | {"promptz": 1}, "promptz: is not a field of this request"),
         (
-            hello() | {"tools": [{"functionDeclarations": []}]},
-            "tools: function calling and tools are not supported",
+            hello() | {"tools": [{"googleSearch": {}}]},
+            "tools[0].googleSearch: is not supported by this gateway: only functionDeclarations",
         ),
         (
             {
@@ -489,7 +489,7 @@ def test_the_sdk_raises_on_an_error_mid_stream(
         ),
         (
             {"contents": [{"role": "user", "parts": [{"functionCall": {"name": "f"}}]}]},
-            "contents[0].parts[0].functionCall: function calling is not supported",
+            "contents[0].parts[0].functionCall: is read only in model turns",
         ),
         ([1, 2], "body: must be a JSON object"),
     ],
