@@ -398,6 +398,7 @@ def _messages_request(
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
+        tool_arguments_objects=True,
     )
     return request, stream
 

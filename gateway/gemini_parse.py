@@ -346,4 +346,5 @@ def _generate_request(
         tools=tools,
         tool_choice=tool_choice,
         response_format=response_format_of(config),
+        tool_arguments_objects=True,
     )

@@ -103,6 +103,7 @@ def chain_context(request: GatewayRequest, ledger: Ledger, admitted: Admitted) -
         embedding_request_for=(
             partial(embedding_request, request) if request.embedding is not None else None
         ),
+        tool_arguments_objects=request.tool_arguments_objects,
     )
 
 

@@ -79,6 +79,9 @@ class GatewayRequest:
     """Functions the model may call: only models marked `accepts_tools` are routed to."""
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    tool_arguments_objects: bool = False
+    """The door answers a tool call's arguments as an object (Anthropic, Gemini): a call whose
+    arguments are no JSON object is the model's invalid answer (execution.ChainContext)."""
     response_format: ResponseFormat | None = None
     """A JSON answer: only models marked `accepts_json_output` are routed to."""
     embedding: EmbeddingWanted | None = None

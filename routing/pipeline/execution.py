@@ -19,6 +19,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
+
 from providers.adapters.embeddings import EMBEDDERS, EmbeddingRequest
 from providers.adapters.types import (
     Adapter,
@@ -139,6 +141,23 @@ class ModelRuntime:
     endpoint: Endpoint
 
 
+def tool_arguments_check(calls: tuple[ToolCall, ...]) -> None:
+    """Raises `InvalidResponse` for the first call whose arguments are neither empty nor a
+    JSON object (what a protocol that carries them as an object cannot hold)."""
+    for call in calls:
+        if not call.arguments.strip():
+            continue
+        try:
+            value = orjson.loads(call.arguments)
+        except orjson.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise InvalidResponse(
+                f"the model called {call.name} ({call.id}) with arguments that are not a JSON "
+                f"object: {call.arguments[:200]!r}"
+            )
+
+
 def _breaker_tell(breaker: Breaker, model_id: int, error: ProviderError) -> None:
     """A failed attempt's verdict for the model's circuit breaker. A refusal of the request's
     shape says nothing against the model: a prompt over its window was answered (the provider
@@ -178,6 +197,10 @@ class ChainContext:
     breaker: Breaker | None = None
     embedding_request_for: Callable[[ModelSpec], EmbeddingRequest] | None = None
     """Set for an embeddings request: each model is asked for vectors instead of text."""
+    tool_arguments_objects: bool = False
+    """The client's protocol carries a tool call's arguments as an object (Anthropic's `input`,
+    Gemini's `args`): an answer whose call is no JSON object is an invalid answer of that
+    model (a buffered one falls back; a streamed one ends with the error)."""
 
 
 async def execute_chain(
@@ -267,6 +290,8 @@ async def execute_chain(
                             outcome.usage = chunk.usage
                         if chunk.finish_reason is not None:
                             outcome.finish_reason = chunk.finish_reason
+                if context.tool_arguments_objects and calls:
+                    tool_arguments_check(tool_calls_join(calls))
             except ProviderError as error:
                 _breaker_tell(breaker, model.id, error)
                 discarded = sum(map(len, pieces)) if buffered else 0

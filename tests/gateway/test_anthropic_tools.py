@@ -552,12 +552,51 @@ def test_a_call_without_arguments_has_an_empty_input(
     ]
 
 
+UNREADABLE = (
+    "the model called get_time (call_Q8hWQ3uCg2sZmdlp1mS1HRc2) with arguments that are not a "
+    "JSON object: 'CET'"
+)
+
+
+def test_a_call_whose_arguments_are_not_an_object_is_an_invalid_answer_and_falls_back(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    """A tool_use block cannot carry arguments that are no JSON object: unstreamed, that answer
+    is the model's invalid answer, retried and then answered by the next model."""
+    tools_registry(upstream, alpha=("accepts_tools",), beta=("accepts_tools",))
+    bad = TOOL_CALLS_STREAM.replace(TIME_ARGUMENTS, b'"arguments":"CET"')
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(bad))
+    upstream.reply("POST", chat_path("beta"), Reply.sse(TOOL_CALLS_STREAM))
+
+    response = post(
+        live_server_url,
+        {"model": "auto", "max_tokens": 64, "messages": QUESTION, "tools": [WEATHER, TIME]},
+        new_key(),
+    )
+
+    assert response.status_code == 200
+    assert [(b["type"], b.get("input")) for b in response.json()["content"]] == [
+        ("tool_use", {"city": "Paris"}),
+        ("tool_use", {"zone": "CET"}),
+    ]
+    assert response.headers["x-orchestrator-fallbacks"] == "1"
+    assert [r.path for r in upstream.requests] == [chat_path("alpha")] * 2 + [chat_path("beta")]
+    (row,) = wait_rows(1, request_id=response.headers["request-id"])
+    assert (row.status, row.model.name, row.fallbacks) == ("success", "beta-model", 1)
+    assert row.attempts == 3
+    assert [a["outcome"] for a in row.decision_trace["attempts"]] == [
+        "INVALID_RESPONSE",
+        "INVALID_RESPONSE",
+        "ok",
+    ]
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
-def test_a_call_whose_arguments_are_not_an_object(
+def test_a_call_whose_arguments_are_not_an_object_from_every_model_is_an_error(
     live_server_url: str, upstream: UpstreamServer, streamed: bool
 ) -> None:
-    """Unstreamed, an answer no tool_use block can carry is an api_error naming the call;
-    streamed, the pieces go out as the model wrote them."""
+    """Unstreamed: a 502 naming the call, logged as the models' invalid answer. Streamed, the
+    call's pieces went out as the model wrote them, and the stream ends with the error."""
     tools_registry(upstream, alpha=("accepts_tools",))
     stream = TOOL_CALLS_STREAM.replace(TIME_ARGUMENTS, b'"arguments":"CET"')
     upstream.reply("POST", chat_path("alpha"), Reply.sse(stream))
@@ -578,7 +617,7 @@ def test_a_call_whose_arguments_are_not_an_object(
     if streamed:
         assert response.status_code == 200
         events = frames(response.content)
-        assert events[-5:-2] == [
+        assert events[-3:] == [
             (
                 "content_block_start",
                 {
@@ -600,21 +639,26 @@ def test_a_call_whose_arguments_are_not_an_object(
                     "delta": {"type": "input_json_delta", "partial_json": "CET"},
                 },
             ),
-            ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+            (
+                "error",
+                {
+                    "type": "error",
+                    "error": {"type": "api_error", "message": UNREADABLE},
+                    "request_id": request_id,
+                },
+            ),
         ]
+        (row,) = wait_rows(1, request_id=request_id)
+        assert (row.status, row.error_code) == ("partial", "INVALID_RESPONSE")
     else:
         assert response.status_code == 502
         assert response.json() == {
             "type": "error",
-            "error": {
-                "type": "api_error",
-                "message": f"The model called the tool 'get_time' ({TIME_ID}) with arguments "
-                "that are not a JSON object, which a tool_use block cannot carry: 'CET'",
-            },
+            "error": {"type": "api_error", "message": UNREADABLE},
             "request_id": request_id,
         }
-    (row,) = wait_rows(1, request_id=request_id)
-    assert (row.status, row.input_tokens, row.output_tokens) == ("success", 82, 47)
+        (row,) = wait_rows(1, request_id=request_id)
+        assert (row.status, row.error_code) == ("error", "INVALID_RESPONSE")
 
 
 def test_tools_no_enabled_model_accepts_are_refused_in_anthropics_shape(

@@ -26,12 +26,12 @@ from routing.engine.tokens import estimate_tokens
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
 from tests.routing.gateway_support import (
-    baseline_model,
     chat_path,
     every_task_to,
     gateway_registry,
     new_key,
     settle_config,
+    tools_registry,
     upstream_models,
     wait_rows,
 )
@@ -108,23 +108,6 @@ def post(live_server_url: str, path: str, body: Any, key: str) -> httpx.Response
 def sse_events(raw: bytes) -> list[dict[str, Any]]:
     assert raw.endswith(b"\r\n\r\n")
     return [json.loads(frame.removeprefix(b"data: ")) for frame in raw[:-4].split(b"\r\n\r\n")]
-
-
-def tools_registry(
-    upstream: UpstreamServer, *, alpha: tuple[str, ...] = (), beta: tuple[str, ...] = ()
-) -> dict[str, LLMModel]:
-    """`gateway_registry`'s models (alpha first, then beta, for every task), each with the
-    capability flags named (`accepts_tools`, `accepts_json_output`) set."""
-    cache.clear()
-    models = upstream_models(upstream)
-    for name, flags in (("alpha", alpha), ("beta", beta)):
-        for flag in flags:
-            setattr(models[name], flag, True)
-        models[name].save()
-    models["premium"] = baseline_model(upstream, enabled=False)
-    every_task_to("gateway-policy", models["alpha"], models["beta"])
-    settle_config()
-    return models
 
 
 def google_registry(upstream: UpstreamServer) -> None:
@@ -906,8 +889,37 @@ def unreadable_call_stream() -> bytes:
     )
 
 
+def test_a_call_whose_arguments_are_no_object_is_an_invalid_answer_and_falls_back(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    """A functionCall part cannot carry arguments that are no JSON object: that answer is the
+    model's invalid answer, retried and then answered by the next model."""
+    tools_registry(upstream, alpha=("accepts_tools",), beta=("accepts_tools",))
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(unreadable_call_stream()))
+    upstream.reply("POST", chat_path("beta"), Reply.sse(OPENAI_CALLS))
+
+    response = post(live_server_url, GENERATE, {"contents": [QUESTION], "tools": TOOLS}, new_key())
+
+    assert response.status_code == 200
+    parts = response.json()["candidates"][0]["content"]["parts"]
+    assert [part["functionCall"]["args"] for part in parts] == [{"city": "Paris"}, {"zone": "CET"}]
+    assert [r.path for r in upstream.requests] == [chat_path("alpha")] * 2 + [chat_path("beta")]
+    (row,) = wait_rows(1, request_id=response.headers["x-orchestrator-request-id"])
+    assert (row.status, row.model.name, row.fallbacks, row.attempts) == (
+        "success",
+        "beta-model",
+        1,
+        3,
+    )
+    assert [a["outcome"] for a in row.decision_trace["attempts"]] == [
+        "INVALID_RESPONSE",
+        "INVALID_RESPONSE",
+        "ok",
+    ]
+
+
 @pytest.mark.parametrize("path", [GENERATE, f"{STREAM}?alt=sse"], ids=["whole", "streamed"])
-def test_a_call_whose_arguments_are_no_object_ends_the_answer_with_an_error(
+def test_a_call_whose_arguments_are_no_object_from_every_model_is_an_error(
     live_server_url: str, upstream: UpstreamServer, path: str
 ) -> None:
     tools_registry(upstream, alpha=("accepts_tools",))
@@ -918,17 +930,21 @@ def test_a_call_whose_arguments_are_no_object_ends_the_answer_with_an_error(
     request_id = response.headers["x-orchestrator-request-id"]
     error = {
         "code": 502,
-        "message": "The model called get_weather with arguments that are not a JSON object: "
-        "'Paris'",
+        "message": "the model called get_weather (call_bad) with arguments that are not a JSON "
+        "object: 'Paris'",
         "status": "UNAVAILABLE",
         "details": [
             {"@type": "type.googleapis.com/google.rpc.RequestInfo", "requestId": request_id}
         ],
     }
+    (row,) = wait_rows(1, request_id=request_id)
     if path == GENERATE:
         assert response.status_code == 502
         assert response.json() == {"error": error}
+        assert (row.status, row.error_code) == ("error", "INVALID_RESPONSE")
     else:
-        # The headers went out with the call's first piece: the stream ends with the error.
+        # The headers went out before the call was whole; the call itself never did: the
+        # stream is the error alone.
         assert response.status_code == 200
         assert sse_events(response.content) == [{"error": error}]
+        assert (row.status, row.error_code) == ("partial", "INVALID_RESPONSE")
