@@ -216,7 +216,7 @@ def test_fields_that_would_change_the_answer_are_refused(
         sdk.responses.create(
             model="auto",
             input="hi",
-            tools=[{"type": "function", "name": "f", "parameters": {}, "strict": True}],
+            tools=[{"type": "web_search"}],
         )
     with pytest.raises(openai.BadRequestError) as reasoning:
         sdk.responses.create(model="auto", input="hi", reasoning={"effort": "high"})
@@ -228,7 +228,7 @@ def test_fields_that_would_change_the_answer_are_refused(
     with pytest.raises(openai.BadRequestError) as unknown:
         sdk.responses.create(model="auto", input="hi", extra_body={"colour": "red"})
     with pytest.raises(openai.BadRequestError) as schema:
-        sdk.responses.create(model="auto", input="hi", text={"format": {"type": "json_object"}})
+        sdk.responses.create(model="auto", input="hi", text={"format": {"type": "xml"}})  # type: ignore[typeddict-item]
 
     with pytest.raises(openai.BadRequestError) as nul:
         sdk.responses.create(model="auto", instructions="Be brief.", input="a\u0000b")
@@ -240,11 +240,15 @@ def test_fields_that_would_change_the_answer_are_refused(
     assert too_many.value.body["message"].startswith(  # type: ignore[index]
         "max_output_tokens: must be an integer from 1 to "
     )
-    assert tools.value.body["param"] == "tools"  # type: ignore[index]
+    assert tools.value.body["param"] == "tools[0].type"  # type: ignore[index]
+    assert tools.value.body["message"] == (  # type: ignore[index]
+        "tools[0].type: 'web_search' tools are not supported by this gateway: only function "
+        "tools (OpenAI's built-in tools run only at OpenAI)"
+    )
     assert reasoning.value.body["param"] == "reasoning"  # type: ignore[index]
     assert image.value.body["param"] == "input[0].content[0]"  # type: ignore[index]
     assert unknown.value.body["message"] == "colour: unknown field"  # type: ignore[index]
-    assert schema.value.body["param"] == "text.format"  # type: ignore[index]
+    assert schema.value.body["param"] == "text.format.type"  # type: ignore[index]
     assert upstream.requests == []
     rows = wait_rows(7, entry_point="responses")
     assert {r.status for r in rows} == {RequestLog.Status.INVALID}
