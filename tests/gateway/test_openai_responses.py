@@ -227,8 +227,9 @@ def test_fields_that_would_change_the_answer_are_refused(
         sdk.responses.create(model="auto", input=picture)
     with pytest.raises(openai.BadRequestError) as unknown:
         sdk.responses.create(model="auto", input="hi", extra_body={"colour": "red"})
+    xml: Any = {"format": {"type": "xml"}}
     with pytest.raises(openai.BadRequestError) as schema:
-        sdk.responses.create(model="auto", input="hi", text={"format": {"type": "xml"}})  # type: ignore[typeddict-item]
+        sdk.responses.create(model="auto", input="hi", text=xml)
 
     with pytest.raises(openai.BadRequestError) as nul:
         sdk.responses.create(model="auto", instructions="Be brief.", input="a\u0000b")
