@@ -46,7 +46,7 @@ from routing.pipeline.journal import journaled
 from routing.services import chat_stream
 
 ENTRY_POINT = RequestLog.EntryPoint.RESPONSES
-CHAT_FIELDS = {"max_tokens": "max_output_tokens", "messages": "input", "response_format": "text"}
+CHAT_FIELDS = {"max_tokens": "max_output_tokens", "messages": "input"}
 # A capability refusal names the chat field that asked for it; here, the Responses one.
 RESPONSES_FIELDS = {"response_format": "text.format"}
 
@@ -85,7 +85,8 @@ def _answer_message(stored: StoredResponse) -> dict[str, Any]:
             "function": {"name": item["name"], "arguments": item["arguments"]},
         }
         for item in output
-        if item.get("type") == "function_call"
+        # A call cut short (the answer's end, the client gone) has no whole arguments.
+        if item.get("type") == "function_call" and item.get("status") == "completed"
     ]
     if not calls:
         return {"role": "assistant", "content": stored.output_text}
@@ -203,15 +204,27 @@ class Turn:
         }
 
     async def store(self, event: Finished, answer: dict[str, Any]) -> None:
+        await self._kept(event.model_ref, event.text, answer)
+
+    async def store_left(self, model: str, output: StreamedOutput) -> None:
+        """A streamed answer the client left before its end, kept as far as it went (`status:
+        "incomplete"`, `incomplete_details.reason: "client_disconnected"`, no usage), so that
+        `previous_response_id` continues the conversation the client saw."""
+        output.close("incomplete")
+        answer = self.object(model, "incomplete", output=output.items)
+        answer["incomplete_details"] = {"reason": "client_disconnected"}
+        await self._kept(model, output.text_streamed(), answer)
+
+    async def _kept(self, model: str, text: str, answer: dict[str, Any]) -> None:
         if not self.ask.store:
             return
         await in_thread(StoredResponse.objects.create)(
             id=self.id,
             api_key_id=self.caller.api_key_id,
             created_at=datetime.fromtimestamp(self.created_at, tz=UTC),
-            model_ref=event.model_ref,
+            model_ref=model,
             messages=self.messages,
-            output_text=event.text,
+            output_text=text,
             response=answer,
         )
 
@@ -384,11 +397,7 @@ class StreamedOutput:
         """What the answer holds that was not streamed (all of it, when it was answered in one
         piece), then the last item closed."""
         out = []
-        streamed = "".join(
-            "".join(self.pieces[i])
-            for i, item in enumerate(self.items)
-            if item["type"] == "message"
-        )
+        streamed = self.text_streamed()
         if len(event.text) > len(streamed) and event.text.startswith(streamed):
             out += self.text(event.text[len(streamed) :])
         seen = {item["call_id"] for item in self.items if item["type"] == "function_call"}
@@ -399,6 +408,13 @@ class StreamedOutput:
         if not self.items:
             out += self._message_opened()
         return out + self.close(status)
+
+    def text_streamed(self) -> str:
+        return "".join(
+            "".join(self.pieces[i])
+            for i, item in enumerate(self.items)
+            if item["type"] == "message"
+        )
 
     def close(self, status: str) -> list[bytes]:
         index, self.open = self.open, None
@@ -475,6 +491,9 @@ async def _streamed(
             frame("response.in_progress", response=opening),
         ]
         pending: Event | None = first
+        # Whether the client left, and whether the answer had ended (it is kept then, or not
+        # at all).
+        left = ended = False
         try:
             while pending is not None:
                 if isinstance(pending, Delta):
@@ -483,6 +502,7 @@ async def _streamed(
                     for piece in pending.tool_calls:
                         out += output.call(piece)
                 elif isinstance(pending, Finished):
+                    ended = True
                     answer = turn.object(pending.model_ref, "completed", pending, output=[])
                     out += output.finish(pending, answer["status"])
                     answer["output"] = output.items
@@ -497,6 +517,7 @@ async def _streamed(
                     yield b"".join(out)
                     return
                 elif isinstance(pending, Failed):
+                    ended = True
                     error = {"code": pending.code, "message": pending.message}
                     failed = turn.object(model, "failed", error=error)
                     out.append(frame("response.failed", response=failed))
@@ -508,6 +529,7 @@ async def _streamed(
                 pending = await anext(events, None)
         except asyncio.CancelledError:
             if not cut_short_by_shutdown():
+                left = True
                 raise
             # The process is shutting down: the answer ends here with `response.failed` and a
             # clean end of the body (its request is logged as cancelled).
@@ -517,8 +539,16 @@ async def _streamed(
             error = {"code": "server_shutting_down", "message": SHUTDOWN_MESSAGE}
             out.append(frame("response.failed", response=turn.object(model, "failed", error=error)))
             yield b"".join(out)
+        except GeneratorExit:
+            left = True
+            raise
         finally:
-            await events.aclose()
+            try:
+                await events.aclose()
+            finally:
+                # The client went away (its request is logged as cancelled).
+                if left and not ended:
+                    await turn.store_left(model, output)
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
