@@ -1,14 +1,18 @@
-"""OpenAI's Responses API, text only: `POST /v1/responses` and `GET /v1/responses/{id}`.
+"""OpenAI's Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`.
 
-A request's `instructions` and `input` are put in a chat completions body and checked by the
-chat door's own parser (`parse_chat_request`), then routed through the chat path (`chat_stream`,
-so it is admitted, budgeted, costed and logged like a chat completion, with entry point
-`responses`) and answered as a `response` object, whole or streamed as OpenAI's typed events.
+A request's `instructions`, `input`, function `tools` and `text.format` are put in a chat
+completions body (gateway/openai_responses_parse.py) and checked by the chat door's own parser
+(`parse_chat_request`), then routed through the chat path (`chat_stream`, so it is admitted,
+budgeted, costed and logged like a chat completion, with entry point `responses`, and routed by
+capability) and answered as a `response` object whose output is a message item and a
+`function_call` item per tool call, whole or streamed as OpenAI's typed events.
 
 Conversation state: an answer is kept (`StoredResponse`) unless the request says `store: false`;
 a later request of the same API key continues it with `previous_response_id` (the stored
-conversation and its answer go before the new input; the earlier `instructions` do not carry
-over), and `GET /v1/responses/{id}` reads it back. Another key's response is not found.
+conversation and its answer, function calls included, go before the new input, whose
+`function_call_output` items answer them; the earlier `instructions` do not carry over), and
+`GET /v1/responses/{id}` reads it back. Another key's response is not found. A stream the client
+leaves is kept as far as it went.
 """
 
 from __future__ import annotations

@@ -571,3 +571,80 @@ def test_malformed_tool_fields_are_refused_naming_them(
     assert upstream.requests == []
     (row,) = wait_rows(1, entry_point="responses")
     assert row.status == RequestLog.Status.INVALID
+
+
+def text_then_call_stream() -> bytes:
+    """An OpenAI chat stream that says something, then calls get_weather."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        event = {
+            "id": "chatcmpl-mixed",
+            "object": "chat.completion.chunk",
+            "created": 1741569952,
+            "model": "gpt-test",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "usage": None,
+        }
+        return f"data: {json.dumps(event)}\n\n".encode()
+
+    call = {"index": 0, "id": CALL_WEATHER["id"], "type": "function"}
+    return b"".join(
+        [
+            chunk({"role": "assistant", "content": "Let me "}),
+            chunk({"content": "look."}),
+            chunk({"tool_calls": [call | {"function": {"name": "get_weather", "arguments": ""}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":"Paris"}'}}]}),
+            chunk({}, "tool_calls"),
+            b"data: [DONE]\n\n",
+        ]
+    )
+
+
+def test_text_then_a_function_call_streams_two_items_in_order(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    tools_registry(upstream, alpha=("accepts_tools",))
+    upstream.reply(
+        "POST", chat_path("alpha"), Reply.sse(text_then_call_stream()).but(chunk_delay_s=0.03)
+    )
+    key = new_key()
+
+    with httpx.stream(
+        "POST",
+        f"{live_server_url}/v1/responses",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "auto", "input": QUESTION, "tools": [WEATHER_TOOL], "stream": True},
+        timeout=30,
+    ) as response:
+        events = sse_events(b"".join(response.iter_bytes()))
+
+    assert [(e["type"], e.get("output_index")) for e in events] == [
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", 0),
+        ("response.content_part.added", 0),
+        ("response.output_text.delta", 0),
+        ("response.output_text.delta", 0),
+        ("response.output_text.done", 0),
+        ("response.content_part.done", 0),
+        ("response.output_item.done", 0),
+        ("response.output_item.added", 1),
+        ("response.function_call_arguments.delta", 1),
+        ("response.function_call_arguments.done", 1),
+        ("response.output_item.done", 1),
+        ("response.completed", None),
+    ]
+    message, call = events[-1]["response"]["output"]
+    assert message == {
+        "type": "message",
+        "id": events[2]["item"]["id"],
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "Let me look.", "annotations": []}],
+    }
+    assert call == call_items([events[9]["item"]["id"], ""])[0]
+    assert [events[8]["item"], events[12]["item"]] == [message, call]
+    sdk = client(live_server_url, key)
+    retrieved = sdk.responses.retrieve(events[-1]["response"]["id"])
+    assert retrieved.output_text == "Let me look."
+    assert [item.to_dict() for item in retrieved.output] == [message, call]
