@@ -363,16 +363,22 @@ def parse_response_ask(body: Any) -> ResponseAsk:
 
 
 def outputs_check(ask: ResponseAsk, history: list[dict[str, Any]]) -> None:
-    """Refuse a `function_call_output` that answers no function call of the conversation (the
-    stored one it continues, or an earlier item of its input), as OpenAI does."""
-    if not ask.outputs:
-        return
-    called = {
-        call["id"] for message in [*history, *ask.input] for call in message.get("tool_calls") or ()
-    }
+    """Refuse, as OpenAI does, a `function_call_output` that answers no function call of the
+    conversation (the stored one it continues, or an earlier item of its input), and a
+    conversation with a function call no output answers."""
+    conversation = [*history, *ask.input]
+    called = [call["id"] for message in conversation for call in message.get("tool_calls") or ()]
     for index, call_id in ask.outputs:
         if call_id not in called:
             raise field_refused(
                 f"input[{index}].call_id",
                 f"no function call with call_id {call_id!r} in this conversation",
+            )
+    answered = {message.get("tool_call_id") for message in conversation}
+    for call_id in called:
+        if call_id not in answered:
+            raise field_refused(
+                "input",
+                f"the function call with call_id {call_id!r} has no function_call_output: "
+                "send one for every function call",
             )

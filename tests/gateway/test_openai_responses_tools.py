@@ -538,6 +538,18 @@ def test_tools_and_json_no_model_accepts_are_refused_with_their_own_codes(
             "input[1].call_id: no function call with call_id 'call_9' in this conversation",
         ),
         (
+            {
+                "input": [
+                    {"role": "user", "content": QUESTION},
+                    {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+                    {"role": "user", "content": "And?"},
+                ]
+            },
+            "input",
+            "input: the function call with call_id 'call_1' has no function_call_output: send "
+            "one for every function call",
+        ),
+        (
             {"input": [{"type": "item_reference", "id": "fc_1"}]},
             "input[0].type",
             "input[0].type: 'item_reference' items are not supported: only messages, "
@@ -648,3 +660,27 @@ def test_text_then_a_function_call_streams_two_items_in_order(
     retrieved = sdk.responses.retrieve(events[-1]["response"]["id"])
     assert retrieved.output_text == "Let me look."
     assert [item.to_dict() for item in retrieved.output] == [message, call]
+
+
+def test_continuing_function_calls_without_their_outputs_is_refused(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    tools_registry(upstream, alpha=("accepts_tools",))
+    upstream.reply("POST", chat_path("alpha"), Reply.sse(TOOL_CALLS_STREAM))
+    sdk = client(live_server_url, new_key())
+    first = sdk.responses.create(model="auto", input=QUESTION, tools=[WEATHER_TOOL, TIME_TOOL])
+    only_one: Any = [
+        {"type": "function_call_output", "call_id": CALL_WEATHER["id"], "output": "18°C"}
+    ]
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(
+            model="auto", previous_response_id=first.id, input=only_one, tools=[WEATHER_TOOL]
+        )
+
+    assert refused.value.body["param"] == "input"  # type: ignore[index]
+    assert refused.value.body["message"] == (  # type: ignore[index]
+        f"input: the function call with call_id {CALL_TIME['id']!r} has no function_call_output: "
+        "send one for every function call"
+    )
+    assert len(upstream.requests) == 1
