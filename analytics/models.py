@@ -313,8 +313,9 @@ class StoredResponse(models.Model):
     """An answer of `POST /v1/responses` kept for its API key (`store`, true unless the request
     says otherwise): read back by `GET /v1/responses/{id}` and continued by a later request's
     `previous_response_id`. `messages` is the conversation up to this turn as chat messages
-    (`{"role", "content"}`; the turn's `instructions` excluded, as they do not carry over), and
-    `response` the response object as it was answered."""
+    (`{"role", "content"}`, an assistant turn's `tool_calls`, a tool message's `tool_call_id`;
+    the turn's `instructions` excluded, as they do not carry over), and `response` the response
+    object as it was answered (its `function_call` items are the answer's tool calls)."""
 
     id = models.CharField(max_length=64, primary_key=True)
     api_key_id = models.BigIntegerField(null=True, blank=True)

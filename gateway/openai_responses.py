@@ -1,23 +1,28 @@
-"""OpenAI's Responses API, text only: `POST /v1/responses` and `GET /v1/responses/{id}`.
+"""OpenAI's Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`.
 
-A request's `instructions` and `input` are put in a chat completions body and checked by the
-chat door's own parser (`parse_chat_request`), then routed through the chat path (`chat_stream`,
-so it is admitted, budgeted, costed and logged like a chat completion, with entry point
-`responses`) and answered as a `response` object, whole or streamed as OpenAI's typed events.
+A request's `instructions`, `input`, function `tools` and `text.format` are put in a chat
+completions body (gateway/openai_responses_parse.py) and checked by the chat door's own parser
+(`parse_chat_request`), then routed through the chat path (`chat_stream`, so it is admitted,
+budgeted, costed and logged like a chat completion, with entry point `responses`, and routed by
+capability) and answered as a `response` object whose output is a message item and a
+`function_call` item per tool call, whole or streamed as OpenAI's typed events.
 
 Conversation state: an answer is kept (`StoredResponse`) unless the request says `store: false`;
 a later request of the same API key continues it with `previous_response_id` (the stored
-conversation and its answer go before the new input; the earlier `instructions` do not carry
-over), and `GET /v1/responses/{id}` reads it back. Another key's response is not found.
+conversation and its answer, function calls included, go before the new input, whose
+`function_call_output` items answer them; the earlier `instructions` do not carry over), and
+`GET /v1/responses/{id}` reads it back. Another key's response is not found. A stream the client
+leaves is kept as far as it went.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +31,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog, StoredResponse
+from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
 from core.threads import in_thread
 from gateway.auth import GatewayError, body_size_check, caller_from_key, rate_limit_headers
 from gateway.openai import _error_of, _failure, openai_error
 from gateway.openai_parse import parse_chat_request
+from gateway.openai_responses_parse import ResponseAsk, outputs_check, parse_response_ask
 from gateway.refusals import field_refused, json_body, model_of, refusal_logged
 from gateway.shaping import (
     answer_opening,
@@ -37,177 +44,18 @@ from gateway.shaping import (
     orchestrator_extension,
     orchestrator_headers,
 )
+from providers.adapters.types import ToolCallDelta
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished
 from routing.pipeline.journal import journaled
 from routing.services import chat_stream
-from routing.validation import FieldInvalid, nul_check
 
 ENTRY_POINT = RequestLog.EntryPoint.RESPONSES
-ROLES = ("user", "assistant", "system", "developer")
-TEXT_PARTS = ("input_text", "output_text")
-# Read here, or passed to the chat parser as they are (the gateway's extensions).
-READ_FIELDS = frozenset(
-    {
-        "model",
-        "input",
-        "instructions",
-        "max_output_tokens",
-        "temperature",
-        "top_p",
-        "stream",
-        "metadata",
-        "user",
-        "store",
-        "previous_response_id",
-        "cache",
-        "task_type",
-        "fallback_chain",
-    }
-)
-NO_EFFECT_FIELDS = frozenset(
-    {"service_tier", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"}
-)
-# Fields that would change the answer: accepted only at the value that changes nothing.
-NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "tools": (None, []),
-    "tool_choice": (None, "auto", "none"),
-    "parallel_tool_calls": (None, True, False),
-    "reasoning": (None, {}),
-    "include": (None, []),
-    "truncation": (None, "disabled"),
-    "background": (None, False),
-    "max_tool_calls": (None,),
-    "top_logprobs": (None, 0),
-    "prompt": (None,),
-    "conversation": (None,),
-    "stream_options": (None,),
-}
 CHAT_FIELDS = {"max_tokens": "max_output_tokens", "messages": "input"}
-
-
-@dataclass(frozen=True)
-class ResponseAsk:
-    """What a Responses body asks, before its conversation is looked up."""
-
-    body: dict[str, Any]
-    input: list[dict[str, str]]
-    instructions: str | None
-    previous_response_id: str | None
-    store: bool
-    stream: bool
-
+# A capability refusal names the chat field that asked for it; here, the Responses one.
+RESPONSES_FIELDS = {"response_format": "text.format"}
 
 # The stored response's id column (analytics.StoredResponse.id).
 RESPONSE_ID_MAX_CHARS = 64
-
-
-def _neutral(value: Any, allowed: tuple[Any, ...]) -> bool:
-    return any((value == n and type(value) is not bool) or value is n for n in allowed)
-
-
-def _text_config(raw: Any) -> None:
-    if raw is None:
-        return
-    if not isinstance(raw, dict):
-        raise field_refused("text", "must be an object")
-    for name, value in raw.items():
-        if name == "format":
-            if value is not None and value != {"type": "text"}:
-                raise field_refused(
-                    "text.format", 'only {"type": "text"} is supported: structured output is not'
-                )
-        elif name != "verbosity" or value is not None:
-            raise field_refused(f"text.{name}", "not supported by this gateway: leave it out")
-
-
-def _content(raw: Any, at: str) -> str:
-    if isinstance(raw, str):
-        return raw
-    if not isinstance(raw, list):
-        raise field_refused(at, "must be a string or a list of input_text parts")
-    texts = []
-    for index, part in enumerate(raw):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in TEXT_PARTS:
-            named = f"{kind!r} parts are" if isinstance(kind, str) else "this part is"
-            raise field_refused(
-                f"{at}[{index}]", f"{named} not supported: only text (input_text, output_text)"
-            )
-        if not isinstance(part.get("text"), str):
-            raise field_refused(f"{at}[{index}].text", "must be a string")
-        texts.append(part["text"])
-    return "".join(texts)
-
-
-def _input(raw: Any) -> list[dict[str, str]]:
-    """The input as chat messages (`{"role", "content"}`): a string is one user message."""
-    if isinstance(raw, str):
-        return [{"role": "user", "content": raw}]
-    if not isinstance(raw, list) or not raw:
-        raise field_refused("input", "is required: a string or a non-empty list of messages")
-    messages = []
-    for index, item in enumerate(raw):
-        at = f"input[{index}]"
-        if not isinstance(item, dict):
-            raise field_refused(at, "must be an object")
-        kind = item.get("type", "message")
-        if kind != "message":
-            raise field_refused(
-                f"{at}.type", f"{kind!r} items are not supported: only messages (text)"
-            )
-        role = item.get("role")
-        if role not in ROLES:
-            raise field_refused(f"{at}.role", f"must be one of {', '.join(ROLES)}")
-        for name in item:
-            if name not in ("type", "role", "content", "id", "status"):
-                raise field_refused(f"{at}.{name}", "unknown field")
-        messages.append({"role": role, "content": _content(item.get("content"), f"{at}.content")})
-    return messages
-
-
-def parse_response_ask(body: Any) -> ResponseAsk:
-    if not isinstance(body, dict):
-        raise field_refused("body", "must be a JSON object")
-    # Checked here too, so that a NUL is named where the request put it.
-    try:
-        nul_check(body)
-    except FieldInvalid as exc:
-        raise field_refused(exc.field, exc.message) from exc
-    for name, value in body.items():
-        if name in READ_FIELDS or name in NO_EFFECT_FIELDS or name == "text":
-            continue
-        allowed = NEUTRAL_VALUES.get(name)
-        if allowed is None:
-            raise field_refused(name, "unknown field")
-        if not _neutral(value, allowed):
-            raise field_refused(
-                name,
-                "not supported by this gateway: the answer would ignore it, so the request is "
-                "refused (leave it out; docs/api.md lists what each field does)",
-            )
-    _text_config(body.get("text"))
-    instructions = body.get("instructions")
-    if instructions is not None and not isinstance(instructions, str):
-        raise field_refused("instructions", "must be a string")
-    previous = body.get("previous_response_id")
-    if previous is not None and (not isinstance(previous, str) or not previous):
-        raise field_refused("previous_response_id", "must be a response id")
-    store = body.get("store", True)
-    if store is None:
-        store = True
-    if not isinstance(store, bool):
-        raise field_refused("store", "must be a boolean")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise field_refused("stream", "must be a boolean")
-    return ResponseAsk(
-        body=body,
-        input=_input(body.get("input")),
-        instructions=instructions or None,
-        previous_response_id=previous,
-        store=store,
-        stream=stream,
-    )
 
 
 def _not_found(response_id: str, field: str | None) -> GatewayError:
@@ -230,7 +78,26 @@ def _stored(response_id: str, caller: Caller) -> StoredResponse | None:
     return StoredResponse.objects.filter(id=response_id, api_key_id=caller.api_key_id).first()
 
 
-def _chat_body(ask: ResponseAsk, history: list[dict[str, str]]) -> dict[str, Any]:
+def _answer_message(stored: StoredResponse) -> dict[str, Any]:
+    """A stored response's answer as the chat assistant turn that continues it: its text and
+    the function calls it made (content null when it said nothing besides them)."""
+    output = stored.response.get("output") or []
+    calls = [
+        {
+            "id": item["call_id"],
+            "type": "function",
+            "function": {"name": item["name"], "arguments": item["arguments"]},
+        }
+        for item in output
+        # A call cut short (the answer's end, the client gone) has no whole arguments.
+        if item.get("type") == "function_call" and item.get("status") == "completed"
+    ]
+    if not calls:
+        return {"role": "assistant", "content": stored.output_text}
+    return {"role": "assistant", "content": stored.output_text or None, "tool_calls": calls}
+
+
+def _chat_body(ask: ResponseAsk, history: list[dict[str, Any]]) -> dict[str, Any]:
     body = ask.body
     chat: dict[str, Any] = {
         name: body[name]
@@ -251,7 +118,7 @@ def _chat_body(ask: ResponseAsk, history: list[dict[str, str]]) -> dict[str, Any
         chat["max_tokens"] = body["max_output_tokens"]
     system = [{"role": "system", "content": ask.instructions}] if ask.instructions else []
     chat["messages"] = system + history + ask.input
-    return chat
+    return chat | ask.chat
 
 
 @dataclass
@@ -262,8 +129,10 @@ class Turn:
     message_id: str
     created_at: int
     ask: ResponseAsk
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     caller: Caller
+    # Each function call's output item id, by its call id.
+    call_item_ids: dict[str, str] = field(default_factory=dict)
 
     def echo(self) -> dict[str, Any]:
         body = self.ask.body
@@ -276,52 +145,90 @@ class Turn:
             "metadata": body.get("metadata") or {},
             "store": self.ask.store,
             "user": body.get("user"),
+            "parallel_tool_calls": self.ask.parallel_tool_calls,
+            "tool_choice": self.ask.tool_choice,
+            "tools": self.ask.tools,
+            "text": self.ask.text,
         }
 
-    def item(self, text: str | None, status: str) -> dict[str, Any]:
+    def item(self, text: str | None, status: str, item_id: str | None = None) -> dict[str, Any]:
         content = [] if text is None else [_part(text)]
         return {
             "type": "message",
-            "id": self.message_id,
+            "id": item_id or self.message_id,
             "status": status,
             "role": "assistant",
             "content": content,
         }
 
+    def call_item(self, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+        item_id = self.call_item_ids.setdefault(call_id, f"fc_{secrets.token_hex(16)}")
+        return {
+            "type": "function_call",
+            "id": item_id,
+            "call_id": call_id,
+            "name": name,
+            "arguments": arguments,
+            "status": status,
+        }
+
+    def output(self, event: Finished, status: str) -> list[dict[str, Any]]:
+        """The answer's output items: its message (when it said something, or did nothing
+        else), then one function call item per call it made."""
+        items = [self.item(event.text, status)] if event.text or not event.tool_calls else []
+        return items + [
+            self.call_item(call.id, call.name, call.arguments, status) for call in event.tool_calls
+        ]
+
     def object(
-        self, model: str, status: str, event: Finished | None = None, error: Any = None
+        self,
+        model: str,
+        status: str,
+        event: Finished | None = None,
+        error: Any = None,
+        output: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         incomplete = event is not None and event.finish_reason == "length"
         if event is not None:
             status = "incomplete" if incomplete else "completed"
+        if output is None:
+            output = self.output(event, status) if event is not None else []
         return {
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
             "status": status,
             "model": model,
-            "output": [self.item(event.text, status)] if event is not None else [],
+            "output": output,
             "usage": _usage(event) if event is not None else None,
             "error": error,
             "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-            "text": {"format": {"type": "text"}},
             "truncation": "disabled",
             **self.echo(),
         }
 
     async def store(self, event: Finished, answer: dict[str, Any]) -> None:
+        await self._kept(event.model_ref, event.text, answer)
+
+    async def store_left(self, model: str, output: StreamedOutput) -> None:
+        """A streamed answer the client left before its end, kept as far as it went (`status:
+        "incomplete"`, `incomplete_details.reason: "client_disconnected"`, no usage), so that
+        `previous_response_id` continues the conversation the client saw."""
+        output.close("incomplete")
+        answer = self.object(model, "incomplete", output=output.items)
+        answer["incomplete_details"] = {"reason": "client_disconnected"}
+        await self._kept(model, output.text_streamed(), answer)
+
+    async def _kept(self, model: str, text: str, answer: dict[str, Any]) -> None:
         if not self.ask.store:
             return
         await in_thread(StoredResponse.objects.create)(
             id=self.id,
             api_key_id=self.caller.api_key_id,
             created_at=datetime.fromtimestamp(self.created_at, tz=UTC),
-            model_ref=event.model_ref,
+            model_ref=model,
             messages=self.messages,
-            output_text=event.text,
+            output_text=text,
             response=answer,
         )
 
@@ -361,6 +268,20 @@ def _renamed(exc: GatewayError) -> GatewayError:
     return field_refused(renamed, message)
 
 
+def _refused(event: Failed, request_id: str) -> HttpResponse:
+    """The chat path's refusal, naming the Responses field that asked for what no model
+    gives (`text.format` for a JSON answer)."""
+    field = event.details.get("field")
+    if isinstance(field, str) and field in RESPONSES_FIELDS:
+        named = RESPONSES_FIELDS[field]
+        event = replace(
+            event,
+            message=event.message.replace(f"({field})", f"({named})"),
+            details=event.details | {"field": named},
+        )
+    return _failure(event, request_id)
+
+
 @csrf_exempt
 async def responses(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
@@ -371,15 +292,13 @@ async def responses(request: HttpRequest) -> HttpResponseBase:
         body = await json_body(request, caller, entry_point=ENTRY_POINT)
         try:
             ask = parse_response_ask(body)
-            history: list[dict[str, str]] = []
+            history: list[dict[str, Any]] = []
             if ask.previous_response_id is not None:
                 previous = await in_thread(_stored)(ask.previous_response_id, caller)
                 if previous is None:
                     raise _not_found(ask.previous_response_id, "previous_response_id")
-                history = [
-                    *previous.messages,
-                    {"role": "assistant", "content": previous.output_text},
-                ]
+                history = [*previous.messages, _answer_message(previous)]
+            outputs_check(ask, history)
             try:
                 gateway_request, _, _ = parse_chat_request(
                     _chat_body(ask, history),
@@ -411,7 +330,7 @@ async def responses(request: HttpRequest) -> HttpResponseBase:
     async with contextlib.aclosing(events):
         async for event in events:
             if isinstance(event, Failed):
-                return _failure(event, request_id)
+                return _refused(event, request_id)
             if isinstance(event, Finished):
                 answer = turn.object(event.model_ref, "completed", event)
                 await turn.store(event, answer)
@@ -429,17 +348,137 @@ def _sse(kind: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+class StreamedOutput:
+    """A streamed answer's output items as they open, grow and close, and the events that say
+    so, numbered by `frame`. One item is open at a time, as OpenAI streams them: a new one
+    (text after a function call, the next function call) closes the one before."""
+
+    def __init__(self, turn: Turn, frame: Callable[..., bytes]) -> None:
+        self.turn = turn
+        self.frame = frame
+        self.items: list[dict[str, Any]] = []
+        self.pieces: dict[int, list[str]] = {}
+        self.open: int | None = None
+        # Output index of each streamed call, by the call's index in the answer.
+        self.calls: dict[int, int] = {}
+
+    def text(self, piece: str) -> list[bytes]:
+        out = []
+        if self.open is None or self.items[self.open]["type"] != "message":
+            out += self._message_opened()
+        index = self.open
+        assert index is not None
+        self.pieces[index].append(piece)
+        where = self._where(index)
+        out.append(self.frame("response.output_text.delta", delta=piece, logprobs=[], **where))
+        return out
+
+    def call(self, piece: ToolCallDelta) -> list[bytes]:
+        out = []
+        index = self.calls.get(piece.index)
+        if index is None:
+            out += self.close("completed")
+            index = self._opened(
+                self.turn.call_item(piece.id or "", piece.name or "", "", "in_progress")
+            )
+            self.calls[piece.index] = index
+            out.append(
+                self.frame("response.output_item.added", output_index=index, item=self.items[index])
+            )
+        if piece.arguments:
+            self.pieces[index].append(piece.arguments)
+            out.append(
+                self.frame(
+                    "response.function_call_arguments.delta",
+                    item_id=self.items[index]["id"],
+                    output_index=index,
+                    delta=piece.arguments,
+                )
+            )
+        return out
+
+    def finish(self, event: Finished, status: str) -> list[bytes]:
+        """What the answer holds that was not streamed (all of it, when it was answered in one
+        piece), then the last item closed."""
+        out = []
+        streamed = self.text_streamed()
+        if len(event.text) > len(streamed) and event.text.startswith(streamed):
+            out += self.text(event.text[len(streamed) :])
+        seen = {item["call_id"] for item in self.items if item["type"] == "function_call"}
+        for number, call in enumerate(event.tool_calls):
+            if call.id not in seen:
+                whole = ToolCallDelta(-1 - number, call.id, call.name, call.arguments)
+                out += self.call(whole)
+        if not self.items:
+            out += self._message_opened()
+        return out + self.close(status)
+
+    def text_streamed(self) -> str:
+        return "".join(
+            "".join(self.pieces[i])
+            for i, item in enumerate(self.items)
+            if item["type"] == "message"
+        )
+
+    def close(self, status: str) -> list[bytes]:
+        index, self.open = self.open, None
+        if index is None:
+            return []
+        item = self.items[index]
+        item["status"] = status
+        done = "".join(self.pieces[index])
+        if item["type"] == "message":
+            item["content"] = [_part(done)]
+            where = self._where(index)
+            return [
+                self.frame("response.output_text.done", text=done, logprobs=[], **where),
+                self.frame("response.content_part.done", part=_part(done), **where),
+                self.frame("response.output_item.done", output_index=index, item=item),
+            ]
+        item["arguments"] = done
+        return [
+            self.frame(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                name=item["name"],
+                arguments=done,
+            ),
+            self.frame("response.output_item.done", output_index=index, item=item),
+        ]
+
+    def _opened(self, item: dict[str, Any]) -> int:
+        index = len(self.items)
+        self.items.append(item)
+        self.pieces[index] = []
+        self.open = index
+        return index
+
+    def _message_opened(self) -> list[bytes]:
+        out = self.close("completed")
+        first = not any(item["type"] == "message" for item in self.items)
+        item_id = self.turn.message_id if first else f"msg_{secrets.token_hex(16)}"
+        index = self._opened(self.turn.item(None, "in_progress", item_id))
+        return [
+            *out,
+            self.frame("response.output_item.added", output_index=index, item=self.items[index]),
+            self.frame("response.content_part.added", part=_part(""), **self._where(index)),
+        ]
+
+    def _where(self, index: int) -> dict[str, Any]:
+        return {"item_id": self.items[index]["id"], "output_index": index, "content_index": 0}
+
+
 async def _streamed(
     events: AsyncGenerator[Event, None], turn: Turn, request_id: str
 ) -> HttpResponseBase:
-    """Headers wait for the first text (or the end), as the chat door's do, so a failure before
-    any text is an ordinary HTTP error."""
+    """Headers wait for the first text or function call (or the end), as the chat door's do,
+    so a failure before any is an ordinary HTTP error."""
     started, first = await answer_opening(events)
     if isinstance(first, Failed):
-        return _failure(first, request_id)
+        return _refused(first, request_id)
     model = started.model_ref if started else getattr(first, "model_ref", "")
     sequence = 0
-    where = {"item_id": turn.message_id, "output_index": 0, "content_index": 0}
 
     def frame(kind: str, **fields: Any) -> bytes:
         nonlocal sequence
@@ -447,59 +486,73 @@ async def _streamed(
         sequence += 1
         return _sse(kind, payload)
 
+    output = StreamedOutput(turn, frame)
+
     async def body() -> AsyncIterator[bytes]:
         opening = turn.object(model, "in_progress")
-        yield b"".join(
-            [
-                frame("response.created", response=opening),
-                frame("response.in_progress", response=opening),
-                frame(
-                    "response.output_item.added",
-                    output_index=0,
-                    item=turn.item(None, "in_progress"),
-                ),
-                frame("response.content_part.added", part=_part(""), **where),
-            ]
-        )
+        out = [
+            frame("response.created", response=opening),
+            frame("response.in_progress", response=opening),
+        ]
         pending: Event | None = first
+        # Whether the client left, and whether the answer had ended (it is kept then, or not
+        # at all).
+        left = ended = False
         try:
             while pending is not None:
-                if isinstance(pending, Delta) and pending.text:
-                    yield frame(
-                        "response.output_text.delta", delta=pending.text, logprobs=[], **where
-                    )
+                if isinstance(pending, Delta):
+                    if pending.text:
+                        out += output.text(pending.text)
+                    for piece in pending.tool_calls:
+                        out += output.call(piece)
                 elif isinstance(pending, Finished):
-                    answer = turn.object(pending.model_ref, "completed", pending)
+                    ended = True
+                    answer = turn.object(pending.model_ref, "completed", pending, output=[])
+                    out += output.finish(pending, answer["status"])
+                    answer["output"] = output.items
                     await turn.store(pending, answer)
-                    item = answer["output"][0]
                     last = (
                         "response.incomplete"
                         if answer["status"] == "incomplete"
                         else "response.completed"
                     )
                     final = answer | {"orchestrator": orchestrator_extension(pending)}
-                    yield b"".join(
-                        [
-                            frame(
-                                "response.output_text.done",
-                                text=pending.text,
-                                logprobs=[],
-                                **where,
-                            ),
-                            frame("response.content_part.done", part=_part(pending.text), **where),
-                            frame("response.output_item.done", output_index=0, item=item),
-                            frame(last, response=final),
-                        ]
-                    )
+                    out.append(frame(last, response=final))
+                    yield b"".join(out)
                     return
                 elif isinstance(pending, Failed):
+                    ended = True
                     error = {"code": pending.code, "message": pending.message}
                     failed = turn.object(model, "failed", error=error)
-                    yield frame("response.failed", response=failed)
+                    out.append(frame("response.failed", response=failed))
+                    yield b"".join(out)
                     return
+                if out:
+                    yield b"".join(out)
+                    out = []
                 pending = await anext(events, None)
+        except asyncio.CancelledError:
+            if not cut_short_by_shutdown():
+                left = True
+                raise
+            # The process is shutting down: the answer ends here with `response.failed` and a
+            # clean end of the body (its request is logged as cancelled).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            error = {"code": "server_shutting_down", "message": SHUTDOWN_MESSAGE}
+            out.append(frame("response.failed", response=turn.object(model, "failed", error=error)))
+            yield b"".join(out)
+        except GeneratorExit:
+            left = True
+            raise
         finally:
-            await events.aclose()
+            try:
+                await events.aclose()
+            finally:
+                # The client went away (its request is logged as cancelled).
+                if left and not ended:
+                    await turn.store_left(model, output)
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

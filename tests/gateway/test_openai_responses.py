@@ -4,6 +4,7 @@ Responses API's typed events, stored per API key and continued by `previous_resp
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -216,7 +217,7 @@ def test_fields_that_would_change_the_answer_are_refused(
         sdk.responses.create(
             model="auto",
             input="hi",
-            tools=[{"type": "function", "name": "f", "parameters": {}, "strict": True}],
+            tools=[{"type": "web_search"}],
         )
     with pytest.raises(openai.BadRequestError) as reasoning:
         sdk.responses.create(model="auto", input="hi", reasoning={"effort": "high"})
@@ -227,8 +228,9 @@ def test_fields_that_would_change_the_answer_are_refused(
         sdk.responses.create(model="auto", input=picture)
     with pytest.raises(openai.BadRequestError) as unknown:
         sdk.responses.create(model="auto", input="hi", extra_body={"colour": "red"})
+    xml: Any = {"format": {"type": "xml"}}
     with pytest.raises(openai.BadRequestError) as schema:
-        sdk.responses.create(model="auto", input="hi", text={"format": {"type": "json_object"}})
+        sdk.responses.create(model="auto", input="hi", text=xml)
 
     with pytest.raises(openai.BadRequestError) as nul:
         sdk.responses.create(model="auto", instructions="Be brief.", input="a\u0000b")
@@ -240,11 +242,15 @@ def test_fields_that_would_change_the_answer_are_refused(
     assert too_many.value.body["message"].startswith(  # type: ignore[index]
         "max_output_tokens: must be an integer from 1 to "
     )
-    assert tools.value.body["param"] == "tools"  # type: ignore[index]
+    assert tools.value.body["param"] == "tools[0].type"  # type: ignore[index]
+    assert tools.value.body["message"] == (  # type: ignore[index]
+        "tools[0].type: 'web_search' tools are not supported by this gateway: only function "
+        "tools (OpenAI's built-in tools run only at OpenAI)"
+    )
     assert reasoning.value.body["param"] == "reasoning"  # type: ignore[index]
     assert image.value.body["param"] == "input[0].content[0]"  # type: ignore[index]
     assert unknown.value.body["message"] == "colour: unknown field"  # type: ignore[index]
-    assert schema.value.body["param"] == "text.format"  # type: ignore[index]
+    assert schema.value.body["param"] == "text.format.type"  # type: ignore[index]
     assert upstream.requests == []
     rows = wait_rows(7, entry_point="responses")
     assert {r.status for r in rows} == {RequestLog.Status.INVALID}
@@ -311,3 +317,63 @@ def test_an_odd_response_id_is_not_found(live_server_url: str, odd: str) -> None
         assert answer.json()["error"]["type"] == "not_found_error"
     assert continued.status_code in (400, 404), continued.text
     assert continued.json()["error"]["param"] == "previous_response_id"
+
+
+def test_a_stream_the_client_leaves_is_kept_as_far_as_it_went(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    gateway_registry(upstream)
+    pieces = [f"p{i}" for i in range(40)]
+    upstream.reply(
+        "POST",
+        chat_path("alpha"),
+        Reply.sse(openai_sse(pieces, usage=(5, 40)), chunk_delay_s=0.1),
+        Reply.sse(openai_sse(["Go on."])),
+    )
+    key = new_key()
+
+    with httpx.stream(
+        "POST",
+        f"{live_server_url}/v1/responses",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "auto", "input": "Count", "stream": True},
+        timeout=30,
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"delta":"p1"' in line:
+                break
+    (row,) = wait_rows(1, entry_point="responses")
+    deadline = time.monotonic() + 10
+    while not StoredResponse.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stored = StoredResponse.objects.get()
+    continued = client(live_server_url, key).responses.create(
+        model="auto", input="And?", previous_response_id=stored.id
+    )
+
+    assert row.status == RequestLog.Status.CANCELLED
+    kept = stored.response
+    assert (kept["status"], kept["incomplete_details"], kept["usage"]) == (
+        "incomplete",
+        {"reason": "client_disconnected"},
+        None,
+    )
+    # What the answer had streamed when the gateway saw the client go: at least what it read.
+    text = stored.output_text
+    assert text.startswith("p0p1") and text != "".join(pieces)
+    assert kept["output"] == [
+        {
+            "type": "message",
+            "id": kept["output"][0]["id"],
+            "status": "incomplete",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
+    ]
+    assert stored.messages == [{"role": "user", "content": "Count"}]
+    assert continued.output_text == "Go on."
+    assert upstream.requests[1].json()["messages"] == [
+        {"role": "user", "content": "Count"},
+        {"role": "assistant", "content": text},
+        {"role": "user", "content": "And?"},
+    ]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from analytics.models import RequestLog
+from core.shutdown import SHUTDOWN_MESSAGE
 from routing.pipeline.journal import journal_pending
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.gateway_support import (
@@ -117,4 +118,43 @@ def test_a_stream_that_ends_within_the_bound_is_answered_in_full(
     assert stopped_after_s < 4.0
     rows = list(RequestLog.objects.filter(request_id=request_id))
     assert [(row.status, row.output_tokens) for row in rows] == [("success", 3)]
+    assert journal_pending() == 0
+
+
+def test_a_responses_stream_cut_short_ends_with_response_failed(upstream: UpstreamServer) -> None:
+    dripping_upstream(upstream, pieces=40, every_s=0.25)  # 10 s of answer
+    key = new_key()
+    events: list[dict[str, object]] = []
+    with web_process("--shutdown-timeout-s", "1", log_name="shutdown-responses") as (url, server):
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/responses",
+            json={"model": "alpha:alpha-model", "stream": True, "input": "x"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as response:
+            assert response.status_code == 200
+            request_id = response.headers["x-orchestrator-request-id"]
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(json.loads(line.removeprefix("data: ")))
+                if events[-1].get("delta") == "p0":
+                    server.send_signal(signal.SIGTERM)
+        exit_code = server.wait(timeout=15)
+
+    # The body ended cleanly with response.failed, numbered on from the events before it.
+    last = events[-1]
+    assert last["type"] == "response.failed"
+    assert last["sequence_number"] == len(events) - 1
+    failed = last["response"]
+    assert isinstance(failed, dict)
+    assert (failed["status"], failed["error"]) == (
+        "failed",
+        {"code": "server_shutting_down", "message": SHUTDOWN_MESSAGE},
+    )
+    assert "response.completed" not in [e["type"] for e in events]
+    assert exit_code == 0
+    rows = list(RequestLog.objects.filter(request_id=request_id))
+    assert [(row.status, row.error_code) for row in rows] == [("cancelled", "CANCELLED")]
     assert journal_pending() == 0
