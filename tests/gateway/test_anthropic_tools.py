@@ -563,7 +563,7 @@ def test_a_call_whose_arguments_are_not_an_object_is_an_invalid_answer_and_falls
 ) -> None:
     """A tool_use block cannot carry arguments that are no JSON object: unstreamed, that answer
     is the model's invalid answer, retried and then answered by the next model."""
-    tools_registry(upstream, alpha=("accepts_tools",), beta=("accepts_tools",))
+    models = tools_registry(upstream, alpha=("accepts_tools",), beta=("accepts_tools",))
     bad = TOOL_CALLS_STREAM.replace(TIME_ARGUMENTS, b'"arguments":"CET"')
     upstream.reply("POST", chat_path("alpha"), Reply.sse(bad))
     upstream.reply("POST", chat_path("beta"), Reply.sse(TOOL_CALLS_STREAM))
@@ -582,7 +582,7 @@ def test_a_call_whose_arguments_are_not_an_object_is_an_invalid_answer_and_falls
     assert response.headers["x-orchestrator-fallbacks"] == "1"
     assert [r.path for r in upstream.requests] == [chat_path("alpha")] * 2 + [chat_path("beta")]
     (row,) = wait_rows(1, request_id=response.headers["request-id"])
-    assert (row.status, row.model.name, row.fallbacks) == ("success", "beta-model", 1)
+    assert (row.status, row.model_id, row.fallbacks) == ("success", models["beta"].pk, 1)
     assert row.attempts == 3
     assert [a["outcome"] for a in row.decision_trace["attempts"]] == [
         "INVALID_RESPONSE",

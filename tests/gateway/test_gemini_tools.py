@@ -894,7 +894,7 @@ def test_a_call_whose_arguments_are_no_object_is_an_invalid_answer_and_falls_bac
 ) -> None:
     """A functionCall part cannot carry arguments that are no JSON object: that answer is the
     model's invalid answer, retried and then answered by the next model."""
-    tools_registry(upstream, alpha=("accepts_tools",), beta=("accepts_tools",))
+    models = tools_registry(upstream, alpha=("accepts_tools",), beta=("accepts_tools",))
     upstream.reply("POST", chat_path("alpha"), Reply.sse(unreadable_call_stream()))
     upstream.reply("POST", chat_path("beta"), Reply.sse(OPENAI_CALLS))
 
@@ -905,9 +905,9 @@ def test_a_call_whose_arguments_are_no_object_is_an_invalid_answer_and_falls_bac
     assert [part["functionCall"]["args"] for part in parts] == [{"city": "Paris"}, {"zone": "CET"}]
     assert [r.path for r in upstream.requests] == [chat_path("alpha")] * 2 + [chat_path("beta")]
     (row,) = wait_rows(1, request_id=response.headers["x-orchestrator-request-id"])
-    assert (row.status, row.model.name, row.fallbacks, row.attempts) == (
+    assert (row.status, row.model_id, row.fallbacks, row.attempts) == (
         "success",
-        "beta-model",
+        models["beta"].pk,
         1,
         3,
     )
