@@ -12,7 +12,17 @@ from itertools import islice
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import Aggregate, CharField, Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Count,
+    Exists,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 
 from analytics.filters import ReportFilter
 from analytics.models import RequestLog, RequestTag
@@ -48,10 +58,12 @@ RAW_COLUMNS = (
     "end_user",
     "project",
     "tags",
+    "parent_request_id",
 )
 # What each column is read from: the tags are one comma-joined annotation (a tag holds no
-# comma), named apart from the `tags` relation.
-RAW_FIELDS = tuple("tag_list" if c == "tags" else c for c in RAW_COLUMNS)
+# comma), named apart from the `tags` relation; a plan's part names its plan by `parent`.
+RAW_FIELD_OF = {"tags": "tag_list", "parent_request_id": "parent_id"}
+RAW_FIELDS = tuple(RAW_FIELD_OF.get(c, c) for c in RAW_COLUMNS)
 BREAKDOWN_COLUMNS = (
     "requests",
     "succeeded",
@@ -111,8 +123,11 @@ class _Joined(Aggregate):
 
 
 def _raw_rows(f: ReportFilter) -> QuerySet[RequestLog]:
+    """The requests `f` selects, and the calls of each plan by parts among them (their
+    `parent_request_id` names the plan's row, which already carries their tokens and costs)."""
+    plan_selected = Exists(RequestLog.objects.filter(f.raw_q(), request_id=OuterRef("parent_id")))
     return RequestLog.objects.filter(
-        f.raw_q(),
+        f.raw_q() | (Q(parent__isnull=False) & plan_selected),
         created_at__gte=day_start(f.start),
         created_at__lt=day_start(f.end + timedelta(days=1)),
     )

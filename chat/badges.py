@@ -60,7 +60,7 @@ def badge_costs(badge: dict[str, Any]) -> dict[str, Any]:
 
 def badge_from(finished: Finished, fallbacks: list[Fallback]) -> dict[str, Any]:
     usage = finished.usage
-    return {
+    badge = {
         "model_ref": finished.model_ref,
         "provider": finished.provider_name,
         "locality": finished.locality,
@@ -82,3 +82,8 @@ def badge_from(finished: Finished, fallbacks: list[Fallback]) -> dict[str, Any]:
         "finish_reason": finished.finish_reason,
         "decision_trace": finished.decision_trace,
     }
+    plan = finished.decision_trace.get("plan")
+    if isinstance(plan, dict):
+        # Answered by parts: the note under the answer says from how many.
+        badge["plan"] = {key: plan[key] for key in ("parts", "reduce_steps", "calls")}
+    return badge

@@ -2,6 +2,8 @@
 
 Each answer streams in its own task, so `chat.cancel` and a disconnect stop it at once; the
 gateway cancels the upstream call and still logs the request when its consumer is cancelled.
+A message too long for every model's window is answered by parts (routing/plans): the plan's
+progress goes out as `chat.progress` frames, and cancelling stops every part.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from channels.db import database_sync_to_async
 
 from chat.badges import badge_from
 from chat.explain import decision_explain
+from chat.long_message import message_split
 from chat.models import Conversation, Message
 from chat.protocol import ChatRequestFrame, FrameError, cancel_target
 from chat.render import markdown_render
@@ -34,8 +37,8 @@ from routing.pipeline.events import (
     Started,
 )
 from routing.pipeline.journal import journaled
+from routing.plans.run import PlanProgress, long_message_stream
 from routing.request_metadata import END_USER_MAX_CHARS, NO_METADATA, RequestMetadata
-from routing.services import chat_stream
 
 logger = logging.getLogger(__name__)
 # How long a closing socket waits for its cancelled answers to be saved.
@@ -157,10 +160,17 @@ class ChatConsumer(AuthenticatedJsonConsumer):
             metadata=metadata,
         )
         answer = _Answer(plan=plan, slot=slot)
+
+        async def progress(step: PlanProgress) -> None:
+            await self.send_json(_progress(answer.rid, step))
+
         try:
             # Journaled like every other door: a process that dies between the answer and its
             # log row still gets the row written by the sweep.
-            stream = journaled(chat_stream(request), request=request)
+            stream = journaled(
+                long_message_stream(request, split=message_split, progress=progress),
+                request=request,
+            )
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
                     envelope = await answer.translate(event)
@@ -295,6 +305,16 @@ def _started(event: Started) -> dict[str, Any]:
         "complexity": event.complexity,
         "cached": event.cached,
         "decision_trace": event.decision_trace,
+    }
+
+
+def _progress(rid: str, step: PlanProgress) -> dict[str, Any]:
+    return {
+        "type": "chat.progress",
+        "request_id": rid,
+        "stage": step.stage,
+        "parts_done": step.parts_done,
+        "parts": step.parts,
     }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from django.utils import timezone
 
@@ -25,7 +25,12 @@ from routing.pipeline.execution import execute_chain
 from routing.pipeline.ledger import Ledger, RequestStatus, cost_received, finish
 
 
-async def chat_stream(request: GatewayRequest) -> AsyncGenerator[Event, None]:
+async def chat_stream(
+    request: GatewayRequest, *, ended: Callable[[Ledger], None] | None = None
+) -> AsyncGenerator[Event, None]:
+    """The request's events. `ended`, when given, is called once with the request's ledger as
+    its outcome is known (at its terminal event, or once a cancelled request has counted what it
+    received), before its row is written: a plan by parts sums its calls' costs from it."""
     ledger = Ledger(request=request, created_at=timezone.now(), began=time.perf_counter())
     terminal: Event | None = None
     run = _run(request, ledger)
@@ -36,12 +41,16 @@ async def chat_stream(request: GatewayRequest) -> AsyncGenerator[Event, None]:
             async for event in run:
                 if isinstance(event, Finished | Failed):
                     terminal = event
+                    if ended is not None:
+                        ended(ledger)
                 yield event
     except (asyncio.CancelledError, GeneratorExit):
         if terminal is None:
             ledger.status = RequestStatus.CANCELLED
             ledger.error_code = "CANCELLED"
             cost_received(ledger, request)
+            if ended is not None:
+                ended(ledger)
         raise
     finally:
         # Queued at once, waited for shielded: a consumer that stops waiting cannot undo it.

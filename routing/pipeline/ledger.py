@@ -366,8 +366,12 @@ def cost_received(ledger: Ledger, request: GatewayRequest) -> None:
 def finish(ledger: Ledger) -> asyncio.Future[None]:
     """Settle the budget, correct the token bucket and write the log row (grouped with other
     requests' by `routing.pipeline.closing`); runs however the stream ended."""
-    settle = ledger.status in (RequestStatus.SUCCESS, RequestStatus.PARTIAL) or bool(
-        ledger.usage.output
+    # Whatever was charged is spent: an answer, the part a cancelled client received, or a
+    # cancelled plan's calls (routing/plans).
+    settle = (
+        ledger.status in (RequestStatus.SUCCESS, RequestStatus.PARTIAL)
+        or bool(ledger.usage.output)
+        or bool(ledger.cost_usd)
     )
     caller = ledger.request.caller
     debit = None

@@ -79,6 +79,14 @@ def plan_needed(request: GatewayRequest, document: str) -> bool:
     return needed > largest_window(routing_config_get(), request)
 
 
+def request_fits(request: GatewayRequest) -> bool:
+    """Whether some model could take `request` (its messages as they are) in one call, by the
+    same routing estimate as `plan_needed`."""
+    prompt = "\n".join(m.content for m in request.messages if m.role != "assistant")
+    needed = estimate_tokens(prompt) + (request.max_tokens or 0)
+    return needed <= largest_window(routing_config_get(), request)
+
+
 @dataclass(frozen=True)
 class PlanReady:
     """A plan that may run: its route, parts, reduce tree and what it may cost at most."""

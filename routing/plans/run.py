@@ -6,8 +6,13 @@ a time, then combines the partial answers in reduce steps (level by level when t
 many for one step). Each part and step is a full request through `chat_stream`, journaled: its
 own log row (linked to the plan's by `parent`), the key's rate limit, breaker, cache and
 telemetry. The plan is one more request: its budget hold is taken for every call up front, its
-row carries the calls' tokens and costs summed, and it ends with one `Finished` or `Failed`.
-A cancelled plan (the client hung up) cancels every call in flight and starts no other.
+row carries the calls' tokens and costs summed (every call's row: finished, failed or cancelled),
+and it ends with one `Finished` or `Failed`. A cancelled plan (the client hung up, the chat's
+Stop) cancels every call in flight and starts no other; its hold is settled for what its calls
+cost. A caller may follow the plan as it goes (`PlanProgress`: each part done, then combining).
+
+`long_message_stream` is the chat's way in: a conversation whose last message fits no window is
+answered by parts of that message.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -29,6 +34,7 @@ from analytics.pricing import CostState
 from core.threads import in_thread
 from providers.adapters.types import Message, Usage
 from routing.budgets import BudgetExceeded, budget_reserve
+from routing.budgets.amounts import usd_quantize
 from routing.hang_up import hang_up_pass
 from routing.pipeline.admission import hold_taking
 from routing.pipeline.events import Event, Failed, Finished, GatewayRequest, RateLimitInfo
@@ -39,6 +45,7 @@ from routing.plans.prepare import (
     PlanRefused,
     plan_needed,
     plan_prepare,
+    request_fits,
     with_document,
 )
 from routing.plans.shape import OVERLAP_TOKENS
@@ -55,6 +62,20 @@ def plan_concurrency() -> int:
     return max(1, int(getattr(settings, "ORCHESTRATOR_PLAN_CONCURRENCY", PLAN_CONCURRENCY)))
 
 
+@dataclass(frozen=True)
+class PlanProgress:
+    """How far a plan has got: `parts_done` of `parts` answered (`stage` "parts", sent when the
+    plan starts and as each part ends), then "combining" once the partial answers are combined."""
+
+    stage: str
+    parts_done: int
+    parts: int
+
+
+ProgressSink = Callable[[PlanProgress], Awaitable[None]]
+MessageSplit = Callable[[str], tuple[str, str]]
+
+
 async def long_context_stream(
     request: GatewayRequest, *, document: str
 ) -> AsyncGenerator[Event, None]:
@@ -67,6 +88,40 @@ async def long_context_stream(
     async with contextlib.aclosing(stream):
         async for event in stream:
             yield event
+
+
+async def long_message_stream(
+    whole: GatewayRequest, *, split: MessageSplit, progress: ProgressSink | None = None
+) -> AsyncGenerator[Event, None]:
+    """The events of `whole` (a conversation, its last message the user's): `chat_stream`'s when
+    a model can hold it, else a plan over its last message, which `split` cuts into the request's
+    own words and the document. The plan's calls carry the system prompt and those words (not
+    the earlier turns); its row is `whole`'s. `progress` hears of each part as it ends."""
+    prepared = await in_thread(_message_plan_for)(whole, split)
+    stream = (
+        chat_stream(whole)
+        if prepared is None
+        else _plan_stream(prepared[0], whole, prepared[1], progress)
+    )
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            yield event
+
+
+def _message_plan_for(
+    whole: GatewayRequest, split: MessageSplit
+) -> tuple[GatewayRequest, PlanReady | PlanRefused] | None:
+    """The request a plan answers and the plan, when `whole` fits no window and its last
+    message can be read by parts; None to run it whole (refused as any request too long)."""
+    if not whole.messages or whole.messages[-1].role != "user" or request_fits(whole):
+        return None
+    words, document = split(whole.messages[-1].content)
+    if not document:
+        return None
+    system = tuple(m for m in whole.messages if m.role == "system")
+    request = replace(whole, messages=(*system, Message(role="user", content=words)))
+    prepared = plan_prepare(request, document)
+    return None if prepared is None else (request, prepared)
 
 
 def _plan_for(request: GatewayRequest, document: str) -> PlanReady | PlanRefused | None:
@@ -90,6 +145,10 @@ class PlanRun:
 
     finished: list[Finished] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
+    ended: list[Ledger] = field(default_factory=list)
+    """Every call's ledger once its outcome is known (finished, failed or cancelled): what the
+    plan's row sums, so it equals the sum of its calls' rows."""
+    progress: ProgressSink | None = None
     request_ids: dict[str, list[str]] = field(default_factory=dict)
     rate_limit: RateLimitInfo | None = None
     stopped: bool = False
@@ -97,10 +156,13 @@ class PlanRun:
 
 
 async def _plan_stream(
-    request: GatewayRequest, whole: GatewayRequest, prepared: PlanReady | PlanRefused
+    request: GatewayRequest,
+    whole: GatewayRequest,
+    prepared: PlanReady | PlanRefused,
+    progress: ProgressSink | None = None,
 ) -> AsyncGenerator[Event, None]:
     ledger = Ledger(request=whole, created_at=timezone.now(), began=time.perf_counter())
-    run = PlanRun()
+    run = PlanRun(progress=progress)
     terminal: Event | None = None
     try:
         hang_up_pass()
@@ -111,7 +173,7 @@ async def _plan_stream(
         if terminal is None:
             ledger.status = RequestStatus.CANCELLED
             ledger.error_code = "CANCELLED"
-            _sums_apply(ledger, run.finished)
+            _sums_apply(ledger, run.ended)
         raise
     finally:
         await asyncio.shield(finish(ledger))
@@ -160,7 +222,7 @@ async def _plan_answer(
     try:
         final = await _calls_run(request, ready, run)
     except PartFailed as exc:
-        _sums_apply(ledger, run.finished)
+        _sums_apply(ledger, run.ended)
         failed = exc.failed
         status = (
             RequestStatus.RATE_LIMITED
@@ -176,7 +238,7 @@ async def _plan_answer(
             details={"failed_request_id": str(failed.request_id), **failed.details},
             retry_after_s=failed.retry_after_s,
         )
-    _sums_apply(ledger, run.finished)
+    _sums_apply(ledger, run.ended)
     ledger.chain.text = final.text
     return ledger.finished(
         ready.model, finish_reason=final.finish_reason, cached=False, rate_limit=run.rate_limit
@@ -253,8 +315,11 @@ async def _calls_run(request: GatewayRequest, ready: PlanReady, run: PlanRun) ->
         )
         part_ids.append(str(call.request_id))
         part_calls.append((call, f"part {part.index + 1} of {count}"))
-    answers = await _level_run(part_calls, limit, run)
+    await _progress(run, PlanProgress("parts", 0, count))
+    answers = await _level_run(part_calls, limit, run, parts=count)
     level = 1
+    if len(answers) > 1:
+        await _progress(run, PlanProgress("combining", count, count))
     while len(answers) > 1:
         steps = [step for step in ready.steps if step.level == level]
         step_ids = run.request_ids.setdefault(f"reduce_{level}", [])
@@ -291,15 +356,33 @@ def _call_request(
     )
 
 
+async def _progress(run: PlanRun, progress: PlanProgress) -> None:
+    if run.progress is not None:
+        await run.progress(progress)
+
+
 async def _level_run(
-    calls: list[tuple[GatewayRequest, str]], limit: asyncio.Semaphore, run: PlanRun
+    calls: list[tuple[GatewayRequest, str]],
+    limit: asyncio.Semaphore,
+    run: PlanRun,
+    *,
+    parts: int | None = None,
 ) -> list[Finished]:
-    """The answers of `calls`, in order; the first failure cancels the others."""
+    """The answers of `calls`, in order; the first failure cancels the others. `parts`: these
+    are the plan's parts, and the progress hears of each as it ends."""
+    done = 0
+
+    async def answered(call: GatewayRequest, label: str) -> Finished:
+        nonlocal done
+        finished = await _call_answer(call, label, limit, run)
+        if parts is not None:
+            done += 1
+            await _progress(run, PlanProgress("parts", done, parts))
+        return finished
+
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(_call_answer(call, label, limit, run)) for call, label in calls
-            ]
+            tasks = [group.create_task(answered(call, label)) for call, label in calls]
     except* PartFailed as failures:
         raise failures.exceptions[0] from None
     return [task.result() for task in tasks]
@@ -315,7 +398,7 @@ async def _call_answer(
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             if attempt:
                 call = replace(call, request_id=uuid.uuid4())
-            terminal = await _terminal(call)
+            terminal = await _terminal(call, run)
             if isinstance(terminal, Finished):
                 run.finished.append(terminal)
                 run.rate_limit = terminal.rate_limit or run.rate_limit
@@ -328,8 +411,8 @@ async def _call_answer(
     raise AssertionError("unreachable")
 
 
-async def _terminal(call: GatewayRequest) -> Finished | Failed:
-    events = journaled(chat_stream(call), request=call)
+async def _terminal(call: GatewayRequest, run: PlanRun) -> Finished | Failed:
+    events = journaled(chat_stream(call, ended=run.ended.append), request=call)
     async with contextlib.aclosing(events):
         async for event in events:
             if isinstance(event, Finished | Failed):
@@ -337,32 +420,36 @@ async def _terminal(call: GatewayRequest) -> Finished | Failed:
     raise RuntimeError("chat_stream ended without a terminal event")
 
 
-def _sums_apply(ledger: Ledger, finished: Sequence[Finished]) -> None:
-    """The plan's row: its calls' tokens, costs and attempts summed (exact, in Decimal)."""
+def _sums_apply(ledger: Ledger, calls: Sequence[Ledger]) -> None:
+    """The plan's row: its calls' tokens, costs and attempts summed (exact, in Decimal), from
+    every call that has ended: finished, failed (nothing, or what it was charged) or cancelled
+    (the part of its answer it had received). A call that cost nothing adds nothing."""
     usage = Usage(
-        input=sum(f.usage.input for f in finished),
-        output=sum(f.usage.output for f in finished),
-        cached=sum(f.usage.cached for f in finished),
+        input=sum(c.usage.input for c in calls),
+        output=sum(c.usage.output for c in calls),
+        cached=sum(c.usage.cached for c in calls),
     )
     ledger.usage = usage
-    ledger.chain.attempts = sum(f.attempts for f in finished)
-    ledger.chain.fallbacks = sum(f.fallbacks for f in finished)
-    states = {f.cost_state for f in finished}
-    costs = [f.cost_usd for f in finished]
-    baselines = [f.baseline_cost_usd for f in finished]
-    if not finished:
+    ledger.chain.attempts = sum(c.chain.attempts for c in calls)
+    ledger.chain.fallbacks = sum(c.chain.fallbacks for c in calls)
+    charged = [c for c in calls if c.cost_state != CostState.NONE.value]
+    states = {c.cost_state for c in charged}
+    costs = [c.cost_usd for c in charged]
+    baselines = [c.baseline_cost_usd for c in charged]
+    if not charged:
         ledger.cost_usd, ledger.cost_state = None, CostState.NONE.value
     elif CostState.UNKNOWN_PRICE.value in states or any(c is None for c in costs):
         ledger.cost_usd, ledger.cost_state = None, CostState.UNKNOWN_PRICE.value
     else:
-        ledger.cost_usd = sum((c for c in costs if c is not None), Decimal(0))
+        # Each as its row stores it (8 places), so the plan's row is their sum to the digit.
+        ledger.cost_usd = sum((usd_quantize(c) for c in costs if c is not None), Decimal(0))
         ledger.cost_state = (
             CostState.ESTIMATED.value
             if CostState.ESTIMATED.value in states
             else CostState.REPORTED.value
         )
     ledger.baseline_cost_usd = (
-        sum((b for b in baselines if b is not None), Decimal(0))
-        if finished and all(b is not None for b in baselines)
+        sum((usd_quantize(b) for b in baselines if b is not None), Decimal(0))
+        if charged and all(b is not None for b in baselines)
         else None
     )

@@ -115,6 +115,17 @@
     if (shell.waiting) shell.waiting.label.textContent = "Waiting for " + model + "…";
   }
 
+  // A message too long for every model is answered by parts: how far the plan has got.
+  function planProgress(msg) {
+    if (msg.stage === "combining") return "Answering by parts: combining the parts…";
+    if (!msg.parts_done) return "Answering by parts: " + msg.parts + " parts…";
+    return "Answering by parts: part " + msg.parts_done + " of " + msg.parts;
+  }
+
+  function planNote(plan) {
+    return "Assembled from " + plan.parts + " part" + (plan.parts === 1 ? "" : "s") + " of a message too long to read at once (" + plan.calls + " model calls).";
+  }
+
   function stopWaiting(shell) {
     if (!shell.waiting) return;
     clearInterval(shell.waiting.timer);
@@ -268,6 +279,7 @@
       shell.meta.append(el("div", "error", badge.error_code === "CANCELLED" ? "Stopped." : "Failed: " + (message.error || badge.error_code)));
     } else if (badge.model_ref) {
       shell.head.textContent = "";
+      if (badge.plan) shell.meta.append(el("p", "plan-note", planNote(badge.plan)));
       shell.meta.append(renderBadge(badge), renderWhy(badge.decision_trace, message.explanation));
     }
     shell.messageId = message.message_id || null;
@@ -327,6 +339,9 @@
           shell.head.textContent = msg.model_ref + " · " + msg.provider + " · " + msg.locality + (msg.cached ? " · cached" : "");
           waitingFor(shell, msg.model_ref);
         }
+        break;
+      case "chat.progress":
+        if (shell && shell.waiting) shell.waiting.label.textContent = planProgress(msg);
         break;
       case "chat.delta":
         if (shell) { stopWaiting(shell); shell.text += msg.text; shell.body.textContent = shell.text; scrollDown(); }

@@ -151,7 +151,7 @@ def test_csv_exports_filter_by_tag_and_break_down_by_project(tagged: User) -> No
         ("search", "u-1", "beta|eu"),
     ]
     streamed = list(raw_queryset(f))  # type: ignore[arg-type]
-    assert len(streamed) == 2 and streamed[0][-3:-1] == ("u-1", "search")
+    assert len(streamed) == 2 and streamed[0][-4:-2] == ("u-1", "search")
 
     by_project = client.get(f"/reports/export.csv?{RANGE}&kind=project")
     table = list(csv.DictReader(io.StringIO(by_project.content.decode())))
