@@ -19,8 +19,10 @@ process (`orchestrator_site.serve --workers N`), and two phases:
    or not the JSON envelope), hung requests (no answer within 30 s), log rows against requests
    sent (after the journal's grace, with the sweep run), open budget holds, and budget drift
    (the budget's spend against the sum of the logged costs).
-2. Throughput: `--throughput-requests` (3,000) with no faults and no hang-ups, half streamed,
-   same concurrency; requests per second.
+2. Throughput: `--warmup` (300) requests, then `--throughput-requests` (3,000) timed, with no
+   faults and no hang-ups, half streamed, same concurrency; requests per second, and where the
+   cores went: CPU seconds per request of the web process (all its workers), the bench's own
+   client, the fake upstream, Postgres and Redis (every process of each, as `psutil` reads them).
 
 Keys that the run creates in Redis live under their own CACHE_KEY_PREFIX and are deleted.
 
@@ -48,7 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
 
-from bench.gateway import free_port, process_started  # noqa: E402
+import uvloop  # noqa: E402
+
+from bench.gateway import Sampler, free_port, process_started  # noqa: E402
 
 KEY_PREFIX = "orch-bench-soak"
 READ_TIMEOUT_S = 2.0
@@ -438,6 +442,44 @@ def scratch_env(scratch: str, workdir: Path) -> dict[str, str]:
     return env
 
 
+class CpuSplit:
+    """CPU seconds spent from now on by the web process (its workers included), this bench's
+    client, the fake upstream, Postgres and Redis (every process of each, as psutil reads
+    them: the whole machine's, so another program's Postgres work counts too)."""
+
+    def __init__(self, *, web: int, upstream: int) -> None:
+        self.web, self.upstream = Sampler(web), Sampler(upstream)
+        self.before = self._now()
+
+    def _now(self) -> dict[str, float]:
+        import psutil  # type: ignore[import-untyped]
+
+        services = {"postgres": 0.0, "redis": 0.0}
+        for process in psutil.process_iter(["name", "cpu_times"]):
+            name, times = process.info["name"] or "", process.info["cpu_times"]
+            for service in services:
+                if times is not None and name.startswith(service):
+                    services[service] += times.user + times.system
+        client = os.times()
+        return {
+            "web": self.web.cpu_s(),
+            "bench client": client.user + client.system,
+            "upstream": self.upstream.cpu_s(),
+            **services,
+        }
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        after = self._now()
+        self.web.close()
+        self.upstream.close()
+        split = {
+            name: round((after[name] - self.before[name]) * 1000 / max(1, requests), 3)
+            for name in after
+        }
+        split["total"] = round(sum(split.values()), 3)
+        return split
+
+
 def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from django.db import connection, connections
 
@@ -482,11 +524,26 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
             if workers > 1:
                 serve += ["--workers", str(workers)]
             with (
-                process_started(upstream_cmd, env, upstream_port, log_dir / "soak-upstream.log"),
-                process_started(serve, env, port, log_dir / f"soak-web-{workers}.log"),
+                process_started(
+                    upstream_cmd, env, upstream_port, log_dir / "soak-upstream.log"
+                ) as upstream,
+                process_started(serve, env, port, log_dir / f"soak-web-{workers}.log") as web,
             ):
                 time.sleep(1.0 + workers)  # every worker process up
-                tally = asyncio.run(
+                warm = 0
+                if phase == "throughput" and args.warmup:
+                    warm = uvloop.run(
+                        load(
+                            port,
+                            key,
+                            requests=args.warmup,
+                            concurrency=args.concurrency,
+                            disconnects=0.0,
+                            seed=args.seed + 1,
+                        )
+                    ).sent
+                cpu = CpuSplit(web=web.pid, upstream=upstream.pid)
+                tally = uvloop.run(
                     load(
                         port,
                         key,
@@ -500,14 +557,17 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                     "requests": tally.sent,
                     "wall_s": round(tally.wall_s, 2),
                     "requests_per_s": round(tally.sent / tally.wall_s, 1),
+                    "cpu_ms_per_request": cpu.per_request_ms(tally.sent),
                     "outcomes": dict(tally.outcomes.most_common()),
                     "gateway_caused_5xx": len(tally.gateway_5xx),
                     "gateway_caused_5xx_examples": tally.gateway_5xx[:5],
                     "hung": tally.hung,
                 }
+                if warm:
+                    phase_result["warmup_requests"] = warm
                 if faults:
                     phase_result["upstream_served"] = upstream_stats(upstream_port)
-                phase_result |= counts(tally.sent)
+                phase_result |= counts(tally.sent + warm)
             result[phase] = phase_result
             print(f"  {workers} worker(s), {phase}: {json.dumps(phase_result, indent=2)}")
     finally:
@@ -539,6 +599,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,4", help="worker counts to run, comma-separated")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--throughput-requests", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=300, help="untimed, before the throughput")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--faults", type=float, default=0.3)
     parser.add_argument("--disconnects", type=float, default=0.1)
@@ -548,7 +609,7 @@ def main() -> None:
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
-        asyncio.run(upstream_serve(args.serve_upstream, args.faults, args.seed))
+        uvloop.run(upstream_serve(args.serve_upstream, args.faults, args.seed))
         return
 
     import django
