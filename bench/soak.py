@@ -497,6 +497,8 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
             ("soak", args.faults, args.disconnects, args.requests),
             ("throughput", 0.0, 0.0, args.throughput_requests),
         ):
+            if phase not in args.phases.split(","):
+                continue
             # Each phase starts from an empty log, no budget and no registry, and no guard
             # state in Redis (breakers, rate limits, the journal).
             redis_clear()
@@ -599,6 +601,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,4", help="worker counts to run, comma-separated")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--throughput-requests", type=int, default=3000)
+    parser.add_argument("--phases", default="soak,throughput", help="which phases to run")
     parser.add_argument("--warmup", type=int, default=300, help="untimed, before the throughput")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--faults", type=float, default=0.3)
@@ -641,7 +644,14 @@ def main() -> None:
     finally:
         redis_clear()
     runs = results["runs"]
-    if len(runs) > 1:
+    for run in runs:
+        if "throughput" in run:
+            phase = run["throughput"]
+            print(
+                f"throughput, {run['workers']} worker(s): {phase['requests_per_s']} req/s, "
+                f"CPU ms per request {json.dumps(phase['cpu_ms_per_request'])}"
+            )
+    if len(runs) > 1 and "throughput" in runs[0]:
         base = runs[0]["throughput"]["requests_per_s"]
         for run in runs[1:]:
             ratio = run["throughput"]["requests_per_s"] / base
