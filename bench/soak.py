@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -52,7 +53,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
 
 import uvloop  # noqa: E402
 
-from bench.gateway import Sampler, free_port, process_started  # noqa: E402
+from bench.gateway import free_port, process_started  # noqa: E402
 
 KEY_PREFIX = "orch-bench-soak"
 READ_TIMEOUT_S = 2.0
@@ -82,6 +83,50 @@ def _chunk(data: bytes) -> bytes:
 def _event(payload: dict[str, Any] | str) -> bytes:
     data = payload if isinstance(payload, str) else json.dumps(payload)
     return _chunk(f"data: {data}\n\n".encode())
+
+
+WORDS = 12
+USAGE = {"prompt_tokens": 20, "completion_tokens": WORDS, "total_tokens": 32}
+
+
+@functools.cache
+def _stream_events(model: str | None) -> tuple[bytes, ...]:
+    """A streamed answer's events for `model`, framed as HTTP chunks: one per word, then the
+    last (finish reason and usage). Built once per model: the bench's upstream takes as little
+    of the cores the web process is measured on as it can."""
+    base = {"id": "chatcmpl-soak", "created": 1700000000, "model": model}
+    events = []
+    for index in range(WORDS):
+        delta = {"content": "tok "} if index else {"role": "assistant", "content": "tok "}
+        chunk = base | {
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
+        events.append(_event(chunk))
+    last = base | {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": USAGE,
+    }
+    return (*events, _event(last))
+
+
+@functools.cache
+def _whole_answer(model: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-soak",
+        "created": 1700000000,
+        "model": model,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "tok " * WORDS},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
 
 
 class FaultyUpstream(asyncio.Protocol):
@@ -143,51 +188,26 @@ class FaultyUpstream(asyncio.Protocol):
             await asyncio.sleep(READ_TIMEOUT_S * 3)
             self._reset()
             return
-        base = {"id": "chatcmpl-soak", "created": 1700000000, "model": request.get("model")}
-        words = ["tok "] * 12
-        usage = {"prompt_tokens": 20, "completion_tokens": len(words), "total_tokens": 32}
+        model = request.get("model")
         if not request.get("stream"):
-            self._json(
-                200,
-                base
-                | {
-                    "object": "chat.completion",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "".join(words)},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                },
-            )
+            self._json(200, _whole_answer(model))
             return
         self._write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
         )
-        for index, word in enumerate(words):
-            if fault == "reset-mid-stream" and index == len(words) // 2:
+        events = _stream_events(model)
+        for index, event in enumerate(events[:WORDS]):
+            if fault == "reset-mid-stream" and index == WORDS // 2:
                 self._reset()
                 return
-            if fault == "malformed-json" and index == len(words) // 2:
+            if fault == "malformed-json" and index == WORDS // 2:
                 self._write(_event('{"choices": [{"delta": {"content": '))
                 continue
-            delta = {"content": word} if index else {"role": "assistant", "content": word}
-            chunk = base | {
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-            }
-            self._write(_event(chunk))
+            self._write(event)
             if index % 4 == 3:
                 await asyncio.sleep(0.005)
-        last = base | {
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-            "usage": usage,
-        }
-        self._write(_event(last))
+        self._write(events[WORDS])
         if fault != "stream-without-done":
             self._write(_event("[DONE]"))
         self._write(b"0\r\n\r\n")
@@ -219,22 +239,77 @@ class Tally:
     wall_s: float = 0.0
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    raw_head = await reader.readuntil(b"\r\n\r\n")
+class AnswerReader(asyncio.Protocol):
+    """One keep-alive client connection: `ask(request)` writes a request and resolves with
+    (status, header fields, body) once the whole answer has arrived (Content-Length or
+    chunked). A protocol, not a StreamReader, so the client costs the cores it shares with the
+    web process as little as it can."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.answer: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def ask(self, request: bytes) -> asyncio.Future[tuple[int, dict[str, str], bytes]]:
+        assert self.transport is not None
+        self.answer = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.answer
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.answer is None or self.answer.done():
+            return
+        parsed = _answer_parse(self.buffer)
+        if parsed is not None:
+            answer, used = parsed
+            del self.buffer[:used]
+            self.answer.set_result(answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(ConnectionError("the gateway closed the connection"))
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _answer_parse(buffer: bytearray) -> tuple[tuple[int, dict[str, str], bytes], int] | None:
+    """A whole answer at the start of `buffer` and the bytes it used, or None while partial."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    raw_head = bytes(buffer[:end])
     status = int(raw_head.split(b" ", 2)[1])
     fields = {}
     for line in raw_head.decode("latin-1").split("\r\n")[1:]:
         name, _, value = line.partition(":")
         fields[name.strip().lower()] = value.strip()
+    at = end + 4
     if "content-length" in fields:
-        return status, fields, await reader.readexactly(int(fields["content-length"]))
+        length = int(fields["content-length"])
+        if len(buffer) < at + length:
+            return None
+        return (status, fields, bytes(buffer[at : at + length])), at + length
     pieces: list[bytes] = []
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        line_end = buffer.find(b"\r\n", at)
+        if line_end < 0:
+            return None
+        size = int(bytes(buffer[at:line_end]).split(b";")[0], 16)
+        at = line_end + 2
         if size == 0:
-            await reader.readuntil(b"\r\n")
-            return status, fields, b"".join(pieces)
-        pieces.append((await reader.readexactly(size + 2))[:-2])
+            if len(buffer) < at + 2:
+                return None
+            return (status, fields, b"".join(pieces)), at + 2
+        if len(buffer) < at + size + 2:
+            return None
+        pieces.append(bytes(buffer[at : at + size]))
+        at += size + 2
 
 
 def classify(status: int, fields: dict[str, str], data: bytes, stream: bool) -> tuple[str, bool]:
@@ -289,46 +364,43 @@ async def load(
     )
 
     async def worker() -> None:
-        reader: asyncio.StreamReader | None = None
-        writer: asyncio.StreamWriter | None = None
+        loop = asyncio.get_running_loop()
+        connection: AnswerReader | None = None
         for index, stream, hang_up_after in queue:
-            if writer is None:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            assert reader is not None
+            if connection is None:
+                _, connection = await loop.create_connection(AnswerReader, "127.0.0.1", port)
             body = body_for(index, stream)
-            writer.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+            answer = connection.ask(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
             tally.sent += 1
             if hang_up_after is not None:
                 await asyncio.sleep(hang_up_after)
-                writer.transport.abort()
-                reader = writer = None
+                connection.abort()
+                connection = None
                 tally.outcomes["client hung up"] += 1
                 continue
             try:
-                status, fields, data = await asyncio.wait_for(
-                    _read_answer(reader), CLIENT_DEADLINE_S
-                )
+                status, fields, data = await asyncio.wait_for(answer, CLIENT_DEADLINE_S)
             except TimeoutError:
                 tally.hung += 1
                 tally.outcomes["hung"] += 1
-                writer.transport.abort()
-                reader = writer = None
+                connection.abort()
+                connection = None
                 continue
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            except ConnectionError as exc:
                 tally.outcomes["connection dropped by the gateway"] += 1
                 tally.gateway_5xx.append(f"{type(exc).__name__}")
-                writer.transport.abort()
-                reader = writer = None
+                connection.abort()
+                connection = None
                 continue
             outcome, gateway_failed = classify(status, fields, data, stream)
             tally.outcomes[outcome] += 1
             if gateway_failed:
                 tally.gateway_5xx.append(f"{outcome}: {data[:200]!r}")
             if fields.get("connection", "").lower() == "close":
-                writer.close()
-                reader = writer = None
-        if writer is not None:
-            writer.close()
+                connection.abort()
+                connection = None
+        if connection is not None and connection.transport is not None:
+            connection.transport.close()
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -448,11 +520,23 @@ class CpuSplit:
     them: the whole machine's, so another program's Postgres work counts too)."""
 
     def __init__(self, *, web: int, upstream: int) -> None:
-        self.web, self.upstream = Sampler(web), Sampler(upstream)
+        import psutil  # type: ignore[import-untyped]
+
+        # Read at the start and the end only: no sampling thread in the client's process.
+        self.web, self.upstream = psutil.Process(web), psutil.Process(upstream)
         self.before = self._now()
 
+    @staticmethod
+    def _cpu_s(process: Any) -> float:
+        """CPU time of a process and of its worker processes (`--workers`)."""
+        total = 0.0
+        for each in [process, *process.children(recursive=True)]:
+            times = each.cpu_times()
+            total += times.user + times.system
+        return total
+
     def _now(self) -> dict[str, float]:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         services = {"postgres": 0.0, "redis": 0.0}
         for process in psutil.process_iter(["name", "cpu_times"]):
@@ -462,16 +546,14 @@ class CpuSplit:
                     services[service] += times.user + times.system
         client = os.times()
         return {
-            "web": self.web.cpu_s(),
+            "web": self._cpu_s(self.web),
             "bench client": client.user + client.system,
-            "upstream": self.upstream.cpu_s(),
+            "upstream": self._cpu_s(self.upstream),
             **services,
         }
 
     def per_request_ms(self, requests: int) -> dict[str, float]:
         after = self._now()
-        self.web.close()
-        self.upstream.close()
         split = {
             name: round((after[name] - self.before[name]) * 1000 / max(1, requests), 3)
             for name in after
