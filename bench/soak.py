@@ -37,6 +37,7 @@ import functools
 import json
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -733,11 +734,22 @@ def main() -> None:
                 f"throughput, {run['workers']} worker(s): {phase['requests_per_s']} req/s, "
                 f"CPU ms per request {json.dumps(phase['cpu_ms_per_request'])}"
             )
-    if len(runs) > 1 and "throughput" in runs[0]:
-        base = runs[0]["throughput"]["requests_per_s"]
-        for run in runs[1:]:
-            ratio = run["throughput"]["requests_per_s"] / base
-            print(f"throughput, {run['workers']} workers / {runs[0]['workers']}: {ratio:.2f}x")
+    # Worker counts may repeat (`--workers 1,4,4,1`, to even out a machine whose speed drifts):
+    # the ratio is of the medians.
+    rates: dict[int, list[float]] = {}
+    for run in runs:
+        if "throughput" in run:
+            rates.setdefault(run["workers"], []).append(run["throughput"]["requests_per_s"])
+    if len(rates) > 1:
+        (base_workers, base_rates), *others = rates.items()
+        base = statistics.median(base_rates)
+        for workers, each in others:
+            ratio = statistics.median(each) / base
+            results.setdefault("throughput_ratios", {})[f"{workers}/{base_workers}"] = ratio
+            print(
+                f"throughput, {workers} workers / {base_workers}: {ratio:.2f}x (medians of "
+                f"{len(each)} and {len(base_rates)} runs)"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
