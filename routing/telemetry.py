@@ -35,6 +35,7 @@ from analytics.traffic import (
     traffic_summary,
 )
 from core.dependencies import REDIS_AWAY
+from core.redis.exchange import acounter_add
 from core.threads import in_thread
 from providers.models import LLMModel
 from routing.agents.resources import read_resources
@@ -225,10 +226,8 @@ async def stream_tracked() -> AsyncIterator[None]:
 async def _streams_add(delta: int) -> None:
     # A gauge fails open: with Redis away the answer still streams, only uncounted.
     try:
-        await cache.aadd(STREAMS_KEY, 0, timeout=STREAMS_TTL_S)
-        # A counter that expired between the two calls is simply not counted.
-        with contextlib.suppress(ValueError):
-            await cache.aincr(STREAMS_KEY, delta)
+        # One atomic step across processes: created with its lifetime, then added to.
+        await acounter_add(cache, STREAMS_KEY, delta, STREAMS_TTL_S)
     except REDIS_AWAY:
         logger.warning("active streams not counted: redis unavailable")
 

@@ -17,12 +17,12 @@ from typing import Any
 import hiredis
 from django.core.cache import BaseCache
 from redis import Redis
-from redis.commands.core import Script
+from redis.commands.core import AsyncScript, Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core.redis.pool import redis_client
+from core.redis.pool import async_redis_client, redis_client
 from core.threads import in_long_lived_worker
 
 _COUNTER_LUA = """
@@ -35,6 +35,7 @@ COUNTER_LUA = _COUNTER_LUA
 """For callers that pipeline the counter with other commands (routing.guards.balancer)."""
 
 _scripts: dict[str, Script] = {}
+_async_scripts: dict[str, AsyncScript] = {}
 _local_lock = threading.Lock()
 
 
@@ -201,6 +202,19 @@ def script(client: Redis, source: str) -> Script:
     if registered is None:
         registered = _scripts[source] = client.register_script(source)
     return registered
+
+
+async def acounter_add(cache: BaseCache, key: str, delta: int, ttl_s: int) -> int:
+    """`counter_add` from the event loop: one round trip on the cache's async Redis client (no
+    worker thread), the same atomic script."""
+    client = async_redis_client(cache)
+    if client is None:
+        # Other backends (local memory in development) answer at once, without I/O.
+        return counter_add(cache, key, delta, ttl_s)
+    counter = _async_scripts.get(_COUNTER_LUA)
+    if counter is None:
+        counter = _async_scripts[_COUNTER_LUA] = client.register_script(_COUNTER_LUA)
+    return int(await counter(keys=[cache.make_key(key)], args=[delta, ttl_s], client=client))
 
 
 def counter_add(cache: BaseCache, key: str, delta: int, ttl_s: int) -> int:

@@ -207,6 +207,14 @@ def redis_client(cache: BaseCache) -> Redis | None:
     return None
 
 
+def async_redis_client(cache: BaseCache) -> aioredis.Redis | None:
+    """The cache's async Redis client (this event loop's pool), or None on other backends."""
+    backend = _backend(cache)
+    if isinstance(backend, SharedPoolRedisCache):
+        return backend._async_client()
+    return None
+
+
 def _backend(cache: BaseCache) -> object:
     """The backend behind `cache`, resolving Django's per-context proxy."""
     if isinstance(cache, ConnectionProxy):

@@ -271,3 +271,32 @@ async def test_anonymous_telemetry_socket_is_closed_with_4401() -> None:
         "code": CLOSE_UNAUTHENTICATED,
     }
     await socket.disconnect()
+
+
+async def test_streams_opening_and_closing_at_once_are_counted_exactly() -> None:
+    """The gauge is one atomic step per change, shared by every process: 200 streams that open
+    together, then close together, leave exactly 200, then exactly 0, and the gauge keeps its
+    own lifetime (a read-then-write would lose changes and reset it)."""
+    from core.redis.pool import redis_client
+
+    opened: list[int] = []
+
+    async def opened_then_closed(gate: asyncio.Event) -> None:
+        async with telemetry.stream_tracked():
+            opened.append(1)
+            await gate.wait()
+
+    gate = asyncio.Event()
+    streams = [asyncio.create_task(opened_then_closed(gate)) for _ in range(200)]
+    while len(opened) < 200:
+        await asyncio.sleep(0.01)
+    assert await cache.aget(telemetry.STREAMS_KEY) == 200
+    client = redis_client(cache)
+    assert client is not None
+    ttl_s = client.ttl(cache.make_key(telemetry.STREAMS_KEY))
+
+    gate.set()
+    await asyncio.gather(*streams)
+
+    assert await cache.aget(telemetry.STREAMS_KEY) == 0
+    assert telemetry.STREAMS_TTL_S - 5 <= ttl_s <= telemetry.STREAMS_TTL_S
