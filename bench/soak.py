@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
 
+import orjson  # noqa: E402
 import uvloop  # noqa: E402
 
 from bench.gateway import free_port, process_started  # noqa: E402
@@ -113,21 +114,26 @@ def _stream_events(model: str | None) -> tuple[bytes, ...]:
 
 
 @functools.cache
-def _whole_answer(model: str | None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-soak",
-        "created": 1700000000,
-        "model": model,
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "tok " * WORDS},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": USAGE,
-    }
+def _whole_answer(model: str | None) -> bytes:
+    """A whole answer for `model`, status line and headers included, built once per model."""
+    data = json.dumps(
+        {
+            "id": "chatcmpl-soak",
+            "created": 1700000000,
+            "model": model,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "tok " * WORDS},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": USAGE,
+        }
+    ).encode()
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(data)}"
+    return head.encode() + b"\r\n\r\n" + data
 
 
 class FaultyUpstream(asyncio.Protocol):
@@ -145,20 +151,26 @@ class FaultyUpstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end].decode("latin-1")
+            head = self.buffer[:end]
+            at = head.lower().find(b"\r\ncontent-length:")
             length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
+            if at >= 0:
+                line_end = head.find(b"\r\n", at + 2)
+                length = int(head[at + 17 : line_end if line_end >= 0 else end])
             if len(self.buffer) < end + 4 + length:
                 return
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            if head.startswith("GET /stats"):
+            if head.startswith(b"GET /stats"):
                 self._json(200, dict(self.state["served"]))
                 continue
-            asyncio.get_running_loop().create_task(self._answer(body))
+            request = orjson.loads(body)
+            fault = self._fault()
+            if fault == "none" and not request.get("stream"):
+                # A whole answer goes out at once, without a task of its own.
+                self._write(_whole_answer(request.get("model")))
+                continue
+            asyncio.get_running_loop().create_task(self._answer(request, fault))
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -173,11 +185,13 @@ class FaultyUpstream(asyncio.Protocol):
             + data
         )
 
-    async def _answer(self, body: bytes) -> None:
-        request = json.loads(body)
+    def _fault(self) -> str:
         rng: random.Random = self.state["rng"]
         fault = rng.choice(FAULTS) if rng.random() < self.state["faults"] else "none"
         self.state["served"][fault] += 1
+        return fault
+
+    async def _answer(self, request: dict[str, Any], fault: str) -> None:
         if fault.startswith("status-"):
             status = int(fault.removeprefix("status-"))
             self._json(status, {"error": {"message": f"injected {status}", "type": "server"}})
@@ -191,7 +205,7 @@ class FaultyUpstream(asyncio.Protocol):
             return
         model = request.get("model")
         if not request.get("stream"):
-            self._json(200, _whole_answer(model))
+            self._write(_whole_answer(model))
             return
         self._write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
