@@ -754,6 +754,26 @@ def main() -> None:
     for run in runs:
         if "throughput" in run:
             rates.setdefault(run["workers"], []).append(run["throughput"]["requests_per_s"])
+    # Under a machine whose speed drifts, the ratio within each pair of neighbouring runs
+    # (1,4 then 4,1 ...) is the steadier figure.
+    pairs = [
+        (a, b)
+        for a, b in zip(runs[::2], runs[1::2], strict=False)
+        if "throughput" in a and "throughput" in b and a["workers"] != b["workers"]
+    ]
+    if pairs:
+        low = min(runs[0]["workers"], runs[1]["workers"])
+        ratios = []
+        for a, b in pairs:
+            one, many = (a, b) if a["workers"] == low else (b, a)
+            ratios.append(
+                many["throughput"]["requests_per_s"] / one["throughput"]["requests_per_s"]
+            )
+        results["pair_ratios"] = [round(r, 3) for r in ratios]
+        print(
+            f"throughput ratio within neighbouring pairs: "
+            f"{', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x"
+        )
     if len(rates) > 1:
         (base_workers, base_rates), *others = rates.items()
         base = statistics.median(base_rates)
