@@ -24,6 +24,10 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     )
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# How long a process trusts its last read of the shared routing configuration's version
+# (routing/config/cache.py; 1 s deployed): a test that edits the registry waits this out
+# (tests/routing/gateway_support.settle_config) before its live server routes to the new rows.
+ORCHESTRATOR_SHARED_TTL_S = 0.1
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_STORE_EAGER_RESULT = True
 # The service endpoints' scrape token, known to the tests and to the live server alike.

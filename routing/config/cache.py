@@ -41,8 +41,9 @@ VERSION_KEY = "routing:config-version"
 SNAPSHOT_KEY = "routing:agent-snapshot"
 # How long a process trusts what it last read from the shared cache: a configuration edit or a
 # new agent snapshot reaches every other process within this time, and a warm decision usually
-# makes no network round trip at all.
-SHARED_TTL_S = 1.0
+# makes no network round trip at all. 1 s deployed; the test suite's servers use 0.1 s
+# (orchestrator_site/test_settings.py) so that a test's edit reaches its live server at once.
+SHARED_TTL_S = float(getattr(settings, "ORCHESTRATOR_SHARED_TTL_S", 1.0))
 # A write that bypasses model signals (queryset.update) is picked up after this long at worst.
 MAX_AGE_S = 300.0
 
