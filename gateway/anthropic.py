@@ -40,7 +40,12 @@ from gateway.shaping import (
     orchestrator_extension,
     orchestrator_headers,
 )
-from providers.adapters.types import IMAGE_TOKENS_ESTIMATE, ToolCall, ToolCallDelta
+from providers.adapters.types import (
+    IMAGE_TOKENS_ESTIMATE,
+    ToolCall,
+    ToolCallDelta,
+    tool_arguments_object,
+)
 from routing.pipeline.events import Delta, Event, Failed, Finished, GatewayRequest, Started
 from routing.pipeline.journal import journaled
 from routing.pipeline.ledger import prompt_text
@@ -163,13 +168,8 @@ class ToolInputUnreadable(Exception):
 def tool_input(call: ToolCall) -> dict[str, Any]:
     """A tool call's arguments (the JSON text the model wrote) as a `tool_use` block's `input`;
     no arguments at all are `{}`."""
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(call.arguments)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
+    value = tool_arguments_object(call)
+    if value is None:
         raise ToolInputUnreadable(
             f"The model called the tool {call.name!r} ({call.id}) with arguments that are not a "
             f"JSON object, which a tool_use block cannot carry: {call.arguments[:200]!r}"

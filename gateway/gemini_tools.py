@@ -19,7 +19,14 @@ from typing import Any
 
 from gateway.gemini_names import fields_named
 from gateway.refusals import field_refused
-from providers.adapters.types import Message, ResponseFormat, Tool, ToolCall, ToolChoice
+from providers.adapters.types import (
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    tool_arguments_object,
+)
 
 # Google's rule for a function's name.
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -346,11 +353,8 @@ class CallUnreadable(Exception):
 
 def function_call_part(call: ToolCall) -> dict[str, Any]:
     """The answer's tool call as Google's `functionCall` part."""
-    try:
-        args = json.loads(call.arguments or "{}")
-    except ValueError:
-        args = None
-    if not isinstance(args, dict):
+    args = tool_arguments_object(call)
+    if args is None:
         raise CallUnreadable(
             f"The model called {call.name} with arguments that are not a JSON object: "
             f"{call.arguments[:200]!r}"

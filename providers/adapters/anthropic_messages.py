@@ -34,6 +34,7 @@ from providers.adapters.types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
+    tool_arguments_object,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
@@ -257,11 +258,8 @@ def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
 
 def _input(call: ToolCall) -> Any:
     """A tool call's arguments as the object Anthropic takes (the JSON text parsed)."""
-    try:
-        value = json.loads(call.arguments or "{}")
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
+    value = tool_arguments_object(call)
+    if value is None:
         raise ProviderRejected(
             f"tool call {call.id}: its arguments are not a JSON object", status=400
         )

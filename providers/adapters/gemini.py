@@ -37,6 +37,7 @@ from providers.adapters.types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
+    tool_arguments_object,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
@@ -244,11 +245,8 @@ def _calling(choice: ToolChoice) -> dict[str, Any]:
 
 
 def _args(call: ToolCall) -> dict[str, Any]:
-    try:
-        value = json.loads(call.arguments or "{}")
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
+    value = tool_arguments_object(call)
+    if value is None:
         raise ProviderRejected(
             f"tool call {call.id}: its arguments are not a JSON object", status=400
         )

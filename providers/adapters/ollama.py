@@ -33,6 +33,7 @@ from providers.adapters.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    tool_arguments_object,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
@@ -173,11 +174,8 @@ def _message(message: Message, names: dict[str, str]) -> dict[str, Any]:
 
 
 def _arguments_object(call: ToolCall) -> dict[str, Any]:
-    try:
-        value = json.loads(call.arguments or "{}")
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
+    value = tool_arguments_object(call)
+    if value is None:
         raise ProviderRejected(
             f"tool call {call.id}: its arguments are not a JSON object", status=400
         )

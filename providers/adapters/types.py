@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -140,6 +141,20 @@ class ChatResult:
     usage: Usage | None
     finish_reason: str | None
     tool_calls: tuple[ToolCall, ...] = ()
+
+
+def tool_arguments_object(call: ToolCall) -> dict[str, Any] | None:
+    """A call's arguments (the JSON text the model wrote) as an object: `{}` when there are
+    none, None when they are not a JSON object (what a protocol that carries them as an object,
+    Anthropic's `input`, Gemini's `args`, Ollama's `arguments`, cannot hold)."""
+    text = call.arguments.strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def tool_calls_join(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]:

@@ -20,8 +20,6 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import orjson
-
 from providers.adapters.embeddings import EMBEDDERS, EmbeddingRequest
 from providers.adapters.types import (
     Adapter,
@@ -38,6 +36,7 @@ from providers.adapters.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    tool_arguments_object,
     tool_calls_join,
 )
 from routing.engine.classify import estimate_tokens
@@ -146,13 +145,7 @@ def tool_arguments_check(calls: tuple[ToolCall, ...]) -> None:
     """Raises `InvalidResponse` for the first call whose arguments are neither empty nor a
     JSON object (what a protocol that carries them as an object cannot hold)."""
     for call in calls:
-        if not call.arguments.strip():
-            continue
-        try:
-            value = orjson.loads(call.arguments)
-        except orjson.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict):
+        if tool_arguments_object(call) is None:
             raise InvalidResponse(
                 f"the model called {call.name} ({call.id}) with arguments that are not a JSON "
                 f"object: {call.arguments[:200]!r}"

@@ -280,16 +280,18 @@ async def test_streams_opening_and_closing_at_once_are_counted_exactly() -> None
     from core.redis.pool import redis_client
 
     opened: list[int] = []
+    all_open = asyncio.Event()
 
     async def opened_then_closed(gate: asyncio.Event) -> None:
         async with telemetry.stream_tracked():
             opened.append(1)
+            if len(opened) == 200:
+                all_open.set()
             await gate.wait()
 
     gate = asyncio.Event()
     streams = [asyncio.create_task(opened_then_closed(gate)) for _ in range(200)]
-    while len(opened) < 200:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(all_open.wait(), timeout=10)
     assert await cache.aget(telemetry.STREAMS_KEY) == 200
     client = redis_client(cache)
     assert client is not None
