@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.pricing import tokens_estimate
@@ -39,6 +39,7 @@ from gateway.shaping import (
     json_response,
     orchestrator_extension,
     orchestrator_headers,
+    streamed_response,
 )
 from providers.adapters.types import (
     IMAGE_TOKENS_ESTIMATE,
@@ -404,12 +405,9 @@ async def _streamed(
         finally:
             await events.aclose()
 
-    response = StreamingHttpResponse(body(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    headers = _headers(request_id, started)
-    if started is not None:
-        headers |= rate_limit_headers(started.rate_limit)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return streamed_response(
+        body(),
+        content_type="text/event-stream",
+        headers=_headers(request_id, started),
+        started=started,
+    )

@@ -29,7 +29,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from analytics.pricing import tokens_estimate
 from core.shutdown import SHUTDOWN_MESSAGE, cut_short_by_shutdown
@@ -50,7 +50,12 @@ from gateway.gemini_wire import (
     not_found_message,
 )
 from gateway.refusals import json_body, refusal_logged
-from gateway.shaping import answer_opening, orchestrator_extension, orchestrator_headers
+from gateway.shaping import (
+    answer_opening,
+    orchestrator_extension,
+    orchestrator_headers,
+    streamed_response,
+)
 from providers.adapters.types import (
     IMAGE_TOKENS_ESTIMATE,
     ToolCall,
@@ -401,12 +406,9 @@ async def _streamed(
             await events.aclose()
 
     content_type = "text/event-stream" if sse else "application/json; charset=UTF-8"
-    response = StreamingHttpResponse(body(), content_type=content_type)
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    headers = orchestrator_headers(request_id, started)
-    if started is not None:
-        headers |= rate_limit_headers(started.rate_limit)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return streamed_response(
+        body(),
+        content_type=content_type,
+        headers=orchestrator_headers(request_id, started),
+        started=started,
+    )

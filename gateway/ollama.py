@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog
@@ -40,7 +40,7 @@ from gateway.ollama_wire import (
     ollama_time,
 )
 from gateway.refusals import model_of, refusal_logged
-from gateway.shaping import orchestrator_headers
+from gateway.shaping import orchestrator_headers, streamed_response
 from routing.pipeline.events import Delta, Event, Failed, Finished, Started
 from routing.pipeline.journal import journaled
 from routing.request_metadata import metadata_read
@@ -274,12 +274,9 @@ async def _streamed(
         finally:
             await events.aclose()
 
-    response = StreamingHttpResponse(body(), content_type="application/x-ndjson")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    headers = orchestrator_headers(str(call.request.request_id), started)
-    if started is not None:
-        headers |= rate_limit_headers(started.rate_limit)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return streamed_response(
+        body(),
+        content_type="application/x-ndjson",
+        headers=orchestrator_headers(str(call.request.request_id), started),
+        started=started,
+    )

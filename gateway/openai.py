@@ -20,7 +20,6 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBase,
-    StreamingHttpResponse,
 )
 from django.views.decorators.csrf import csrf_exempt
 
@@ -33,6 +32,7 @@ from gateway.shaping import (
     json_response,
     orchestrator_extension,
     orchestrator_headers,
+    streamed_response,
 )
 from providers.adapters.types import ToolCallDelta
 from providers.models import LLMModel
@@ -342,15 +342,12 @@ async def _streamed(
         finally:
             await events.aclose()
 
-    response = StreamingHttpResponse(body(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    headers = orchestrator_headers(request_id, started)
-    if started is not None:
-        headers |= rate_limit_headers(started.rate_limit)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return streamed_response(
+        body(),
+        content_type="text/event-stream",
+        headers=orchestrator_headers(request_id, started),
+        started=started,
+    )
 
 
 @csrf_exempt

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog
@@ -29,6 +29,7 @@ from gateway.shaping import (
     json_response,
     orchestrator_extension,
     orchestrator_headers,
+    streamed_response,
 )
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished, GatewayRequest
 from routing.pipeline.journal import journaled
@@ -218,12 +219,9 @@ async def _streamed(
         finally:
             await events.aclose()
 
-    response = StreamingHttpResponse(body(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    headers = orchestrator_headers(request_id, started)
-    if started is not None:
-        headers |= rate_limit_headers(started.rate_limit)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return streamed_response(
+        body(),
+        content_type="text/event-stream",
+        headers=orchestrator_headers(request_id, started),
+        started=started,
+    )

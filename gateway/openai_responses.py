@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from analytics.models import RequestLog, StoredResponse
@@ -43,6 +43,7 @@ from gateway.shaping import (
     json_response,
     orchestrator_extension,
     orchestrator_headers,
+    streamed_response,
 )
 from providers.adapters.types import ToolCallDelta
 from routing.pipeline.events import Caller, Delta, Event, Failed, Finished
@@ -554,15 +555,12 @@ async def _streamed(
                 if left and not ended:
                     await turn.store_left(model, output)
 
-    response = StreamingHttpResponse(body(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    headers = orchestrator_headers(request_id, started)
-    if started is not None:
-        headers |= rate_limit_headers(started.rate_limit)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return streamed_response(
+        body(),
+        content_type="text/event-stream",
+        headers=orchestrator_headers(request_id, started),
+        started=started,
+    )
 
 
 def _deleted(response_id: str, caller: Caller) -> bool:

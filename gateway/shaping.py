@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from analytics.money import usd_json
+from gateway.auth import rate_limit_headers
 from routing.pipeline.events import Delta, Event, Failed, Finished, Started
 
 
@@ -51,6 +52,25 @@ def orchestrator_headers(request_id: str, started: Started | Finished | None) ->
         headers["x-orchestrator-cached"] = "true" if started.cached else "false"
         headers["x-cache"] = "hit" if started.cached else "miss"
     return headers
+
+
+def streamed_response(
+    body: AsyncIterator[bytes],
+    *,
+    content_type: str,
+    headers: dict[str, str],
+    started: Started | None,
+) -> StreamingHttpResponse:
+    """A streamed answer: neither cached nor buffered by a proxy on the way, with the door's
+    `headers` and, once a model was routed to, the key's rate-limit headers."""
+    response = StreamingHttpResponse(body, content_type=content_type)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    if started is not None:
+        headers = headers | rate_limit_headers(started.rate_limit)
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 async def answer_opening(
