@@ -17,21 +17,17 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from django.core.cache import cache
 
 from analytics.models import RequestLog
 from analytics.pricing import tokens_estimate
-from providers.models import LLMModel, Provider
 from tests.gateway.test_anthropic_door import frames
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
 from tests.routing.gateway_support import (
     chat_path,
-    every_task_to,
+    native_tools_registry,
     new_key,
-    settle_config,
     tools_registry,
-    upstream_models,
     wait_rows,
 )
 from tests.routing.streams import openai_sse
@@ -89,22 +85,14 @@ def post(live_server_url: str, body: Any, key: str) -> httpx.Response:
 def claude_registry(upstream: UpstreamServer) -> None:
     """`alpha` (no tools) first for every task, then `claude:claude-tools`, an Anthropic model
     on the local upstream that accepts tools."""
-    cache.clear()
-    models = upstream_models(upstream)
-    provider = Provider.objects.create(
-        name="claude", kind="anthropic", base_url=f"{upstream.url}/claude", locality="cloud"
-    )
-    claude = LLMModel.objects.create(
-        provider=provider,
-        name="claude-tools",
-        tier="standard",
+    native_tools_registry(
+        upstream,
+        kind="anthropic",
+        provider="claude",
+        model="claude-tools",
         context_window=200_000,
-        input_price_per_mtok_usd=Decimal("3"),
-        output_price_per_mtok_usd=Decimal("15"),
-        accepts_tools=True,
+        prices=("3", "15"),
     )
-    every_task_to("claude-policy", models["alpha"], claude)
-    settle_config()
 
 
 def test_a_tool_use_answer_routed_past_a_model_without_tools_costed_and_logged(

@@ -15,24 +15,20 @@ from typing import Any
 
 import httpx
 import pytest
-from django.core.cache import cache
 from google import genai
 from google.genai import errors, types
 
 from analytics.models import RequestLog
 from analytics.pricing import tokens_estimate
-from providers.models import LLMModel, Provider
 from routing.engine.tokens import estimate_tokens
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
 from tests.routing.gateway_support import (
     chat_path,
-    every_task_to,
     gateway_registry,
+    native_tools_registry,
     new_key,
-    settle_config,
     tools_registry,
-    upstream_models,
     wait_rows,
 )
 from tests.routing.streams import openai_sse
@@ -113,22 +109,14 @@ def sse_events(raw: bytes) -> list[dict[str, Any]]:
 def google_registry(upstream: UpstreamServer) -> None:
     """`alpha` (no tools) first for every task, then `google:gemini-tool`, a Gemini model on
     the local upstream that accepts tools."""
-    cache.clear()
-    models = upstream_models(upstream)
-    provider = Provider.objects.create(
-        name="google", kind="gemini", base_url=f"{upstream.url}/google", locality="cloud"
-    )
-    model = LLMModel.objects.create(
-        provider=provider,
-        name="gemini-tool",
-        tier="standard",
+    native_tools_registry(
+        upstream,
+        kind="gemini",
+        provider="google",
+        model="gemini-tool",
         context_window=1_000_000,
-        input_price_per_mtok_usd=Decimal("0.30"),
-        output_price_per_mtok_usd=Decimal("2.50"),
-        accepts_tools=True,
+        prices=("0.30", "2.50"),
     )
-    every_task_to("google-policy", models["alpha"], model)
-    settle_config()
 
 
 def test_sdk_function_calling_round_trip_through_an_openai_upstream(

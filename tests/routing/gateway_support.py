@@ -99,6 +99,36 @@ def tools_registry(
     return models
 
 
+def native_tools_registry(
+    upstream: UpstreamServer,
+    *,
+    kind: str,
+    provider: str,
+    model: str,
+    context_window: int,
+    prices: tuple[str, str],
+) -> LLMModel:
+    """`alpha` (no tools) first for every task, then `provider:model`, a model of provider
+    `kind` on the local upstream (under `/<provider>`) that accepts tools, priced per million
+    input and output tokens."""
+    cache.clear()
+    models = upstream_models(upstream)
+    native = LLMModel.objects.create(
+        provider=Provider.objects.create(
+            name=provider, kind=kind, base_url=f"{upstream.url}/{provider}", locality="cloud"
+        ),
+        name=model,
+        tier="standard",
+        context_window=context_window,
+        input_price_per_mtok_usd=Decimal(prices[0]),
+        output_price_per_mtok_usd=Decimal(prices[1]),
+        accepts_tools=True,
+    )
+    every_task_to(f"{provider}-policy", models["alpha"], native)
+    settle_config()
+    return native
+
+
 def settle_config() -> None:
     """A server process trusts its last read of the shared configuration version for up to
     `SHARED_TTL_S`; wait that out so the live server routes to this test's rows."""
