@@ -529,11 +529,23 @@ def process_started(
                 process.wait()
 
 
+def process_cpu_s(process: Any) -> float:
+    """CPU time of a psutil process and of its worker processes (`--workers`)."""
+    import psutil  # type: ignore[import-untyped]
+
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a worker that just ended
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 class Sampler:
     """Peak RSS and CPU time of one process while a measurement runs."""
 
     def __init__(self, pid: int) -> None:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         self.process = psutil.Process(pid)
         self.peak_rss = 0
@@ -551,15 +563,7 @@ class Sampler:
             self.stop.wait(0.05)
 
     def cpu_s(self) -> float:
-        """CPU time of the process and of its worker processes (`--workers`)."""
-        import psutil
-
-        total = 0.0
-        for process in [self.process, *self.process.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+        return process_cpu_s(self.process)
 
     def close(self) -> None:
         self.stop.set()

@@ -55,7 +55,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator_site.settings")
 import orjson  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench.gateway import free_port, process_started  # noqa: E402
+from bench.gateway import free_port, process_cpu_s, process_started  # noqa: E402
 
 KEY_PREFIX = "orch-bench-soak"
 READ_TIMEOUT_S = 2.0
@@ -541,15 +541,6 @@ class CpuSplit:
         self.web, self.upstream = psutil.Process(web), psutil.Process(upstream)
         self.before = self._now()
 
-    @staticmethod
-    def _cpu_s(process: Any) -> float:
-        """CPU time of a process and of its worker processes (`--workers`)."""
-        total = 0.0
-        for each in [process, *process.children(recursive=True)]:
-            times = each.cpu_times()
-            total += times.user + times.system
-        return total
-
     def _now(self) -> dict[str, float]:
         import psutil
 
@@ -561,9 +552,9 @@ class CpuSplit:
                     services[service] += times.user + times.system
         client = os.times()
         return {
-            "web": self._cpu_s(self.web),
+            "web": process_cpu_s(self.web),
             "bench client": client.user + client.system,
-            "upstream": self._cpu_s(self.upstream),
+            "upstream": process_cpu_s(self.upstream),
             **services,
         }
 
