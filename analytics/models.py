@@ -42,8 +42,15 @@ class RequestLog(models.Model):
     request_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(db_index=True)
     entry_point = models.CharField(max_length=16, choices=EntryPoint.choices)
+    # No index of its own on `user` or `model`: the (user, created_at) and (model, created_at)
+    # indexes below lead with them and serve the same lookups; every request's insert would
+    # otherwise update two more indexes.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_index=False,
     )
     # Ids only: analytics sits below routing and chat and never imports them.
     api_key_id = models.BigIntegerField(null=True, blank=True)
@@ -57,7 +64,7 @@ class RequestLog(models.Model):
     complexity = models.CharField(max_length=16, blank=True)
     requested_model = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(
-        "providers.LLMModel", null=True, blank=True, on_delete=models.SET_NULL
+        "providers.LLMModel", null=True, blank=True, on_delete=models.SET_NULL, db_index=False
     )
     model_name = models.CharField(max_length=200, blank=True)
     provider_name = models.CharField(max_length=64, blank=True)

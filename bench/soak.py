@@ -568,6 +568,68 @@ class CpuSplit:
         return split
 
 
+class DatabaseWork:
+    """What Postgres did for the scratch database from now on, per request: transactions
+    committed, rows inserted, updated (and of those, updated in place: HOT) and fetched, and
+    each table's writes, from `pg_stat_database` and `pg_stat_user_tables` (backends report
+    their counts when idle, at most once a second, so `per_request` waits for them); and the
+    Redis commands run, by command (`INFO commandstats`, the whole server's)."""
+
+    def __init__(self) -> None:
+        self.before = self._now()
+
+    @staticmethod
+    def _now() -> dict[str, int]:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_fetched"
+                " FROM pg_stat_database WHERE datname = current_database()"
+            )
+            commit, rollback, inserted, updated, fetched = cursor.fetchone()
+            cursor.execute(
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+            )
+            tables = {
+                f"{name} {kind}": value
+                for name, ins, upd, hot in cursor.fetchall()
+                for kind, value in (("ins", ins), ("upd", upd), ("hot", hot))
+            }
+        return {
+            **redis_commands(),
+            "commits": commit,
+            "rollbacks": rollback,
+            "rows inserted": inserted,
+            "rows updated": updated,
+            "rows fetched": fetched,
+            **tables,
+        }
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        time.sleep(2.5)  # every backend's counts reported
+        after = self._now()
+        work = {
+            name: round((after[name] - self.before.get(name, 0)) / max(1, requests), 2)
+            for name in after
+        }
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT avg(pg_column_size(l.*)), avg(pg_column_size(decision_trace)),"
+                " avg(octet_length(decision_trace::text)) FROM analytics_requestlog AS l"
+            )
+            row, trace, trace_text = cursor.fetchone()
+        work |= {
+            "log row bytes": round(float(row or 0)),
+            "decision trace bytes stored": round(float(trace or 0)),
+            "decision trace bytes as text": round(float(trace_text or 0)),
+        }
+        return {name: value for name, value in work.items() if value}
+
+
 def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from django.db import connection, connections
 
@@ -632,7 +694,7 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                             seed=args.seed + 1,
                         )
                     ).sent
-                cpu = CpuSplit(web=web.pid, upstream=upstream.pid)
+                cpu, database = CpuSplit(web=web.pid, upstream=upstream.pid), DatabaseWork()
                 tally = uvloop.run(
                     load(
                         port,
@@ -648,6 +710,7 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                     "wall_s": round(tally.wall_s, 2),
                     "requests_per_s": round(tally.sent / tally.wall_s, 1),
                     "cpu_ms_per_request": cpu.per_request_ms(tally.sent),
+                    "postgres_per_request": database.per_request(tally.sent),
                     "outcomes": dict(tally.outcomes.most_common()),
                     "gateway_caused_5xx": len(tally.gateway_5xx),
                     "gateway_caused_5xx_examples": tally.gateway_5xx[:5],
@@ -666,6 +729,15 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 conn.close_pool()
         connection.creation.destroy_test_db(scratch, verbosity=0)
     return result
+
+
+def redis_commands() -> dict[str, int]:
+    import redis
+    from django.conf import settings
+
+    assert settings.REDIS_URL
+    stats = redis.Redis.from_url(settings.REDIS_URL).info("commandstats")
+    return {f"redis {name.removeprefix('cmdstat_')}": int(v["calls"]) for name, v in stats.items()}
 
 
 def redis_clear() -> None:
