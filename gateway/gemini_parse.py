@@ -84,6 +84,7 @@ CONFIG_FIELDS = {
 INLINE_DATA = "inlineData"
 FILE_DATA = "fileData"
 FUNCTION_CALL = "functionCall"
+THOUGHT_SIGNATURE = "thoughtSignature"
 FUNCTION_RESPONSE = "functionResponse"
 CODE_PARTS = ("executableCode", "codeExecutionResult")
 MAX_STOP_SEQUENCES = 5
@@ -111,6 +112,8 @@ class _Turn:
     text: str
     images: tuple[Image, ...]
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    # The `thoughtSignature` beside each call (a thinking model's, which Gemini 3 requires back).
+    signatures: list[str | None] = field(default_factory=list)
     responses: list[tuple[str, Any]] = field(default_factory=list)
 
 
@@ -143,7 +146,11 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> _Turn:
             images.append(_inline_image(part[INLINE_DATA], f"{part_at}.{INLINE_DATA}"))
             continue
         if FUNCTION_CALL in part:
+            signature = part.get(THOUGHT_SIGNATURE)
+            if signature is not None and not isinstance(signature, str):
+                raise field_refused(f"{part_at}.{THOUGHT_SIGNATURE}", "must be a string")
             turn.calls.append((f"{part_at}.{FUNCTION_CALL}", part[FUNCTION_CALL]))
+            turn.signatures.append(signature or None)
             continue
         if FUNCTION_RESPONSE in part:
             turn.responses.append((f"{part_at}.{FUNCTION_RESPONSE}", part[FUNCTION_RESPONSE]))
@@ -192,7 +199,9 @@ def parse_contents(raw: Any) -> tuple[Message, ...]:
                     turn.responses[0][0], "is read only in user turns, after the model's call"
                 )
             calls = tuple(
-                function_call_of(call, at, default_id=f"call_{index}_{n}")
+                function_call_of(
+                    call, at, default_id=f"call_{index}_{n}", signature=turn.signatures[n]
+                )
                 for n, (at, call) in enumerate(turn.calls)
             )
             answered = set()

@@ -26,6 +26,9 @@ from providers.adapters.types import (
     ToolCall,
     ToolChoice,
     tool_arguments_object,
+    tool_call_id_own,
+    tool_call_id_signed,
+    tool_call_id_split,
 )
 
 # Google's rule for a function's name.
@@ -251,8 +254,12 @@ def tool_choice_of(raw: Any, tools: tuple[Tool, ...]) -> tuple[tuple[Tool, ...],
     return tools, ToolChoice(mode="required")
 
 
-def function_call_of(raw: Any, at: str, *, default_id: str) -> ToolCall:
-    """A model turn's `functionCall` part as the tool call it made."""
+def function_call_of(
+    raw: Any, at: str, *, default_id: str, signature: str | None = None
+) -> ToolCall:
+    """A model turn's `functionCall` part as the tool call it made; the part's thought
+    signature rides in the call's id (`tool_call_id_signed`), so that the model's upstream
+    gets it back."""
     if not isinstance(raw, dict):
         raise field_refused(at, "must be an object with a name and args")
     fields = fields_named(raw, {"id", "name", "args"}, at)
@@ -265,7 +272,11 @@ def function_call_of(raw: Any, at: str, *, default_id: str) -> ToolCall:
     call_id = fields.get("id")
     if call_id is not None and not isinstance(call_id, str):
         raise field_refused(f"{at}.id", "must be a string")
-    return ToolCall(id=call_id or default_id, name=name, arguments=_json_text(args or {}))
+    return ToolCall(
+        id=tool_call_id_signed(call_id or default_id, signature),
+        name=name,
+        arguments=_json_text(args or {}),
+    )
 
 
 def function_response_of(
@@ -293,7 +304,9 @@ def function_response_of(
         raise field_refused(f"{at}.id", "must be a string")
     open_calls = [call for call in calls if call.id not in answered]
     if call_id:
-        call = next((c for c in open_calls if c.id == call_id), None)
+        # The client knows a call by the id the door gave it: the call's own, without its
+        # thought signature.
+        call = next((c for c in open_calls if call_id in (c.id, tool_call_id_own(c.id))), None)
         if call is None:
             raise field_refused(
                 f"{at}.id", f"{call_id!r} names no open functionCall of the model turn before it"
@@ -352,11 +365,16 @@ class CallUnreadable(Exception):
 
 
 def function_call_part(call: ToolCall) -> dict[str, Any]:
-    """The answer's tool call as Google's `functionCall` part."""
+    """The answer's tool call as Google's `functionCall` part: its own id, and the thought
+    signature its id carries beside it, as Gemini sends it."""
     args = tool_arguments_object(call)
     if args is None:
         raise CallUnreadable(
             f"The model called {call.name} with arguments that are not a JSON object: "
             f"{call.arguments[:200]!r}"
         )
-    return {"functionCall": {"id": call.id, "name": call.name, "args": args}}
+    own, signature = tool_call_id_split(call.id)
+    part: dict[str, Any] = {"functionCall": {"id": own, "name": call.name, "args": args}}
+    if signature is not None:
+        part["thoughtSignature"] = signature
+    return part

@@ -35,6 +35,7 @@ from providers.adapters.types import (
     ToolChoice,
     Usage,
     tool_arguments_object,
+    tool_call_id_own,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
@@ -223,7 +224,7 @@ def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
         if message.role == "tool":
             result = {
                 "type": "tool_result",
-                "tool_use_id": message.tool_call_id,
+                "tool_use_id": tool_call_id_own(message.tool_call_id),
                 "content": message.content,
             }
             last = out[-1] if out else None
@@ -244,7 +245,7 @@ def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
             blocks += [
                 {
                     "type": "tool_use",
-                    "id": call.id,
+                    "id": tool_call_id_own(call.id),
                     "name": call.name,
                     "input": _input(call),
                 }

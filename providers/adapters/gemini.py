@@ -11,7 +11,9 @@ Tools are translated exactly: functions become `functionDeclarations`, `tool_cho
 `toolConfig.functionCallingConfig` (AUTO, NONE, ANY, ANY with the one allowed name), an
 assistant turn's tool calls `functionCall` parts, the `tool` turns answering them
 `functionResponse` parts of one user turn, and the answer's `functionCall` parts tool calls
-(finish reason `tool_calls`). Gemini calls several functions at once as it sees fit:
+(finish reason `tool_calls`). A call's `thoughtSignature` (a thinking model's, which Gemini 3
+requires back with the call in later turns) rides in the call's id (`tool_call_id_signed`) and
+goes back beside its `functionCall` part. Gemini calls several functions at once as it sees fit:
 `parallel_tool_calls: false` is refused. A JSON answer is `responseMimeType`
 `application/json`, with the schema of a `json_schema` answer as its `responseSchema`.
 """
@@ -38,6 +40,8 @@ from providers.adapters.types import (
     ToolChoice,
     Usage,
     tool_arguments_object,
+    tool_call_id_signed,
+    tool_call_id_split,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
 
@@ -257,10 +261,7 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     """A turn's parts: its text, after its images when it carries any (as Google recommends),
     by the JSON names the rest of the body uses; an empty text is left out beside images."""
     if message.tool_calls:
-        calls = [
-            {"functionCall": {"name": call.name, "args": _args(call)}}
-            for call in message.tool_calls
-        ]
+        calls = [_function_call(call) for call in message.tool_calls]
         return ([{"text": message.content}] if message.content else []) + calls
     if not message.images:
         return [{"text": message.content}]
@@ -273,12 +274,23 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     return parts
 
 
+def _function_call(call: ToolCall) -> dict[str, Any]:
+    """An assistant turn's call as its `functionCall` part, with its thought signature beside
+    it when its id carries one."""
+    part: dict[str, Any] = {"functionCall": {"name": call.name, "args": _args(call)}}
+    _, signature = tool_call_id_split(call.id)
+    if signature is not None:
+        part["thoughtSignature"] = signature
+    return part
+
+
 def _candidate(
     data: Mapping[str, Any], *, first_call: int
 ) -> tuple[str, str | None, tuple[ToolCall, ...]]:
     """The first candidate's text, normalised finish reason (None while unfinished) and
     function calls; a call Gemini gave no id is named by its place in the answer (`call_<n>`,
-    n counted from 0: `first_call` calls came before)."""
+    n counted from 0: `first_call` calls came before), and a call's id carries the thought
+    signature of its part."""
     candidates = data.get("candidates") or []
     if not candidates:
         if (data.get("promptFeedback") or {}).get("blockReason"):
@@ -289,16 +301,21 @@ def _candidate(
         parts = (first.get("content") or {}).get("parts") or []
         # Thought summaries are not part of the answer.
         text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
-        found = [p["functionCall"] for p in parts if p.get("functionCall")]
+        found = [p for p in parts if p.get("functionCall")]
         calls = tuple(
             ToolCall(
-                id=str(call.get("id") or f"call_{first_call + n}"),
-                name=str(call["name"]),
+                id=tool_call_id_signed(
+                    str(part["functionCall"].get("id") or f"call_{first_call + n}"),
+                    _signature(part),
+                ),
+                name=str(part["functionCall"]["name"]),
                 arguments=json.dumps(
-                    call.get("args") or {}, ensure_ascii=False, separators=(",", ":")
+                    part["functionCall"].get("args") or {},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
                 ),
             )
-            for n, call in enumerate(found)
+            for n, part in enumerate(found)
         )
         reason = first.get("finishReason")
     except (AttributeError, TypeError, KeyError):
@@ -306,6 +323,11 @@ def _candidate(
     if not reason or reason == "FINISH_REASON_UNSPECIFIED":
         return text, None, calls
     return text, FINISH_REASONS.get(reason, str(reason).lower()), calls
+
+
+def _signature(part: Mapping[str, Any]) -> str | None:
+    signature = part.get("thoughtSignature")
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:

@@ -27,6 +27,7 @@ from providers.adapters.types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
+    tool_call_id_own,
     tool_calls_join,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
@@ -185,14 +186,18 @@ def _message(message: Message) -> dict[str, Any]:
     assistant turn that called tools has its calls (and null content when it said nothing); a
     tool turn names the call it answers."""
     if message.role == "tool":
-        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+        return {
+            "role": "tool",
+            "tool_call_id": tool_call_id_own(message.tool_call_id),
+            "content": message.content,
+        }
     if message.tool_calls:
         return {
             "role": message.role,
             "content": message.content or None,
             "tool_calls": [
                 {
-                    "id": call.id,
+                    "id": tool_call_id_own(call.id),
                     "type": "function",
                     "function": {"name": call.name, "arguments": call.arguments},
                 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
@@ -141,6 +142,44 @@ class ChatResult:
     usage: Usage | None
     finish_reason: str | None
     tool_calls: tuple[ToolCall, ...] = ()
+
+
+# A Gemini thinking model signs the function calls it makes (`thoughtSignature`, opaque) and
+# refuses a later turn whose history leaves a call's signature out (Gemini 3: HTTP 400). The
+# signature rides inside the call's id, which every door hands its client and every client
+# hands back with the call's result, whatever protocol it speaks: `<id>__thought__<the
+# signature, URL-safe base64 of its text>` (only letters, digits, `_` and `-`, which any
+# protocol's ids accept). The Gemini adapter and door read it back; every other adapter sends
+# the id without it.
+THOUGHT_MARK = "__thought__"
+
+
+def tool_call_id_signed(call_id: str, signature: str | None) -> str:
+    """`call_id` carrying `signature` (unchanged without one)."""
+    if not signature:
+        return call_id
+    encoded = base64.urlsafe_b64encode(signature.encode()).decode().rstrip("=")
+    return f"{call_id}{THOUGHT_MARK}{encoded}"
+
+
+def tool_call_id_split(call_id: str) -> tuple[str, str | None]:
+    """A call's own id and the thought signature its id carries (None: none, or not one this
+    gateway wrote)."""
+    own, mark, encoded = call_id.rpartition(THOUGHT_MARK)
+    if not mark or not own:
+        return call_id, None
+    try:
+        padded = encoded + "=" * (-len(encoded) % 4)
+        signature = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return call_id, None
+    return (own, signature) if signature else (call_id, None)
+
+
+def tool_call_id_own(call_id: str | None) -> str | None:
+    """A call's id as an upstream other than Gemini gets it: without a thought signature
+    (OpenAI caps ids at 40 characters; Anthropic's must match `[a-zA-Z0-9_-]+`)."""
+    return None if call_id is None else tool_call_id_split(call_id)[0]
 
 
 def tool_arguments_object(call: ToolCall) -> dict[str, Any] | None:

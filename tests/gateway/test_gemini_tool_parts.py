@@ -138,12 +138,24 @@ def test_results_answer_calls_by_id_else_by_name_in_order() -> None:
             tool_calls=(
                 ToolCall(id="call_1_0", name="weather", arguments='{"city":"Paris"}'),
                 ToolCall(id="call_1_1", name="weather", arguments='{"city":"Rome"}'),
-                ToolCall(id="t-1", name="time", arguments="{}"),
+                # The part's thought signature ("c2ln") rides in the call's id.
+                ToolCall(id="t-1__thought__YzJsbg", name="time", arguments="{}"),
             ),
         ),
-        Message(role="tool", content='{"t":"14:05"}', tool_call_id="t-1"),
+        Message(role="tool", content='{"t":"14:05"}', tool_call_id="t-1__thought__YzJsbg"),
         Message(role="tool", content='{"c":18}', tool_call_id="call_1_0"),
         Message(role="tool", content='{"c":21}', tool_call_id="call_1_1"),
+    )
+
+
+def test_a_thought_signature_that_is_not_a_string_is_refused() -> None:
+    called = {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "f"}, "thoughtSignature": 7}],
+    }
+
+    assert refusal(parse_contents, [{"parts": [{"text": "?"}]}, called]) == (
+        "contents[1].parts[0].thoughtSignature: must be a string"
     )
 
 
