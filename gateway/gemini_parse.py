@@ -147,10 +147,14 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> _Turn:
             continue
         if FUNCTION_CALL in part:
             signature = part.get(THOUGHT_SIGNATURE)
-            if signature is not None and not isinstance(signature, str):
+            if signature is None:
+                signature = ""
+            if not isinstance(signature, str):
                 raise field_refused(f"{part_at}.{THOUGHT_SIGNATURE}", "must be a string")
             turn.calls.append((f"{part_at}.{FUNCTION_CALL}", part[FUNCTION_CALL]))
-            turn.signatures.append(signature or None)
+            # A bytes field: the google-genai SDK writes it URL-safe, Gemini standard; the same
+            # bytes go upstream as Gemini wrote them.
+            turn.signatures.append(signature.replace("-", "+").replace("_", "/") or None)
             continue
         if FUNCTION_RESPONSE in part:
             turn.responses.append((f"{part_at}.{FUNCTION_RESPONSE}", part[FUNCTION_RESPONSE]))
