@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -25,7 +26,7 @@ SIGNED_SSE = fixture("gemini/stream_function_call_signed.sse")
 SIGNED_JSON = fixture("gemini/generate_content_function_call_signed.json")
 SIGNATURE = json.loads(SIGNED_JSON)["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
 SIGNED_ID = "call_0__thought__Q2lRQjBlMktkR2hwYm10cGJtY3RjM1JoZEdVdGIyWXRkR2hsTFdOaGJHei8vZz09"
-WEATHER_TOOL = {
+WEATHER_TOOL: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -33,7 +34,7 @@ WEATHER_TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
 }
-TIME_TOOL = {
+TIME_TOOL: Any = {
     "type": "function",
     "function": {
         "name": "get_time",
@@ -76,9 +77,9 @@ def test_an_openai_client_hands_the_signature_back_inside_the_call_id(
         Reply.sse(fixture("gemini/stream.sse")),
     )
     client = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=new_key(), max_retries=0)
-    question = {"role": "user", "content": "Weather and time in Paris?"}
+    question: Any = {"role": "user", "content": "Weather and time in Paris?"}
 
-    stream = client.chat.completions.create(
+    stream: Any = client.chat.completions.create(
         model="auto", messages=[question], tools=[WEATHER_TOOL, TIME_TOOL], stream=True
     )
     calls: dict[int, dict[str, str]] = {}
