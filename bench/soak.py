@@ -570,10 +570,11 @@ class CpuSplit:
 
 class DatabaseWork:
     """What Postgres did for the scratch database from now on, per request: transactions
-    committed, rows inserted, updated (and of those, updated in place: HOT) and fetched, and
-    each table's writes, from `pg_stat_database` and `pg_stat_user_tables` (backends report
-    their counts when idle, at most once a second, so `per_request` waits for them); and the
-    Redis commands run, by command (`INFO commandstats`, the whole server's)."""
+    committed, connections opened, rows inserted, updated (and of those, updated in place:
+    HOT) and fetched, and each table's writes and reads, from `pg_stat_database` and
+    `pg_stat_user_tables` (backends report their counts when idle, at most once a second, so
+    `per_request` waits for them); the log row's size; and the Redis commands run, by command
+    (`INFO commandstats`, the whole server's)."""
 
     def __init__(self) -> None:
         self.before = self._now()
@@ -585,22 +586,30 @@ class DatabaseWork:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute(
-                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_fetched"
-                " FROM pg_stat_database WHERE datname = current_database()"
+                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_fetched,"
+                " sessions FROM pg_stat_database WHERE datname = current_database()"
             )
-            commit, rollback, inserted, updated, fetched = cursor.fetchone()
+            commit, rollback, inserted, updated, fetched, sessions = cursor.fetchone()
             cursor.execute(
-                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, idx_tup_fetch,"
+                " seq_tup_read FROM pg_stat_user_tables"
             )
             tables = {
-                f"{name} {kind}": value
-                for name, ins, upd, hot in cursor.fetchall()
-                for kind, value in (("ins", ins), ("upd", upd), ("hot", hot))
+                f"{name} {kind}": value or 0
+                for name, ins, upd, hot, fetched, scanned in cursor.fetchall()
+                for kind, value in (
+                    ("ins", ins),
+                    ("upd", upd),
+                    ("hot", hot),
+                    ("fetched by index", fetched),
+                    ("read by scans", scanned),
+                )
             }
         return {
             **redis_commands(),
             "commits": commit,
             "rollbacks": rollback,
+            "connections opened": sessions,
             "rows inserted": inserted,
             "rows updated": updated,
             "rows fetched": fetched,

@@ -2,7 +2,8 @@
 one pipeline entry (`routing.services.chat_stream`), as `/v1/chat/completions` goes.
 
 Streamed (the default) the answer is NDJSON, one object a line: each piece of text with
-`done: false`, then a last object with `done: true`, `done_reason` (`stop` or `length`), the
+`done: false` (the tool calls, whole, in one object before the last, as Ollama sends them),
+then a last object with `done: true`, `done_reason` (`stop` or `length`), the
 token counts (`prompt_eval_count`, `eval_count`) and the durations in nanoseconds (the
 pipeline's latency and time to first token). With `stream: false` it is that last object
 alone, holding the whole text. Every refusal is `{"error": "..."}` with its HTTP status; a
@@ -41,6 +42,7 @@ from gateway.ollama_wire import (
 )
 from gateway.refusals import model_of, refusal_logged
 from gateway.shaping import orchestrator_headers, streamed_response
+from providers.adapters.types import ToolCall, tool_arguments_object
 from routing.pipeline.events import Delta, Event, Failed, Finished, Started
 from routing.pipeline.journal import journaled
 from routing.request_metadata import metadata_read
@@ -49,16 +51,31 @@ from routing.validation import FieldInvalid
 
 NS_PER_MS = 1_000_000
 CallParser = Callable[..., OllamaCall]
-# The piece of an answer's object that holds its text: chat's message, generate's response.
-Shape = Callable[[str], dict[str, Any]]
+# The piece of an answer's object that holds its text (and its tool calls): chat's message,
+# generate's response.
+Shape = Callable[[str, tuple[ToolCall, ...]], dict[str, Any]]
 
 
-def _chat_text(text: str) -> dict[str, Any]:
-    return {"message": {"role": "assistant", "content": text}}
+def _chat_text(text: str, calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message["tool_calls"] = [_tool_call(call) for call in calls]
+    return {"message": message}
 
 
-def _generate_text(text: str) -> dict[str, Any]:
+def _generate_text(text: str, calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+    # /api/generate offers no tools, so its answers call none.
     return {"response": text}
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    """A call as Ollama writes it: no id, its arguments an object. The pipeline has made sure
+    they are one (`tool_arguments_objects`): a call whose arguments are not is that model's
+    invalid answer."""
+    arguments = tool_arguments_object(call)
+    if arguments is None:
+        raise RuntimeError(f"tool call {call.id}: its arguments are not a JSON object")
+    return {"function": {"name": call.name, "arguments": arguments}}
 
 
 @csrf_exempt
@@ -139,7 +156,7 @@ async def _loaded(call: OllamaCall, shape: Shape) -> HttpResponse:
     body = {
         "model": call.model,
         "created_at": _now(),
-        **shape(""),
+        **shape("", ()),
         "done_reason": "load",
         "done": True,
     }
@@ -217,7 +234,8 @@ async def _completed(
             if isinstance(event, Finished):
                 headers = orchestrator_headers(str(call.request.request_id), event)
                 headers |= rate_limit_headers(event.rate_limit)
-                return ollama_json(_last(event, call, shape(event.text)), headers=headers)
+                body = _last(event, call, shape(event.text, event.tool_calls))
+                return ollama_json(body, headers=headers)
         raise RuntimeError("chat_stream ended without a terminal event")
 
 
@@ -253,10 +271,16 @@ async def _streamed(
             pending: Event | None = first
             while pending is not None:
                 if isinstance(pending, Delta) and pending.text:
-                    payload = {"model": call.model, "created_at": _now(), **shape(pending.text)}
-                    yield _line(payload | {"done": False})
+                    text = shape(pending.text, ())
+                    yield _line({"model": call.model, "created_at": _now(), **text, "done": False})
                 elif isinstance(pending, Finished):
-                    yield _line(_last(pending, call, shape("")))
+                    if pending.tool_calls:
+                        # As Ollama streams them: the calls whole, in one object before the last.
+                        calls = shape("", pending.tool_calls)
+                        yield _line(
+                            {"model": call.model, "created_at": _now(), **calls, "done": False}
+                        )
+                    yield _line(_last(pending, call, shape("", ())))
                     return
                 elif isinstance(pending, Failed):
                     yield _line({"error": _failure_message(pending, call)[0]})

@@ -48,6 +48,16 @@ class OllamaModel:
     context_window: int | None
     accepts_images: bool = False
     """Marked as reading images: `/api/show` lists the `vision` capability, as Ollama does."""
+    accepts_tools: bool = False
+    """Marked as calling tools: `/api/show` lists the `tools` capability, as Ollama does."""
+
+    def capabilities(self) -> list[str]:
+        """What `/api/show` lists, in Ollama's order."""
+        return [
+            "completion",
+            *(["tools"] if self.accepts_tools else []),
+            *(["vision"] if self.accepts_images else []),
+        ]
 
 
 def ollama_models() -> tuple[OllamaModel, ...]:
@@ -70,6 +80,7 @@ def ollama_models() -> tuple[OllamaModel, ...]:
                 m.provider.updated_at,
                 m.context_window,
                 m.accepts_images,
+                m.accepts_tools,
             )
             for m in rows
         ),
@@ -166,7 +177,7 @@ async def show(request: HttpRequest) -> HttpResponse:
             "template": "{{ .Prompt }}",
             "details": _details(model),
             "model_info": info,
-            "capabilities": ["completion", "vision"] if model.accepts_images else ["completion"],
+            "capabilities": model.capabilities(),
             "modified_at": ollama_time(model.modified_at),
         }
     )

@@ -161,7 +161,8 @@ def _tool_calls(raw: Any, field: str, role: str) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def _tools(raw: Any) -> tuple[Tool, ...]:
+def function_tools(raw: Any) -> tuple[Tool, ...]:
+    """Chat Completions' `tools` (function tools only), as the Ollama door takes them too."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -411,7 +412,7 @@ def _chat_request(
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise field_refused("parallel_tool_calls", "must be a boolean")
-    tools = _tools(body.get("tools"))
+    tools = function_tools(body.get("tools"))
     request = GatewayRequest(
         messages=parse_messages(body.get("messages")),
         entry_point=RequestLog.EntryPoint.OPENAI,

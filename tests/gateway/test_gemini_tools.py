@@ -31,7 +31,7 @@ from tests.routing.gateway_support import (
     tools_registry,
     wait_rows,
 )
-from tests.routing.streams import openai_sse
+from tests.routing.streams import openai_sse, unreadable_call_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -849,32 +849,6 @@ def test_count_tokens_counts_the_functions_and_calls_as_the_pipeline_plans_them(
         "totalTokens": tokens_estimate(prompt) + estimate_tokens(functions + calls)
     }
     assert upstream.requests == []
-
-
-def unreadable_call_stream() -> bytes:
-    """An OpenAI-compatible stream whose one call's arguments are no JSON object."""
-
-    def event(delta: dict[str, Any], finish: str | None) -> bytes:
-        chunk = {
-            "id": "chatcmpl-bad",
-            "object": "chat.completion.chunk",
-            "created": 1741569952,
-            "model": "gpt-test",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
-
-    call = {
-        "index": 0,
-        "id": "call_bad",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": "Paris"},
-    }
-    return (
-        event({"role": "assistant", "content": None, "tool_calls": [call]}, None)
-        + event({}, "tool_calls")
-        + b"data: [DONE]\n\n"
-    )
 
 
 def test_a_call_whose_arguments_are_no_object_is_an_invalid_answer_and_falls_back(

@@ -368,7 +368,47 @@ BAD_INPUT = [
         "/api/chat",
         {"model": "auto", "messages": HELLO, "tools": [{"type": "function"}]},
         400,
-        "tools is not supported by this gateway",
+        "tools[0].function must be an object",
+    ),
+    (
+        "/api/chat",
+        {"model": "auto", "messages": HELLO, "think": True},
+        400,
+        "think is not supported by this gateway",
+    ),
+    (
+        "/api/chat",
+        {"model": "auto", "messages": [*HELLO, {"role": "tool", "content": "18"}]},
+        400,
+        "messages[1] answers no open tool call of the assistant message before it",
+    ),
+    (
+        "/api/chat",
+        {
+            "model": "auto",
+            "messages": [
+                *HELLO,
+                {"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]},
+                {"role": "tool", "content": "18", "tool_name": "g"},
+            ],
+        },
+        400,
+        "messages[2] answers no open tool call to 'g' of the assistant message before it",
+    ),
+    (
+        "/api/chat",
+        {
+            "model": "auto",
+            "messages": [
+                *HELLO,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"function": {"name": "f", "arguments": "x"}}],
+                },
+            ],
+        },
+        400,
+        "messages[1].tool_calls[0].function.arguments must be an object",
     ),
     (
         "/api/chat",
@@ -397,9 +437,9 @@ BAD_INPUT = [
     ("/api/generate", {"model": "auto", "prompt": ["hi"]}, 400, "prompt must be a string"),
     (
         "/api/generate",
-        {"model": "auto", "prompt": "hi", "format": "json"},
+        {"model": "auto", "prompt": "hi", "format": "yaml"},
         400,
-        "format is not supported by this gateway",
+        'format must be "json" or a JSON Schema object',
     ),
     ("/api/generate", [1, 2], 400, "body must be a JSON object"),
     ("/api/generate", b'{"model": "auto",', 400, "body: not valid JSON"),

@@ -43,3 +43,29 @@ def openai_sse(
         )
     raw = b"".join(f"data: {json.dumps(event)}\n\n".encode() for event in events)
     return raw + (b"data: [DONE]\n\n" if done else b"")
+
+
+def unreadable_call_stream() -> bytes:
+    """An OpenAI-compatible stream whose one call's arguments are no JSON object."""
+
+    def event(delta: dict[str, object], finish: str | None) -> bytes:
+        chunk = {
+            "id": "chatcmpl-bad",
+            "object": "chat.completion.chunk",
+            "created": 1741569952,
+            "model": "gpt-test",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    call = {
+        "index": 0,
+        "id": "call_bad",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "Paris"},
+    }
+    return (
+        event({"role": "assistant", "content": None, "tool_calls": [call]}, None)
+        + event({}, "tool_calls")
+        + b"data: [DONE]\n\n"
+    )
