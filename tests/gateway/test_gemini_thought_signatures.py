@@ -17,7 +17,12 @@ from google.genai import types
 
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
-from tests.routing.gateway_support import native_tools_registry, new_key, wait_rows
+from tests.routing.gateway_support import (
+    WEATHER_TOOL,
+    gemini_tools_registry,
+    new_key,
+    wait_rows,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -26,14 +31,6 @@ SIGNED_SSE = fixture("gemini/stream_function_call_signed.sse")
 SIGNED_JSON = fixture("gemini/generate_content_function_call_signed.json")
 SIGNATURE = json.loads(SIGNED_JSON)["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
 SIGNED_ID = "call_0__thought__Q2lRQjBlMktkR2hwYm10cGJtY3RjM1JoZEdVdGIyWXRkR2hsTFdOaGJHei8vZz09"
-WEATHER_TOOL: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 TIME_TOOL: Any = {
     "type": "function",
     "function": {
@@ -54,21 +51,32 @@ MODEL_TURN = {
 }
 
 
-def google_registry(upstream: UpstreamServer) -> None:
-    native_tools_registry(
-        upstream,
-        kind="gemini",
-        provider="google",
-        model="gemini-tool",
-        context_window=1_000_000,
-        prices=("0.30", "2.50"),
-    )
+def second_turn(upstream: UpstreamServer) -> Any:
+    """The contents of the second of the two requests the upstream got."""
+    _, second = upstream.requests
+    assert second.path == f"{GOOGLE}:streamGenerateContent"
+    return second.json()["contents"]
+
+
+def answered(time_result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The second turn's contents: the question, the signed calls, their results."""
+    return [
+        {"role": "user", "parts": [{"text": "Weather and time in Paris?"}]},
+        MODEL_TURN,
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
+                {"functionResponse": {"name": "get_time", "response": time_result}},
+            ],
+        },
+    ]
 
 
 def test_an_openai_client_hands_the_signature_back_inside_the_call_id(
     live_server_url: str, upstream: UpstreamServer
 ) -> None:
-    google_registry(upstream)
+    gemini_tools_registry(upstream)
     # The gateway streams from Gemini whether its client streams or not: the calls, then text.
     upstream.reply(
         "POST",
@@ -118,19 +126,7 @@ def test_an_openai_client_hands_the_signature_back_inside_the_call_id(
     )
 
     assert answer.choices[0].message.content == "The capital of France is Paris."
-    _, second = upstream.requests
-    assert second.path == f"{GOOGLE}:streamGenerateContent"
-    assert second.json()["contents"] == [
-        {"role": "user", "parts": [{"text": "Weather and time in Paris?"}]},
-        MODEL_TURN,
-        {
-            "role": "user",
-            "parts": [
-                {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
-                {"functionResponse": {"name": "get_time", "response": {"content": "14:05"}}},
-            ],
-        },
-    ]
+    assert second_turn(upstream) == answered({"content": "14:05"})
     rows = wait_rows(2, entry_point="openai")
     assert [row.status for row in rows] == ["success", "success"]
 
@@ -138,7 +134,7 @@ def test_an_openai_client_hands_the_signature_back_inside_the_call_id(
 def test_a_gemini_client_gets_the_signature_beside_the_call_and_sends_it_back(
     live_server_url: str, upstream: UpstreamServer
 ) -> None:
-    google_registry(upstream)
+    gemini_tools_registry(upstream)
     # The gateway streams from Gemini whether its client streams or not: the calls, then text.
     upstream.reply(
         "POST",
@@ -203,16 +199,4 @@ def test_a_gemini_client_gets_the_signature_beside_the_call_and_sends_it_back(
         ],
     )
 
-    _, second = upstream.requests
-    assert second.path == f"{GOOGLE}:streamGenerateContent"
-    assert second.json()["contents"] == [
-        {"role": "user", "parts": [{"text": "Weather and time in Paris?"}]},
-        MODEL_TURN,
-        {
-            "role": "user",
-            "parts": [
-                {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
-                {"functionResponse": {"name": "get_time", "response": {"t": "14:05"}}},
-            ],
-        },
-    ]
+    assert second_turn(upstream) == answered({"t": "14:05"})

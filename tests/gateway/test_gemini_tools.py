@@ -26,7 +26,7 @@ from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
 from tests.routing.gateway_support import (
     chat_path,
     gateway_registry,
-    native_tools_registry,
+    gemini_tools_registry,
     new_key,
     tools_registry,
     wait_rows,
@@ -104,19 +104,6 @@ def post(live_server_url: str, path: str, body: Any, key: str) -> httpx.Response
 def sse_events(raw: bytes) -> list[dict[str, Any]]:
     assert raw.endswith(b"\r\n\r\n")
     return [json.loads(frame.removeprefix(b"data: ")) for frame in raw[:-4].split(b"\r\n\r\n")]
-
-
-def google_registry(upstream: UpstreamServer) -> None:
-    """`alpha` (no tools) first for every task, then `google:gemini-tool`, a Gemini model on
-    the local upstream that accepts tools."""
-    native_tools_registry(
-        upstream,
-        kind="gemini",
-        provider="google",
-        model="gemini-tool",
-        context_window=1_000_000,
-        prices=("0.30", "2.50"),
-    )
 
 
 def test_sdk_function_calling_round_trip_through_an_openai_upstream(
@@ -349,7 +336,7 @@ def test_streamed_calls_are_sent_each_once_whole(
 def test_sdk_stream_through_a_gemini_upstream_with_its_conversation(
     live_server_url: str, upstream: UpstreamServer
 ) -> None:
-    google_registry(upstream)
+    gemini_tools_registry(upstream)
     upstream.reply("POST", GOOGLE_STREAM, Reply.sse(GEMINI_CALLS))
     key = new_key()
     # An earlier call without an id, answered by name; the SDK's own parts.

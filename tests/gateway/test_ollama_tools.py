@@ -16,24 +16,19 @@ import pytest
 
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
 from tests.routing.conftest import _fresh_routing_cache  # noqa: F401  (autouse)
-from tests.routing.gateway_support import chat_path, new_key, tools_registry, wait_rows
+from tests.routing.gateway_support import (
+    WEATHER_TOOL,
+    chat_path,
+    new_key,
+    tools_registry,
+    wait_rows,
+)
 from tests.routing.streams import openai_sse, unreadable_call_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 OPENAI_CALLS = fixture("openai/chat_stream_tool_calls.sse")
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = WEATHER_TOOL
 TIME: dict[str, Any] = {
     "type": "function",
     "function": {

@@ -17,23 +17,18 @@ import pytest
 
 from analytics.models import RequestLog
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
-from tests.routing.gateway_support import chat_path, new_key, tools_registry, wait_rows
+from tests.routing.gateway_support import (
+    WEATHER_TOOL,
+    chat_path,
+    new_key,
+    tools_registry,
+    wait_rows,
+)
 from tests.routing.streams import openai_sse
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER = WEATHER_TOOL
 TIME: Any = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import Any
 
 from django.core.cache import cache
 
@@ -127,6 +128,34 @@ def native_tools_registry(
     every_task_to(f"{provider}-policy", models["alpha"], native)
     settle_config()
     return native
+
+
+def gemini_tools_registry(upstream: UpstreamServer) -> LLMModel:
+    """`alpha` (no tools) first for every task, then `google:gemini-tool`, a Gemini model on
+    the local upstream (under `/google`) that accepts tools."""
+    return native_tools_registry(
+        upstream,
+        kind="gemini",
+        provider="google",
+        model="gemini-tool",
+        context_window=1_000_000,
+        prices=("0.30", "2.50"),
+    )
+
+
+# A function tool as Chat Completions (and Ollama) take it.
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 
 
 def settle_config() -> None:
