@@ -268,3 +268,40 @@ def test_show_lists_tools_for_a_model_that_calls_them(
 
     assert ask.show("beta:beta-model").capabilities == ["completion", "tools", "vision"]
     assert ask.show("alpha-model").capabilities == ["completion"]
+
+
+def get_weather(city: str) -> str:
+    """Current weather of a city.
+
+    Args:
+      city: The city
+    """
+    raise AssertionError("the client runs its tools, not the gateway")
+
+
+def test_a_python_function_as_a_tool_reaches_the_upstream_as_its_schema(
+    live_server_url: str, upstream: UpstreamServer
+) -> None:
+    tools_registry(upstream, beta=("accepts_tools",))
+    upstream.reply("POST", chat_path("beta"), Reply.sse(OPENAI_CALLS))
+
+    answer = client(live_server_url, new_key()).chat(
+        model="auto", messages=[QUESTION], tools=[get_weather], stream=False
+    )
+
+    assert answer.message.tool_calls == CALLS
+    (sent,) = upstream.requests
+    assert sent.json()["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather of a city.",
+                "parameters": {
+                    "type": "object",
+                    "required": ["city"],
+                    "properties": {"city": {"type": "string", "description": "The city"}},
+                },
+            },
+        }
+    ]
