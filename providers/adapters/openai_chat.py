@@ -24,10 +24,13 @@ from providers.adapters.types import (
     ProviderError,
     ResponseFormat,
     Tool,
+    ToolCall,
     ToolCallDelta,
     ToolChoice,
     Usage,
     tool_call_id_own,
+    tool_call_id_signed,
+    tool_call_id_split,
     tool_calls_join,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
@@ -40,6 +43,10 @@ class OpenAIChatAdapter:
     # OpenAI's own API deprecated `max_tokens` for `max_completion_tokens` (its reasoning
     # models refuse the old name); compatible servers mostly know only the old one.
     max_tokens_field = "max_completion_tokens"
+    # Google's OpenAI-compatible endpoint carries a Gemini model's thought signature on a tool
+    # call as `extra_content.google.thought_signature` and wants it back there; OpenAI's own API
+    # knows no such field.
+    thought_signatures = False
 
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
         headers = {"accept": "application/json"}
@@ -50,7 +57,7 @@ class OpenAIChatAdapter:
     def payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message(m) for m in request.messages],
+            "messages": [_message(m, self.thought_signatures) for m in request.messages],
             "stream": stream,
         }
         if stream:
@@ -178,13 +185,15 @@ class OpenAIChatAdapter:
 
 class OpenAICompatibleAdapter(OpenAIChatAdapter):
     max_tokens_field = "max_tokens"
+    thought_signatures = True
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: Message, signatures: bool = False) -> dict[str, Any]:
     """A message as Chat Completions takes it: its text as a string, or with images a list of
     parts, the images (as data URLs) before the text, and no text part for empty text. An
-    assistant turn that called tools has its calls (and null content when it said nothing); a
-    tool turn names the call it answers."""
+    assistant turn that called tools has its calls (and null content when it said nothing),
+    by their own ids, with the thought signature a call's id carries as Google's
+    `extra_content` where `signatures`; a tool turn names the call it answers."""
     if message.role == "tool":
         return {
             "role": "tool",
@@ -195,14 +204,7 @@ def _message(message: Message) -> dict[str, Any]:
         return {
             "role": message.role,
             "content": message.content or None,
-            "tool_calls": [
-                {
-                    "id": tool_call_id_own(call.id),
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in message.tool_calls
-            ],
+            "tool_calls": [_call(call, signatures) for call in message.tool_calls],
         }
     if not message.images:
         return {"role": message.role, "content": message.content}
@@ -212,6 +214,18 @@ def _message(message: Message) -> dict[str, Any]:
     if message.content:
         parts.append({"type": "text", "text": message.content})
     return {"role": message.role, "content": parts}
+
+
+def _call(call: ToolCall, signatures: bool) -> dict[str, Any]:
+    own, signature = tool_call_id_split(call.id)
+    body: dict[str, Any] = {
+        "id": own,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    if signatures and signature is not None:
+        body["extra_content"] = {"google": {"thought_signature": signature}}
+    return body
 
 
 def _tool(tool: Tool) -> dict[str, Any]:
@@ -256,15 +270,26 @@ def _tool_call_deltas(raw: Any) -> list[ToolCallDelta]:
             raise InvalidResponse(f"unreadable tool call: {item!r}")
         function = function or {}
         arguments = function.get("arguments") or ""
+        call_id = item.get("id") or None
+        if call_id is not None:
+            # A Gemini model's, through Google's OpenAI-compatible endpoint: kept in the id.
+            call_id = tool_call_id_signed(str(call_id), _signature(item))
         pieces.append(
             ToolCallDelta(
                 index=index,
-                id=item.get("id") or None,
+                id=call_id,
                 name=function.get("name") or None,
                 arguments=arguments if isinstance(arguments, str) else str(arguments),
             )
         )
     return pieces
+
+
+def _signature(item: Mapping[str, Any]) -> str | None:
+    extra = item.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:

@@ -7,12 +7,13 @@ upstream speaking each provider's wire format."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from providers.adapters.anthropic_messages import AnthropicMessagesAdapter
 from providers.adapters.gemini import GeminiAdapter
-from providers.adapters.openai_chat import OpenAICompatibleAdapter
+from providers.adapters.openai_chat import OpenAIChatAdapter, OpenAICompatibleAdapter
 from providers.adapters.types import (
     ChatRequest,
     ChatResult,
@@ -24,6 +25,7 @@ from providers.adapters.types import (
     tool_call_id_own,
     tool_call_id_signed,
     tool_call_id_split,
+    tool_calls_join,
 )
 from tests.providers.adapter_cases import API_KEY, collect
 from tests.providers.upstream_server import Reply, UpstreamServer, fixture
@@ -173,3 +175,66 @@ async def test_anthropic_gets_the_calls_own_id(upstream: UpstreamServer, streame
     messages = sent.json()["messages"]
     assert [block["id"] for block in messages[1]["content"]] == ["call_0", "call_1"]
     assert [block["tool_use_id"] for block in messages[2]["content"]] == ["call_0", "call_1"]
+
+
+# Google's OpenAI-compatible endpoint: the signature is the call's `extra_content`.
+GOOGLE_CALLS = (
+    ToolCall(
+        id="function-call-1__thought__Q2lRQjBlMktkR2hwYm10cGJtY3RjM1JoZEdVdGIyWXRkR2hsTFdOaGJHei8vZz09",
+        name="get_weather",
+        arguments='{"city":"Paris"}',
+    ),
+    ToolCall(id="function-call-2", name="get_time", arguments='{"zone":"CET"}'),
+)
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "whole"])
+async def test_an_openai_compatible_google_call_keeps_its_signature_in_its_id(
+    upstream: UpstreamServer, streamed: bool
+) -> None:
+    upstream.reply(
+        "POST",
+        "/v1/chat/completions",
+        Reply.sse(fixture("openai/chat_stream_tool_calls_google.sse"))
+        if streamed
+        else Reply.json(fixture("openai/chat_completion_tool_calls_google.json")),
+    )
+    adapter = OpenAICompatibleAdapter()
+    request = ChatRequest(
+        model="gemini-3-flash-preview",
+        messages=(Message(role="user", content="Weather and time in Paris?"),),
+    )
+    at = Endpoint(base_url=f"{upstream.url}/v1", api_key=API_KEY)
+
+    if streamed:
+        chunks = await collect(adapter, at, request)
+        calls = tool_calls_join(piece for chunk in chunks for piece in chunk.tool_calls)
+    else:
+        calls = (await adapter.complete(at, request)).tool_calls
+
+    assert calls == GOOGLE_CALLS
+    assert tool_call_id_split(GOOGLE_CALLS[0].id) == ("function-call-1", SIGNATURE)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "extra"),
+    [
+        (OpenAICompatibleAdapter(), {"google": {"thought_signature": SIGNATURE}}),
+        # OpenAI's own API knows no such field.
+        (OpenAIChatAdapter(), None),
+    ],
+    ids=["openai-compatible", "openai"],
+)
+def test_a_signed_call_goes_back_with_its_signature_where_the_endpoint_takes_it(
+    adapter: OpenAIChatAdapter, extra: dict[str, Any] | None
+) -> None:
+    body = adapter.payload(ChatRequest(model="m", messages=FOLLOW_UP), stream=False)
+
+    signed, unsigned = body["messages"][1]["tool_calls"]
+    assert signed["id"] == "call_0"
+    assert signed.get("extra_content") == extra
+    assert unsigned == {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_time", "arguments": '{"zone":"CET"}'},
+    }
