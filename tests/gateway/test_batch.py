@@ -50,6 +50,7 @@ def two_upstreams(upstream: UpstreamServer) -> None:
     settle_config()
 
 
+@pytest.mark.long
 def test_batch_of_50_through_a_real_worker(
     live_server_url: str, upstream: UpstreamServer, admin_client
 ) -> None:
