@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for the suite (each has its own test database and Redis database).
+PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint format pytest install install-dev local-model worker beat bench clean
@@ -49,7 +51,7 @@ format: install-dev ## Reformat the code and fix what ruff can
 
 pytest: install-dev local-model ## Run pytest only (Postgres + Redis required)
 	@$(PY) scripts/check_services.py
-	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m "not e2e" --durations=25 $(PYTEST_ARGS)
+	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m "not e2e" -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 test: lint pytest ## Lint, type-check and run every test against Postgres and Redis

@@ -37,7 +37,8 @@ def batch_item_run(self: Any, item_id: int) -> str:
         item_id=item_id, final_attempt=self.request.retries >= self.max_retries
     )
     if run.state == "retry":
-        countdown = 2 ** (self.request.retries + 1) + random.uniform(0, 1)
+        base = float(settings.ORCHESTRATOR_BATCH_RETRY_BASE_S)
+        countdown = base * 2 ** (self.request.retries + 1) + random.uniform(0, base)
         raise self.retry(countdown=countdown)
     return run.state
 

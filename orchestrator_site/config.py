@@ -6,7 +6,9 @@ combination of variables is checked without reloading Django.
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -211,6 +213,18 @@ def secret_key(environ: Mapping[str, str], var_dir: Path, production: bool) -> s
         return path.read_text().strip()
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
-    path.write_text(key)
-    path.chmod(0o600)
+    # Written whole under another name, then linked into place: of processes starting together
+    # (a server's workers, parallel test workers) none reads a half-written key, and all keep
+    # the first one written.
+    fd, temp = tempfile.mkstemp(dir=var_dir, prefix=".secret_key-")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(key)
+        os.chmod(temp, 0o600)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return path.read_text().strip()
+    finally:
+        os.unlink(temp)
     return key

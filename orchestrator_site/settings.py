@@ -249,6 +249,8 @@ ORCHESTRATOR_ALERTS_IN_THREAD = config.env_bool(
     ENV, "ORCHESTRATOR_ALERTS_IN_THREAD", CELERY_TASK_ALWAYS_EAGER
 )
 ORCHESTRATOR_ALERT_RETRY_BASE_S = config.env_float(ENV, "ORCHESTRATOR_ALERT_RETRY_BASE_S", 10.0)
+# A failed batch item's retries wait this times 2, then times 4 (plus up to this much jitter).
+ORCHESTRATOR_BATCH_RETRY_BASE_S = config.env_float(ENV, "ORCHESTRATOR_BATCH_RETRY_BASE_S", 1.0)
 # Outgoing mail (budget alerts), through Django's SMTP backend unless EMAIL_BACKEND says else.
 EMAIL_BACKEND = ENV.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = ENV.get("EMAIL_HOST", "localhost")

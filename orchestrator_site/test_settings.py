@@ -10,6 +10,25 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/orches
 # the tests start (live servers, workers) inherit them.
 TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 TEST_KEY_PREFIX = "orch-test"
+
+
+def worker_redis_url(url: str, worker: str) -> str:
+    """The Redis database of one pytest-xdist worker (`gw0`, `gw1`, ...): the run's database
+    number minus the worker's index (15, 14, ... from the default), so parallel workers never
+    share a cache, a journal, a broker queue or a channel layer."""
+    index = int(worker.removeprefix("gw"))
+    base, _, number = url.rpartition("/")
+    if not number.isdigit() or int(number) < index:
+        raise RuntimeError(f"REDIS_URL {url!r} has no database number for xdist worker {worker}")
+    return f"{base}/{int(number) - index}"
+
+
+# Under pytest-xdist, each worker (and every process it starts, which inherits its environment
+# and must not shift the number again) gets a Redis database of its own.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER and os.environ.get("ORCHESTRATOR_TEST_REDIS_WORKER") != _WORKER:
+    os.environ["REDIS_URL"] = worker_redis_url(os.environ.get("REDIS_URL", TEST_REDIS_URL), _WORKER)
+    os.environ["ORCHESTRATOR_TEST_REDIS_WORKER"] = _WORKER
 os.environ.setdefault("REDIS_URL", TEST_REDIS_URL)
 os.environ.setdefault("CACHE_KEY_PREFIX", TEST_KEY_PREFIX)
 os.environ.setdefault("CHANNELS_PREFIX", TEST_KEY_PREFIX)

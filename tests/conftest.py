@@ -20,6 +20,9 @@ from tests.providers.conftest import (  # noqa: F401  (shared: upstreams and the
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# The folder of the processes the suite starts (their ORCHESTRATOR_VAR_DIR) and of their logs;
+# one per pytest-xdist worker, so parallel workers never share a file.
+TEST_VAR_DIR = ROOT / "var" / "test" / os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,6 +34,22 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{settings.REDIS_URL!r}); use orchestrator_site.test_settings.",
             returncode=2,
         )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the tests of the bundled local model all run on
+    one worker: each worker that ran one would load the model into a llama.cpp server of its
+    own, and their inference would compete for the same cores. So do the tests of the
+    zero-setup site on SQLite, which migrate its template database once per worker. And the
+    `long` tests are sent first, so that none of them starts last and ends the run alone."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "local_model_url" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("local_model"))
+        elif "sqlite_template" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("sqlite_site"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -47,7 +66,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         # writes to Redis is deleted by the suite's fixtures, and nothing else is.
         CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
         CHANNELS_PREFIX=settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", ""),
-        ORCHESTRATOR_VAR_DIR=str(ROOT / "var" / "test"),
+        ORCHESTRATOR_VAR_DIR=str(TEST_VAR_DIR),
         SECRET_KEY=settings.SECRET_KEY,
         PYTHONPATH=str(ROOT),
     )
@@ -78,9 +97,8 @@ def live_server_url(django_db_setup: None, django_db_blocker: object) -> Iterato
     port = free_port()
     # A file, not a pipe: nobody reads a pipe during the session, and once its buffer is full
     # the server's next log line blocks its event loop and every request after it hangs.
-    log_dir = ROOT / "var" / "test"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_dir / "live-server.log", "wb")  # noqa: SIM115
+    TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
+    log_file = open(TEST_VAR_DIR / "live-server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         # A stream still open at the end of the session (a page's live feed) is cut short
         # after 2 s rather than the deployed 10 s.

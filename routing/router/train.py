@@ -76,6 +76,7 @@ class Fitted:
     scale: np.ndarray
     weights: np.ndarray  # terms, then shape (already multiplied by shape_weight), then bias
     params: Params
+    basis: Basis | None = None  # what it was fitted on, with the term blocks already built
 
 
 def dev_examples(path: Path, *, include_contaminated: bool = False) -> list[Example]:
@@ -133,10 +134,15 @@ def _document(prompt: str | tuple[str, ...]) -> Document:
     return dict(counts), shape_vector(reading, counts)
 
 
+PromptKey = str | tuple[str, ...]
+
+
+def _prompt_key(example: Example) -> PromptKey:
+    return example.prompt if isinstance(example.prompt, str) else tuple(example.prompt)
+
+
 def _documents(examples: Sequence[Example]) -> list[Document]:
-    return [
-        _document(ex.prompt if isinstance(ex.prompt, str) else tuple(ex.prompt)) for ex in examples
-    ]
+    return [_document(_prompt_key(ex)) for ex in examples]
 
 
 def _fit_vocabulary(
@@ -169,14 +175,10 @@ def _matrix(
     n_terms = len(vocabulary)
     width = len(mean)
     for r, (counts, dense) in enumerate(docs):
-        found = [(vocabulary[t], (1.0 + math.log(c))) for t, c in counts.items() if t in vocabulary]
-        found.sort()
-        values = [tf * float(idf[j]) for j, tf in found]
-        norm = math.sqrt(sum(v * v for v in values))
-        for (j, _), v in zip(found, values, strict=True):
+        for j, v in _term_entries(counts, vocabulary, idf):
             rows.append(r)
             cols.append(j)
-            vals.append(v / norm)
+            vals.append(v)
         for k in range(width):
             if dense[k] != 0.0 or mean[k] != 0.0:
                 rows.append(r)
@@ -188,6 +190,17 @@ def _matrix(
     return np.array(rows), np.array(cols), np.array(vals), n_terms + width + 1
 
 
+def _term_entries(
+    counts: dict[str, int], vocabulary: dict[str, int], idf: np.ndarray
+) -> list[tuple[int, float]]:
+    """A row's TF-IDF entries (column, value) by column, scaled to unit norm."""
+    found = [(vocabulary[t], (1.0 + math.log(c))) for t, c in counts.items() if t in vocabulary]
+    found.sort()
+    values = [tf * float(idf[j]) for j, tf in found]
+    norm = math.sqrt(sum(v * v for v in values))
+    return [(j, v / norm) for (j, _), v in zip(found, values, strict=True)]
+
+
 def _shape_stats(
     docs: Sequence[tuple[dict[str, int], list[float]]],
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +210,72 @@ def _shape_stats(
     scale[scale < 1e-9] = 1.0
     # A format block absent from a row is zero, not "average": keep the bias columns unscaled.
     return np.round(mean, 9), np.round(scale, 9)
+
+
+Coo = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Basis:
+    """A training part's vocabulary, IDF and shape statistics (they depend on its prompts and
+    `min_df` only), and the TF-IDF block of the design matrix of each set of prompts already
+    put on them. The parameter grid fits the same training parts once per grid point: with
+    one Basis per part (`_basis`), the vocabulary and the term blocks, the slow part of a fit,
+    are built once, and every number comes out exactly as `_matrix` computes it."""
+
+    def __init__(self, prompts: tuple[PromptKey, ...], min_df: int) -> None:
+        docs = [_document(p) for p in prompts]
+        self.prompts = prompts
+        self.vocabulary, self.idf = _fit_vocabulary(docs, min_df)
+        self.mean, self.scale = _shape_stats(docs)
+        self._terms: dict[tuple[PromptKey, ...], Coo] = {}
+
+    def terms(self, prompts: tuple[PromptKey, ...]) -> Coo:
+        """The unit-norm TF-IDF entries of these prompts' rows, in `_matrix`'s order."""
+        block = self._terms.get(prompts)
+        if block is None:
+            rows: list[int] = []
+            cols: list[int] = []
+            vals: list[float] = []
+            for r, prompt in enumerate(prompts):
+                for j, v in _term_entries(_document(prompt)[0], self.vocabulary, self.idf):
+                    rows.append(r)
+                    cols.append(j)
+                    vals.append(v)
+            block = (
+                np.array(rows, dtype=np.int64),
+                np.array(cols, dtype=np.int64),
+                np.array(vals, dtype=np.float64),
+            )
+            self._terms[prompts] = block
+        return block
+
+    def matrix(
+        self, prompts: tuple[PromptKey, ...], shape_weight: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """`_matrix` of these prompts on this basis: the same entries, in the same order."""
+        t_rows, t_cols, t_vals = self.terms(prompts)
+        n_terms = len(self.vocabulary)
+        width = len(self.mean)
+        n = len(prompts)
+        dense = np.array([_document(p)[1] for p in prompts], dtype=np.float64).reshape(n, width)
+        kept = (dense != 0.0) | (self.mean != 0.0)
+        s_rows, s_ks = np.nonzero(kept)  # row-major: by row, then by k
+        s_vals = ((dense - self.mean) / self.scale * shape_weight)[s_rows, s_ks]
+        b_rows = np.arange(n, dtype=np.int64)
+        rows = np.concatenate([t_rows, s_rows.astype(np.int64), b_rows])
+        cols = np.concatenate(
+            [t_cols, n_terms + s_ks.astype(np.int64), np.full(n, n_terms + width)]
+        )
+        vals = np.concatenate([t_vals, s_vals, np.ones(n)])
+        # Each row's terms, then its shape entries, then its bias, as `_matrix` lays them out:
+        # the order matters, `np.bincount` adds each row's products in it.
+        order = np.argsort(rows, kind="stable")
+        return rows[order], cols[order], vals[order], n_terms + width + 1
+
+
+@lru_cache(maxsize=16)
+def _basis(prompts: tuple[PromptKey, ...], min_df: int) -> Basis:
+    return Basis(prompts, min_df)
 
 
 # -- ridge by conjugate gradients -----------------------------------------------------------
@@ -244,21 +323,28 @@ def _ridge(
 
 
 def fit(examples: Sequence[Example], params: Params) -> Fitted:
-    docs = _documents(examples)
-    vocabulary, idf = _fit_vocabulary(docs, params.min_df)
-    mean, scale = _shape_stats(docs)
-    coo = _matrix(docs, vocabulary, idf, mean, scale, params.shape_weight)
+    prompts = tuple(_prompt_key(ex) for ex in examples)
+    basis = _basis(prompts, params.min_df)
+    coo = basis.matrix(prompts, params.shape_weight)
     target = np.array([ex.gain for ex in examples])
     weight = np.array([ex.weight for ex in examples])
     weights = _ridge(coo, len(examples), target, weight, params.alpha)
-    return Fitted(vocabulary, idf, mean, scale, weights, params)
+    return Fitted(basis.vocabulary, basis.idf, basis.mean, basis.scale, weights, params, basis)
 
 
 def raw_scores(fitted: Fitted, examples: Sequence[Example]) -> np.ndarray:
-    docs = _documents(examples)
-    rows, cols, vals, _ = _matrix(
-        docs, fitted.vocabulary, fitted.idf, fitted.mean, fitted.scale, fitted.params.shape_weight
-    )
+    if fitted.basis is not None:
+        prompts = tuple(_prompt_key(ex) for ex in examples)
+        rows, cols, vals, _ = fitted.basis.matrix(prompts, fitted.params.shape_weight)
+    else:
+        rows, cols, vals, _ = _matrix(
+            _documents(examples),
+            fitted.vocabulary,
+            fitted.idf,
+            fitted.mean,
+            fitted.scale,
+            fitted.params.shape_weight,
+        )
     return np.bincount(rows, weights=vals * fitted.weights[cols], minlength=len(examples))
 
 
@@ -406,6 +492,18 @@ def train_artifact(
     """Train on every example and describe the result as an artifact (a JSON-ready dict).
     Examples are taken in id order, so the order they come in changes nothing."""
     examples = sorted(examples, key=lambda ex: ex.id)
+    try:
+        return _train_artifact(examples, data_sha256, trained_on, params)
+    finally:
+        _basis.cache_clear()  # the training parts' vocabularies and blocks are not needed after
+
+
+def _train_artifact(
+    examples: Sequence[Example],
+    data_sha256: str,
+    trained_on: dict[str, Any],
+    params: Params | None,
+) -> dict[str, Any]:
     chosen = params or select_params(examples)
     raw_oof = out_of_fold(examples, chosen)
     label = np.array([1.0 if ex.premium_better else 0.0 for ex in examples])

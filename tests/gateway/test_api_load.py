@@ -85,6 +85,7 @@ async def one_request(
         return request_id, "error"
 
 
+@pytest.mark.long
 async def test_500_requests_at_concurrency_32_make_500_rows_with_the_right_status(
     live_server_url: str, upstream: UpstreamServer
 ) -> None:

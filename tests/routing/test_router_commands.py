@@ -262,6 +262,7 @@ def test_the_admin_form_refuses_a_bad_router_setting(admin_client):
 DEV_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing-dev"
 
 
+@pytest.mark.long
 @pytest.mark.skipif(
     not (DEV_DATA / "routellm-gpt4-mixtral.jsonl").is_file(),
     reason="the routing-dev data is not beside this checkout",

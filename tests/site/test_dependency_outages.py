@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import TEST_VAR_DIR
 from tests.providers.upstream_server import Reply, UpstreamServer
 from tests.routing.streams import openai_sse
 from tests.site.outage_support import (
@@ -28,7 +28,7 @@ from tests.site.outage_support import (
     private_env,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 SEED = """
@@ -86,9 +86,8 @@ def stack(upstream_server: UpstreamServer) -> Iterator[Stack]:
             .split()
         )
         upstream_server.reply("POST", "/up/v1/chat/completions", Reply.sse(openai_sse(["o", "k"])))
-        log_dir = ROOT / "var" / "test"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        web = WebProcess(env, log_dir / "outage-server.log")
+        TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
+        web = WebProcess(env, TEST_VAR_DIR / "outage-server.log")
         yield Stack(postgres, redis_server, web, key, budgeted_key)
     finally:
         if web is not None:

@@ -69,6 +69,7 @@ def status_of(base_url: str, target: str, headers: dict[str, str]) -> int:
     return int(head.split(b" ", 2)[1])
 
 
+@pytest.mark.long
 def test_no_odd_path_on_any_route_is_a_server_error(live_server_url: str) -> None:
     user = get_user_model().objects.create_user("root", password="pw-root-123", is_staff=True)
     user.is_superuser = True

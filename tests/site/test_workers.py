@@ -56,6 +56,7 @@ def serving_pids(rows: list[RequestLog]) -> set[int]:
     return {int(row.decision_trace["pid"]) for row in rows}
 
 
+@pytest.mark.long
 def test_four_workers_keep_budgets_rate_limits_and_the_log_exact(upstream: UpstreamServer) -> None:
     models = upstream_models(upstream)
     every_task_to("workers-policy", models["alpha"], models["beta"])

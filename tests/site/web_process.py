@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import psutil  # type: ignore[import-untyped]
 
 from providers.local_model import free_port
-from tests.conftest import ROOT, subprocess_env, wait_http
+from tests.conftest import ROOT, TEST_VAR_DIR, subprocess_env, wait_http
 
 
 @contextmanager
@@ -23,9 +23,8 @@ def web_process(
     process. `env` overrides variables of its environment. Stopped (and reaped) on the way
     out whatever happened."""
     port = free_port()
-    log_dir = ROOT / "var" / "test"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{log_name}.log", "wb") as log_file:
+    TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with open(TEST_VAR_DIR / f"{log_name}.log", "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator_site.serve", "--port", str(port), *args],
             cwd=ROOT,
