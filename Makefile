@@ -51,7 +51,8 @@ format: install-dev ## Reformat the code and fix what ruff can
 
 pytest: install-dev local-model ## Run pytest only (Postgres + Redis required)
 	@$(PY) scripts/check_services.py
-	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m "not e2e" -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m "not e2e and not serial" -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m serial $(PYTEST_ARGS)
 	@DJANGO_SETTINGS_MODULE=orchestrator_site.test_settings $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 test: lint pytest ## Lint, type-check and run every test against Postgres and Redis

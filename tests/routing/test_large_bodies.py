@@ -120,6 +120,9 @@ async def longest_stall_s(work: Callable[[], Awaitable[Any]]) -> float:
     return max(gaps)
 
 
+# Both time how long the event loop goes without running: they run alone (`make test` runs the
+# `serial` tests after the parallel run), where no other test's process takes the cores.
+@pytest.mark.serial
 async def test_classifying_and_counting_a_large_prompt_in_a_thread_leave_the_loop_free() -> None:
     classifier = HeuristicClassifier()
 
@@ -141,6 +144,7 @@ async def test_classifying_and_counting_a_large_prompt_in_a_thread_leave_the_loo
     assert stalled_s < blocked_s / 5, (stalled_s, blocked_s)
 
 
+@pytest.mark.serial
 @pytest.mark.django_db(transaction=True)
 async def test_a_2_mb_prompt_does_not_stall_other_requests(upstream: UpstreamServer) -> None:
     models = await sync_to_async(gateway_registry)(upstream)
