@@ -162,11 +162,15 @@ def rollup_advance(*, now: datetime) -> date | None:
         )
         first = local_day(oldest) if oldest else yesterday
     first = min(first, yesterday)
+    # A calendar month (or the part of it left) at a time, each in one transaction of set-based
+    # statements: a first run over a year of rows, or a run after days away, is a dozen
+    # rebuilds, not one per day. The watermark follows each month, so a run cut short resumes.
     day = first
     while day <= yesterday:
-        rollup_rebuild_day(day=day)
-        RollupState.objects.filter(pk=1).update(rolled_through=day)
-        day += timedelta(days=1)
+        through = min(month_after(day) - timedelta(days=1), yesterday)
+        _rebuild_days(day, through)
+        RollupState.objects.filter(pk=1).update(rolled_through=through)
+        day = through + timedelta(days=1)
     return yesterday
 
 

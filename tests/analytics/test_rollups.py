@@ -213,3 +213,27 @@ def test_rebuilding_one_day_refolds_its_month(log: Log) -> None:
     month = MonthlyModelRollup.objects.get(month=date(2026, 2, 1))
     assert (month.requests, month.cost_usd, month.latency_le_1000) == (2, Decimal("0.12"), 2)
     assert MonthlyModelRollup.objects.count() == 1
+
+
+def test_advance_over_months_rolls_each_month_whole_and_ends_at_yesterday(log: Log) -> None:
+    for day, cost in (
+        (date(2026, 1, 30), "0.01"),
+        (date(2026, 2, 1), "0.04"),
+        (date(2026, 2, 28), "0.08"),
+    ):
+        _spread(log, day, 23, cost)
+    live = report_totals(ReportFilter(start=date(2026, 1, 1), end=date(2026, 4, 30)))
+
+    # A first run: from the oldest row (January 30) to yesterday (April 30).
+    through = rollup_advance(now=datetime(2026, 5, 1, 0, 30, tzinfo=UTC))
+
+    assert through == date(2026, 4, 30)
+    assert RollupState.objects.get(pk=1).rolled_through == date(2026, 4, 30)
+    # January and February hold only these rows (the log's own are from March).
+    monthly = MonthlyModelRollup.objects.filter(month__lt=date(2026, 3, 1)).order_by("month")
+    assert [(m.month, m.model_name, m.requests, m.cost_usd) for m in monthly] == [
+        (date(2026, 1, 1), "gpt-4o", 1, Decimal("0.01")),
+        (date(2026, 2, 1), "gpt-4o", 2, Decimal("0.12")),
+    ]
+    assert sum(DailyRollup.objects.values_list("requests", flat=True)) == 3 + 7
+    assert report_totals(ReportFilter(start=date(2026, 1, 1), end=date(2026, 4, 30))) == live
