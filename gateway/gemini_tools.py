@@ -13,7 +13,6 @@ function's name, in order, as Google matches them.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -25,6 +24,7 @@ from providers.adapters.types import (
     Tool,
     ToolCall,
     ToolChoice,
+    json_text,
     tool_arguments_object,
     tool_call_id_own,
     tool_call_id_signed,
@@ -87,10 +87,6 @@ CALLING_MODES = ("AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED")
 JSON_MIME = "application/json"
 # What a JSON answer's schema is named where a provider wants a name (OpenAI's json_schema).
 RESPONSE_SCHEMA_NAME = "response"
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def json_schema_of(raw: Any, where: str) -> dict[str, Any]:
@@ -275,7 +271,7 @@ def function_call_of(
     return ToolCall(
         id=tool_call_id_signed(call_id or default_id, signature),
         name=name,
-        arguments=_json_text(args or {}),
+        arguments=json_text(args or {}),
     )
 
 
@@ -323,7 +319,7 @@ def function_response_of(
                 f"answers no open functionCall to {name!r} of the model turn before it",
             )
     answered.add(call.id)
-    return Message(role="tool", content=_json_text(response), tool_call_id=call.id)
+    return Message(role="tool", content=json_text(response), tool_call_id=call.id)
 
 
 def response_format_of(config: dict[str, Any]) -> ResponseFormat | None:

@@ -19,7 +19,6 @@ options) is accepted and ignored.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from analytics.models import RequestLog
 from gateway.auth import GatewayError
 from gateway.images import image_of_bare_base64
 from gateway.openai_parse import function_tools
-from providers.adapters.types import Image, Message, ResponseFormat, Tool, ToolCall
+from providers.adapters.types import Image, Message, ResponseFormat, Tool, ToolCall, json_text
 from routing.guards.response_cache import cache_control_opts_out
 from routing.pipeline.events import Caller, GatewayRequest
 from routing.validation import (
@@ -257,8 +256,7 @@ def _tool_calls(raw: Any, field: str, role: str, index: int) -> tuple[ToolCall, 
             arguments = {}
         if not isinstance(arguments, dict):
             raise FieldInvalid(f"{at}.function.arguments", "must be an object")
-        text = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
-        calls.append(ToolCall(id=f"call_{index}_{n}", name=name, arguments=text))
+        calls.append(ToolCall(id=f"call_{index}_{n}", name=name, arguments=json_text(arguments)))
     return tuple(calls)
 
 

@@ -15,7 +15,6 @@ Anthropic has no JSON answer mode: a request for one is refused.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from providers.adapters.types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
+    json_text,
     tool_arguments_object,
     tool_call_id_own,
 )
@@ -181,7 +181,7 @@ class AnthropicMessagesAdapter:
                 block["text"] for block in body["content"] if block.get("type") == "text"
             )
             calls = tuple(
-                ToolCall(id=block["id"], name=block["name"], arguments=_arguments(block["input"]))
+                ToolCall(id=block["id"], name=block["name"], arguments=json_text(block["input"]))
                 for block in body["content"]
                 if block.get("type") == "tool_use"
             )
@@ -265,11 +265,6 @@ def _input(call: ToolCall) -> Any:
             f"tool call {call.id}: its arguments are not a JSON object", status=400
         )
     return value
-
-
-def _arguments(value: Any) -> str:
-    """A tool_use block's input as the JSON text of a call's arguments."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:

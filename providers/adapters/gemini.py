@@ -39,6 +39,7 @@ from providers.adapters.types import (
     ToolCallDelta,
     ToolChoice,
     Usage,
+    json_text,
     tool_arguments_object,
     tool_call_id_signed,
     tool_call_id_split,
@@ -309,11 +310,7 @@ def _candidate(
                     _signature(part),
                 ),
                 name=str(part["functionCall"]["name"]),
-                arguments=json.dumps(
-                    part["functionCall"].get("args") or {},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                ),
+                arguments=json_text(part["functionCall"].get("args") or {}),
             )
             for n, part in enumerate(found)
         )

@@ -16,7 +16,6 @@ schema of a `json_schema` answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -33,6 +32,7 @@ from providers.adapters.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    json_text,
     tool_arguments_object,
 )
 from providers.adapters.upstream import join_url, loads, open_stream, provider_error, request_json
@@ -213,11 +213,7 @@ def _tool_calls(raw: Any, *, first: int) -> tuple[ToolCall, ...]:
             ToolCall(
                 id=str(item.get("id") or f"call_{first + offset}"),
                 name=function["name"],
-                arguments=json.dumps(
-                    arguments if arguments is not None else {},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                ),
+                arguments=json_text(arguments if arguments is not None else {}),
             )
         )
     return tuple(calls)

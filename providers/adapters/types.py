@@ -182,6 +182,13 @@ def tool_call_id_own(call_id: str | None) -> str | None:
     return None if call_id is None else tool_call_id_split(call_id)[0]
 
 
+def json_text(value: Any) -> str:
+    """Compact JSON text with non-ASCII characters kept: how a call's arguments given as an
+    object (Anthropic's `input`, Gemini's `args`, Ollama's `arguments`) become the JSON text a
+    `ToolCall` carries."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def tool_arguments_object(call: ToolCall) -> dict[str, Any] | None:
     """A call's arguments (the JSON text the model wrote) as an object: `{}` when there are
     none, None when they are not a JSON object (what a protocol that carries them as an object,
