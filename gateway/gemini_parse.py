@@ -99,9 +99,15 @@ def _inline_image(raw: Any, where: str) -> Image:
     blob = {json_name(name): value for name, value in raw.items()}
     data = blob.get("data")
     if isinstance(data, str):
-        data = data.replace("-", "+").replace("_", "/").rstrip("=")
+        data = _standard_base64(data).rstrip("=")
         data += "=" * (-len(data) % 4)
     return image_of_base64(blob.get("mimeType"), data, where)
+
+
+def _standard_base64(text: str) -> str:
+    """A bytes field's base64 in the standard alphabet: Gemini writes `+` and `/`, the
+    google-genai SDK (and Google's JSON, which accepts both) the URL-safe `-` and `_`."""
+    return text.replace("-", "+").replace("_", "/")
 
 
 @dataclass
@@ -147,14 +153,11 @@ def _parts(parts: Any, where: str, *, images_from: str | None) -> _Turn:
             continue
         if FUNCTION_CALL in part:
             signature = part.get(THOUGHT_SIGNATURE)
-            if signature is None:
-                signature = ""
-            if not isinstance(signature, str):
+            if signature is not None and not isinstance(signature, str):
                 raise field_refused(f"{part_at}.{THOUGHT_SIGNATURE}", "must be a string")
             turn.calls.append((f"{part_at}.{FUNCTION_CALL}", part[FUNCTION_CALL]))
-            # A bytes field: the google-genai SDK writes it URL-safe, Gemini standard; the same
-            # bytes go upstream as Gemini wrote them.
-            turn.signatures.append(signature.replace("-", "+").replace("_", "/") or None)
+            # The same bytes go upstream, written as Gemini writes them.
+            turn.signatures.append(_standard_base64(signature) if signature else None)
             continue
         if FUNCTION_RESPONSE in part:
             turn.responses.append((f"{part_at}.{FUNCTION_RESPONSE}", part[FUNCTION_RESPONSE]))
