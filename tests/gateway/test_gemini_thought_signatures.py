@@ -51,6 +51,18 @@ MODEL_TURN = {
 }
 
 
+def signing_gemini(upstream: UpstreamServer) -> None:
+    """A Gemini model that accepts tools, answering with signed calls, then with text (the
+    gateway streams from Gemini whether its client streams or not)."""
+    gemini_tools_registry(upstream)
+    upstream.reply(
+        "POST",
+        f"{GOOGLE}:streamGenerateContent",
+        Reply.sse(SIGNED_SSE),
+        Reply.sse(fixture("gemini/stream.sse")),
+    )
+
+
 def second_turn(upstream: UpstreamServer) -> Any:
     """The contents of the second of the two requests the upstream got."""
     _, second = upstream.requests
@@ -76,14 +88,7 @@ def answered(time_result: dict[str, Any]) -> list[dict[str, Any]]:
 def test_an_openai_client_hands_the_signature_back_inside_the_call_id(
     live_server_url: str, upstream: UpstreamServer
 ) -> None:
-    gemini_tools_registry(upstream)
-    # The gateway streams from Gemini whether its client streams or not: the calls, then text.
-    upstream.reply(
-        "POST",
-        f"{GOOGLE}:streamGenerateContent",
-        Reply.sse(SIGNED_SSE),
-        Reply.sse(fixture("gemini/stream.sse")),
-    )
+    signing_gemini(upstream)
     client = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=new_key(), max_retries=0)
     question: Any = {"role": "user", "content": "Weather and time in Paris?"}
 
@@ -134,14 +139,7 @@ def test_an_openai_client_hands_the_signature_back_inside_the_call_id(
 def test_a_gemini_client_gets_the_signature_beside_the_call_and_sends_it_back(
     live_server_url: str, upstream: UpstreamServer
 ) -> None:
-    gemini_tools_registry(upstream)
-    # The gateway streams from Gemini whether its client streams or not: the calls, then text.
-    upstream.reply(
-        "POST",
-        f"{GOOGLE}:streamGenerateContent",
-        Reply.sse(SIGNED_SSE),
-        Reply.sse(fixture("gemini/stream.sse")),
-    )
+    signing_gemini(upstream)
     gemini = genai.Client(
         vertexai=False,
         api_key=new_key(),
