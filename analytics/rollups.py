@@ -4,7 +4,7 @@ advances a watermark so reports know where raw rows begin."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -126,6 +126,15 @@ def _rebuild_days(first: date, last: date) -> int:
     return written
 
 
+def _month_spans(first: date, last: date) -> Iterator[tuple[date, date]]:
+    """`first` to `last` cut at month ends: each span's first and last day."""
+    day = first
+    while day <= last:
+        through = min(month_after(day) - timedelta(days=1), last)
+        yield day, through
+        day = through + timedelta(days=1)
+
+
 def rollup_rebuild_day(*, day: date) -> int:
     """Recompute one day's rollup rows from the raw log; returns how many rollup rows it wrote."""
     return _rebuild_days(day, day)
@@ -137,13 +146,10 @@ def rollup_rebuild_range(
     """Rebuild a calendar month (or the part of it in range) per transaction, one set-based
     statement per table; `progress` gets the number of days done."""
     written = 0
-    day = first
-    while day <= last:
-        through = min(month_after(day) - timedelta(days=1), last)
+    for day, through in _month_spans(first, last):
         written += _rebuild_days(day, through)
         if progress is not None:
             progress((through - first).days + 1)
-        day = through + timedelta(days=1)
     return written
 
 
@@ -165,12 +171,9 @@ def rollup_advance(*, now: datetime) -> date | None:
     # A calendar month (or the part of it left) at a time, each in one transaction of set-based
     # statements: a first run over a year of rows, or a run after days away, is a dozen
     # rebuilds, not one per day. The watermark follows each month, so a run cut short resumes.
-    day = first
-    while day <= yesterday:
-        through = min(month_after(day) - timedelta(days=1), yesterday)
+    for day, through in _month_spans(first, yesterday):
         _rebuild_days(day, through)
         RollupState.objects.filter(pk=1).update(rolled_through=through)
-        day = through + timedelta(days=1)
     return yesterday
 
 
