@@ -740,21 +740,22 @@ def run_one(workers: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
     return result
 
 
-def redis_commands() -> dict[str, int]:
+def bench_redis() -> Any:
+    """A client of the Redis the web process uses (REDIS_URL)."""
     import redis
     from django.conf import settings
 
     assert settings.REDIS_URL
-    stats = redis.Redis.from_url(settings.REDIS_URL).info("commandstats")
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def redis_commands() -> dict[str, int]:
+    stats = bench_redis().info("commandstats")
     return {f"redis {name.removeprefix('cmdstat_')}": int(v["calls"]) for name, v in stats.items()}
 
 
 def redis_clear() -> None:
-    import redis
-    from django.conf import settings
-
-    assert settings.REDIS_URL
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = bench_redis()
     for key in client.scan_iter(f"*{KEY_PREFIX}*", count=1000):
         client.delete(key)
 
